@@ -1,0 +1,89 @@
+"""session-persistence: durable, async session persistence for agent and processor pipelines.
+
+Quick start::
+
+    from session_persistence import InMemorySessionStore, SessionObject
+
+    async with InMemorySessionStore() as store:
+        session = await store.create_session(SessionObject("my-processor", ULID(), ULID()))
+"""
+
+from ._version import __version__
+from .config import SessionStoreConfig
+from .errors import (
+    BackupError,
+    ConfigurationError,
+    InvalidInputError,
+    InvalidSessionIdError,
+    InvalidUpdateError,
+    SerializationError,
+    SessionConflictError,
+    SessionExistsError,
+    SessionLimitError,
+    SessionNotFoundError,
+    SessionStoreError,
+    SessionTooLargeError,
+    StoreClosedError,
+    StoreCorruptionError,
+    StoreIOError,
+    StoreLockTimeoutError,
+    TransactionError,
+)
+from .models import (
+    UNSET,
+    HealthStatus,
+    Interaction,
+    InteractionMessage,
+    OptimizeResult,
+    PersistedSession,
+    SessionFilter,
+    SessionHeader,
+    SessionObject,
+    SessionQueryOptions,
+    SessionUpdate,
+    StoreStats,
+)
+from .serialization import Codec, register_dataclass, register_enum, register_type
+from .stores import InMemorySessionStore, SessionStore
+from .transactions import Transaction
+
+__all__ = [
+    "UNSET",
+    "BackupError",
+    "Codec",
+    "ConfigurationError",
+    "HealthStatus",
+    "InMemorySessionStore",
+    "Interaction",
+    "InteractionMessage",
+    "InvalidInputError",
+    "InvalidSessionIdError",
+    "InvalidUpdateError",
+    "OptimizeResult",
+    "PersistedSession",
+    "SerializationError",
+    "SessionConflictError",
+    "SessionExistsError",
+    "SessionFilter",
+    "SessionHeader",
+    "SessionLimitError",
+    "SessionNotFoundError",
+    "SessionObject",
+    "SessionQueryOptions",
+    "SessionStore",
+    "SessionStoreConfig",
+    "SessionStoreError",
+    "SessionTooLargeError",
+    "SessionUpdate",
+    "StoreClosedError",
+    "StoreCorruptionError",
+    "StoreIOError",
+    "StoreLockTimeoutError",
+    "StoreStats",
+    "Transaction",
+    "TransactionError",
+    "__version__",
+    "register_dataclass",
+    "register_enum",
+    "register_type",
+]

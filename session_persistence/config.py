@@ -1,0 +1,116 @@
+"""Store configuration: :class:`SessionStoreConfig`.
+
+Durations accept seconds (``float``) or :class:`~datetime.timedelta`. Invalid values raise
+:class:`~session_persistence.errors.ConfigurationError` naming the option, at construction.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TypeAlias
+
+from .errors import ConfigurationError
+
+__all__ = ["Clock", "Duration", "SessionStoreConfig", "utc_now"]
+
+#: A duration: seconds, or a timedelta.
+Duration: TypeAlias = float | timedelta
+
+#: A function returning the current time as a timezone-aware UTC datetime.
+Clock: TypeAlias = Callable[[], datetime]
+
+DEFAULT_MAX_SESSION_BYTES = 16 * 1024 * 1024
+
+
+def utc_now() -> datetime:
+    """Return the current time, timezone-aware, in UTC (the default clock)."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionStoreConfig:
+    """Options every store understands.
+
+    Attributes:
+        default_session_ttl: Lifetime of a session created without ``expires_at``
+            (default one hour); ``None`` means sessions never expire by default.
+        idle_timeout: A session neither read nor written for this long counts as expired
+            (``None``, the default, disables idle expiry).
+        max_sessions: The most sessions the store holds; creating one more first removes
+            expired sessions, then raises ``SessionLimitError``. ``None``: no limit.
+        max_session_bytes: The largest encoded session accepted (default 16 MiB).
+        auto_cleanup_enabled: Delete expired sessions in the background.
+        cleanup_interval: How often the background cleanup runs (default 60 s).
+        health_error_window: How far back ``health_check`` looks for storage errors
+            (default 60 s); older errors no longer count.
+        health_error_threshold: Errors within the window that make the store unhealthy.
+        clock: Where the store reads the time (tests pass a fake clock).
+    """
+
+    default_session_ttl: Duration | None = 3600.0
+    idle_timeout: Duration | None = None
+    max_sessions: int | None = None
+    max_session_bytes: int = DEFAULT_MAX_SESSION_BYTES
+    auto_cleanup_enabled: bool = False
+    cleanup_interval: Duration = 60.0
+    health_error_window: Duration = 60.0
+    health_error_threshold: int = 1
+    clock: Clock = utc_now
+
+    def __post_init__(self) -> None:
+        _duration("default_session_ttl", self.default_session_ttl, optional=True, positive=True)
+        _duration("idle_timeout", self.idle_timeout, optional=True, positive=True)
+        _duration("cleanup_interval", self.cleanup_interval, positive=True)
+        _duration("health_error_window", self.health_error_window, positive=True)
+        _positive_int("max_sessions", self.max_sessions, optional=True)
+        _positive_int("max_session_bytes", self.max_session_bytes)
+        _positive_int("health_error_threshold", self.health_error_threshold)
+        if not isinstance(self.auto_cleanup_enabled, bool):
+            raise ConfigurationError("auto_cleanup_enabled", "must be True or False")
+        if not callable(self.clock):
+            raise ConfigurationError("clock", "must be a callable returning an aware datetime")
+
+    def ttl(self) -> timedelta | None:
+        """``default_session_ttl`` as a timedelta (``None``: never expires)."""
+        return to_timedelta(self.default_session_ttl)
+
+    def idle(self) -> timedelta | None:
+        """``idle_timeout`` as a timedelta (``None``: disabled)."""
+        return to_timedelta(self.idle_timeout)
+
+
+def to_timedelta(value: Duration | None) -> timedelta | None:
+    """Return a duration as a timedelta (``None`` stays ``None``)."""
+    if value is None or isinstance(value, timedelta):
+        return value
+    return timedelta(seconds=value)
+
+
+def seconds(value: Duration) -> float:
+    """Return a duration in seconds."""
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+def _duration(name: str, value: object, *, optional: bool = False, positive: bool) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, timedelta):
+        total = value.total_seconds()
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        total = float(value)
+    else:
+        raise ConfigurationError(name, f"must be seconds or a timedelta, got {value!r}")
+    if not math.isfinite(total):
+        raise ConfigurationError(name, f"must be finite, got {value!r}")
+    if positive and total <= 0:
+        raise ConfigurationError(name, f"must be greater than zero, got {value!r}")
+
+
+def _positive_int(name: str, value: object, *, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigurationError(name, f"must be an integer >= 1, got {value!r}")

@@ -1,0 +1,853 @@
+"""``SessionStore``: the narrow core each backend implements, and the wide API built on it.
+
+A backend implements six primitives, documented on the abstract methods below:
+
+* ``_open()`` / ``_close()`` — acquire and release resources;
+* ``_load(id)`` — point read of a whole session (a copy the caller owns);
+* ``_get_header(id)`` — point read of a session's header (no interactions);
+* ``_scan()`` — every stored session's header, from an index (never by parsing sessions);
+* ``_apply(ops)`` — one atomic, version-checked write of a batch of operations.
+
+Everything else — CRUD, appends, filtering, search, sorting, pagination, expiry rules, limits,
+id validation, transactions (ambient, savepoints, optimistic validation), events, stats, health
+and optimize — is written here once, so every backend behaves the same and passes the same
+conformance suite (:mod:`session_persistence.testing`).
+
+Every write is a transaction: a plain ``update_session`` runs in a short implicit one that reads
+the current version, stages the change and commits it with that version as the expectation.
+When the caller gave no ``expected_version`` and another writer got in between, the write is
+retried on the fresh state (so ``merge_metadata`` or appends never lose a concurrent change);
+when the caller did give one, the conflict is raised.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import collections
+import dataclasses
+import logging
+import random
+import time
+import warnings
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any, ClassVar, Self, TypeVar
+
+from .._ids import validate_session_id
+from ..config import SessionStoreConfig, seconds
+from ..errors import (
+    ConfigurationError,
+    InvalidInputError,
+    SessionConflictError,
+    SessionLimitError,
+    SessionTooLargeError,
+    StoreClosedError,
+    StoreCorruptionError,
+    StoreIOError,
+)
+from ..events import EventBus, EventName, Listener, Unsubscribe
+from ..models import (
+    UNSET,
+    HealthStatus,
+    Interaction,
+    OptimizeResult,
+    PersistedSession,
+    SessionFilter,
+    SessionHeader,
+    SessionObject,
+    SessionQueryOptions,
+    SessionUpdate,
+    StoreStats,
+    Unset,
+)
+from ..ops import DeleteOp, WriteOp
+from ..query import is_expired, matches_filter, matches_search, sort_and_page
+from ..query import search_interactions as search_interactions_of
+from ..serialization import Codec, default_codec
+from ..transactions import Transaction, TransactionContext, _Entry, ambient_transaction
+
+__all__ = ["SessionStore"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_MAX_WRITE_ATTEMPTS = 50
+_CLEANUP_BATCH = 500
+
+
+class SessionStore(abc.ABC):
+    """The store contract: the whole public API, over a narrow abstract core.
+
+    Stores are async context managers: ``async with store:`` initializes and shuts down.
+    Every I/O method is ``async``. Returned sessions are the caller's own copies.
+
+    Args:
+        config: Options (TTL, limits, cleanup, clock); may also be given to :meth:`initialize`.
+        codec: The serialization codec (defaults to the process-wide one, where
+            ``register_*`` adds user types).
+    """
+
+    #: Name of the backend, reported by stats.
+    store_type: ClassVar[str] = "custom"
+
+    def __init__(
+        self, config: SessionStoreConfig | None = None, *, codec: Codec | None = None
+    ) -> None:
+        if config is not None and not isinstance(config, SessionStoreConfig):
+            raise ConfigurationError("config", "must be a SessionStoreConfig")
+        self._config = config or SessionStoreConfig()
+        self._codec = codec or default_codec
+        self._events = EventBus()
+        self._is_open = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._reported_expired: dict[str, int] = {}
+        self._errors: collections.deque[tuple[datetime, str]] = collections.deque(maxlen=1000)
+        self._conflicts = 0
+        self._resolve_config()
+
+    def _resolve_config(self) -> None:
+        self._ttl: timedelta | None = self._config.ttl()
+        self._idle: timedelta | None = self._config.idle()
+        self._now: Callable[[], datetime] = self._config.clock
+
+    @property
+    def config(self) -> SessionStoreConfig:
+        """The store's configuration."""
+        return self._config
+
+    @property
+    def codec(self) -> Codec:
+        """The codec this store serializes with."""
+        return self._codec
+
+    # == the narrow core: what a backend implements ==============================================
+
+    @abc.abstractmethod
+    async def _open(self) -> None:
+        """Acquire resources and recover state; called once by :meth:`initialize`."""
+
+    @abc.abstractmethod
+    async def _close(self) -> None:
+        """Flush and release resources; called once by :meth:`shutdown`. Never deletes data."""
+
+    @abc.abstractmethod
+    async def _load(self, session_id: str) -> PersistedSession | None:
+        """Return the stored session (expired or not) or ``None``.
+
+        The result must be the caller's own object: the base may hand it to users, who may
+        mutate it, so it must share no mutable state with what the backend keeps.
+        """
+
+    @abc.abstractmethod
+    async def _get_header(self, session_id: str) -> SessionHeader | None:
+        """Return the latest committed header of a session (expired or not) or ``None``."""
+
+    @abc.abstractmethod
+    async def _scan(self) -> Sequence[SessionHeader]:
+        """Return the headers of every stored session (expired ones too).
+
+        Must be answered from an index, not by reading every session, and be a snapshot: later
+        writes must not change the returned sequence.
+        """
+
+    @abc.abstractmethod
+    async def _apply(self, ops: Sequence[WriteOp], *, max_sessions: int | None) -> None:
+        """Apply a batch atomically: all of it, durably, or none of it.
+
+        Every op's ``expected`` version is checked against the latest committed state inside
+        the same atomic step (across processes, for a store that several may open); on a
+        mismatch raise ``SessionConflictError`` and apply nothing
+        (:func:`session_persistence.ops.check_versions` helps). If ``max_sessions`` is set and
+        the batch would leave more sessions than that, raise ``SessionLimitError`` and apply
+        nothing. Storage failures raise ``OSError`` or ``StoreIOError``; nothing may be
+        acknowledged that is not durable by the backend's stated guarantee.
+        """
+
+    def _touch(self, session_id: str, when: datetime) -> None:  # noqa: B027 - optional hook
+        """Record a read at ``when`` in ``last_accessed_at`` (best effort, no durable write).
+
+        The default does nothing; backends that support ``idle_timeout`` override it.
+        """
+
+    async def _session_count(self) -> int:
+        """Return how many sessions are stored (expired ones too)."""
+        return len(await self._scan())
+
+    async def _backend_stats(self) -> dict[str, Any]:
+        """Return backend-specific figures for :meth:`get_stats`."""
+        return {}
+
+    async def _probe(self) -> list[str]:
+        """Run the backend's health probes; return one sentence per problem found."""
+        return []
+
+    async def _optimize_backend(self) -> list[str]:
+        """Do backend maintenance; return one line per operation performed."""
+        return []
+
+    # == lifecycle ===============================================================================
+
+    @property
+    def is_initialized(self) -> bool:
+        """True between :meth:`initialize` and :meth:`shutdown`."""
+        return self._is_open
+
+    async def initialize(self, config: SessionStoreConfig | None = None) -> None:
+        """Open the store (recovering any state it keeps) and start its background tasks.
+
+        Args:
+            config: Replaces the configuration given to the constructor.
+
+        Raises:
+            ConfigurationError: ``config`` is invalid, or the store is already open with a
+                different configuration.
+            StoreIOError: The storage could not be opened.
+        """
+        if self._is_open:
+            if config is not None and config != self._config:
+                raise ConfigurationError(
+                    "config", "the store is already open; shut it down to change its config"
+                )
+            return
+        if config is not None:
+            if not isinstance(config, SessionStoreConfig):
+                raise ConfigurationError("config", "must be a SessionStoreConfig")
+            self._config = config
+            self._resolve_config()
+        try:
+            await self._open()
+        except OSError as exc:
+            raise StoreIOError(f"cannot open the store: {exc}") from exc
+        self._is_open = True
+        if self._config.auto_cleanup_enabled:
+            self._spawn(self._cleanup_loop, "cleanup")
+
+    async def shutdown(self) -> None:
+        """Stop background tasks, flush, and close. Never deletes data. Idempotent."""
+        if not self._is_open:
+            return
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        try:
+            await self._close()
+        finally:
+            self._is_open = False
+
+    async def __aenter__(self) -> Self:
+        await self.initialize()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.shutdown()
+
+    def __del__(self) -> None:
+        if getattr(self, "_is_open", False):
+            warnings.warn(
+                f"{type(self).__name__} was not shut down; call 'await store.shutdown()' "
+                "or use 'async with store:'",
+                ResourceWarning,
+                stacklevel=2,
+                source=self,
+            )
+
+    def _ensure_open(self) -> None:
+        if not self._is_open:
+            raise StoreClosedError()
+
+    def _spawn(self, body: Callable[[], Coroutine[Any, Any, None]], name: str) -> None:
+        """Run ``body`` in a background task that :meth:`shutdown` cancels."""
+        task = asyncio.get_running_loop().create_task(body(), name=f"{type(self).__name__}.{name}")
+        self._tasks.append(task)
+
+    async def _cleanup_loop(self) -> None:
+        interval = seconds(self._config.cleanup_interval)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                removed = await self.cleanup_expired_sessions()
+            except Exception as exc:  # keep the timer alive; the error is counted and logged
+                self._record_error(exc)
+                logger.exception("background cleanup failed; retrying in %.1fs", interval)
+            else:
+                if removed:
+                    logger.debug("background cleanup removed %d expired sessions", removed)
+
+    # == guarded access to the core ==============================================================
+
+    def _record_error(self, error: BaseException) -> None:
+        self._errors.append((self._now(), f"{type(error).__name__}: {error}"))
+
+    async def _read_header(self, session_id: str) -> SessionHeader | None:
+        try:
+            return await self._get_header(session_id)
+        except (StoreIOError, StoreCorruptionError) as exc:
+            self._record_error(exc)
+            raise
+        except OSError as exc:
+            self._record_error(exc)
+            raise StoreIOError(f"reading session {session_id} failed: {exc}") from exc
+
+    async def _read_session(self, session_id: str) -> PersistedSession | None:
+        try:
+            return await self._load(session_id)
+        except (StoreIOError, StoreCorruptionError) as exc:
+            self._record_error(exc)
+            raise
+        except OSError as exc:
+            self._record_error(exc)
+            raise StoreIOError(f"reading session {session_id} failed: {exc}") from exc
+
+    async def _apply_batch(self, ops: Sequence[WriteOp]) -> None:
+        try:
+            await self._apply(ops, max_sessions=self._config.max_sessions)
+        except SessionConflictError:
+            self._conflicts += 1
+            raise
+        except (StoreIOError, StoreCorruptionError) as exc:
+            self._record_error(exc)
+            raise
+        except OSError as exc:
+            self._record_error(exc)
+            raise StoreIOError(f"writing to the store failed: {exc}; nothing was applied") from exc
+
+    async def _write(
+        self, stage: Callable[[Transaction], Awaitable[T]], *, retry: bool = True
+    ) -> T:
+        """Run ``stage`` in the ambient transaction, or in implicit ones until it commits."""
+        self._ensure_open()
+        tx = ambient_transaction()
+        if tx is not None and tx.store is self:
+            return await stage(tx)
+        attempt = 0
+        while True:
+            tx = Transaction(self, implicit=True)
+            try:
+                result = await stage(tx)
+                await tx.commit()
+            except SessionConflictError:
+                attempt += 1
+                if not retry or attempt >= _MAX_WRITE_ATTEMPTS:
+                    raise
+                # Randomized backoff keeps many contending writers from retrying in lockstep.
+                await asyncio.sleep(random.uniform(0, min(0.0005 * 2**attempt, 0.02)))
+            else:
+                return result
+
+    def _joined(self) -> Transaction | None:
+        tx = ambient_transaction()
+        return tx if tx is not None and tx.store is self else None
+
+    def _check_size(self, session_id: str | None, size: int) -> None:
+        if size > self._config.max_session_bytes:
+            raise SessionTooLargeError(session_id, size, self._config.max_session_bytes)
+
+    async def _ensure_capacity(self, pending_creates: int) -> None:
+        limit = self._config.max_sessions
+        if limit is None:
+            return
+        if await self._session_count() + pending_creates <= limit:
+            return
+        await self._remove_expired()
+        if await self._session_count() + pending_creates > limit:
+            raise SessionLimitError(limit)
+
+    def _expired(self, header: SessionHeader | PersistedSession, now: datetime) -> bool:
+        return is_expired(header, now, self._idle)
+
+    # == CRUD ====================================================================================
+
+    async def create_session(
+        self,
+        session_object: SessionObject,
+        *,
+        expires_at: datetime | Unset | None = UNSET,
+        metadata: Mapping[str, Any] | None = None,
+        tags: Sequence[str] | None = None,
+    ) -> PersistedSession:
+        """Store a new session and return it (``version`` 1, a new monotonic ULID id).
+
+        Args:
+            session_object: The processor's ids and interactions (copied).
+            expires_at: When it expires; ``None`` for never; left out, ``default_session_ttl``
+                from now.
+            metadata: Free-form data (copied).
+            tags: Labels.
+
+        Raises:
+            InvalidInputError: A malformed argument.
+            SerializationError: A value cannot be serialized (``.path`` says where).
+            SessionTooLargeError: Over ``max_session_bytes``.
+            SessionLimitError: The store is full even after removing expired sessions.
+        """
+        return await self._write(
+            lambda tx: tx.create_session(
+                session_object, expires_at=expires_at, metadata=metadata, tags=tags
+            )
+        )
+
+    async def get_session(self, session_id: str) -> PersistedSession | None:
+        """Return the session, or ``None`` if it does not exist or has expired.
+
+        Refreshes ``last_accessed_at`` (without changing ``version``).
+
+        Raises:
+            InvalidSessionIdError: ``session_id`` is not a valid id.
+        """
+        self._ensure_open()
+        tx = self._joined()
+        if tx is not None:
+            return await tx.get_session(session_id)
+        session = await self._read_session(validate_session_id(session_id))
+        now = self._now()
+        if session is None or self._expired(session, now):
+            return None
+        self._touch(session_id, now)
+        return dataclasses.replace(session, last_accessed_at=now)
+
+    async def has_session(self, session_id: str) -> bool:
+        """Return whether the session exists and has not expired."""
+        self._ensure_open()
+        tx = self._joined()
+        if tx is not None:
+            return await tx.has_session(session_id)
+        header = await self._read_header(validate_session_id(session_id))
+        return header is not None and not self._expired(header, self._now())
+
+    async def update_session(
+        self,
+        session_id: str,
+        updates: SessionUpdate | Mapping[str, Any],
+        *,
+        expected_version: int | None = None,
+    ) -> PersistedSession:
+        """Change a session's ``interactions``, ``metadata``, ``tags`` or ``expires_at``.
+
+        Args:
+            session_id: The session.
+            updates: A :class:`SessionUpdate` or a dict with only those keys (plus
+                ``merge_metadata=True`` to merge metadata instead of replacing it).
+            expected_version: If given, the update applies only if the stored version is
+                this one, atomically (across processes too).
+
+        Returns:
+            The updated session (``version`` + 1).
+
+        Raises:
+            InvalidUpdateError: Another key (``session_id``, ``version``, ...) or a bad value.
+            SessionNotFoundError: No such session, or it has expired.
+            SessionConflictError: ``expected_version`` differs from the stored version.
+            SerializationError, SessionTooLargeError: As for :meth:`create_session`.
+        """
+        return await self._write(
+            lambda tx: tx.update_session(session_id, updates, expected_version=expected_version),
+            retry=expected_version is None,
+        )
+
+    async def append_interactions(
+        self, session_id: str, *interactions: Interaction, expected_version: int | None = None
+    ) -> SessionHeader:
+        """Append interactions without rewriting the session's history.
+
+        The cost does not grow with the number of interactions already stored (on backends
+        that support it; see each store's docs).
+
+        Returns:
+            The session's new header (``version``, ``interaction_count``, timestamps).
+
+        Raises:
+            SessionNotFoundError: No such session, or it has expired.
+            SessionConflictError: ``expected_version`` differs from the stored version.
+            SerializationError, SessionTooLargeError: As for :meth:`create_session`.
+        """
+        return await self._write(
+            lambda tx: tx.append_interactions(
+                session_id, *interactions, expected_version=expected_version
+            ),
+            retry=expected_version is None,
+        )
+
+    async def delete_session(self, session_id: str) -> bool:
+        """Delete a session (expired or not). Return whether it existed.
+
+        Raises:
+            InvalidSessionIdError: ``session_id`` is not a valid id.
+            StoreIOError: The storage failed (never reported as ``False``).
+        """
+        return await self._write(lambda tx: tx.delete_session(session_id))
+
+    # == queries =================================================================================
+
+    async def _matching(self, flt: SessionFilter) -> list[SessionHeader]:
+        """Headers of the sessions ``flt`` selects, as the current transaction sees them."""
+        self._ensure_open()
+        headers: Sequence[SessionHeader] = await self._scan()
+        tx = self._joined()
+        if tx is not None:
+            headers = _overlay(headers, tx._state.entries)
+        now = self._now()
+        include_expired = flt.include_expired
+        return [
+            h
+            for h in headers
+            if (include_expired or not self._expired(h, now)) and matches_filter(h, flt)
+        ]
+
+    async def _sessions_for(self, headers: Sequence[SessionHeader]) -> list[PersistedSession]:
+        tx = self._joined()
+        sessions: list[PersistedSession] = []
+        for header in headers:
+            if tx is not None:
+                session = await tx.get_session(header.session_id)
+            else:
+                session = await self._read_session(header.session_id)
+            if session is not None:  # deleted since the scan: leave it out
+                sessions.append(session)
+        return sessions
+
+    async def list_sessions(
+        self, filter: SessionFilter | None = None, options: SessionQueryOptions | None = None
+    ) -> list[PersistedSession]:
+        """Return the sessions ``filter`` selects, sorted, then paginated by ``options``.
+
+        Expired sessions are left out unless ``filter.include_expired``.
+        """
+        headers = await self._matching(filter or SessionFilter())
+        page = sort_and_page(headers, options or SessionQueryOptions())
+        return await self._sessions_for(page)
+
+    async def count_sessions(self, filter: SessionFilter | None = None) -> int:
+        """Return how many sessions ``filter`` selects (expired ones only if it says so)."""
+        return len(await self._matching(filter or SessionFilter()))
+
+    async def search_sessions(
+        self,
+        query: str,
+        options: SessionQueryOptions | None = None,
+        *,
+        search_interactions: bool = False,
+        include_expired: bool = False,
+    ) -> list[PersistedSession]:
+        """Case-insensitive search over ids, tags and metadata values (nested too).
+
+        Args:
+            query: The text to find.
+            options: Sorting and pagination of the results.
+            search_interactions: Also search the interactions' events, senders and recipients
+                (reads every candidate session).
+            include_expired: Also search expired sessions.
+
+        Raises:
+            InvalidInputError: ``query`` is not a non-empty string.
+        """
+        if not isinstance(query, str) or not query:
+            raise InvalidInputError("the search query must be a non-empty string")
+        needle = query.lower()
+        headers = await self._matching(SessionFilter(include_expired=include_expired))
+        found = [h for h in headers if matches_search(h, needle)]
+        if search_interactions:
+            seen = {h.session_id for h in found}
+            rest = {h.session_id: h for h in headers if h.session_id not in seen}
+            for session in await self._sessions_for(list(rest.values())):
+                if search_interactions_of(session.interactions, needle):
+                    found.append(rest[session.session_id])
+        return await self._sessions_for(sort_and_page(found, options or SessionQueryOptions()))
+
+    async def iter_sessions(
+        self, filter: SessionFilter | None = None
+    ) -> AsyncIterator[PersistedSession]:
+        """Yield the selected sessions one at a time, oldest first (memory stays flat)."""
+        headers = await self._matching(filter or SessionFilter())
+        for header in sort_and_page(headers, SessionQueryOptions()):
+            for session in await self._sessions_for([header]):
+                yield session
+
+    async def get_sessions_by_processor(self, processor_id: str) -> list[PersistedSession]:
+        """Return the live sessions of one processor, oldest first."""
+        return await self.list_sessions(SessionFilter(processor_id=processor_id))
+
+    async def get_active_sessions(self) -> list[PersistedSession]:
+        """Return every session that has not expired, oldest first."""
+        return await self.list_sessions()
+
+    async def get_expired_sessions(self) -> list[PersistedSession]:
+        """Return every expired session not yet cleaned up, oldest first."""
+        now = self._now()
+        headers = await self._matching(SessionFilter(include_expired=True))
+        expired = [h for h in headers if self._expired(h, now)]
+        return await self._sessions_for(sort_and_page(expired, SessionQueryOptions()))
+
+    # == expiry ==================================================================================
+
+    async def set_session_expiration(
+        self, session_id: str, expires_at: datetime | None
+    ) -> PersistedSession:
+        """Set when a session expires (``None``: never). Revives an expired session.
+
+        Raises:
+            SessionNotFoundError: No such session (already cleaned up).
+        """
+        return await self._write(lambda tx: tx.set_session_expiration(session_id, expires_at))
+
+    async def extend_session_expiration(
+        self, session_id: str, by: float | timedelta
+    ) -> PersistedSession:
+        """Push expiry back: ``expires_at = max(expires_at, now) + by``. Revives if expired.
+
+        A session that never expires is returned unchanged.
+        """
+        return await self._write(lambda tx: tx.extend_session_expiration(session_id, by))
+
+    async def refresh_session(self, session_id: str) -> PersistedSession:
+        """Mark a live session as updated now and restart its default TTL (if it expires).
+
+        Raises:
+            SessionNotFoundError: No such session, or it has expired (use
+                :meth:`extend_session_expiration` to revive one).
+        """
+        return await self._write(lambda tx: tx.refresh_session(session_id))
+
+    async def expire_sessions(self) -> list[str]:
+        """Report sessions that have expired since the last call; fire ``session_expired``.
+
+        Each expiry is reported once per store instance (a revived session that expires again
+        is reported again). Expired sessions stay stored until :meth:`cleanup_expired_sessions`.
+
+        Returns:
+            The ids newly found expired.
+        """
+        self._ensure_open()
+        now = self._now()
+        headers = await self._scan()
+        stored = {h.session_id for h in headers}
+        for session_id in [s for s in self._reported_expired if s not in stored]:
+            del self._reported_expired[session_id]
+        fresh = [
+            h
+            for h in headers
+            if self._expired(h, now) and self._reported_expired.get(h.session_id) != h.version
+        ]
+        for header in fresh:  # mark all before awaiting, so concurrent calls report once
+            self._reported_expired[header.session_id] = header.version
+        if self._events.has_listeners("session_expired"):
+            for session in await self._sessions_for(fresh):
+                await self._events.emit("session_expired", session)
+        return [h.session_id for h in fresh]
+
+    async def cleanup_expired_sessions(self) -> int:
+        """Delete every expired session and return how many were deleted.
+
+        Fires ``session_expired`` for those not yet reported, then ``session_deleted``.
+        """
+        self._ensure_open()
+        await self.expire_sessions()
+        return len(await self._remove_expired())
+
+    async def _remove_expired(self) -> list[str]:
+        """Delete expired sessions in atomic batches; skip any revived meanwhile."""
+        now = self._now()
+        expired = [h for h in await self._scan() if self._expired(h, now)]
+        removed: list[str] = []
+        for start in range(0, len(expired), _CLEANUP_BATCH):
+            chunk = expired[start : start + _CLEANUP_BATCH]
+            try:
+                await self._apply_batch([DeleteOp(h.session_id, h.version) for h in chunk])
+                removed.extend(h.session_id for h in chunk)
+            except SessionConflictError:
+                # Someone changed one of them (perhaps revived it): go one by one.
+                for header in chunk:
+                    try:
+                        await self._apply_batch([DeleteOp(header.session_id, header.version)])
+                        removed.append(header.session_id)
+                    except SessionConflictError:
+                        continue
+        for session_id in removed:
+            self._reported_expired.pop(session_id, None)
+            await self._events.emit("session_deleted", session_id)
+        return removed
+
+    # == transactions ============================================================================
+
+    def transaction(self) -> TransactionContext:
+        """Open a transaction: ``async with store.transaction() as tx: ...``.
+
+        Store calls made inside the block (in this task, or tasks it starts there) join the
+        transaction. It commits when the block exits normally and rolls back on an exception.
+        Nested, it is a savepoint.
+        """
+        self._ensure_open()
+        return TransactionContext(self)
+
+    async def begin_transaction(self) -> Transaction:
+        """Start an explicit transaction: use its methods, then ``commit()`` or ``rollback()``.
+
+        Unlike :meth:`transaction`, it does not capture calls made on the store itself.
+        """
+        self._ensure_open()
+        return Transaction(self)
+
+    async def with_transaction(self, operation: Callable[[Transaction], Awaitable[T]]) -> T:
+        """Run ``operation(tx)`` in a transaction and return its result.
+
+        Store calls inside ``operation`` join the transaction; it commits if ``operation``
+        returns and rolls back if it raises.
+        """
+        async with self.transaction() as tx:
+            return await operation(tx)
+
+    async def _prepare_events(
+        self, tx: Transaction, entries: dict[str, _Entry]
+    ) -> Callable[[], Awaitable[None]]:
+        """Work out, before commit, the events a transaction's net effect will fire."""
+        bus = self._events
+        calls: list[tuple[EventName, tuple[Any, ...]]] = []
+        want_updates = bus.has_listeners("session_updated")
+        for session_id, entry in entries.items():
+            if not entry.dirty:
+                continue
+            if entry.expected is None and entry.header is not None:
+                calls.append(("session_created", (entry.session,)))
+            elif entry.expected is not None and entry.header is None:
+                calls.append(("session_deleted", (session_id,)))
+            elif entry.expected is not None and want_updates:
+                new = await tx._current(session_id, entry)
+                old = await tx._base(session_id, entry)
+                calls.append(("session_updated", (new, old)))
+
+        async def fire() -> None:
+            for event, args in calls:
+                await bus.emit(event, *args)
+
+        return fire
+
+    def _after_commit(self, entries: dict[str, _Entry]) -> None:
+        for session_id, entry in entries.items():
+            if entry.dirty and entry.header is None:
+                self._reported_expired.pop(session_id, None)
+
+    async def _changed_sessions(self, expected: dict[str, int | None]) -> list[str]:
+        changed = []
+        for session_id, version in expected.items():
+            header = await self._read_header(session_id)
+            if (None if header is None else header.version) != version:
+                changed.append(session_id)
+        return changed
+
+    # == events ==================================================================================
+
+    def on_session_created(self, callback: Listener) -> Unsubscribe:
+        """Call ``callback(session)`` after each committed create. Returns an unsubscriber."""
+        return self._events.subscribe("session_created", callback)
+
+    def on_session_updated(self, callback: Listener) -> Unsubscribe:
+        """Call ``callback(new, old)`` after each committed update (net, per transaction)."""
+        return self._events.subscribe("session_updated", callback)
+
+    def on_session_deleted(self, callback: Listener) -> Unsubscribe:
+        """Call ``callback(session_id)`` after each committed delete (cleanup included)."""
+        return self._events.subscribe("session_deleted", callback)
+
+    def on_session_expired(self, callback: Listener) -> Unsubscribe:
+        """Call ``callback(session)`` once when a session is found expired."""
+        return self._events.subscribe("session_expired", callback)
+
+    def on_backup_created(self, callback: Listener) -> Unsubscribe:
+        """Call ``callback(backup)`` after each backup is written."""
+        return self._events.subscribe("backup_created", callback)
+
+    # == monitoring ==============================================================================
+
+    async def get_stats(self) -> StoreStats:
+        """Return counts, sizes and backend figures, computed from the index."""
+        self._ensure_open()
+        headers = await self._scan()
+        now = self._now()
+        expired = sum(1 for h in headers if self._expired(h, now))
+        by_processor: dict[str, int] = {}
+        for header in headers:
+            by_processor[header.processor_id] = by_processor.get(header.processor_id, 0) + 1
+        created = [h.created_at for h in headers]
+        backend = {
+            "store_type": self.store_type,
+            "conflicts": self._conflicts,
+            "recent_errors": len(self._recent_errors(now)),
+            **await self._backend_stats(),
+        }
+        return StoreStats(
+            total_sessions=len(headers),
+            active_sessions=len(headers) - expired,
+            expired_sessions=expired,
+            sessions_by_processor=by_processor,
+            storage_size_bytes=sum(h.size_bytes for h in headers),
+            oldest_session=min(created, default=None),
+            newest_session=max(created, default=None),
+            backend=backend,
+        )
+
+    def _recent_errors(self, now: datetime) -> list[tuple[datetime, str]]:
+        since = now - timedelta(seconds=seconds(self._config.health_error_window))
+        return [error for error in self._errors if error[0] > since]
+
+    async def health_check(self) -> HealthStatus:
+        """Run real probes: the store is open, the backend's own checks, recent error rate.
+
+        Errors older than ``health_error_window`` no longer count, so one old failure does
+        not make the store unhealthy forever.
+        """
+        now = self._now()
+        issues: list[str] = []
+        details: dict[str, Any] = {"store_type": self.store_type}
+        if not self._is_open:
+            issues.append("the store is not initialized")
+        else:
+            try:
+                issues.extend(await self._probe())
+            except Exception as exc:
+                self._record_error(exc)
+                issues.append(f"health probe failed: {type(exc).__name__}: {exc}")
+        recent = self._recent_errors(now)
+        details["recent_errors"] = len(recent)
+        details["error_window_seconds"] = seconds(self._config.health_error_window)
+        if len(recent) >= self._config.health_error_threshold:
+            issues.append(
+                f"{len(recent)} storage error(s) in the last "
+                f"{details['error_window_seconds']:g}s; latest: {recent[-1][1]}"
+            )
+        return HealthStatus(healthy=not issues, issues=issues, last_check=now, details=details)
+
+    async def optimize(self) -> OptimizeResult:
+        """Remove expired sessions and run the backend's maintenance."""
+        self._ensure_open()
+        started = time.perf_counter()
+        removed = await self.cleanup_expired_sessions()
+        operations = [f"removed {removed} expired session(s)"]
+        operations.extend(await self._optimize_backend())
+        return OptimizeResult(
+            operations_performed=operations,
+            performance_impact={
+                "expired_removed": removed,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+            },
+        )
+
+    def __repr__(self) -> str:
+        state = "open" if self._is_open else "closed"
+        return f"<{type(self).__name__} {state}>"
+
+
+def _overlay(headers: Sequence[SessionHeader], entries: dict[str, _Entry]) -> list[SessionHeader]:
+    """Apply a transaction's staged headers over the committed ones."""
+    staged = {session_id: e.header for session_id, e in entries.items() if e.dirty}
+    out = []
+    for header in headers:
+        if header.session_id in staged:
+            replacement = staged.pop(header.session_id)
+            if replacement is not None:
+                out.append(replacement)
+        else:
+            out.append(header)
+    out.extend(header for header in staged.values() if header is not None)
+    return out
