@@ -1,0 +1,54 @@
+"""The public conformance suite: check that a store keeps the :class:`SessionStore` contract.
+
+Subclass :class:`StoreConformance` in a pytest module and implement ``make_store``::
+
+    from session_persistence.testing import StoreConformance
+
+    class TestMyStore(StoreConformance):
+        def make_store(self, config, path):
+            return MyStore(config=config, directory=path)
+
+Every test then runs against a fresh store in its own temporary directory, with a
+:class:`FakeClock` in ``config.clock`` (expiry is tested without sleeping). The capability
+classes (:class:`CrudConformance`, :class:`QueryConformance`, ...) can also be used one by one.
+Requires ``pytest``, ``pytest-asyncio`` and ``hypothesis`` (the ``testing`` extra).
+"""
+
+from ._base import FakeClock, StoreTestBase, interaction, session_object
+from ._crud import CrudConformance
+from ._events import EventConformance
+from ._expiry import ExpiryConformance
+from ._limits import LimitsConformance
+from ._monitoring import MonitoringConformance
+from ._query import QueryConformance
+from ._stateful import StatefulConformance
+from ._transactions import TransactionConformance
+
+__all__ = [
+    "CrudConformance",
+    "EventConformance",
+    "ExpiryConformance",
+    "FakeClock",
+    "LimitsConformance",
+    "MonitoringConformance",
+    "QueryConformance",
+    "StatefulConformance",
+    "StoreConformance",
+    "StoreTestBase",
+    "TransactionConformance",
+    "interaction",
+    "session_object",
+]
+
+
+class StoreConformance(
+    CrudConformance,
+    QueryConformance,
+    ExpiryConformance,
+    LimitsConformance,
+    TransactionConformance,
+    EventConformance,
+    MonitoringConformance,
+    StatefulConformance,
+):
+    """Every capability of the store contract; subclass it once per store."""
