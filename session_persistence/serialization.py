@@ -7,6 +7,7 @@ non-JSON parts are *tagged*: a one-key object whose key starts with ``$``::
     ULID                {"$ulid": "01HZX3N5J8Q6W2T4V7B9C1D3E5"}
     datetime            {"$datetime": "2026-11-21T09:30:00.123456+00:00"}      (naive: no offset)
       with a ZoneInfo   {"$datetime": ["2026-11-21T10:30:00+01:00", "Europe/Paris"]}
+      with fold=1       {"$datetime": ["2026-10-25T02:30:00+01:00", "Europe/Paris", 1]}
     date / time         {"$date": "2026-11-21"}  {"$time": "09:30:00"}
     timedelta           {"$timedelta": [days, seconds, microseconds]}
     set / frozenset     {"$set": [...]}  {"$frozenset": [...]}
@@ -431,22 +432,31 @@ def _ordered(items: set[Any] | frozenset[Any]) -> list[Any]:
 def _encode_datetime(value: datetime) -> Any:
     text = value.isoformat()
     zone = value.tzinfo
-    if isinstance(zone, ZoneInfo):
-        return {"$datetime": [text, zone.key]}
-    return {"$datetime": text}
+    key = zone.key if isinstance(zone, ZoneInfo) else None
+    if key is None and not value.fold:
+        return {"$datetime": text}
+    return {"$datetime": [text, key, 1] if value.fold else [text, key]}
 
 
 def _decode_datetime(inner: Any) -> datetime:
     if type(inner) is str:
         return datetime.fromisoformat(inner)
-    if type(inner) is list and len(inner) == 2 and all(type(part) is str for part in inner):
-        moment = datetime.fromisoformat(inner[0])
+    if (
+        type(inner) is not list
+        or len(inner) not in (2, 3)
+        or type(inner[0]) is not str
+        or (inner[1] is not None and type(inner[1]) is not str)
+        or inner[2:] not in ([], [1])
+    ):
+        raise TypeError("expected an ISO string or [ISO string, zone or null, fold]")
+    moment = datetime.fromisoformat(inner[0])
+    if inner[1] is not None:
         try:
             zone = ZoneInfo(inner[1])
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {inner[1]!r}") from exc
-        return moment.astimezone(zone)
-    raise TypeError("expected an ISO string or [ISO string, zone]")
+        moment = moment.astimezone(zone)
+    return moment.replace(fold=1) if len(inner) == 3 else moment
 
 
 def _decode_timedelta(inner: Any) -> timedelta:

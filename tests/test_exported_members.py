@@ -1,0 +1,59 @@
+"""The public API is exactly what __all__ says, sorted, and every name exists."""
+
+from __future__ import annotations
+
+import session_persistence
+import session_persistence.testing
+
+
+def test_all_is_pinned() -> None:
+    """The top-level exports change only on purpose."""
+    assert session_persistence.__all__ == [
+        "UNSET",
+        "BackupError",
+        "Codec",
+        "ConfigurationError",
+        "HealthStatus",
+        "InMemorySessionStore",
+        "Interaction",
+        "InteractionMessage",
+        "InvalidInputError",
+        "InvalidSessionIdError",
+        "InvalidUpdateError",
+        "OptimizeResult",
+        "PersistedSession",
+        "SerializationError",
+        "SessionConflictError",
+        "SessionExistsError",
+        "SessionFilter",
+        "SessionHeader",
+        "SessionLimitError",
+        "SessionNotFoundError",
+        "SessionObject",
+        "SessionQueryOptions",
+        "SessionStore",
+        "SessionStoreConfig",
+        "SessionStoreError",
+        "SessionTooLargeError",
+        "SessionUpdate",
+        "StoreClosedError",
+        "StoreCorruptionError",
+        "StoreIOError",
+        "StoreLockTimeoutError",
+        "StoreStats",
+        "Transaction",
+        "TransactionError",
+        "__version__",
+        "register_dataclass",
+        "register_enum",
+        "register_type",
+    ]
+
+
+def test_every_exported_name_exists_and_is_documented() -> None:
+    """Each exported object exists, and public classes and functions have docstrings."""
+    for module in (session_persistence, session_persistence.testing):
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if isinstance(obj, type) or callable(obj):
+                assert obj.__doc__, f"{module.__name__}.{name} has no docstring"
