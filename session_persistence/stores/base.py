@@ -168,7 +168,9 @@ class SessionStore(abc.ABC):
     def _touch(self, session_id: str, when: datetime) -> None:  # noqa: B027 - optional hook
         """Record a read at ``when`` in ``last_accessed_at`` (best effort, no durable write).
 
-        The default does nothing; backends that support ``idle_timeout`` override it.
+        Later ``_load``, ``_get_header`` and ``_scan`` results must show the recorded time, as
+        idle expiry is judged from them. The default does nothing: a backend that does not
+        override it does not support ``idle_timeout``.
         """
 
     async def _session_count(self) -> int:
