@@ -32,9 +32,10 @@ How a transaction works:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +50,7 @@ from .errors import (
     SessionNotFoundError,
     TransactionError,
 )
+from .events import EventName
 from .models import (
     UNSET,
     Interaction,
@@ -75,6 +77,16 @@ _ambient: contextvars.ContextVar[Transaction | None] = contextvars.ContextVar(
 def ambient_transaction() -> Transaction | None:
     """Return the transaction the current context runs in, if any."""
     return _ambient.get()
+
+
+@contextlib.contextmanager
+def outside_transaction() -> Iterator[None]:
+    """Run a block with no ambient transaction (for listeners and background work)."""
+    token = _ambient.set(None)
+    try:
+        yield
+    finally:
+        _ambient.reset(token)
 
 
 @dataclasses.dataclass(slots=True)
@@ -200,29 +212,75 @@ class Transaction:
                 self._state.entries.clear()
             self._active = False
 
-    async def _apply(self) -> Callable[[], Any]:
+    async def _apply(self) -> Callable[[], Awaitable[None]]:
         """Build and apply the batch; return the coroutine function that fires events."""
         entries = self._state.entries
         ops: list[WriteOp] = [self._op_for(session_id, e) for session_id, e in entries.items()]
         if not any(isinstance(op, PutOp | AppendOp | DeleteOp) for op in ops):
             return _no_events
-        events = await self._store._prepare_events(self, entries)
+        events = await self._events()
         try:
             await self._store._apply_batch(ops)
         except SessionConflictError as error:
             if self._implicit:
                 raise
-            conflicts = await self._store._changed_sessions(
-                {session_id: entry.expected for session_id, entry in entries.items()}
-            )
+            conflicts = await self._changed_sessions()
             raise TransactionError(
                 f"transaction {self.transaction_id} conflicts with concurrent changes to "
                 f"{', '.join(conflicts) or error.session_id}; nothing was applied, retry it",
                 transaction_id=self.transaction_id,
                 conflicts=conflicts or [error.session_id],
             ) from error
-        self._store._after_commit(entries)
+        for session_id, entry in entries.items():
+            if entry.dirty and entry.header is None:
+                self._store._reported_expired.pop(session_id, None)
         return events
+
+    async def _events(self) -> Callable[[], Awaitable[None]]:
+        """Work out, before commit, the events the net effect will fire after it."""
+        store = self._store
+        calls: list[tuple[EventName, tuple[Any, ...]]] = []
+        want_updates = store._events.has_listeners("session_updated")
+        for session_id, entry in self._state.entries.items():
+            if not entry.dirty:
+                continue
+            if entry.expected is None and entry.header is not None:
+                calls.append(("session_created", (entry.session,)))
+            elif entry.expected is not None and entry.header is None:
+                calls.append(("session_deleted", (session_id,)))
+            elif entry.expected is not None and want_updates:
+                new = await self._current(session_id, entry)
+                old = await self._base(session_id, entry)
+                calls.append(("session_updated", (new, old)))
+
+        async def fire() -> None:
+            for event, args in calls:
+                await store._emit(event, *args)
+
+        return fire
+
+    async def _changed_sessions(self) -> list[str]:
+        """Ids of the sessions whose stored version is no longer the one first seen."""
+        changed = []
+        for session_id, entry in self._state.entries.items():
+            header = await self._store._read_header(session_id)
+            if (None if header is None else header.version) != entry.expected:
+                changed.append(session_id)
+        return changed
+
+    def _overlay(self, headers: Sequence[SessionHeader]) -> list[SessionHeader]:
+        """Return the committed ``headers`` with this transaction's staged changes applied."""
+        staged = {sid: e.header for sid, e in self._state.entries.items() if e.dirty}
+        out = []
+        for header in headers:
+            if header.session_id in staged:
+                replacement = staged.pop(header.session_id)
+                if replacement is not None:
+                    out.append(replacement)
+            else:
+                out.append(header)
+        out.extend(header for header in staged.values() if header is not None)
+        return out
 
     @staticmethod
     def _op_for(session_id: str, entry: _Entry) -> WriteOp:
@@ -315,6 +373,14 @@ class Transaction:
         async with self._guard():
             entry = await self._entry(validate_session_id(session_id))
             if not self._visible(entry):
+                return None
+            return clone_session(await self._current(session_id, entry))
+
+    async def _peek(self, session_id: str) -> PersistedSession | None:
+        """Return a copy of the session as staged, expired or not (for queries)."""
+        async with self._guard():
+            entry = await self._entry(validate_session_id(session_id))
+            if entry.header is None:
                 return None
             return clone_session(await self._current(session_id, entry))
 

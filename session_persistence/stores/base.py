@@ -65,7 +65,12 @@ from ..ops import DeleteOp, WriteOp
 from ..query import is_expired, matches_filter, matches_search, sort_and_page
 from ..query import search_interactions as search_interactions_of
 from ..serialization import Codec, default_codec
-from ..transactions import Transaction, TransactionContext, _Entry, ambient_transaction
+from ..transactions import (
+    Transaction,
+    TransactionContext,
+    ambient_transaction,
+    outside_transaction,
+)
 
 __all__ = ["SessionStore"]
 
@@ -489,7 +494,7 @@ class SessionStore(abc.ABC):
         headers: Sequence[SessionHeader] = await self._scan()
         tx = self._joined()
         if tx is not None:
-            headers = _overlay(headers, tx._state.entries)
+            headers = tx._overlay(headers)
         now = self._now()
         include_expired = flt.include_expired
         return [
@@ -503,7 +508,7 @@ class SessionStore(abc.ABC):
         sessions: list[PersistedSession] = []
         for header in headers:
             if tx is not None:
-                session = await tx.get_session(header.session_id)
+                session = await tx._peek(header.session_id)
             else:
                 session = await self._read_session(header.session_id)
             if session is not None:  # deleted since the scan: leave it out
@@ -636,7 +641,7 @@ class SessionStore(abc.ABC):
             self._reported_expired[header.session_id] = header.version
         if self._events.has_listeners("session_expired"):
             for session in await self._sessions_for(fresh):
-                await self._events.emit("session_expired", session)
+                await self._emit("session_expired", session)
         return [h.session_id for h in fresh]
 
     async def cleanup_expired_sessions(self) -> int:
@@ -668,7 +673,7 @@ class SessionStore(abc.ABC):
                         continue
         for session_id in removed:
             self._reported_expired.pop(session_id, None)
-            await self._events.emit("session_deleted", session_id)
+            await self._emit("session_deleted", session_id)
         return removed
 
     # == transactions ============================================================================
@@ -700,45 +705,12 @@ class SessionStore(abc.ABC):
         async with self.transaction() as tx:
             return await operation(tx)
 
-    async def _prepare_events(
-        self, tx: Transaction, entries: dict[str, _Entry]
-    ) -> Callable[[], Awaitable[None]]:
-        """Work out, before commit, the events a transaction's net effect will fire."""
-        bus = self._events
-        calls: list[tuple[EventName, tuple[Any, ...]]] = []
-        want_updates = bus.has_listeners("session_updated")
-        for session_id, entry in entries.items():
-            if not entry.dirty:
-                continue
-            if entry.expected is None and entry.header is not None:
-                calls.append(("session_created", (entry.session,)))
-            elif entry.expected is not None and entry.header is None:
-                calls.append(("session_deleted", (session_id,)))
-            elif entry.expected is not None and want_updates:
-                new = await tx._current(session_id, entry)
-                old = await tx._base(session_id, entry)
-                calls.append(("session_updated", (new, old)))
-
-        async def fire() -> None:
-            for event, args in calls:
-                await bus.emit(event, *args)
-
-        return fire
-
-    def _after_commit(self, entries: dict[str, _Entry]) -> None:
-        for session_id, entry in entries.items():
-            if entry.dirty and entry.header is None:
-                self._reported_expired.pop(session_id, None)
-
-    async def _changed_sessions(self, expected: dict[str, int | None]) -> list[str]:
-        changed = []
-        for session_id, version in expected.items():
-            header = await self._read_header(session_id)
-            if (None if header is None else header.version) != version:
-                changed.append(session_id)
-        return changed
-
     # == events ==================================================================================
+
+    async def _emit(self, event: EventName, *args: Any) -> None:
+        """Deliver an event outside any transaction: a listener never joins the writer's."""
+        with outside_transaction():
+            await self._events.emit(event, *args)
 
     def on_session_created(self, callback: Listener) -> Unsubscribe:
         """Call ``callback(session)`` after each committed create. Returns an unsubscriber."""
@@ -838,18 +810,3 @@ class SessionStore(abc.ABC):
     def __repr__(self) -> str:
         state = "open" if self._is_open else "closed"
         return f"<{type(self).__name__} {state}>"
-
-
-def _overlay(headers: Sequence[SessionHeader], entries: dict[str, _Entry]) -> list[SessionHeader]:
-    """Apply a transaction's staged headers over the committed ones."""
-    staged = {session_id: e.header for session_id, e in entries.items() if e.dirty}
-    out = []
-    for header in headers:
-        if header.session_id in staged:
-            replacement = staged.pop(header.session_id)
-            if replacement is not None:
-                out.append(replacement)
-        else:
-            out.append(header)
-    out.extend(header for header in staged.values() if header is not None)
-    return out

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+from datetime import timedelta
 
 import pytest
 
 from ..errors import SessionConflictError, TransactionError
-from ..models import PersistedSession
+from ..models import PersistedSession, SessionFilter
 from ..stores.base import SessionStore
 from ..transactions import Transaction
-from ._base import StoreTestBase, interaction, session_object
+from ._base import FakeClock, StoreTestBase, interaction, session_object
 
 
 class TransactionConformance(StoreTestBase):
@@ -197,6 +198,41 @@ class TransactionConformance(StoreTestBase):
                 await asyncio.gather(*(store.create_session(session_object()) for _ in range(5)))
                 raise RuntimeError
         assert await store.count_sessions() == 0
+
+    async def test_reads_inside_can_include_expired(
+        self, store: SessionStore, clock: FakeClock
+    ) -> None:
+        """list_sessions(include_expired=True) inside a transaction returns expired ones too."""
+        expired = await store.create_session(session_object(), expires_at=clock.now)
+        live = await store.create_session(session_object(), expires_at=clock.now + timedelta(1))
+        async with store.transaction():
+            found = await store.list_sessions(SessionFilter(include_expired=True))
+            assert {s.session_id for s in found} == {expired.session_id, live.session_id}
+            assert [s.session_id for s in await store.get_expired_sessions()] == [
+                expired.session_id
+            ]
+
+    async def test_listeners_never_join_the_writers_transaction(
+        self, store: SessionStore, clock: FakeClock
+    ) -> None:
+        """A listener fired while a transaction is ambient writes outside it, without deadlock."""
+        audit: list[str] = []
+
+        async def on_deleted(session_id: str) -> None:
+            made = await store.create_session(session_object("audit"), tags=[session_id])
+            audit.append(made.session_id)
+
+        store.on_session_deleted(on_deleted)
+        await store.create_session(session_object(), expires_at=clock.now)
+        with pytest.raises(RuntimeError):
+            async with store.transaction():
+                # Cleanup runs (and fires on_deleted) while this transaction is ambient.
+                await store.cleanup_expired_sessions()
+                await store.create_session(session_object())
+                raise RuntimeError("roll back the transaction, not the listener's write")
+        assert len(audit) == 1
+        assert await store.count_sessions(SessionFilter(processor_id="audit")) == 1
+        assert await store.count_sessions(SessionFilter(include_expired=True)) == 1
 
     async def test_transaction_ids_and_start_time(self, store: SessionStore) -> None:
         """A transaction exposes a ULID id and its start time."""
