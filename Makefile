@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck pytest test-slow clean
+.PHONY: install demo test lint typecheck pytest test-compat test-slow clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,11 +31,22 @@ pytest: $(STAMP)
 	$(PY) -m pytest -m "not slow" -q --cov=session_persistence --cov-branch \
 		--cov-report=term:skip-covered --cov-fail-under=92
 
-test: lint typecheck pytest
+test: lint typecheck pytest test-compat
+
+# The spec promises python-ulid 3.x as well as 4.x: run the suite once more against 3.x.
+COMPAT := .venv-ulid3
+$(COMPAT)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(COMPAT)
+	$(COMPAT)/bin/python -m pip install --quiet --upgrade pip
+	$(COMPAT)/bin/python -m pip install --quiet -e '.[dev]' 'python-ulid>=3,<4'
+	@touch $@
+
+test-compat: $(COMPAT)/.installed
+	$(COMPAT)/bin/python -m pytest -m "not slow" -q -p no:cacheprovider
 
 # Long torture runs (many crash points, big stores); not part of the default run.
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow -q
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) $(COMPAT) .mypy_cache .pytest_cache .ruff_cache build *.egg-info

@@ -70,6 +70,9 @@ def assert_identical(actual: Any, expected: Any) -> None:
         assert len(actual) == len(expected)
         for a, b in zip(actual, expected, strict=True):
             assert_identical(a, b)
+    elif dataclasses.is_dataclass(expected) and not isinstance(expected, type):
+        for field in dataclasses.fields(expected):
+            assert_identical(getattr(actual, field.name), getattr(expected, field.name))
     elif isinstance(expected, datetime):
         assert actual == expected
         assert actual.utcoffset() == expected.utcoffset()
