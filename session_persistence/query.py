@@ -7,7 +7,8 @@ Expiry is the caller's business: it passes ``now`` and the idle timeout to :func
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import heapq
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -159,24 +160,25 @@ def sort_and_page(
 ) -> list[SessionHeader]:
     """Sort by ``options.sort_by`` (ties by ``session_id``), then apply offset and limit.
 
-    Never-expiring sessions sort after every dated one when sorting by ``expires_at``.
+    Never-expiring sessions sort after every dated one when sorting by ``expires_at``. Keys are
+    total (``session_id`` is unique), so a small page is taken with a heap instead of a full
+    sort, with the same result.
     """
-    field = options.sort_by
+    key = _SORT_KEYS[options.sort_by]
     reverse = options.sort_order == "desc"
-    if field == "expires_at":
-        ordered = sorted(
-            headers,
-            key=lambda h: (h.expires_at is None, h.expires_at or _EPOCH, h.session_id),
-            reverse=reverse,
-        )
-    elif field == "session_id":
-        ordered = sorted(headers, key=lambda h: h.session_id, reverse=reverse)
-    elif field == "activity_id":
-        ordered = sorted(headers, key=lambda h: (str(h.activity_id), h.session_id), reverse=reverse)
-    else:
-        ordered = sorted(headers, key=lambda h: (getattr(h, field), h.session_id), reverse=reverse)
-    end = None if options.limit is None else options.offset + options.limit
-    return ordered[options.offset : end]
+    if options.limit is None:
+        return sorted(headers, key=key, reverse=reverse)[options.offset :]
+    end = options.offset + options.limit
+    pick = heapq.nlargest if reverse else heapq.nsmallest
+    return pick(end, headers, key=key)[options.offset :]
 
 
 _EPOCH = datetime.fromisoformat("0001-01-01T00:00:00+00:00")
+
+_SORT_KEYS: dict[str, Callable[[SessionHeader], Any]] = {
+    "created_at": lambda h: (h.created_at, h.session_id),
+    "updated_at": lambda h: (h.updated_at, h.session_id),
+    "expires_at": lambda h: (h.expires_at is None, h.expires_at or _EPOCH, h.session_id),
+    "activity_id": lambda h: (str(h.activity_id), h.session_id),
+    "session_id": lambda h: h.session_id,
+}
