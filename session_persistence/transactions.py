@@ -40,6 +40,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from ulid import ULID
 
 from ._copy import clone_interactions, clone_session, clone_value
 from ._ids import new_session_id, validate_session_id
@@ -654,7 +655,7 @@ def _checked_session_object(value: object) -> SessionObject:
     if not isinstance(value.processor_id, str) or not value.processor_id:
         raise InvalidInputError("processor_id must be a non-empty str")
     for name in ("activity_id", "request_id"):
-        if type(getattr(value, name)).__name__ not in ("ULID", "str"):
+        if type(getattr(value, name)) not in (ULID, str):
             raise InvalidInputError(f"{name} must be a ULID or a str")
     if not isinstance(value.interactions, list):
         raise InvalidInputError("interactions must be a list of Interaction")

@@ -372,6 +372,8 @@ class CrudConformance(StoreTestBase):
             await store.create_session({"processor_id": "p"})  # type: ignore[arg-type]
         with pytest.raises(InvalidInputError):
             await store.create_session(SessionObject("", ULID(), ULID()))
+        with pytest.raises(InvalidInputError, match="activity_id"):
+            await store.create_session(SessionObject("p", 123, ULID()))  # type: ignore[arg-type]
 
     async def test_closed_store_refuses_calls(self, store: SessionStore) -> None:
         """After shutdown, every call raises StoreClosedError; initialize reopens."""
