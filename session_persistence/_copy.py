@@ -69,8 +69,10 @@ def clone_interactions(interactions: list[Interaction]) -> list[Interaction]:
     return [clone_interaction(interaction) for interaction in interactions]
 
 
-def clone_session(session: PersistedSession) -> PersistedSession:
-    """Return a deep copy of a persisted session."""
+def clone_session(
+    session: PersistedSession, last_accessed_at: datetime | None = None
+) -> PersistedSession:
+    """Return a deep copy of a persisted session, optionally with a newer access time."""
     return PersistedSession(
         session_id=session.session_id,
         processor_id=session.processor_id,
@@ -80,7 +82,7 @@ def clone_session(session: PersistedSession) -> PersistedSession:
         created_at=session.created_at,
         updated_at=session.updated_at,
         expires_at=session.expires_at,
-        last_accessed_at=session.last_accessed_at,
+        last_accessed_at=last_accessed_at or session.last_accessed_at,
         metadata=clone_value(session.metadata),
         tags=list(session.tags),
         version=session.version,

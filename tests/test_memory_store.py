@@ -15,7 +15,7 @@ from session_persistence import (
     SessionStoreConfig,
     StoreCorruptionError,
 )
-from session_persistence.testing import StoreConformance, session_object
+from session_persistence.testing import FakeClock, StoreConformance, session_object
 
 
 class TestInMemoryConformance(StoreConformance):
@@ -38,6 +38,21 @@ async def test_snapshot_survives_restart(tmp_path: Path) -> None:
     assert loaded.interactions == created.interactions
     assert loaded.metadata == {"dev_mode": True}
     assert loaded.version == created.version
+
+
+async def test_snapshot_keeps_read_times(tmp_path: Path) -> None:
+    """A read's last_accessed_at is in the snapshot, so idle expiry survives a restart."""
+    path = tmp_path / "sessions.json"
+    clock = FakeClock()
+    config = SessionStoreConfig(clock=clock, idle_timeout=100)
+    async with InMemorySessionStore(config, persistence_path=path) as store:
+        created = await store.create_session(session_object())
+        clock.advance(60)
+        assert await store.get_session(created.session_id) is not None
+    clock.advance(60)  # 120 s after creation, 60 s after the read
+    async with InMemorySessionStore(config, persistence_path=path) as again:
+        loaded = await again.get_session(created.session_id)
+    assert loaded is not None
 
 
 async def test_snapshot_timer_writes_periodically(tmp_path: Path) -> None:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import abc
 import asyncio
 import collections
-import dataclasses
 import logging
 import random
 import time
@@ -408,12 +407,14 @@ class SessionStore(abc.ABC):
         tx = self._joined()
         if tx is not None:
             return await tx.get_session(session_id)
-        session = await self._read_session(validate_session_id(session_id))
+        # Expiry is judged from the header (an index lookup) before this read counts as an
+        # access; the touch is then visible in what _load returns, so nothing is copied twice.
+        header = await self._read_header(validate_session_id(session_id))
         now = self._now()
-        if session is None or self._expired(session, now):
+        if header is None or self._expired(header, now):
             return None
         self._touch(session_id, now)
-        return dataclasses.replace(session, last_accessed_at=now)
+        return await self._read_session(session_id)
 
     async def has_session(self, session_id: str) -> bool:
         """Return whether the session exists and has not expired."""

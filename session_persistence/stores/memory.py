@@ -121,7 +121,10 @@ class InMemorySessionStore(SessionStore):
     async def _load(self, session_id: str) -> PersistedSession | None:
         with self._lock:
             session = self._sessions.get(session_id)
-            return None if session is None else clone_session(session)
+            if session is None:
+                return None
+            # Reads are recorded on the header only (see _touch); the copy carries them.
+            return clone_session(session, self._headers[session_id].last_accessed_at)
 
     async def _get_header(self, session_id: str) -> SessionHeader | None:
         return self._headers.get(session_id)
@@ -136,11 +139,8 @@ class InMemorySessionStore(SessionStore):
     def _touch(self, session_id: str, when: datetime) -> None:
         with self._lock:
             header = self._headers.get(session_id)
-            session = self._sessions.get(session_id)
-            if header is None or session is None or header.last_accessed_at >= when:
-                return
-            self._headers[session_id] = dataclasses.replace(header, last_accessed_at=when)
-            self._sessions[session_id] = dataclasses.replace(session, last_accessed_at=when)
+            if header is not None and header.last_accessed_at < when:
+                self._headers[session_id] = dataclasses.replace(header, last_accessed_at=when)
 
     async def _apply(self, ops: Sequence[WriteOp], *, max_sessions: int | None) -> None:
         with self._lock:
@@ -214,7 +214,10 @@ class InMemorySessionStore(SessionStore):
             raise InvalidInputError("this store has no persistence_path to save to")
         async with self._snapshot_lock:
             with self._lock:  # a consistent cut: no batch is half-applied while we copy
-                sessions = list(self._sessions.values())
+                sessions = [
+                    dataclasses.replace(s, last_accessed_at=self._headers[sid].last_accessed_at)
+                    for sid, s in self._sessions.items()
+                ]
             document = {
                 "format": FORMAT_VERSION,
                 "kind": _SNAPSHOT_KIND,
