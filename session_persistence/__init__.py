@@ -2,6 +2,8 @@
 
 Quick start::
 
+    from ulid import ULID
+
     from session_persistence import InMemorySessionStore, SessionObject
 
     async with InMemorySessionStore() as store:
