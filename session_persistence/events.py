@@ -71,7 +71,3 @@ class EventBus:
                     await result
             except Exception:
                 logger.exception("listener %r for %s raised; ignored", callback, event)
-
-    def clear(self) -> None:
-        """Remove every listener."""
-        self._listeners.clear()

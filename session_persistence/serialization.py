@@ -56,6 +56,7 @@ __all__ = [
     "FORMAT_VERSION",
     "Codec",
     "default_codec",
+    "dump_json",
     "register_dataclass",
     "register_enum",
     "register_type",
@@ -220,7 +221,7 @@ class Codec:
         Raises:
             SerializationError: See :meth:`to_json_value`.
         """
-        return _dumps(self.to_json_value(value), indent=indent)
+        return dump_json(self.to_json_value(value), indent=indent)
 
     def _encode(self, value: Any) -> Any:
         kind = type(value)
@@ -414,11 +415,21 @@ class Codec:
             raise _DecodeFailure(f"decoder for {name} failed: {exc}") from exc
 
 
-def _dumps(data: Any, *, indent: bool = False) -> bytes:
+def dump_json(data: Any, *, indent: bool = False, path: str = "") -> bytes:
+    """Write already-encoded (JSON-native) data as UTF-8 JSON bytes.
+
+    Every caller turning encoded values into bytes goes through here, so orjson's own limits
+    (it refuses nesting deeper than 254 levels) surface as ``SerializationError``.
+
+    Raises:
+        SerializationError: orjson refused the data.
+    """
     try:
         return orjson.dumps(data, option=orjson.OPT_INDENT_2 if indent else 0)
-    except TypeError as exc:  # pragma: no cover - to_json_value only yields JSON-native values
-        raise SerializationError(f"cannot write JSON: {exc}") from exc
+    except orjson.JSONEncodeError as exc:
+        raise SerializationError(
+            f"cannot write JSON ({exc}); is the value nested too deeply?", path
+        ) from exc
 
 
 def _ordered(items: set[Any] | frozenset[Any]) -> list[Any]:

@@ -39,7 +39,6 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from ulid import ULID
 
 from ._copy import clone_interactions, clone_session, clone_value
@@ -64,6 +63,7 @@ from .models import (
 )
 from .ops import AppendOp, CheckOp, DeleteOp, PutOp, WriteOp
 from .query import is_expired
+from .serialization import dump_json
 
 if TYPE_CHECKING:
     from .stores.base import SessionStore
@@ -480,7 +480,7 @@ class Transaction:
             codec = self._store._codec
             new = clone_interactions(list(interactions))
             encoded = [
-                orjson.dumps(
+                dump_json(
                     interaction_to_json(
                         item, codec, f"interactions[{header.interaction_count + i}]"
                     )
@@ -574,7 +574,7 @@ class Transaction:
 
     def _stage_rewrite(self, entry: _Entry, session: PersistedSession) -> None:
         """Validate, encode and size-check ``session``, then make it the entry's state."""
-        data = orjson.dumps(session_to_document(session, self._store._codec))
+        data = dump_json(session_to_document(session, self._store._codec))
         self._store._check_size(session.session_id, len(data))
         entry.session = session
         entry.header = header_of(session, len(data))

@@ -18,6 +18,7 @@ from session_persistence import (
     SessionConflictError,
     SessionStoreConfig,
     StoreIOError,
+    TransactionError,
 )
 from session_persistence.ops import DeleteOp, WriteOp
 from session_persistence.testing import FakeClock, session_object
@@ -156,7 +157,7 @@ async def test_conflicts_are_counted_in_stats(store: FaultyStore) -> None:
     tx = await store.begin_transaction()
     await tx.update_session(created.session_id, {"tags": ["tx"]})
     await store.update_session(created.session_id, {"tags": ["direct"]})
-    with pytest.raises(Exception, match="conflicts"):
+    with pytest.raises(TransactionError, match="conflicts"):
         await tx.commit()
     assert (await store.get_stats()).backend["conflicts"] == 1
 

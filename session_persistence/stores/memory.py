@@ -47,7 +47,7 @@ from ..errors import (
 )
 from ..models import PersistedSession, SessionHeader
 from ..ops import AppendOp, CheckOp, DeleteOp, PutOp, WriteOp, check_versions
-from ..serialization import FORMAT_VERSION, Codec
+from ..serialization import FORMAT_VERSION, Codec, dump_json
 from .base import SessionStore
 
 __all__ = ["InMemorySessionStore"]
@@ -223,7 +223,7 @@ class InMemorySessionStore(SessionStore):
                 "kind": _SNAPSHOT_KIND,
                 "sessions": [session_to_document(s, self._codec) for s in sessions],
             }
-            data = orjson.dumps(document)
+            data = dump_json(document)
             try:
                 await asyncio.to_thread(_write_atomically, self._path, data)
             except OSError as exc:
@@ -243,7 +243,7 @@ class InMemorySessionStore(SessionStore):
             self._sessions.clear()
             self._headers.clear()
             for session in sessions:
-                size = len(orjson.dumps(session_to_document(session, self._codec)))
+                size = len(dump_json(session_to_document(session, self._codec)))
                 self._sessions[session.session_id] = session
                 self._headers[session.session_id] = header_of(session, size)
 

@@ -17,7 +17,7 @@ from ..config import SessionStoreConfig
 from ..models import Interaction, InteractionMessage, SessionObject
 from ..stores.base import SessionStore
 
-__all__ = ["FakeClock", "StoreFactory", "StoreTestBase", "interaction", "session_object"]
+__all__ = ["FakeClock", "StoreTestBase", "interaction", "session_object"]
 
 
 class FakeClock:
@@ -36,9 +36,6 @@ class FakeClock:
         """Move the clock forward and return the new time."""
         self.now += timedelta(seconds=seconds)
         return self.now
-
-
-StoreFactory = Callable[..., Any]
 
 
 def session_object(processor_id: str = "proc-1", interactions: int = 0) -> SessionObject:

@@ -334,6 +334,19 @@ class CrudConformance(StoreTestBase):
         assert info.value.path == "interactions[1].request.event.payload"
         assert await store.count_sessions(None) == 0
 
+    async def test_too_deeply_nested_value_is_a_serialization_error(
+        self, store: SessionStore
+    ) -> None:
+        """A value nested too deeply for JSON raises SerializationError; nothing is stored."""
+        deep: dict[str, object] = {}
+        cursor = deep
+        for _ in range(300):
+            cursor["a"] = {}
+            cursor = cursor["a"]  # type: ignore[assignment]
+        with pytest.raises(SerializationError):
+            await store.create_session(session_object(), metadata=deep)
+        assert await store.count_sessions() == 0
+
     async def test_unserializable_update_changes_nothing(self, store: SessionStore) -> None:
         """An update with an unserializable metadata value fails and leaves version 1."""
         created = await store.create_session(session_object(), metadata={"ok": True})

@@ -22,7 +22,7 @@ from hypothesis.stateful import (
 )
 
 from ..config import SessionStoreConfig
-from ..errors import SessionConflictError, SessionNotFoundError, TransactionError
+from ..errors import SessionConflictError, SessionNotFoundError
 from ..models import SessionFilter
 from ..stores.base import SessionStore
 from ._base import StoreTestBase, interaction, session_object
@@ -177,8 +177,6 @@ def _machine_for(suite: StoreTestBase, root: Path) -> type[RuleBasedStateMachine
                 self.run(body())
             except _Abort:
                 return
-            except TransactionError:  # pragma: no cover - nothing runs concurrently here
-                raise
             for session_id in live:
                 self.model[session_id].contents.append(texts[session_id])
                 self.model[session_id].version += 1
