@@ -46,7 +46,7 @@ from .models import (
     StoreStats,
 )
 from .serialization import Codec, register_dataclass, register_enum, register_type
-from .stores import InMemorySessionStore, SessionStore
+from .stores import FileSystemSessionStore, InMemorySessionStore, SessionStore
 from .transactions import Transaction
 
 __all__ = [
@@ -54,6 +54,7 @@ __all__ = [
     "BackupError",
     "Codec",
     "ConfigurationError",
+    "FileSystemSessionStore",
     "HealthStatus",
     "InMemorySessionStore",
     "Interaction",

@@ -13,6 +13,7 @@ def test_all_is_pinned() -> None:
         "BackupError",
         "Codec",
         "ConfigurationError",
+        "FileSystemSessionStore",
         "HealthStatus",
         "InMemorySessionStore",
         "Interaction",

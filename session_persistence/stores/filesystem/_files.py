@@ -1,0 +1,235 @@
+"""Session files: ``sessions/<id>.json`` (the base) and ``sessions/<id>.tail`` (appends since).
+
+A base is a checksummed document (see :mod:`._format`) whose head carries a random ``token``;
+its body is the session document. A tail holds framed records, each naming the token of the
+base it extends, the version it expects and the header after it, plus the new interactions. A
+tail whose token differs from the base's is stale (left by a crash between writing a new base
+and removing the old tail) and is ignored.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ...documents import document_to_session, header_of, interaction_from_json
+from ...errors import InvalidInputError, SerializationError
+from ...models import Interaction, PersistedSession, SessionHeader
+from ._format import (
+    Append,
+    BadFile,
+    decode_document,
+    encode_document,
+    header_from_json,
+    iter_frames,
+    with_header,
+)
+from ._io import FileIO
+
+__all__ = ["OnDisk", "SessionFiles", "decode_items", "extend", "merged_document"]
+
+_HEAD_PROBE = 4096
+
+
+@dataclass(slots=True)
+class OnDisk:
+    """A session as read from its base and tail."""
+
+    session: PersistedSession
+    header: SessionHeader
+    token: str
+
+
+def decode_items(items: list[Any], codec: Any, first_index: int) -> list[Interaction]:
+    """Decode JSON-native interactions (validated like everything read from storage)."""
+    result = []
+    for offset, item in enumerate(items):
+        path = f"interactions[{first_index + offset}]"
+        try:
+            result.append(interaction_from_json(item, codec, path))
+        except (InvalidInputError, SerializationError) as exc:
+            raise BadFile(f"bad appended interaction: {exc}") from exc
+    return result
+
+
+def extend(session: PersistedSession, append: Append, codec: Any) -> PersistedSession:
+    """Return ``session`` with ``append`` applied (the session is the caller's; it is reused)."""
+    items = [orjson.loads(item) for item in append.items]
+    session.interactions.extend(decode_items(items, codec, len(session.interactions)))
+    return with_header(session, append.header)
+
+
+class SessionFiles:
+    """Reads and writes the files of sessions in one ``sessions/`` directory."""
+
+    def __init__(
+        self, io: FileIO, root: Path, codec: Any, *, file_mode: int, durable: bool
+    ) -> None:
+        self.io = io
+        self.dir = root / "sessions"
+        self.tmp = root / "tmp"
+        self.quarantine_dir = root / "quarantine"
+        self.codec = codec
+        self.file_mode = file_mode
+        self.durable = durable
+
+    def base(self, session_id: str) -> Path:
+        """Path of a session's base file."""
+        return self.dir / f"{session_id}.json"
+
+    def tail(self, session_id: str) -> Path:
+        """Path of a session's tail file."""
+        return self.dir / f"{session_id}.tail"
+
+    def _read(self, path: Path) -> bytes | None:
+        try:
+            return self.io.read_file(path)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise BadFile("the file is a symbolic link; links are never followed") from exc
+            if exc.errno == errno.EINVAL:
+                raise BadFile("not a regular file") from exc
+            raise
+
+    def read(self, session_id: str) -> OnDisk | None:
+        """Read a session from its base and tail; ``None`` if it has no base file.
+
+        Raises:
+            BadFile: The base is damaged, of a newer format, a link, or names another session.
+            OSError: Reading failed.
+        """
+        data = self._read(self.base(session_id))
+        if data is None:
+            return None
+        head, body = decode_document(data, "session")
+        token = head.get("token")
+        if type(token) is not str:
+            raise BadFile("the first line lacks the base token")
+        try:
+            session = document_to_session(orjson.loads(body), self.codec)
+        except (orjson.JSONDecodeError, InvalidInputError, SerializationError) as exc:
+            raise BadFile(f"the session document is invalid: {exc}") from exc
+        if session.session_id != session_id:
+            raise BadFile(f"the file holds session {session.session_id!r}, not {session_id!r}")
+        header = header_of(session, len(body))
+        tail = self._read(self.tail(session_id)) or b""
+        for _end, payload in iter_frames(tail):
+            record = orjson.loads(payload)
+            if record.get("token") != token:
+                break  # a stale tail, left by a crash before it was removed
+            after = header_from_json(record.get("header"), self.codec)
+            if after.version <= header.version:
+                continue  # already folded into the base by a compaction
+            if record.get("expected") != header.version:
+                break
+            items = record.get("items")
+            if type(items) is not list:
+                break
+            first = len(session.interactions)
+            session.interactions.extend(decode_items(items, self.codec, first))
+            session = with_header(session, after)
+            header = after
+        return OnDisk(session, header, token)
+
+    def read_token(self, session_id: str) -> str:
+        """Return the token of a session's base by reading only its first line."""
+        fd = self.io.open_read(self.base(session_id))
+        try:
+            start = self.io.read_at(fd, _HEAD_PROBE, 0)
+        finally:
+            self.io.close(fd)
+        newline = start.find(b"\n")
+        try:
+            head = orjson.loads(start[:newline]) if newline > 0 else None
+        except orjson.JSONDecodeError:
+            head = None
+        if type(head) is not dict or type(head.get("token")) is not str:
+            raise BadFile("the first line of the base is damaged")
+        token: str = head["token"]
+        return token
+
+    def write_base(self, session_id: str, doc: bytes) -> None:
+        """Replace a session's base (temp → fsync → rename), then remove its old tail.
+
+        The caller fsyncs ``sessions/`` afterwards. A crash after the rename and before the
+        unlink leaves a tail whose token no longer matches: it is ignored.
+        """
+        token = os.urandom(8).hex()
+        data = encode_document("session", doc, token=token)
+        self.io.replace_file(
+            self.base(session_id),
+            data,
+            temp_dir=self.tmp,
+            mode=self.file_mode,
+            durable=self.durable,
+        )
+        self.io.unlink(self.tail(session_id))
+
+    def append_tail(self, session_id: str, records: bytes) -> None:
+        """Append framed records to a session's tail and (durable) fsync it."""
+        fd = self.io.open_append(self.tail(session_id), self.file_mode)
+        try:
+            self.io.write(fd, records)
+            if self.durable:
+                self.io.fsync(fd)
+        finally:
+            self.io.close(fd)
+
+    def tail_size(self, session_id: str) -> tuple[int, int]:
+        """Return the sizes of the base and the tail (0 when absent)."""
+        sizes = []
+        for path in (self.base(session_id), self.tail(session_id)):
+            try:
+                sizes.append(os.lstat(path).st_size)
+            except FileNotFoundError:
+                sizes.append(0)
+        return sizes[0], sizes[1]
+
+    def remove(self, session_id: str) -> None:
+        """Delete a session's base and tail."""
+        self.io.unlink(self.base(session_id))
+        self.io.unlink(self.tail(session_id))
+
+    def quarantine(self, name: str, reason: str) -> Path:
+        """Move ``sessions/<name>`` into ``quarantine/`` beside a ``.reason`` file.
+
+        The file is renamed, never followed or rewritten, so what was found is kept as found.
+        """
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        target = self.quarantine_dir / f"{name}.{stamp}.{os.urandom(3).hex()}"
+        self.io.rename(self.dir / name, target)
+        note = f"{reason}\nfrom: sessions/{name}\nat: {datetime.now(UTC).isoformat()}\n"
+        self.io.replace_file(
+            target.with_name(target.name + ".reason"),
+            note.encode(),
+            temp_dir=self.tmp,
+            mode=self.file_mode,
+            durable=self.durable,
+        )
+        if self.durable:
+            self.io.fsync_dir(self.quarantine_dir)
+            self.io.fsync_dir(self.dir)
+        return target
+
+
+def merged_document(doc: bytes, appends: list[Append], codec: Any) -> bytes:
+    """Return a session document with ``appends`` folded in (for writing a new base)."""
+    if not appends:
+        return doc
+    document = orjson.loads(doc)
+    for append in appends:
+        document["interactions"].extend(orjson.loads(item) for item in append.items)
+    last = appends[-1].header
+    document["version"] = last.version
+    document["updated_at"] = last.updated_at.isoformat()
+    document["last_accessed_at"] = last.last_accessed_at.isoformat()
+    document["expires_at"] = None if last.expires_at is None else last.expires_at.isoformat()
+    return orjson.dumps(document)

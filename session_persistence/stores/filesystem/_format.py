@@ -1,0 +1,279 @@
+r"""Byte formats of the filesystem store: framed lines, session files, headers, journal records.
+
+Two framings, both checksummed with CRC-32 (to catch torn and damaged writes, not tampering):
+
+* **Framed lines** (journal records, tail records): ``<crc32 as 8 hex digits> <json>\\n``. The
+  JSON never contains a raw newline (orjson escapes them), so a line is a record; a line that is
+  incomplete or fails its checksum ends the readable part of the file.
+* **Checksummed documents** (session files, the index snapshot): two lines,
+  ``{"format":1,"kind":...,"length":N,"crc32":"..."}\\n<body>\\n``; the first line describes the
+  second, which is exactly ``N`` bytes. Both lines are JSON a person can read.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import orjson
+
+from ...documents import _encode_id, document_to_session
+from ...errors import InvalidInputError, SerializationError
+from ...models import PersistedSession, SessionHeader
+from ...ops import AppendOp, CheckOp, DeleteOp, PutOp, WriteOp
+from ...serialization import FORMAT_VERSION, Codec, dump_json
+
+__all__ = [
+    "BadFile",
+    "decode_document",
+    "encode_document",
+    "frame",
+    "header_from_json",
+    "header_to_json",
+    "iter_frames",
+    "journal_record",
+]
+
+
+class BadFile(Exception):
+    """A store file failed validation; ``str()`` is the reason recorded in quarantine."""
+
+
+def frame(payload: bytes) -> bytes:
+    """Return ``payload`` as one checksummed line."""
+    return b"%08x %s\n" % (zlib.crc32(payload), payload)
+
+
+def iter_frames(data: bytes, start: int = 0) -> Iterator[tuple[int, bytes]]:
+    """Yield ``(end_offset, payload)`` for each valid framed line of ``data`` from ``start``.
+
+    Stops at the first line that is incomplete (no newline yet) or fails its checksum: that is
+    a torn tail (or, for a reader, a record still being written).
+    """
+    position = start
+    while True:
+        newline = data.find(b"\n", position)
+        if newline < 0 or newline - position < 10 or data[position + 8] != 0x20:
+            return
+        payload = data[position + 9 : newline]
+        try:
+            checksum = int(data[position : position + 8], 16)
+        except ValueError:
+            return
+        if zlib.crc32(payload) != checksum:
+            return
+        position = newline + 1
+        yield position, payload
+
+
+def encode_document(kind: str, body: bytes, **extra: Any) -> bytes:
+    """Return a checksummed two-line document of ``kind`` holding ``body``."""
+    head = {"format": FORMAT_VERSION, "kind": kind, **extra}
+    head["length"] = len(body)
+    head["crc32"] = f"{zlib.crc32(body):08x}"
+    return orjson.dumps(head) + b"\n" + body + b"\n"
+
+
+def decode_document(data: bytes, kind: str) -> tuple[dict[str, Any], bytes]:
+    """Validate a checksummed document; return its head and its body.
+
+    Raises:
+        BadFile: Empty, truncated, damaged, of another kind, or of a newer format.
+    """
+    if not data:
+        raise BadFile("the file is empty (zero length)")
+    newline = data.find(b"\n")
+    if newline < 0:
+        raise BadFile("the file is truncated or not a session-persistence file")
+    try:
+        head = orjson.loads(data[:newline])
+    except orjson.JSONDecodeError as exc:
+        raise BadFile(f"the first line is not JSON ({exc}); not a store file") from exc
+    if type(head) is not dict or head.get("kind") != kind:
+        raise BadFile(f"not a {kind} file")
+    version = head.get("format")
+    if type(version) is not int or version < 1:
+        raise BadFile(f"bad format version {version!r}")
+    if version > FORMAT_VERSION:
+        raise BadFile(
+            f"written in format {version} by a newer session-persistence; "
+            f"this version reads format {FORMAT_VERSION}: upgrade to read it"
+        )
+    length, checksum = head.get("length"), head.get("crc32")
+    if type(length) is not int or type(checksum) is not str:
+        raise BadFile("the first line lacks length or crc32")
+    body = data[newline + 1 :]
+    if len(body) != length + 1 or body[-1:] != b"\n":
+        raise BadFile(f"truncated or extended: expected {length} bytes, found {len(body) - 1}")
+    body = body[:-1]
+    if f"{zlib.crc32(body):08x}" != checksum:
+        raise BadFile("checksum mismatch: the content was damaged")
+    return head, body
+
+
+# -- headers ---------------------------------------------------------------------------------
+
+
+def header_to_json(header: SessionHeader, codec: Codec) -> dict[str, Any]:
+    """Return the JSON-native form of a header (a session document without interactions)."""
+    return {
+        "session_id": header.session_id,
+        "processor_id": header.processor_id,
+        "activity_id": _encode_id(header.activity_id, "activity_id"),
+        "request_id": _encode_id(header.request_id, "request_id"),
+        "created_at": header.created_at.isoformat(),
+        "updated_at": header.updated_at.isoformat(),
+        "last_accessed_at": header.last_accessed_at.isoformat(),
+        "expires_at": None if header.expires_at is None else header.expires_at.isoformat(),
+        "version": header.version,
+        "metadata": codec.to_json_value(header.metadata, "metadata"),
+        "tags": list(header.tags),
+        "interaction_count": header.interaction_count,
+        "size_bytes": header.size_bytes,
+    }
+
+
+def header_from_json(data: Any, codec: Codec) -> SessionHeader:
+    """Validate and rebuild a header.
+
+    Raises:
+        BadFile: A field is missing or invalid.
+    """
+    if type(data) is not dict:
+        raise BadFile("a session header must be an object")
+    count, size = data.get("interaction_count"), data.get("size_bytes")
+    if type(count) is not int or count < 0 or type(size) is not int or size < 0:
+        raise BadFile("a session header lacks interaction_count or size_bytes")
+    document = {**data, "format": FORMAT_VERSION, "interactions": []}
+    try:
+        session = document_to_session(document, codec)
+    except (InvalidInputError, SerializationError) as exc:
+        raise BadFile(f"bad session header: {exc}") from exc
+    return SessionHeader(
+        session_id=session.session_id,
+        processor_id=session.processor_id,
+        activity_id=session.activity_id,
+        request_id=session.request_id,
+        created_at=session.created_at,
+        updated_at=session.updated_at,
+        expires_at=session.expires_at,
+        last_accessed_at=session.last_accessed_at,
+        metadata=session.metadata,
+        tags=tuple(session.tags),
+        version=session.version,
+        interaction_count=count,
+        size_bytes=size,
+    )
+
+
+def with_header(session: PersistedSession, header: SessionHeader) -> PersistedSession:
+    """Return ``session`` with the fields an append changes taken from ``header``."""
+    return replace(
+        session,
+        version=header.version,
+        updated_at=header.updated_at,
+        last_accessed_at=header.last_accessed_at,
+        expires_at=header.expires_at,
+    )
+
+
+# -- journal records -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Put:
+    """A journal ``put``: the session's whole document."""
+
+    header: SessionHeader
+    doc: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    """A journal ``append``: new interactions (encoded) and the header after them."""
+
+    header: SessionHeader
+    items: Sequence[bytes]
+    expected: int
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    """A journal ``delete`` (``reason`` is set when a damaged file was quarantined)."""
+
+    session_id: str
+    reason: str | None = None
+
+
+Change = Put | Append | Delete
+
+
+def journal_record(seq: int, ops: Sequence[WriteOp], codec: Codec) -> bytes | None:
+    """Return the framed journal line for a batch, or ``None`` if it changes nothing.
+
+    Encoded documents and interactions are spliced in as they are: they are valid JSON
+    already, so nothing is encoded twice.
+    """
+    parts: list[bytes] = []
+    for op in ops:
+        if isinstance(op, PutOp):
+            head = dump_json(header_to_json(op.header, codec))
+            parts.append(b'{"put":%s,"doc":%s}' % (head, op.data))
+        elif isinstance(op, AppendOp):
+            head = dump_json(header_to_json(op.header, codec))
+            items = b",".join(op.encoded)
+            parts.append(b'{"append":%s,"expected":%d,"items":[%s]}' % (head, op.expected, items))
+        elif isinstance(op, DeleteOp):
+            parts.append(b'{"delete":%s}' % dump_json(op.session_id))
+        else:
+            assert isinstance(op, CheckOp)
+    if not parts:
+        return None
+    return frame(b'{"seq":%d,"ops":[%s]}' % (seq, b",".join(parts)))
+
+
+def control_record(seq: int, **fields: Any) -> bytes:
+    """Return a framed control record (checkpoint markers, quarantine notices)."""
+    return frame(orjson.dumps({"seq": seq, **fields}))
+
+
+def parse_changes(record: dict[str, Any], codec: Codec) -> list[Change]:
+    """Decode the ops of a journal record.
+
+    Raises:
+        BadFile: The record is malformed (its checksum passed, so this is a bug or tampering).
+    """
+    ops = record.get("ops")
+    if type(ops) is not list:
+        raise BadFile("journal record without ops")
+    changes: list[Change] = []
+    for op in ops:
+        if type(op) is not dict:
+            raise BadFile("journal op must be an object")
+        if "put" in op:
+            doc = op.get("doc")
+            if type(doc) is not dict:
+                raise BadFile("journal put without a document")
+            changes.append(Put(header_from_json(op["put"], codec), orjson.dumps(doc)))
+        elif "append" in op:
+            items, expected = op.get("items"), op.get("expected")
+            if type(items) is not list or type(expected) is not int:
+                raise BadFile("journal append without items or expected version")
+            header = header_from_json(op["append"], codec)
+            changes.append(Append(header, [orjson.dumps(item) for item in items], expected))
+        elif "delete" in op and type(op["delete"]) is str:
+            changes.append(Delete(op["delete"]))
+        else:
+            raise BadFile(f"unknown journal op {sorted(op)}")
+    return changes
+
+
+def tail_record(token: str, append: Append, codec: Codec) -> bytes:
+    """Return the framed line that records ``append`` in a session's tail file."""
+    head = dump_json(header_to_json(append.header, codec))
+    return frame(
+        b'{"token":%s,"expected":%d,"header":%s,"items":[%s]}'
+        % (dump_json(token), append.expected, head, b",".join(append.items))
+    )

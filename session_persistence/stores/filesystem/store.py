@@ -1,0 +1,1062 @@
+r"""``FileSystemSessionStore``: one file per session, a write-ahead journal, crash recovery.
+
+On-disk layout under ``base_dir`` (directories ``0700``, files ``0600`` by default)::
+
+    store.json                 {"format": 1, "kind": "session-persistence-filesystem-store"}
+    store.lock                 the cross-process write lock (filelock)
+    index.json                 snapshot of every session header at the start of a generation
+    journal/<generation>.wal   the write-ahead journal: one framed line per write
+    sessions/<id>.json         a session's base: checksummed head line + its JSON document
+    sessions/<id>.tail         interactions appended since the base was written
+    tmp/                       temp files, renamed into place (orphans removed on open)
+    quarantine/                damaged files, each beside a ``.reason`` file
+    backups/                   reserved for backups
+
+**Journal.** Each write (a single change or a whole transaction) is one line
+``<crc32> {"seq": n, "ops": [...]}``; ``put`` carries the whole document, ``append`` only the
+new interactions and the header after them, ``delete`` the id. A line that is incomplete or
+fails its checksum is a torn tail: it was never acknowledged and is ignored (and cut off by the
+next writer). Control lines mark checkpoints (``{"checkpoint": "begin"}``, ``{"rotate": g}``).
+
+**Write path** (one commit group: every batch queued in this process while the previous group
+was being written; they share the lock, one ``write`` and one ``fsync``):
+
+1. take the store lock (``store.lock``; :class:`StoreLockTimeoutError` after ``lock_timeout``);
+2. read journal lines other processes appended since we last looked (the index is now the
+   latest committed state) and cut off a torn tail;
+3. check every batch's expected versions and ``max_sessions`` against that state; a batch that
+   fails gets its error and is left out;
+4. append the group's lines to the journal with one ``write`` and, with ``durability="full"``,
+   one ``fsync``; then update the in-memory index and release the lock; then acknowledge.
+
+A crash before step 4's ``fsync`` returns loses only unacknowledged writes (a torn line is
+ignored; a whole unsynced line may survive, which is harmless: nobody was told it failed or
+succeeded). If the ``write`` or ``fsync`` raises, the journal is cut back to where the group
+began and every batch in it gets :class:`StoreIOError`. Session files are **not** written on
+this path; that is why a write costs one sequential append however long the session is.
+
+**Checkpoint** (when the journal generation passes ``checkpoint_bytes``, on ``optimize()`` and
+at shutdown; under the store lock):
+
+1. append ``{"checkpoint": "begin"}`` and fsync it (a crash from here on makes the next
+   checkpoint rewrite whole bases rather than append to tails it cannot trust);
+2. for each session the generation touched: a put writes a new base (temp file in ``tmp/`` →
+   fsync → rename over ``sessions/<id>.json`` → unlink the old tail); appends are written to
+   the tail and fsynced (or, once the tail outgrows the base, base and tail are compacted into
+   a new base); a delete unlinks both files;
+3. fsync ``sessions/``, so every rename and unlink is durable;
+4. append ``{"rotate": g + 1}`` to the journal and fsync it;
+5. create ``journal/<g + 1>.wal`` and fsync ``journal/``;
+6. write ``index.json`` for generation ``g + 1`` (temp → fsync → rename → fsync ``base_dir``);
+7. delete generation ``g - 1`` (``g`` is kept for processes still reading it).
+
+A crash during 1-3 leaves the generation's journal lines in place, and the files they describe
+either old or new, never torn (renames are atomic; tail lines are checksummed and a reader stops
+at the first bad one). A crash during 4-7 leaves everything materialized; at worst
+``index.json`` is older than the journal, which makes the next open rebuild the index.
+
+**Recovery on open** (under the store lock; nothing to do by hand):
+
+1. remove orphan temp files from ``tmp/`` (only lock holders create them);
+2. load ``index.json`` if it is valid and the journal generations it needs all exist;
+   otherwise rebuild the index by reading every session file (damaged ones are quarantined);
+3. replay the journal from that generation on: committed lines update the index and are kept
+   in memory as *pending* changes until a checkpoint writes them into session files; a torn
+   tail is cut off;
+4. when the index had to be rebuilt, checkpoint at once so the next open is fast.
+
+**Reads** first compare the journal's size with how far this process has read (one ``fstat``)
+and read any new lines, so a read never returns data older than a write another process has
+finished. A session with pending changes is served from memory; others from their files,
+checked against the index version (and retried if a concurrent checkpoint moved them).
+
+**Durability modes.** ``"full"`` (default): the journal line is fsynced before a write returns,
+so an acknowledged write survives power loss. ``"process"``: nothing is fsynced; the line is in
+the kernel before the write returns, so it survives a killed process but not a power cut or
+kernel crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import stat
+import threading
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import filelock
+import orjson
+
+from ..._copy import clone_session
+from ..._ids import is_valid_session_id
+from ...config import SessionStoreConfig
+from ...documents import document_to_session, session_to_document
+from ...errors import (
+    ConfigurationError,
+    SerializationError,
+    SessionConflictError,
+    SessionLimitError,
+    SessionStoreError,
+    StoreCorruptionError,
+    StoreIOError,
+    StoreLockTimeoutError,
+)
+from ...events import EventName
+from ...models import PersistedSession, SessionHeader
+from ...ops import AppendOp, DeleteOp, PutOp, WriteOp, check_versions
+from ...serialization import FORMAT_VERSION, Codec, dump_json
+from ..base import SessionStore
+from ._files import OnDisk, SessionFiles, extend, merged_document
+from ._format import (
+    Append,
+    BadFile,
+    Change,
+    Delete,
+    Put,
+    control_record,
+    decode_document,
+    encode_document,
+    header_from_json,
+    header_to_json,
+    iter_frames,
+    journal_record,
+    parse_changes,
+    tail_record,
+)
+from ._io import FileIO
+from ._watch import JournalWatcher, network_filesystem
+
+__all__ = ["FileSystemSessionStore"]
+
+logger = logging.getLogger(__name__)
+
+Durability = Literal["full", "process"]
+
+_STORE_KIND = "session-persistence-filesystem-store"
+_READ_ATTEMPTS = 50
+_MIN_COMPACT_BYTES = 64 * 1024
+
+
+@dataclass(slots=True)
+class _Pending:
+    """Committed changes to one session not yet written into its files."""
+
+    doc: bytes | None = None  # a whole document (a put), or None: the files are the base
+    session: PersistedSession | None = None  # ``doc`` decoded, when this process wrote it
+    appends: list[Append] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Batch:
+    ops: Sequence[WriteOp]
+    max_sessions: int | None
+    future: asyncio.Future[None]
+    error: BaseException | None = None
+
+
+class FileSystemSessionStore(SessionStore):
+    """The durable default store: one JSON file per session plus a write-ahead journal.
+
+    Several processes on one machine may open the same directory. See the module docstring
+    for the on-disk format, the order of every write and fsync, and the recovery procedure.
+
+    Args:
+        base_dir: The store's directory (created if missing).
+        config: Store options.
+        durability: ``"full"`` (fsync before acknowledging; survives power loss) or
+            ``"process"`` (no fsync; survives a killed process only).
+        codec: Serialization codec.
+        lock_timeout: Seconds to wait for the cross-process write lock.
+        checkpoint_bytes: Journal size that triggers a checkpoint.
+        watch: Follow other processes' writes in the background (watchdog, with polling as
+            the fallback), keeping the index fresh and firing their events here.
+        poll_interval: Seconds between polls of the journal when following.
+        file_mode: Permission bits of files the store creates.
+        dir_mode: Permission bits of directories the store creates.
+    """
+
+    store_type: ClassVar[str] = "filesystem"
+
+    def __init__(
+        self,
+        base_dir: str | os.PathLike[str] = "./session_data",
+        config: SessionStoreConfig | None = None,
+        *,
+        durability: Durability = "full",
+        codec: Codec | None = None,
+        lock_timeout: float = 10.0,
+        checkpoint_bytes: int = 8 * 1024 * 1024,
+        watch: bool = True,
+        poll_interval: float = 1.0,
+        file_mode: int = 0o600,
+        dir_mode: int = 0o700,
+        _io: FileIO | None = None,
+    ) -> None:
+        super().__init__(config, codec=codec)
+        if durability not in ("full", "process"):
+            raise ConfigurationError("durability", "must be 'full' or 'process'")
+        for name, value in (
+            ("lock_timeout", lock_timeout),
+            ("poll_interval", poll_interval),
+            ("checkpoint_bytes", checkpoint_bytes),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise ConfigurationError(name, "must be a number greater than zero")
+        self._root = Path(base_dir)
+        self._durability: Durability = durability
+        self._durable = durability == "full"
+        self._lock_timeout = float(lock_timeout)
+        self._checkpoint_bytes = int(checkpoint_bytes)
+        self._watch = watch
+        self._poll_interval = float(poll_interval)
+        self._file_mode = file_mode
+        self._dir_mode = dir_mode
+        self._io = _io or FileIO()
+        self._files = SessionFiles(
+            self._io, self._root, self._codec, file_mode=file_mode, durable=self._durable
+        )
+        self._journal_dir = self._root / "journal"
+        self._flock = filelock.FileLock(
+            str(self._root / "store.lock"), timeout=lock_timeout, mode=file_mode,
+            thread_local=False,
+        )  # fmt: skip
+        # In-memory state, guarded by _lock (readers) and _write_mutex (the single writer).
+        self._lock = threading.RLock()
+        self._write_mutex = threading.Lock()
+        self._index: dict[str, SessionHeader] = {}
+        self._pending: dict[str, _Pending] = {}
+        self._touched: set[str] = set()
+        self._generation = 0
+        self._fd: int | None = None
+        self._position = 0
+        self._seq = 0
+        self._careful = False  # a checkpoint began in this generation and has not finished
+        self._writing = False  # our group is between its write and its in-memory apply
+        self._rollback_to: int | None = None
+        self._foreign: list[tuple[EventName, str]] = []
+        self._collect_foreign = False
+        # Group commit.
+        self._queue: list[_Batch] = []
+        self._leader: asyncio.Task[None] | None = None
+        self._watcher: JournalWatcher | None = None
+        self._wake: asyncio.Event | None = None
+        self._counters = {"commits": 0, "batches": 0, "fsyncs": 0, "checkpoints": 0}
+        self._warnings: list[str] = []
+
+    @property
+    def base_dir(self) -> Path:
+        """The store's directory."""
+        return self._root
+
+    @property
+    def durability(self) -> Durability:
+        """The durability mode."""
+        return self._durability
+
+    # == lifecycle ===============================================================================
+
+    async def _open(self) -> None:
+        await asyncio.to_thread(self._open_sync)
+        self._wake = asyncio.Event()
+        if self._watch:
+            loop = asyncio.get_running_loop()
+            self._watcher = JournalWatcher(self._journal_dir, lambda: self._notify(loop))
+            self._watcher.start()
+            self._spawn(self._follow, "follow")
+
+    def _notify(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Called from the watchdog thread: wake the follower on the store's loop."""
+        with contextlib.suppress(RuntimeError):  # the loop closed during shutdown
+            loop.call_soon_threadsafe(self._wake_up)
+
+    def _wake_up(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    async def _close(self) -> None:
+        if self._watcher is not None:
+            await asyncio.to_thread(self._watcher.stop)
+            self._watcher = None
+        if self._leader is not None:
+            await asyncio.gather(self._leader, return_exceptions=True)
+        try:
+            if self._touched:
+                await asyncio.to_thread(self._checkpoint_now)
+        except (OSError, SessionStoreError) as exc:
+            # Everything is in the journal; the next open replays it.
+            self._record_error(exc)
+            logger.warning("checkpoint at shutdown failed (%s); the journal keeps the data", exc)
+        finally:
+            with self._lock:
+                if self._fd is not None:
+                    self._io.close(self._fd)
+                    self._fd = None
+
+    def _open_sync(self) -> None:
+        self._prepare_directories()
+        fstype = network_filesystem(self._root)
+        if fstype is not None:
+            message = (
+                f"{self._root} is on a network filesystem ({fstype}): file locks and fsync may "
+                "not be reliable there; keep the store on a local disk"
+            )
+            self._warnings.append(message)
+            warnings.warn(message, RuntimeWarning, stacklevel=4)
+        self._acquire()
+        try:
+            for orphan in os.listdir(self._root / "tmp"):
+                self._io.unlink(self._root / "tmp" / orphan)
+            rebuilt = self._recover()
+            if rebuilt or self._careful:
+                self._checkpoint_locked()
+        except BaseException:
+            with self._lock:
+                if self._fd is not None:
+                    self._io.close(self._fd)
+                    self._fd = None
+            raise
+        finally:
+            self._flock.release()
+
+    def _prepare_directories(self) -> None:
+        self._root.mkdir(mode=self._dir_mode, parents=True, exist_ok=True)
+        for name in ("sessions", "journal", "tmp", "quarantine", "backups"):
+            path = self._root / name
+            try:
+                path.mkdir(mode=self._dir_mode)
+            except FileExistsError:
+                mode = os.lstat(path).st_mode
+                if not stat.S_ISDIR(mode):
+                    raise StoreCorruptionError(
+                        f"{path} must be a directory, not a link or a file; move it aside",
+                        str(path),
+                    ) from None
+        marker = self._root / "store.json"
+        try:
+            raw = self._io.read_file(marker)
+        except FileNotFoundError:
+            document = {"format": FORMAT_VERSION, "kind": _STORE_KIND}
+            self._io.replace_file(
+                marker,
+                orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n",
+                temp_dir=self._root / "tmp",
+                mode=self._file_mode,
+                durable=self._durable,
+            )
+            self._fsync_dir(self._root)
+            return
+        try:
+            document = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise StoreCorruptionError(f"{marker} is not JSON: {exc}", str(marker)) from exc
+        if type(document) is not dict or document.get("kind") != _STORE_KIND:
+            raise StoreCorruptionError(
+                f"{self._root} is not a session-persistence filesystem store", str(marker)
+            )
+        version = document.get("format")
+        if type(version) is not int or version > FORMAT_VERSION or version < 1:
+            raise StoreCorruptionError(
+                f"{self._root} was written in format {version!r}; this version of "
+                f"session-persistence reads format {FORMAT_VERSION}: upgrade it",
+                str(marker),
+            )
+
+    def _acquire(self) -> None:
+        try:
+            self._flock.acquire()
+        except filelock.Timeout as exc:
+            raise StoreLockTimeoutError(
+                f"another process has held the lock on {self._root} for over "
+                f"{self._lock_timeout:g}s; retry, or raise lock_timeout"
+            ) from exc
+
+    def _fsync_dir(self, path: Path) -> None:
+        if self._durable:
+            self._io.fsync_dir(path)
+
+    # == the journal =============================================================================
+
+    def _segment(self, generation: int) -> Path:
+        return self._journal_dir / f"{generation:016d}.wal"
+
+    def _generations(self) -> list[int]:
+        found = []
+        for name in os.listdir(self._journal_dir):
+            stem, dot, suffix = name.partition(".")
+            if dot and suffix == "wal" and stem.isdigit():
+                found.append(int(stem))
+        return sorted(found)
+
+    def _recover(self, *, locked: bool = True) -> bool:
+        """Load the index and replay the journal. Return True if the index was rebuilt.
+
+        ``locked``: we hold the store lock, so damaged files may be quarantined and a missing
+        segment created.
+        """
+        generations = self._generations()
+        snapshot = self._load_snapshot()
+        rebuilt = False
+        if snapshot is not None and (
+            (not generations and snapshot[0] == 1)
+            or (generations and generations[0] <= snapshot[0] <= generations[-1])
+        ):
+            start, headers = snapshot
+        else:
+            if snapshot is not None or generations:
+                logger.info("rebuilding the index of %s from its session files", self._root)
+            headers = self._scan_files(locked)
+            start = generations[0] if generations else 1
+            rebuilt = bool(generations or headers) or snapshot is not None
+        with self._lock:
+            self._index = {header.session_id: header for header in headers}
+            self._pending.clear()
+            self._touched.clear()
+            self._generation = start
+            self._fd = None
+            self._position = 0
+            self._catch_up(locked=locked, replaying=True)
+        return rebuilt
+
+    def _open_segment(self, locked: bool) -> bool:
+        """Open the current generation's segment; create it if we hold the lock."""
+        path = self._segment(self._generation)
+        if not locked and not path.exists():
+            return False
+        self._fd = self._io.open_append(path, self._file_mode)
+        self._position = 0
+        if locked:
+            self._fsync_dir(self._journal_dir)
+        return True
+
+    def _catch_up(self, *, locked: bool, replaying: bool = False) -> None:
+        """Read journal lines we have not seen yet and apply them (``_lock`` held).
+
+        ``locked``: we hold the store lock, so an incomplete last line is a torn tail to cut off
+        (for a reader it may be a line being written right now).
+        """
+        if self._writing:
+            return  # our own group holds the store lock; nothing foreign can be pending
+        while True:
+            if self._fd is None and not self._open_segment(locked):
+                return
+            assert self._fd is not None
+            size = self._io.size(self._fd)
+            if size < self._position:
+                self._reload("the journal was cut back by a failed write")
+                return
+            if size == self._position:
+                return
+            data = self._io.read_at(self._fd, size - self._position, self._position)
+            consumed = 0
+            rotated = False
+            for end, payload in iter_frames(data):
+                consumed = end
+                if self._apply_record(payload, foreign=not replaying):
+                    rotated = True
+                    break
+            self._position += consumed
+            if rotated:
+                self._io.close(self._fd)
+                self._fd = None
+                continue
+            if consumed < len(data) and locked:
+                logger.warning("cutting a torn journal tail at %d bytes", self._position)
+                self._io.truncate(self._fd, self._position)
+            return
+
+    def _apply_record(self, payload: bytes, *, foreign: bool) -> bool:
+        """Apply one journal line to the in-memory state. Return True if it rotates."""
+        try:
+            record = orjson.loads(payload)
+            if type(record) is not dict or type(record.get("seq")) is not int:
+                raise BadFile("a journal line without a sequence number")
+            self._seq = record["seq"]
+            if "rotate" in record:
+                self._generation = int(record["rotate"])
+                self._pending.clear()
+                self._touched.clear()
+                self._careful = False
+                return True
+            if record.get("checkpoint") == "begin":
+                self._careful = True
+                return False
+            if "quarantine" in record:
+                self._apply_change(Delete(str(record["quarantine"]), "quarantined"), foreign)
+                return False
+            for change in parse_changes(record, self._codec):
+                self._apply_change(change, foreign)
+        except (orjson.JSONDecodeError, BadFile, ValueError) as exc:
+            raise StoreCorruptionError(
+                f"journal generation {self._generation} has a checksummed but invalid line "
+                f"({exc}); copy journal/ aside and report it",
+                str(self._segment(self._generation)),
+            ) from exc
+        return False
+
+    def _apply_change(
+        self, change: Change, foreign: bool, session: PersistedSession | None = None
+    ) -> None:
+        if isinstance(change, Delete):
+            existed = self._index.pop(change.session_id, None) is not None
+            self._pending.pop(change.session_id, None)
+            self._touched.add(change.session_id)
+            if foreign and existed and change.reason is None and self._collect_foreign:
+                self._foreign.append(("session_deleted", change.session_id))
+            return
+        session_id = change.header.session_id
+        existed = session_id in self._index
+        self._index[session_id] = change.header
+        self._touched.add(session_id)
+        if isinstance(change, Put):
+            self._pending[session_id] = _Pending(doc=change.doc, session=session)
+        else:
+            self._pending.setdefault(session_id, _Pending()).appends.append(change)
+        if foreign and self._collect_foreign:
+            kind: EventName = "session_updated" if existed else "session_created"
+            self._foreign.append((kind, session_id))
+
+    def _reload(self, why: str) -> None:
+        """Start over from the snapshot or the files (``_lock`` held; rare).
+
+        Runs without the store lock (taking it while holding ``_lock`` could deadlock with our
+        own writer), so a rebuild here reads files but quarantines nothing.
+        """
+        logger.info("reloading the index of %s: %s", self._root, why)
+        if self._fd is not None:
+            self._io.close(self._fd)
+            self._fd = None
+        self._recover(locked=False)
+
+    # == index snapshot and rebuild ==============================================================
+
+    def _load_snapshot(self) -> tuple[int, list[SessionHeader]] | None:
+        path = self._root / "index.json"
+        try:
+            head, body = decode_document(self._io.read_file(path), "index")
+            generation = head.get("generation")
+            if type(generation) is not int or generation < 1:
+                raise BadFile("bad generation")
+            items = orjson.loads(body)
+            if type(items) is not list:
+                raise BadFile("the body must be an array of headers")
+            return generation, [header_from_json(item, self._codec) for item in items]
+        except FileNotFoundError:
+            return None
+        except (BadFile, orjson.JSONDecodeError, OSError) as exc:
+            logger.warning("ignoring index snapshot %s (%s); rebuilding", path, exc)
+            return None
+
+    def _write_snapshot(self, generation: int, headers: list[SessionHeader]) -> None:
+        body = dump_json([header_to_json(header, self._codec) for header in headers])
+        data = encode_document("index", body, generation=generation)
+        self._io.replace_file(
+            self._root / "index.json",
+            data,
+            temp_dir=self._root / "tmp",
+            mode=self._file_mode,
+            durable=self._durable,
+        )
+        self._fsync_dir(self._root)
+
+    def _scan_files(self, locked: bool) -> list[SessionHeader]:
+        """Read every session file: the fallback when there is no usable snapshot.
+
+        With the store lock held (``locked``), damaged files are quarantined and orphan tails
+        removed; without it they are only skipped.
+        """
+        headers = []
+        directory = self._files.dir
+        for name in sorted(os.listdir(directory)):
+            stem, _, suffix = name.rpartition(".")
+            path = directory / name
+            if suffix == "tail":
+                if locked and not (directory / f"{stem}.json").exists():
+                    self._io.unlink(path)  # left by a crash between deleting base and tail
+                continue
+            if suffix != "json" or not is_valid_session_id(stem):
+                if locked:
+                    self._quarantine_file(name, "not a session file name (<session id>.json)")
+                continue
+            try:
+                on_disk = self._files.read(stem)
+            except BadFile as exc:
+                if locked:
+                    self._quarantine_file(name, str(exc))
+                continue
+            if on_disk is not None:
+                headers.append(on_disk.header)
+        return headers
+
+    def _quarantine_file(self, name: str, reason: str) -> Path:
+        target = self._files.quarantine(name, reason)
+        logger.error("quarantined %s: %s (moved to %s)", name, reason, target)
+        return target
+
+    # == reads ===================================================================================
+
+    def _fresh(self) -> None:
+        with self._lock:
+            self._catch_up(locked=False)
+
+    async def _get_header(self, session_id: str) -> SessionHeader | None:
+        with self._lock:
+            self._catch_up(locked=False)
+            return self._index.get(session_id)
+
+    async def _scan(self) -> Sequence[SessionHeader]:
+        with self._lock:
+            self._catch_up(locked=False)
+            return list(self._index.values())
+
+    async def _session_count(self) -> int:
+        with self._lock:
+            self._catch_up(locked=False)
+            return len(self._index)
+
+    def _touch(self, session_id: str, when: datetime) -> None:
+        with self._lock:
+            header = self._index.get(session_id)
+            if header is not None and header.last_accessed_at < when:
+                self._index[session_id] = dataclasses.replace(header, last_accessed_at=when)
+
+    async def _load(self, session_id: str) -> PersistedSession | None:
+        with self._lock:
+            self._catch_up(locked=False)
+            header = self._index.get(session_id)
+            if header is None:
+                return None
+            pending = self._pending.get(session_id)
+            if pending is not None and pending.doc is not None:
+                return self._from_pending(pending, header)
+        return await asyncio.to_thread(self._load_from_files, session_id)
+
+    def _from_pending(self, pending: _Pending, header: SessionHeader) -> PersistedSession:
+        assert pending.doc is not None
+        if pending.session is not None:
+            session = clone_session(pending.session)
+        else:
+            session = document_to_session(orjson.loads(pending.doc), self._codec)
+        for append in pending.appends:
+            session = extend(session, append, self._codec)
+        return dataclasses.replace(session, last_accessed_at=header.last_accessed_at)
+
+    def _load_from_files(self, session_id: str) -> PersistedSession | None:
+        for attempt in range(_READ_ATTEMPTS):
+            with self._lock:
+                self._catch_up(locked=False)
+                header = self._index.get(session_id)
+                if header is None:
+                    return None
+                pending = self._pending.get(session_id)
+                if pending is not None and pending.doc is not None:
+                    return self._from_pending(pending, header)
+                appends = list(pending.appends) if pending is not None else []
+            try:
+                on_disk = self._files.read(session_id)
+            except BadFile as exc:
+                self._quarantine_bad(session_id, str(exc))
+                raise StoreCorruptionError(
+                    f"session {session_id} was damaged ({exc}); it was moved to quarantine/",
+                    str(self._files.base(session_id)),
+                ) from exc
+            if on_disk is not None:
+                session = self._with_appends(on_disk, appends)
+                if session is not None and (
+                    session.version == header.version and session.created_at == header.created_at
+                ):
+                    return dataclasses.replace(session, last_accessed_at=header.last_accessed_at)
+            # A checkpoint in another process moved the files under us: look again.
+            time.sleep(0.0005 * min(attempt, 20))
+        raise StoreCorruptionError(
+            f"session {session_id} is in the index but its file does not match it; "
+            "run optimize() or reopen the store",
+            str(self._files.base(session_id)),
+        )
+
+    def _with_appends(self, on_disk: OnDisk, appends: list[Append]) -> PersistedSession | None:
+        session, version = on_disk.session, on_disk.header.version
+        for append in appends:
+            if append.header.version <= version:
+                continue  # already in the tail
+            if append.expected != version:
+                return None
+            session = extend(session, append, self._codec)
+            version = append.header.version
+        return session
+
+    def _quarantine_bad(self, session_id: str, reason: str) -> None:
+        """Move a damaged base aside and journal its removal, so every process forgets it."""
+        with self._write_mutex:
+            self._acquire()
+            try:
+                with self._lock:
+                    self._catch_up(locked=True)
+                    pending = self._pending.get(session_id)
+                    if session_id not in self._index or (pending and pending.doc is not None):
+                        return  # deleted or rewritten meanwhile
+                try:
+                    self._files.read(session_id)
+                except BadFile:
+                    pass
+                else:
+                    return  # repaired meanwhile
+                self._quarantine_file(f"{session_id}.json", reason)
+                self._io.unlink(self._files.tail(session_id))
+                with self._lock:
+                    line = control_record(self._seq + 1, quarantine=session_id, reason=reason)
+                    self._append_lines(line)
+                    self._apply_record(line[9:-1], foreign=False)
+            finally:
+                self._flock.release()
+
+    # == writes: group commit ====================================================================
+
+    async def _apply(self, ops: Sequence[WriteOp], *, max_sessions: int | None) -> None:
+        loop = asyncio.get_running_loop()
+        batch = _Batch(ops, max_sessions, loop.create_future())
+        self._queue.append(batch)
+        if self._leader is None or self._leader.done():
+            self._leader = loop.create_task(self._lead())
+        await asyncio.shield(batch.future)
+
+    async def _lead(self) -> None:
+        """Commit queued batches, group by group, until the queue is empty."""
+        while self._queue:
+            group, self._queue = self._queue, []
+            try:
+                await asyncio.to_thread(self._commit_group, group)
+            except BaseException as exc:
+                # Every batch of the group (and, after a BaseException, every queued one)
+                # fails with it: nothing of theirs was acknowledged.
+                failed = group if isinstance(exc, Exception) else group + self._queue
+                if not isinstance(exc, Exception):
+                    self._queue = []
+                for batch in failed:
+                    if not batch.future.done():
+                        batch.future.set_exception(exc)
+                continue
+            for batch in group:
+                if batch.error is not None:
+                    batch.future.set_exception(batch.error)
+                else:
+                    batch.future.set_result(None)
+
+    def _commit_group(self, group: list[_Batch]) -> None:
+        with self._write_mutex:
+            try:
+                self._acquire()
+            except StoreLockTimeoutError as exc:
+                for batch in group:
+                    batch.error = exc
+                return
+            try:
+                self._commit_locked(group)
+                if self._position >= self._checkpoint_bytes:
+                    try:
+                        self._checkpoint_locked()
+                    except (OSError, SessionStoreError) as exc:
+                        # The group is durable in the journal; the checkpoint is retried later.
+                        self._record_error(exc)
+                        logger.warning("checkpoint failed (%s); will retry", exc)
+            finally:
+                self._flock.release()
+
+    def _commit_locked(self, group: list[_Batch]) -> None:
+        with self._lock:
+            self._repair()
+            self._catch_up(locked=True)
+            lines, accepted, seq = self._plan(group)
+            if not lines:
+                return
+            start = self._position
+            self._writing = True
+        data = b"".join(lines)
+        try:
+            # The one durability point of a write: journal lines, then (full) one fsync.
+            self._io.write(self._fd_checked(), data)
+            if self._durable:
+                self._io.fsync(self._fd_checked())
+                self._counters["fsyncs"] += 1
+        except OSError as exc:
+            self._abandon_group(start)
+            failure = StoreIOError(f"writing the journal failed: {exc}; nothing was applied")
+            failure.__cause__ = exc
+            for batch in accepted:
+                batch.error = failure
+            return
+        except BaseException:
+            self._abandon_group(start)
+            raise
+        with self._lock:
+            self._writing = False
+            for batch in accepted:
+                for op in batch.ops:
+                    self._apply_own(op)
+            self._position = start + len(data)
+            self._seq = seq
+        self._counters["commits"] += 1
+        self._counters["batches"] += len(accepted)
+
+    def _plan(self, group: list[_Batch]) -> tuple[list[bytes], list[_Batch], int]:
+        """Check each batch against the latest state (and the batches before it in the group).
+
+        Returns the journal lines to write, the batches they acknowledge, and the last
+        sequence number used. A batch that fails its checks gets its error and is left out.
+        """
+        versions: dict[str, int | None] = {}
+        count = len(self._index)
+        lines: list[bytes] = []
+        accepted: list[_Batch] = []
+        seq = self._seq
+
+        def version_of(session_id: str) -> int | None:
+            if session_id in versions:
+                return versions[session_id]
+            header = self._index.get(session_id)
+            return None if header is None else header.version
+
+        for batch in group:
+            try:
+                check_versions(batch.ops, version_of)
+                created = sum(1 for o in batch.ops if isinstance(o, PutOp) and o.expected is None)
+                deleted = sum(1 for o in batch.ops if isinstance(o, DeleteOp))
+                limit = batch.max_sessions
+                if limit is not None and created and count + created - deleted > limit:
+                    raise SessionLimitError(limit)
+                line = journal_record(seq + 1, batch.ops, self._codec)
+            except (SessionConflictError, SessionLimitError, SerializationError) as exc:
+                batch.error = exc
+                continue
+            if line is not None:
+                seq += 1
+                lines.append(line)
+            for op in batch.ops:
+                if isinstance(op, PutOp | AppendOp):
+                    versions[op.header.session_id] = op.header.version
+                elif isinstance(op, DeleteOp):
+                    versions[op.session_id] = None
+            count += created - deleted
+            accepted.append(batch)
+        return lines, accepted, seq
+
+    def _fd_checked(self) -> int:
+        assert self._fd is not None
+        return self._fd
+
+    def _abandon_group(self, start: int) -> None:
+        """Cut the journal back to where a failed group began (store lock held)."""
+        with self._lock:
+            self._writing = False
+            self._rollback_to = start
+            with contextlib.suppress(OSError):
+                self._repair()
+
+    def _repair(self) -> None:
+        if self._rollback_to is not None and self._fd is not None:
+            self._io.truncate(self._fd, self._rollback_to)
+            if self._durable:
+                self._io.fsync(self._fd)
+            self._position = self._rollback_to
+            self._rollback_to = None
+
+    def _apply_own(self, op: WriteOp) -> None:
+        if isinstance(op, PutOp):
+            self._apply_change(Put(op.header, op.data), False, op.session)
+        elif isinstance(op, AppendOp):
+            self._apply_change(Append(op.header, op.encoded, op.expected), False)
+        elif isinstance(op, DeleteOp):
+            self._apply_change(Delete(op.session_id), False)
+
+    def _append_lines(self, data: bytes) -> None:
+        """Append control lines (``_lock`` and the store lock held) and fsync them."""
+        if self._fd is None:
+            self._open_segment(locked=True)
+        fd = self._fd_checked()
+        self._io.write(fd, data)
+        if self._durable:
+            self._io.fsync(fd)
+        self._position += len(data)
+
+    # == checkpoint ==============================================================================
+
+    def _checkpoint_now(self) -> None:
+        with self._write_mutex:
+            self._acquire()
+            try:
+                with self._lock:
+                    self._repair()
+                    self._catch_up(locked=True)
+                self._checkpoint_locked()
+            finally:
+                self._flock.release()
+
+    def _checkpoint_locked(self) -> None:
+        """Write pending changes into session files and start a new journal generation."""
+        with self._lock:
+            generation = self._generation
+            careful = self._careful
+            touched = sorted(self._touched)
+            index = dict(self._index)
+            pending = {sid: self._pending[sid] for sid in touched if sid in self._pending}
+            self._append_lines(control_record(self._seq + 1, checkpoint="begin"))
+            self._seq += 1
+            self._careful = True
+        for session_id in touched:
+            header = index.get(session_id)
+            if header is None:
+                self._files.remove(session_id)
+                continue
+            self._materialize(session_id, pending[session_id], careful)
+        self._fsync_dir(self._files.dir)
+        with self._lock:
+            self._append_lines(control_record(self._seq + 1, rotate=generation + 1))
+            self._seq += 1
+            self._io.close(self._fd_checked())
+            self._fd = None
+            self._generation = generation + 1
+            self._open_segment(locked=True)
+            self._pending.clear()
+            self._touched.clear()
+            self._careful = False
+            headers = list(self._index.values())
+        self._counters["checkpoints"] += 1
+        self._write_snapshot(generation + 1, headers)
+        self._io.unlink(self._segment(generation - 1))
+
+    def _materialize(self, session_id: str, pending: _Pending, careful: bool) -> None:
+        if pending.doc is not None:
+            self._files.write_base(
+                session_id, merged_document(pending.doc, pending.appends, self._codec)
+            )
+            return
+        base_size, tail_size = self._files.tail_size(session_id)
+        try:
+            token = self._files.read_token(session_id)
+        except (BadFile, OSError) as exc:
+            self._quarantine_lost(session_id, f"base unreadable at checkpoint: {exc}")
+            return
+        records = b"".join(tail_record(token, a, self._codec) for a in pending.appends)
+        if careful or tail_size + len(records) > max(base_size, _MIN_COMPACT_BYTES):
+            self._compact(session_id, pending.appends)
+        else:
+            self._files.append_tail(session_id, records)
+
+    def _compact(self, session_id: str, appends: list[Append]) -> None:
+        """Rewrite a session's base with its tail and pending appends folded in."""
+        try:
+            on_disk = self._files.read(session_id)
+        except BadFile as exc:
+            self._quarantine_lost(session_id, str(exc))
+            return
+        session = None if on_disk is None else self._with_appends(on_disk, appends)
+        if session is None:
+            self._quarantine_lost(session_id, "its files do not match the journal")
+            return
+        self._files.write_base(session_id, dump_json(session_to_document(session, self._codec)))
+
+    def _quarantine_lost(self, session_id: str, reason: str) -> None:
+        logger.error("session %s cannot be checkpointed: %s", session_id, reason)
+        with contextlib.suppress(FileNotFoundError):
+            self._quarantine_file(f"{session_id}.json", reason)
+        with self._lock:
+            line = control_record(self._seq + 1, quarantine=session_id, reason=reason)
+            self._append_lines(line)
+            self._apply_record(line[9:-1], foreign=False)
+
+    # == following other processes ===============================================================
+
+    async def _follow(self) -> None:
+        """Keep the index fresh and fire other processes' events (watchdog or polling)."""
+        assert self._wake is not None
+        while True:
+            # Not asyncio.wait_for: on 3.11 it can swallow a cancellation that races with the
+            # wake-up (gh-86296), and shutdown would wait for this task forever.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._poll_interval):
+                    await self._wake.wait()
+            self._wake.clear()
+            self._collect_foreign = any(
+                self._events.has_listeners(name)
+                for name in ("session_created", "session_updated", "session_deleted")
+            )
+            try:
+                await asyncio.to_thread(self._fresh)
+                await self._deliver_foreign()
+            except Exception as exc:  # keep following; counted in health
+                self._record_error(exc)
+                logger.exception("following the journal failed")
+
+    async def _deliver_foreign(self) -> None:
+        with self._lock:
+            changes, self._foreign = self._foreign, []
+        for kind, session_id in changes:
+            if kind == "session_deleted":
+                await self._emit(kind, session_id)
+                continue
+            try:
+                session = await self._load(session_id)
+            except StoreCorruptionError:
+                continue
+            if session is None:
+                continue  # deleted again since
+            if kind == "session_created":
+                await self._emit(kind, session)
+            else:
+                await self._emit(kind, session, None)
+
+    # == monitoring ==============================================================================
+
+    def _quarantined(self) -> list[str]:
+        try:
+            names = os.listdir(self._root / "quarantine")
+        except FileNotFoundError:
+            return []
+        return sorted(name for name in names if not name.endswith(".reason"))
+
+    async def _backend_stats(self) -> dict[str, Any]:
+        with self._lock:
+            stats: dict[str, Any] = {
+                "base_dir": str(self._root),
+                "durability": self._durability,
+                "journal_generation": self._generation,
+                "journal_bytes": self._position,
+                "pending_sessions": len(self._pending),
+                "watching": None if self._watcher is None else self._watcher.mode,
+                **self._counters,
+            }
+        quarantined = self._quarantined()
+        stats["quarantined_files"] = len(quarantined)
+        stats["quarantined"] = quarantined[:100]
+        return stats
+
+    async def _probe(self) -> list[str]:
+        problems = list(self._warnings)
+        for name in ("sessions", "journal", "tmp"):
+            if not os.access(self._root / name, os.W_OK | os.X_OK):
+                problems.append(f"{self._root / name} is not writable")
+        quarantined = self._quarantined()
+        if quarantined:
+            problems.append(
+                f"{len(quarantined)} damaged file(s) in {self._root / 'quarantine'} "
+                f"(first: {quarantined[0]}); read the .reason files, then restore or remove them"
+            )
+        if self._rollback_to is not None:
+            problems.append("a failed journal write could not be cut back yet; writes will retry")
+        return problems
+
+    async def _optimize_backend(self) -> list[str]:
+        await asyncio.to_thread(self._checkpoint_now)
+        return [f"checkpointed the journal (now generation {self._generation})"]
+
+    def __repr__(self) -> str:
+        state = "open" if self.is_initialized else "closed"
+        return f"<FileSystemSessionStore {str(self._root)!r} {self._durability} {state}>"
