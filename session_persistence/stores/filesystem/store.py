@@ -424,6 +424,8 @@ class FileSystemSessionStore(SessionStore):
             self._fd = None
             self._position = 0
             self._catch_up(locked=locked, replaying=True)
+        if locked and snapshot is None and not generations and not headers:
+            self._write_snapshot(start, [])  # a new store: the next open needs no rebuild
         return rebuilt
 
     def _open_segment(self, locked: bool) -> bool:
@@ -930,7 +932,8 @@ class FileSystemSessionStore(SessionStore):
             headers = list(self._index.values())
         self._counters["checkpoints"] += 1
         self._write_snapshot(generation + 1, headers)
-        self._io.unlink(self._segment(generation - 1))
+        if generation > 1:
+            self._io.unlink(self._segment(generation - 1))
 
     def _materialize(self, session_id: str, pending: _Pending, careful: bool) -> None:
         if pending.doc is not None:
@@ -1054,7 +1057,13 @@ class FileSystemSessionStore(SessionStore):
         return problems
 
     async def _optimize_backend(self) -> list[str]:
-        await asyncio.to_thread(self._checkpoint_now)
+        try:
+            await asyncio.to_thread(self._checkpoint_now)
+        except OSError as exc:
+            self._record_error(exc)
+            raise StoreIOError(
+                f"checkpoint failed: {exc}; the journal still holds every write"
+            ) from exc
         return [f"checkpointed the journal (now generation {self._generation})"]
 
     def __repr__(self) -> str:

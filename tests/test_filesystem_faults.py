@@ -1,0 +1,249 @@
+"""The filesystem store under injected faults: errors, crashes and power loss at every step.
+
+A fixed single-writer workload runs against a store whose I/O seam is a
+:class:`SimulatedDisk`. For every step ``n`` of the workload's write path we run it again with
+a fault at step ``n`` and check the store afterwards against a model of what was acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from session_persistence import FileSystemSessionStore, StoreIOError
+from session_persistence.testing import interaction, session_object
+from simulated_disk import SimulatedCrash, SimulatedDisk
+
+State = dict[str, tuple[int, int, int]]  # name -> (version, interactions, n)
+
+
+class Workload:
+    """A deterministic sequence of writes and the state each acknowledged one leads to."""
+
+    def __init__(self, store: FileSystemSessionStore) -> None:
+        self.store = store
+        self.ids: dict[str, str] = {}
+        self.acked: State = {}
+        self.in_flight: State | None = None  # the state had the interrupted op succeeded
+        self.failures = 0
+
+    async def _find(self, name: str) -> str:
+        if name not in self.ids:
+            for session in await self.store.list_sessions():
+                if session.metadata.get("name") == name:
+                    self.ids[name] = session.session_id
+        return self.ids[name]
+
+    async def op(self, after: State, action: Callable[[], Awaitable[Any]]) -> None:
+        self.in_flight = after
+        try:
+            await action()
+        except StoreIOError:
+            # The fault is one-shot: the same write must now succeed, exactly once.
+            self.failures += 1
+            await action()
+        self.acked, self.in_flight = after, None
+
+    async def run(self) -> None:
+        s = self.store
+
+        async def create(name: str, interactions: int = 0) -> None:
+            created = await s.create_session(
+                session_object(interactions=interactions), metadata={"name": name, "n": 0}
+            )
+            self.ids[name] = created.session_id
+
+        async def bump(name: str, n: int) -> None:
+            await s.update_session(await self._find(name), {"metadata": {"name": name, "n": n}})
+
+        async def append(name: str) -> None:
+            await s.append_interactions(await self._find(name), interaction(name))
+
+        async def transaction() -> None:
+            a, b = await self._find("a"), await self._find("b")
+            async with s.transaction():
+                await s.update_session(a, {"metadata": {"name": "a", "n": 2}})
+                await s.delete_session(b)
+                await create("c")
+
+        state: State = {}
+
+        def then(**changes: tuple[int, int, int] | None) -> State:
+            nonlocal state
+            state = {**state, **{k: v for k, v in changes.items() if v is not None}}
+            for name, value in changes.items():
+                if value is None:
+                    state.pop(name, None)
+            return state
+
+        await self.op(then(a=(1, 0, 0)), lambda: create("a"))
+        await self.op(then(b=(1, 1, 0)), lambda: create("b", 1))
+        await self.op(then(a=(2, 0, 1)), lambda: bump("a", 1))
+        for count in (1, 2, 3):
+            await self.op(then(a=(2 + count, count, 1)), lambda: append("a"))
+        await self.op(then(a=(6, 3, 2), b=None, c=(1, 0, 0)), transaction)
+        await self.op(state, s.optimize)
+        for count in (1, 2):
+            await self.op(then(c=(1 + count, count, 0)), lambda: append("c"))
+        await self.op(then(c=(4, 2, 5)), lambda: bump("c", 5))
+        await self.op(then(a=None), lambda: self._delete("a"))
+        await self.op(then(d=(1, 2, 0)), lambda: create("d", 2))
+        await self.op(then(d=(2, 3, 0)), lambda: append("d"))
+
+    async def _delete(self, name: str) -> None:
+        await self.store.delete_session(await self._find(name))
+
+
+async def state_of(store: FileSystemSessionStore) -> State:
+    result: State = {}
+    for session in await store.list_sessions():
+        metadata = session.metadata
+        assert metadata["name"] not in result, "a failed write was applied after all"
+        full = await store.get_session(session.session_id)
+        assert full is not None
+        assert full.version == session.version
+        result[metadata["name"]] = (session.version, len(full.interactions), metadata["n"])
+    return result
+
+
+def make_store(root: Path, disk: SimulatedDisk | None = None) -> FileSystemSessionStore:
+    # A tiny checkpoint threshold, so checkpoints (and their steps) happen inside the workload.
+    return FileSystemSessionStore(root, checkpoint_bytes=1500, watch=False, _io=disk)
+
+
+def abandon(store: FileSystemSessionStore) -> None:
+    """Forget a store whose process 'died': close its descriptors without any I/O."""
+    for task in store._tasks:
+        task.cancel()
+    store._is_open = False
+    if store._fd is not None:
+        os.close(store._fd)
+        store._fd = None
+
+
+async def count_steps(root: Path) -> int:
+    async with make_store(root) as store:
+        pass
+    disk = SimulatedDisk(root)
+    store = make_store(root, disk)
+    await store.initialize()
+    await Workload(store).run()
+    await store.shutdown()
+    return disk.steps
+
+
+@pytest.fixture
+def fast_path(tmp_path: Path) -> Iterator[Path]:
+    """A temp dir on tmpfs when there is one: the simulated disk models durability, so real
+    fsyncs would only make hundreds of runs slow."""
+    if not os.path.isdir("/dev/shm"):
+        yield tmp_path
+        return
+    path = Path(tempfile.mkdtemp(dir="/dev/shm", prefix="sp-faults-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def total_steps(fast_path: Path) -> int:
+    return asyncio.run(count_steps(fast_path / "count"))
+
+
+async def run_with_fault(root: Path, step: int, kind: str) -> tuple[Workload, SimulatedDisk]:
+    async with make_store(root):
+        pass
+    disk = SimulatedDisk(root)
+    disk.fail_at, disk.fail_with = step, kind
+    store = make_store(root, disk)
+    workload = Workload(store)
+    try:
+        try:
+            await store.initialize()
+        except StoreIOError:  # the fault hit the open itself: fine, it said so
+            return workload, disk
+        await workload.run()
+        await store.shutdown()
+    except SimulatedCrash:
+        abandon(store)
+    return workload, disk
+
+
+async def test_workload_has_many_steps(total_steps: int) -> None:
+    """The workload exercises a real write path (journal, checkpoints, tails, bases)."""
+    assert total_steps > 40
+
+
+@pytest.mark.parametrize("kind", ["crash", "power-loss"])
+async def test_crash_at_every_step_loses_nothing_acknowledged(
+    fast_path: Path, total_steps: int, kind: str
+) -> None:
+    """A crash (and, with power loss, the loss of un-fsynced data) before any step of the
+    write path leaves every acknowledged write, no half transaction, and an openable store."""
+    for step in range(1, total_steps + 1):
+        root = fast_path / f"{kind}-{step}"
+        workload, disk = await run_with_fault(root, step, "crash")
+        if kind == "power-loss":
+            disk.power_loss()
+        async with make_store(root) as reopened:
+            found = await state_of(reopened)
+            assert not os.listdir(root / "tmp"), f"temp files left after step {step}"
+        allowed = [workload.acked] + ([workload.in_flight] if workload.in_flight else [])
+        assert found in allowed, f"{kind} at step {step} ({disk.trace[-1:]}): {found}"
+
+
+@pytest.mark.parametrize("error", ["enospc", "eio"])
+async def test_error_at_every_step_is_typed_and_recoverable(
+    fast_path: Path, total_steps: int, error: str
+) -> None:
+    """An OSError at any step fails only the write in progress, with StoreIOError; every
+    acknowledged write survives, and the store works again once the fault clears."""
+    for step in range(1, total_steps + 1):
+        root = fast_path / f"{error}-{step}"
+        workload, disk = await run_with_fault(root, step, error)
+        assert not disk.crashed
+        async with make_store(root) as reopened:
+            assert await state_of(reopened) == workload.acked, f"{error} at step {step}"
+            created = await reopened.create_session(session_object(), metadata={"name": "z"})
+            assert await reopened.get_session(created.session_id) is not None
+
+
+async def test_power_loss_after_acknowledged_writes_in_full_mode(tmp_path: Path) -> None:
+    """With durability='full', cutting power right after the last acknowledgement loses
+    nothing: the journal was fsynced before each write returned."""
+    root = tmp_path / "store"
+    async with make_store(root):
+        pass
+    disk = SimulatedDisk(root)
+    store = make_store(root, disk)
+    await store.initialize()
+    workload = Workload(store)
+    await workload.run()
+    abandon(store)
+    disk.power_loss()
+    async with make_store(root) as reopened:
+        assert await state_of(reopened) == workload.acked
+
+
+async def test_process_mode_does_not_fsync(tmp_path: Path) -> None:
+    """durability='process' writes the journal without fsync (documented: no power-loss
+    guarantee), and still survives a crash of the process."""
+    root = tmp_path / "store"
+    async with FileSystemSessionStore(root, watch=False):
+        pass
+    disk = SimulatedDisk(root)
+    store = FileSystemSessionStore(root, durability="process", watch=False, _io=disk)
+    await store.initialize()
+    created = await store.create_session(session_object())
+    assert "fsync" not in disk.trace
+    abandon(store)
+    async with FileSystemSessionStore(root, watch=False) as reopened:
+        assert await reopened.get_session(created.session_id) is not None
