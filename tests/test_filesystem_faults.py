@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from simulated_disk import SimulatedCrash, SimulatedDisk
 
 from session_persistence import FileSystemSessionStore, StoreIOError
 from session_persistence.testing import interaction, session_object
-from simulated_disk import SimulatedCrash, SimulatedDisk
 
 State = dict[str, tuple[int, int, int]]  # name -> (version, interactions, n)
 
@@ -141,8 +141,7 @@ async def count_steps(root: Path) -> int:
 
 @pytest.fixture
 def fast_path(tmp_path: Path) -> Iterator[Path]:
-    """A temp dir on tmpfs when there is one: the simulated disk models durability, so real
-    fsyncs would only make hundreds of runs slow."""
+    """A temp dir on tmpfs if there is one (the simulated disk models durability itself)."""
     if not os.path.isdir("/dev/shm"):
         yield tmp_path
         return
@@ -186,8 +185,7 @@ async def test_workload_has_many_steps(total_steps: int) -> None:
 async def test_crash_at_every_step_loses_nothing_acknowledged(
     fast_path: Path, total_steps: int, kind: str
 ) -> None:
-    """A crash (and, with power loss, the loss of un-fsynced data) before any step of the
-    write path leaves every acknowledged write, no half transaction, and an openable store."""
+    """A crash (with or without power loss) at any step loses nothing acknowledged."""
     for step in range(1, total_steps + 1):
         root = fast_path / f"{kind}-{step}"
         workload, disk = await run_with_fault(root, step, "crash")
@@ -204,8 +202,7 @@ async def test_crash_at_every_step_loses_nothing_acknowledged(
 async def test_error_at_every_step_is_typed_and_recoverable(
     fast_path: Path, total_steps: int, error: str
 ) -> None:
-    """An OSError at any step fails only the write in progress, with StoreIOError; every
-    acknowledged write survives, and the store works again once the fault clears."""
+    """An OSError at any step fails only that write, typed; the store then works again."""
     for step in range(1, total_steps + 1):
         root = fast_path / f"{error}-{step}"
         workload, disk = await run_with_fault(root, step, error)
@@ -217,8 +214,7 @@ async def test_error_at_every_step_is_typed_and_recoverable(
 
 
 async def test_power_loss_after_acknowledged_writes_in_full_mode(tmp_path: Path) -> None:
-    """With durability='full', cutting power right after the last acknowledgement loses
-    nothing: the journal was fsynced before each write returned."""
+    """With durability='full', power loss right after the last acknowledgement loses nothing."""
     root = tmp_path / "store"
     async with make_store(root):
         pass
@@ -234,8 +230,7 @@ async def test_power_loss_after_acknowledged_writes_in_full_mode(tmp_path: Path)
 
 
 async def test_process_mode_does_not_fsync(tmp_path: Path) -> None:
-    """durability='process' writes the journal without fsync (documented: no power-loss
-    guarantee), and still survives a crash of the process."""
+    """durability='process' never fsyncs, yet survives the death of the process."""
     root = tmp_path / "store"
     async with FileSystemSessionStore(root, watch=False):
         pass
