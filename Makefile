@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck pytest test-compat test-slow clean
+.PHONY: install demo test lint typecheck pytest test-compat test-slow crash-test clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,11 @@ test-compat: $(COMPAT)/.installed
 # Long torture runs (many crash points, big stores); not part of the default run.
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow -q
+
+# The SIGKILL crash test at length: 1,000 kills (override with SP_CRASH_RUNS=n).
+crash-test: $(STAMP)
+	SP_CRASH_RUNS=$${SP_CRASH_RUNS:-1000} $(PY) -m pytest -q -p no:cacheprovider --timeout 0 \
+		tests/test_filesystem_processes.py -k sigkill_at_random
 
 clean:
 	rm -rf $(VENV) $(COMPAT) .mypy_cache .pytest_cache .ruff_cache build *.egg-info
