@@ -77,7 +77,7 @@ async def test_sigkill_at_random_moments_loses_no_acknowledged_write(tmp_path: P
         child = spawn("crash", str(root), str(rng.randrange(1 << 30)))
         pump = read_lines(child, lines)
         deadline = time.monotonic() + 30
-        while not lines and time.monotonic() < deadline and child.poll() is None:
+        while not lines and time.monotonic() < deadline and child.poll() is None:  # noqa: ASYNC110 - filled by a thread
             await asyncio.sleep(0.005)
         assert lines, child.stderr.read().decode() if child.stderr else "child failed"
         await asyncio.sleep(rng.uniform(0.0, 0.25))

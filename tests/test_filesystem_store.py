@@ -1,11 +1,23 @@
-"""The filesystem store: the conformance suite in both durability modes."""
+"""The filesystem store: conformance in both durability modes, layout, bad files, sharing."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import stat
 from pathlib import Path
 
-from session_persistence import FileSystemSessionStore, SessionStoreConfig
-from session_persistence.testing import StoreConformance
+import orjson
+import pytest
+
+from session_persistence import (
+    ConfigurationError,
+    FileSystemSessionStore,
+    SessionConflictError,
+    SessionStoreConfig,
+    StoreCorruptionError,
+)
+from session_persistence.testing import StoreConformance, interaction, session_object
 
 
 class TestFileSystemFullConformance(StoreConformance):
@@ -16,3 +28,231 @@ class TestFileSystemFullConformance(StoreConformance):
 class TestFileSystemProcessConformance(StoreConformance):
     def make_store(self, config: SessionStoreConfig, path: Path) -> FileSystemSessionStore:
         return FileSystemSessionStore(path / "store", config, durability="process")
+
+
+# -- layout, security ------------------------------------------------------------------------
+
+
+async def test_layout_and_permissions(tmp_path: Path) -> None:
+    """The store creates its layout with 0700 directories and 0600 files."""
+    root = tmp_path / "store"
+    async with FileSystemSessionStore(root, watch=False) as store:
+        created = await store.create_session(session_object(interactions=2))
+        await store.optimize()  # a checkpoint writes the session file
+    for name in ("sessions", "journal", "tmp", "quarantine", "backups"):
+        assert stat.S_IMODE((root / name).stat().st_mode) == 0o700
+    session_file = root / "sessions" / f"{created.session_id}.json"
+    for path in (session_file, root / "store.json", root / "index.json"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    head, body = session_file.read_bytes().split(b"\n", 2)[:2]
+    assert orjson.loads(head)["kind"] == "session"
+    assert orjson.loads(body)["session_id"] == created.session_id
+
+
+async def test_reopen_keeps_everything(tmp_path: Path) -> None:
+    """Sessions, appends and deletes survive a restart, from the journal and from files."""
+    root = tmp_path / "store"
+    async with FileSystemSessionStore(root, watch=False) as store:
+        kept = await store.create_session(session_object(interactions=1), metadata={"k": 1})
+        gone = await store.create_session(session_object())
+        await store.append_interactions(kept.session_id, interaction("two"))
+        await store.delete_session(gone.session_id)
+        abandon_without_checkpoint(store)
+    async with FileSystemSessionStore(root, watch=False) as again:
+        loaded = await again.get_session(kept.session_id)
+        assert loaded is not None
+        assert loaded.interactions[-1].request.event["content"] == "two"
+        assert await again.get_session(gone.session_id) is None
+    async with FileSystemSessionStore(root, watch=False) as third:  # now from files
+        assert await third.count_sessions() == 1
+
+
+def abandon_without_checkpoint(store: FileSystemSessionStore) -> None:
+    """Drop a store as a killed process would: no checkpoint, journal only."""
+    store._touched.clear()
+
+
+async def test_missing_index_snapshot_is_rebuilt(tmp_path: Path) -> None:
+    """Without index.json the index is rebuilt from the session files, and rewritten."""
+    root = tmp_path / "store"
+    async with FileSystemSessionStore(root, watch=False) as store:
+        for _ in range(5):
+            await store.create_session(session_object())
+    (root / "index.json").unlink()
+    async with FileSystemSessionStore(root, watch=False) as again:
+        assert await again.count_sessions() == 5
+    assert (root / "index.json").exists()
+
+
+async def test_appends_go_to_the_tail_not_the_base(tmp_path: Path) -> None:
+    """A checkpoint writes appends to the session's tail instead of rewriting its history."""
+    root = tmp_path / "store"
+    async with FileSystemSessionStore(root, watch=False) as store:
+        created = await store.create_session(session_object(interactions=50))
+        await store.optimize()
+        base = root / "sessions" / f"{created.session_id}.json"
+        before = base.read_bytes()
+        await store.append_interactions(created.session_id, interaction("new"))
+        await store.optimize()
+        assert base.read_bytes() == before
+        tail = root / "sessions" / f"{created.session_id}.tail"
+        assert b"new" in tail.read_bytes()
+        loaded = await store.get_session(created.session_id)
+        assert loaded is not None
+        assert len(loaded.interactions) == 51
+
+
+# -- bad files -------------------------------------------------------------------------------
+
+
+def _damage(kind: str, path: Path, other: Path) -> None:
+    data = path.read_bytes()
+    if kind == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif kind == "zero-length":
+        path.write_bytes(b"")
+    elif kind == "garbage":
+        path.write_bytes(os.urandom(300))
+    elif kind == "wrong-checksum":
+        path.write_bytes(data.replace(b'"proc-1"', b'"proc-2"'))
+    elif kind == "future-format":
+        path.write_bytes(data.replace(b'"format":1', b'"format":99', 1))
+    elif kind == "symlink":
+        path.unlink()
+        path.symlink_to(other)
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason"),
+    [
+        ("truncated", "truncated"),
+        ("zero-length", "empty"),
+        ("garbage", "not a"),
+        ("wrong-checksum", "checksum"),
+        ("future-format", "newer"),
+        ("symlink", "symbolic link"),
+    ],
+)
+async def test_bad_session_file_is_quarantined(tmp_path: Path, kind: str, reason: str) -> None:
+    """A damaged session file is moved to quarantine/ with a reason; the rest keeps working."""
+    root = tmp_path / "store"
+    async with FileSystemSessionStore(root, watch=False) as store:
+        bad = await store.create_session(session_object(interactions=1))
+        good = await store.create_session(session_object(interactions=1))
+    outside = tmp_path / "outside.json"
+    outside.write_bytes((root / "sessions" / f"{good.session_id}.json").read_bytes())
+    _damage(kind, root / "sessions" / f"{bad.session_id}.json", outside)
+    async with FileSystemSessionStore(root, watch=False) as store:
+        with pytest.raises(StoreCorruptionError, match="quarantine"):
+            await store.get_session(bad.session_id)
+        assert await store.get_session(bad.session_id) is None
+        assert await store.get_session(good.session_id) is not None
+        assert await store.count_sessions() == 1
+        health = await store.health_check()
+        assert not health.healthy
+        assert "quarantine" in health.issues[0]
+        stats = await store.get_stats()
+        assert stats.backend["quarantined_files"] == 1
+        await store.create_session(session_object())
+    notes = list((root / "quarantine").glob("*.reason"))
+    assert len(notes) == 1
+    assert reason in notes[0].read_text()
+    assert outside.exists()  # the link was moved, never followed
+    async with FileSystemSessionStore(root, watch=False) as again:
+        assert await again.count_sessions() == 2
+
+
+async def test_bad_files_found_by_a_rebuild_are_quarantined(tmp_path: Path) -> None:
+    """Opening without a snapshot quarantines bad files and still opens the store."""
+    root = tmp_path / "store"
+    async with FileSystemSessionStore(root, watch=False) as store:
+        good = await store.create_session(session_object())
+    (root / "index.json").unlink()
+    (root / "sessions" / "not a session.json").write_bytes(b"{}")
+    (root / "sessions" / "01BADBADBADBADBADBADBADBAD.json").write_bytes(b"garbage\n")
+    async with FileSystemSessionStore(root, watch=False) as again:
+        assert [s.session_id for s in await again.list_sessions()] == [good.session_id]
+    assert len(list((root / "quarantine").glob("*.reason"))) == 2
+
+
+async def test_future_store_format_is_refused(tmp_path: Path) -> None:
+    """A store written by a newer version is refused with a message saying to upgrade."""
+    root = tmp_path / "store"
+    async with FileSystemSessionStore(root, watch=False):
+        pass
+    (root / "store.json").write_bytes(
+        b'{"format": 99, "kind": "session-persistence-filesystem-store"}'
+    )
+    with pytest.raises(StoreCorruptionError, match="upgrade"):
+        await FileSystemSessionStore(root, watch=False).initialize()
+
+
+async def test_symlinked_directory_is_refused(tmp_path: Path) -> None:
+    """A store directory replaced by a symlink is refused rather than followed."""
+    root = tmp_path / "store"
+    async with FileSystemSessionStore(root, watch=False):
+        pass
+    (root / "sessions").rename(tmp_path / "elsewhere")
+    (root / "sessions").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(StoreCorruptionError, match="link"):
+        await FileSystemSessionStore(root, watch=False).initialize()
+
+
+def test_bad_options_are_refused(tmp_path: Path) -> None:
+    """Invalid options raise ConfigurationError naming the option."""
+    with pytest.raises(ConfigurationError, match="durability"):
+        FileSystemSessionStore(tmp_path, durability="sometimes")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="lock_timeout"):
+        FileSystemSessionStore(tmp_path, lock_timeout=0)
+
+
+# -- several stores on one directory ---------------------------------------------------------
+
+
+async def test_other_instances_see_writes_at_once(tmp_path: Path) -> None:
+    """A write that returned in one store is visible to another on the same directory."""
+    root = tmp_path / "store"
+    async with (
+        FileSystemSessionStore(root, watch=False) as one,
+        FileSystemSessionStore(root, watch=False) as two,
+    ):
+        created = await one.create_session(session_object())
+        seen = await two.get_session(created.session_id)
+        assert seen is not None
+        await two.append_interactions(created.session_id, interaction("from two"))
+        again = await one.get_session(created.session_id)
+        assert again is not None
+        assert len(again.interactions) == 1
+        with pytest.raises(SessionConflictError):
+            await one.update_session(created.session_id, {"tags": ["x"]}, expected_version=1)
+        await one.optimize()  # a checkpoint by one; two keeps reading correctly
+        assert (await two.get_session(created.session_id)) is not None
+        assert await two.count_sessions() == 1
+
+
+async def test_other_instances_writes_fire_events(tmp_path: Path) -> None:
+    """Listeners see other processes' changes (watchdog, or polling as the fallback)."""
+    root = tmp_path / "store"
+    async with (
+        FileSystemSessionStore(root, poll_interval=0.05) as watcher,
+        FileSystemSessionStore(root, watch=False) as writer,
+    ):
+        events: list[tuple[str, str]] = []
+        watcher.on_session_created(lambda s: events.append(("created", s.session_id)))
+        watcher.on_session_updated(lambda new, old: events.append(("updated", new.session_id)))
+        watcher.on_session_deleted(lambda sid: events.append(("deleted", sid)))
+
+        async def until(count: int) -> None:
+            for _ in range(200):
+                if len(events) >= count:
+                    return
+                await asyncio.sleep(0.01)
+
+        created = await writer.create_session(session_object())
+        await until(1)
+        await writer.update_session(created.session_id, {"tags": ["t"]})
+        await until(2)
+        await writer.delete_session(created.session_id)
+        await until(3)
+        sid = created.session_id
+        assert events == [("created", sid), ("updated", sid), ("deleted", sid)]
