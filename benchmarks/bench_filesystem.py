@@ -31,6 +31,7 @@ from session_persistence.testing import interaction, session_object
 
 
 def summary(samples: list[float]) -> str:
+    """Median, p99 and max of latency samples, in milliseconds."""
     ordered = sorted(samples)
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
     return (
@@ -40,12 +41,14 @@ def summary(samples: list[float]) -> str:
 
 
 async def timed(samples: list[float], coroutine: object) -> None:
+    """Await ``coroutine`` and record how long it took."""
     start = time.perf_counter()
     await coroutine  # type: ignore[misc]
     samples.append(time.perf_counter() - start)
 
 
 async def single_writer(root: Path, n: int) -> list[float]:
+    """Durable updates of one ~1 KB session, one at a time."""
     samples: list[float] = []
     async with FileSystemSessionStore(root, watch=False) as store:
         created = await store.create_session(session_object(), metadata={"blob": "x" * 600})
@@ -58,6 +61,7 @@ async def single_writer(root: Path, n: int) -> list[float]:
 
 
 def sqlite_upserts(path: Path, n: int) -> list[float]:
+    """The peer: raw sqlite3 upserts of a ~1 KB row in WAL mode with synchronous=FULL."""
     connection = sqlite3.connect(path, isolation_level=None)
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=FULL")
@@ -76,7 +80,10 @@ def sqlite_upserts(path: Path, n: int) -> list[float]:
     return samples
 
 
-async def concurrent_writers(root: Path, writers: int, each: int) -> tuple[list[float], dict]:
+async def concurrent_writers(
+    root: Path, writers: int, each: int
+) -> tuple[list[float], dict[str, int]]:
+    """``writers`` coroutines updating their own sessions at once; group-commit counters."""
     samples: list[float] = []
     async with FileSystemSessionStore(root, watch=False) as store:
         ids = [(await store.create_session(session_object())).session_id for _ in range(writers)]
@@ -95,6 +102,7 @@ async def concurrent_writers(root: Path, writers: int, each: int) -> tuple[list[
 
 
 async def appends(root: Path, sizes: tuple[int, ...], n: int) -> dict[int, list[float]]:
+    """Appending one interaction to sessions of each size."""
     results = {}
     async with FileSystemSessionStore(root, watch=False) as store:
         for size in sizes:
@@ -108,6 +116,7 @@ async def appends(root: Path, sizes: tuple[int, ...], n: int) -> dict[int, list[
 
 
 async def open_and_count(root: Path, sessions: int) -> dict[str, float]:
+    """Time initialize() + count_sessions() from the snapshot, then with a rebuild."""
     async with FileSystemSessionStore(root, durability="process", watch=False) as store:
         for _ in range(sessions):
             await store.create_session(session_object(), metadata={"k": "v"})
@@ -126,6 +135,7 @@ async def open_and_count(root: Path, sessions: int) -> dict[str, float]:
 
 
 async def main() -> None:
+    """Run every workload and print the report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for CI")
     parser.add_argument("--dir", type=Path, default=None, help="where to create the stores")
@@ -135,7 +145,8 @@ async def main() -> None:
     big = 1_000 if args.quick else 10_000
     base = Path(tempfile.mkdtemp(prefix="sp-bench-", dir=args.dir))
     try:
-        print(f"machine: {platform.platform()}, {os.cpu_count()} cpus, Python {sys.version.split()[0]}")
+        python = sys.version.split()[0]
+        print(f"machine: {platform.platform()}, {os.cpu_count()} cpus, Python {python}")
         print(f"directory: {base} (network fs: {network_filesystem(base) or 'no'})")
         print("durability: full (fsync before acknowledging) unless noted\n")
 
@@ -147,7 +158,9 @@ async def main() -> None:
         ratio = statistics.median(ours) / statistics.median(peer)
         print(f"   ratio (ours / sqlite3, median): {ratio:.2f}\n")
 
-        samples, counters = await concurrent_writers(base / "concurrent", 64, 10 if args.quick else 30)
+        samples, counters = await concurrent_writers(
+            base / "concurrent", 64, 10 if args.quick else 30
+        )
         print("2. 64 concurrent writers")
         print(f"   per write         {summary(samples)}")
         print(

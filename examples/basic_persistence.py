@@ -11,7 +11,7 @@ from datetime import timedelta
 from ulid import ULID
 
 from session_persistence import (
-    InMemorySessionStore,
+    FileSystemSessionStore,
     Interaction,
     InteractionMessage,
     PersistedSession,
@@ -33,7 +33,8 @@ def exchange(question: str, answer: str) -> Interaction:
 
 
 async def main() -> None:
-    async with InMemorySessionStore() as store:
+    # The default store: one JSON file per session under ./session_data, with a journal.
+    async with FileSystemSessionStore("./session_data") as store:
         store.on_session_created(lambda s: print(f"  [event] created {s.session_id}"))
 
         # 1. Create a session for a processor request (ids are ULIDs, as in Sentient).
