@@ -26,7 +26,6 @@ import asyncio
 import dataclasses
 import logging
 import os
-import secrets
 import threading
 from collections.abc import Sequence
 from datetime import datetime
@@ -49,6 +48,7 @@ from ..models import PersistedSession, SessionHeader
 from ..ops import AppendOp, CheckOp, DeleteOp, PutOp, WriteOp, check_versions
 from ..serialization import FORMAT_VERSION, Codec, dump_json
 from .base import SessionStore
+from .filesystem._io import FileIO
 
 __all__ = ["InMemorySessionStore"]
 
@@ -288,25 +288,6 @@ def _write_atomically(path: Path, data: bytes) -> None:
     """
     directory = path.parent
     directory.mkdir(parents=True, exist_ok=True)
-    temp = directory / f".{path.name}.{secrets.token_hex(8)}.tmp"
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        temp.unlink(missing_ok=True)
-        raise
-    os.close(fd)
-    try:
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    io = FileIO()
+    io.replace_file(path, data, temp_dir=directory, mode=0o600, durable=True)
+    io.fsync_dir(directory)

@@ -43,7 +43,6 @@ class OnDisk:
 
     session: PersistedSession
     header: SessionHeader
-    token: str
 
 
 def decode_items(items: list[Any], codec: Any, first_index: int) -> list[Interaction]:
@@ -137,7 +136,7 @@ class SessionFiles:
             session.interactions.extend(decode_items(items, self.codec, first))
             session = with_header(session, after)
             header = after
-        return OnDisk(session, header, token)
+        return OnDisk(session, header)
 
     def read_token(self, session_id: str) -> str:
         """Return the token of a session's base by reading only its first line."""

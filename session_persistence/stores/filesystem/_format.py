@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from ...documents import _encode_id, document_to_session
+from ...documents import _encode_id, document_to_session, header_of
 from ...errors import InvalidInputError, SerializationError
 from ...models import PersistedSession, SessionHeader
 from ...ops import AppendOp, CheckOp, DeleteOp, PutOp, WriteOp
@@ -151,21 +151,8 @@ def header_from_json(data: Any, codec: Codec) -> SessionHeader:
         session = document_to_session(document, codec)
     except (InvalidInputError, SerializationError) as exc:
         raise BadFile(f"bad session header: {exc}") from exc
-    return SessionHeader(
-        session_id=session.session_id,
-        processor_id=session.processor_id,
-        activity_id=session.activity_id,
-        request_id=session.request_id,
-        created_at=session.created_at,
-        updated_at=session.updated_at,
-        expires_at=session.expires_at,
-        last_accessed_at=session.last_accessed_at,
-        metadata=session.metadata,
-        tags=tuple(session.tags),
-        version=session.version,
-        interaction_count=count,
-        size_bytes=size,
-    )
+    # header_of counts the (empty) interactions; the stored count is the header's own.
+    return replace(header_of(session, size), interaction_count=count)
 
 
 def with_header(session: PersistedSession, header: SessionHeader) -> PersistedSession:

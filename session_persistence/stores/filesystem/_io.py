@@ -125,7 +125,7 @@ class FileIO:
         itself must survive power loss). With ``durable=False`` nothing is fsynced: the result
         survives a killed process, not a power cut.
         """
-        temp = temp_dir / f"{path.name}.{os.urandom(8).hex()}.tmp"
+        temp = temp_dir / f".{path.name}.{os.urandom(8).hex()}.tmp"
         fd = self.open_new(temp, mode)
         try:
             self.write(fd, data)

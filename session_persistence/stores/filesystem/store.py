@@ -630,15 +630,27 @@ class FileSystemSessionStore(SessionStore):
             if header is not None and header.last_accessed_at < when:
                 self._index[session_id] = dataclasses.replace(header, last_accessed_at=when)
 
+    def _lookup(
+        self, session_id: str
+    ) -> tuple[SessionHeader | None, PersistedSession | None, list[Append]]:
+        """Catch up; return the header, the session if memory serves it, and pending appends.
+
+        Called with ``_lock`` held.
+        """
+        self._catch_up(locked=False)
+        header = self._index.get(session_id)
+        pending = self._pending.get(session_id)
+        if header is None or pending is None:
+            return header, None, []
+        if pending.doc is not None:
+            return header, self._from_pending(pending, header), []
+        return header, None, list(pending.appends)
+
     async def _load(self, session_id: str) -> PersistedSession | None:
         with self._lock:
-            self._catch_up(locked=False)
-            header = self._index.get(session_id)
-            if header is None:
-                return None
-            pending = self._pending.get(session_id)
-            if pending is not None and pending.doc is not None:
-                return self._from_pending(pending, header)
+            header, session, _ = self._lookup(session_id)
+        if header is None or session is not None:
+            return session
         return await asyncio.to_thread(self._load_from_files, session_id)
 
     def _from_pending(self, pending: _Pending, header: SessionHeader) -> PersistedSession:
@@ -654,14 +666,9 @@ class FileSystemSessionStore(SessionStore):
     def _load_from_files(self, session_id: str) -> PersistedSession | None:
         for attempt in range(_READ_ATTEMPTS):
             with self._lock:
-                self._catch_up(locked=False)
-                header = self._index.get(session_id)
-                if header is None:
-                    return None
-                pending = self._pending.get(session_id)
-                if pending is not None and pending.doc is not None:
-                    return self._from_pending(pending, header)
-                appends = list(pending.appends) if pending is not None else []
+                header, cached, appends = self._lookup(session_id)
+            if header is None or cached is not None:
+                return cached
             try:
                 on_disk = self._files.read(session_id)
             except BadFile as exc:
