@@ -7,6 +7,7 @@ Durations accept seconds (``float``) or :class:`~datetime.timedelta`. Invalid va
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -47,6 +48,16 @@ class SessionStoreConfig:
         health_error_window: How far back ``health_check`` looks for storage errors
             (default 60 s); older errors no longer count.
         health_error_threshold: Errors within the window that make the store unhealthy.
+        backup_enabled: Take a backup every ``backup_interval`` in the background.
+        backup_interval: How often timed backups run (default 300 s).
+        max_backups: Keep only the newest this many backups (default 10; ``None`` keeps all).
+            Applied after every backup, timed or not, and by ``optimize()``.
+        backup_dir: Where backups are written. ``None`` (the default): the store's own place
+            (``backups/`` in a filesystem store's directory; kept in memory by the in-memory
+            store).
+        backup_compress: Compress timed backups with zlib.
+        restore_batch_size: A restore or import of more sessions than this is applied in
+            atomic batches of this size rather than as one atomic unit (default 5,000).
         clock: Where the store reads the time (tests pass a fake clock).
     """
 
@@ -58,6 +69,12 @@ class SessionStoreConfig:
     cleanup_interval: Duration = 60.0
     health_error_window: Duration = 60.0
     health_error_threshold: int = 1
+    backup_enabled: bool = False
+    backup_interval: Duration = 300.0
+    max_backups: int | None = 10
+    backup_dir: str | os.PathLike[str] | None = None
+    backup_compress: bool = False
+    restore_batch_size: int = 5000
     clock: Clock = utc_now
 
     def __post_init__(self) -> None:
@@ -68,8 +85,16 @@ class SessionStoreConfig:
         _positive_int("max_sessions", self.max_sessions, optional=True)
         _positive_int("max_session_bytes", self.max_session_bytes)
         _positive_int("health_error_threshold", self.health_error_threshold)
-        if not isinstance(self.auto_cleanup_enabled, bool):
-            raise ConfigurationError("auto_cleanup_enabled", "must be True or False")
+        _duration("backup_interval", self.backup_interval, positive=True)
+        _positive_int("max_backups", self.max_backups, optional=True)
+        _positive_int("restore_batch_size", self.restore_batch_size)
+        for name in ("auto_cleanup_enabled", "backup_enabled", "backup_compress"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigurationError(name, "must be True or False")
+        if self.backup_dir is not None and not isinstance(self.backup_dir, str | os.PathLike):
+            raise ConfigurationError(
+                "backup_dir", f"must be a path or None, got {self.backup_dir!r}"
+            )
         if not callable(self.clock):
             raise ConfigurationError("clock", "must be a callable returning an aware datetime")
 

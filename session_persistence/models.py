@@ -22,12 +22,18 @@ from .errors import InvalidInputError, InvalidUpdateError
 
 __all__ = [
     "UNSET",
+    "BackupInfo",
+    "BackupOptions",
     "HealthStatus",
     "Interaction",
     "InteractionMessage",
     "JSONValue",
+    "MergeStrategy",
     "OptimizeResult",
     "PersistedSession",
+    "RestoreOptions",
+    "RestoreResult",
+    "SessionBackup",
     "SessionFilter",
     "SessionHeader",
     "SessionObject",
@@ -46,6 +52,7 @@ SortField: TypeAlias = Literal[
     "created_at", "updated_at", "expires_at", "activity_id", "session_id"
 ]
 SortOrder: TypeAlias = Literal["asc", "desc"]
+MergeStrategy: TypeAlias = Literal["skip_existing", "overwrite", "update_newer"]
 
 _SORT_FIELDS: frozenset[str] = frozenset(
     ("created_at", "updated_at", "expires_at", "activity_id", "session_id")
@@ -397,6 +404,119 @@ class OptimizeResult:
 
     operations_performed: list[str]
     performance_impact: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BackupOptions:
+    """What :meth:`SessionStore.create_backup` puts in a backup.
+
+    Attributes:
+        include_expired: Also back up sessions that have expired but are not cleaned up yet.
+        filter: Back up only the sessions this filter selects (its ``include_expired`` is
+            ignored in favour of the option above).
+        compress: Compress the backup's body with zlib (the header stays readable).
+        metadata: Free-form JSON values stored with the backup (a label, a reason).
+    """
+
+    include_expired: bool = False
+    filter: SessionFilter | None = None
+    compress: bool = False
+    metadata: Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.include_expired, bool) or not isinstance(self.compress, bool):
+            raise InvalidInputError("include_expired and compress must be True or False")
+        if self.filter is not None and not isinstance(self.filter, SessionFilter):
+            raise InvalidInputError("filter must be a SessionFilter or None")
+        if self.metadata is not None and not _is_str_mapping(self.metadata):
+            raise InvalidInputError("backup metadata must be a mapping with str keys")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BackupInfo:
+    """A backup's header, as :meth:`SessionStore.list_backups` reads it (no sessions).
+
+    Attributes:
+        backup_id: The backup's ULID.
+        created_at: When the snapshot was taken (the store's clock, UTC).
+        session_count: How many sessions it holds.
+        size_bytes: Size of the backup file.
+        store_type: The kind of store it was taken from.
+        compressed: Whether the body is zlib-compressed.
+        format: The backup format version.
+        metadata: What was given in :attr:`BackupOptions.metadata`.
+    """
+
+    backup_id: str
+    created_at: datetime
+    session_count: int
+    size_bytes: int
+    store_type: str
+    compressed: bool
+    format: int
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionBackup:
+    """A consistent snapshot of a store's sessions.
+
+    Attributes:
+        backup_id: The backup's ULID (sorts in creation order).
+        created_at: When the snapshot was taken (UTC).
+        sessions: The sessions, oldest first, as they were at that moment.
+        metadata: The backup's header: ``store_type``, ``session_count``, ``size_bytes``,
+            ``checksum``, ``format``, ``compressed``, ``include_expired``, ``filter`` and the
+            user's ``metadata``.
+    """
+
+    backup_id: str
+    created_at: datetime
+    sessions: list[PersistedSession]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RestoreOptions:
+    """How :meth:`SessionStore.restore_from_backup` and ``import_sessions`` apply sessions.
+
+    Attributes:
+        merge_strategy: For a session that already exists (expired or not):
+            ``"skip_existing"`` keeps the stored one; ``"overwrite"`` replaces it;
+            ``"update_newer"`` replaces it only if the incoming one was updated later.
+        dry_run: Validate and report exactly what would happen; write nothing.
+    """
+
+    merge_strategy: MergeStrategy = "skip_existing"
+    dry_run: bool = False
+
+    def __post_init__(self) -> None:
+        if self.merge_strategy not in ("skip_existing", "overwrite", "update_newer"):
+            raise InvalidInputError(
+                "merge_strategy must be 'skip_existing', 'overwrite' or 'update_newer', "
+                f"got {self.merge_strategy!r}"
+            )
+        if not isinstance(self.dry_run, bool):
+            raise InvalidInputError("dry_run must be True or False")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RestoreResult:
+    """What a restore or import did (or, for a dry run, would do).
+
+    Attributes:
+        restored_count: Sessions written that did not exist.
+        skipped_count: Sessions left as stored (by the merge strategy).
+        overwritten_count: Existing sessions replaced.
+        errors: Problems that stopped part of a batched restore; empty when all went well.
+        dry_run: Whether nothing was written.
+    """
+
+    restored_count: int = 0
+    skipped_count: int = 0
+    overwritten_count: int = 0
+    errors: list[str] = field(default_factory=list)
+    dry_run: bool = False
 
 
 def as_timedelta(value: float | timedelta, option: str) -> timedelta:

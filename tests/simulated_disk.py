@@ -12,7 +12,7 @@ import errno
 import os
 from pathlib import Path
 
-from session_persistence.stores.filesystem._io import FileIO
+from session_persistence._fileio import FileIO
 
 
 class SimulatedCrash(BaseException):

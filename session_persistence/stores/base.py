@@ -25,15 +25,20 @@ from __future__ import annotations
 import abc
 import asyncio
 import collections
+import contextlib
 import logging
+import os
 import random
 import time
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, ClassVar, Self, TypeVar
 
+from .._gate import WriteGate
 from .._ids import validate_session_id
+from ..backups import Backups, PathOrStream
 from ..config import SessionStoreConfig, seconds
 from ..errors import (
     ConfigurationError,
@@ -48,10 +53,15 @@ from ..errors import (
 from ..events import EventBus, EventName, Listener, Unsubscribe
 from ..models import (
     UNSET,
+    BackupInfo,
+    BackupOptions,
     HealthStatus,
     Interaction,
     OptimizeResult,
     PersistedSession,
+    RestoreOptions,
+    RestoreResult,
+    SessionBackup,
     SessionFilter,
     SessionHeader,
     SessionObject,
@@ -96,6 +106,9 @@ class SessionStore(abc.ABC):
     #: Name of the backend, reported by stats.
     store_type: ClassVar[str] = "custom"
 
+    #: Whether backup and export files are fsynced (a backend without durability says no).
+    _durable_backups: bool = True
+
     def __init__(
         self, config: SessionStoreConfig | None = None, *, codec: Codec | None = None
     ) -> None:
@@ -109,6 +122,8 @@ class SessionStore(abc.ABC):
         self._reported_expired: dict[str, int] = {}
         self._errors: collections.deque[tuple[datetime, str]] = collections.deque(maxlen=1000)
         self._conflicts = 0
+        self._gate = WriteGate()
+        self._backups = Backups(self)
         self._resolve_config()
 
     def _resolve_config(self) -> None:
@@ -193,6 +208,21 @@ class SessionStore(abc.ABC):
         """Do backend maintenance; return one line per operation performed."""
         return []
 
+    @contextlib.asynccontextmanager
+    async def _frozen(self) -> AsyncIterator[None]:
+        """Hold off every writer while the block runs; reads inside see one committed instant.
+
+        The default holds off this process's writers (every write passes ``_apply_batch``),
+        which is enough for a store no other process writes. A backend that processes share
+        must override it to exclude them too (and call this one).
+        """
+        async with self._gate.frozen():
+            yield
+
+    def _default_backup_dir(self) -> Path | None:
+        """Where backups go when ``backup_dir`` is not configured (``None``: in memory)."""
+        return None
+
     # == lifecycle ===============================================================================
 
     @property
@@ -222,13 +252,21 @@ class SessionStore(abc.ABC):
                 raise ConfigurationError("config", "must be a SessionStoreConfig")
             self._config = config
             self._resolve_config()
+        self._gate = WriteGate()  # bound to this event loop
         try:
             await self._open()
         except OSError as exc:
             raise StoreIOError(f"cannot open the store: {exc}") from exc
+        try:
+            await asyncio.to_thread(self._backups.open)
+        except OSError as exc:
+            await self._close()
+            raise StoreIOError(f"cannot open the backup directory: {exc}") from exc
         self._is_open = True
         if self._config.auto_cleanup_enabled:
             self._spawn(self._cleanup_loop, "cleanup")
+        if self._config.backup_enabled:
+            self._spawn(self._backups.timed_loop, "backups")
 
     async def shutdown(self) -> None:
         """Stop background tasks, flush, and close. Never deletes data. Idempotent."""
@@ -308,6 +346,7 @@ class SessionStore(abc.ABC):
             raise StoreIOError(f"reading session {session_id} failed: {exc}") from exc
 
     async def _apply_batch(self, ops: Sequence[WriteOp]) -> None:
+        await self._gate.enter()  # a backup's freeze holds writers here
         try:
             await self._apply(ops, max_sessions=self._config.max_sessions)
         except SessionConflictError:
@@ -319,6 +358,8 @@ class SessionStore(abc.ABC):
         except OSError as exc:
             self._record_error(exc)
             raise StoreIOError(f"writing to the store failed: {exc}; nothing was applied") from exc
+        finally:
+            self._gate.leave()
 
     async def _write(
         self, stage: Callable[[Transaction], Awaitable[T]], *, retry: bool = True
@@ -706,6 +747,102 @@ class SessionStore(abc.ABC):
         async with self.transaction() as tx:
             return await operation(tx)
 
+    # == backups ===============================================================================
+    # Written once in :mod:`session_persistence.backups`; see its module docstring for how a
+    # snapshot stays consistent while writes continue and how a restore is validated.
+
+    async def create_backup(self, options: BackupOptions | None = None) -> SessionBackup:
+        """Take a consistent snapshot of the selected sessions and store it as one backup.
+
+        Writers keep going during the backup, except for a short pause at its end while what
+        changed meanwhile is re-read; each transaction is wholly in or wholly out. The file is
+        written atomically (temp file, fsync, rename) under the store's backup directory (the
+        in-memory store keeps it in memory unless ``backup_dir`` is set). Older backups beyond
+        ``max_backups`` are then deleted, and ``backup_created`` fires.
+
+        Raises:
+            InvalidInputError: ``options`` is malformed.
+            StoreIOError: The backup could not be written.
+        """
+        return await self._backups.create(options)
+
+    async def list_backups(self) -> list[BackupInfo]:
+        """Return every backup's header, oldest first (reads no sessions)."""
+        return await self._backups.list_all()
+
+    async def get_backup(self, backup_id: str) -> SessionBackup:
+        """Read, verify and return a whole backup.
+
+        Raises:
+            BackupError: No such backup, or it is damaged (checksum, format, a record).
+        """
+        return await self._backups.get(backup_id)
+
+    async def delete_backup(self, backup_id: str) -> bool:
+        """Delete a backup; return whether it existed.
+
+        Raises:
+            BackupError: ``backup_id`` is not a valid backup id.
+        """
+        return await self._backups.delete(backup_id)
+
+    async def verify_backup(self, backup_id: str) -> BackupInfo:
+        """Check a backup's checksum and parse every record in it; return its header.
+
+        Raises:
+            BackupError: It is missing or damaged; the message says what is wrong.
+        """
+        return await self._backups.verify(backup_id)
+
+    async def restore_from_backup(
+        self,
+        backup_or_id: SessionBackup | str | os.PathLike[str],
+        options: RestoreOptions | None = None,
+    ) -> RestoreResult:
+        """Put a backup's sessions back, with their original ids, versions and timestamps.
+
+        The whole backup is validated before anything is written. It is then applied as one
+        atomic batch, or, when it holds more than ``restore_batch_size`` sessions, in atomic
+        batches of that size (a failure stops at a batch boundary and is reported in
+        ``errors``). Events fire for what was written. Not part of an enclosing transaction.
+
+        Args:
+            backup_or_id: A :class:`SessionBackup`, a backup id, or the path of a backup file.
+            options: The merge strategy (an existing session, expired or not, counts as
+                existing) and ``dry_run``.
+
+        Raises:
+            BackupError: The backup is missing, damaged or hostile, or restoring it would pass
+                ``max_sessions``; nothing was written.
+        """
+        return await self._backups.restore(backup_or_id, options)
+
+    async def export_sessions(
+        self, path_or_stream: PathOrStream, filter: SessionFilter | None = None
+    ) -> int:
+        """Write the selected sessions as JSON Lines, streaming; return how many.
+
+        A path is written to a temp file and renamed into place when complete. Memory use does
+        not grow with the number of sessions. Expired sessions are included only if
+        ``filter.include_expired``.
+        """
+        return await self._backups.export(path_or_stream, filter)
+
+    async def import_sessions(
+        self, path_or_stream: PathOrStream, options: RestoreOptions | None = None
+    ) -> RestoreResult:
+        """Read sessions exported by any store and apply them like a restore, streaming.
+
+        A path (or seekable stream) is validated completely, including ``max_sessions``,
+        before anything is written; it is then applied in atomic batches of
+        ``restore_batch_size``. A stream that cannot seek is validated batch by batch, so a
+        damaged line stops the import after the batches before it.
+
+        Raises:
+            BackupError: The file is not a valid export, or would pass ``max_sessions``.
+        """
+        return await self._backups.import_(path_or_stream, options)
+
     # == events ==================================================================================
 
     async def _emit(self, event: EventName, *args: Any) -> None:
@@ -749,6 +886,7 @@ class SessionStore(abc.ABC):
             "store_type": self.store_type,
             "conflicts": self._conflicts,
             "recent_errors": len(self._recent_errors(now)),
+            **await self._backups.stats(),
             **await self._backend_stats(),
         }
         return StoreStats(
@@ -778,6 +916,7 @@ class SessionStore(abc.ABC):
         if not self._is_open:
             issues.append("the store is not initialized")
         else:
+            issues.extend(self._backups.problems())
             try:
                 issues.extend(await self._probe())
             except Exception as exc:
@@ -799,6 +938,9 @@ class SessionStore(abc.ABC):
         started = time.perf_counter()
         removed = await self.cleanup_expired_sessions()
         operations = [f"removed {removed} expired session(s)"]
+        pruned = await self._backups.rotate()
+        if pruned:
+            operations.append(f"deleted {len(pruned)} backup(s) beyond max_backups")
         operations.extend(await self._optimize_backend())
         return OptimizeResult(
             operations_performed=operations,

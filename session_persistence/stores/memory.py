@@ -35,6 +35,7 @@ from typing import Any, ClassVar
 import orjson
 
 from .._copy import clone_session
+from .._fileio import FileIO
 from ..config import Duration, SessionStoreConfig, seconds
 from ..documents import document_to_session, header_of, session_to_document
 from ..errors import (
@@ -48,7 +49,6 @@ from ..models import PersistedSession, SessionHeader
 from ..ops import AppendOp, CheckOp, DeleteOp, PutOp, WriteOp, check_versions
 from ..serialization import FORMAT_VERSION, Codec, dump_json
 from .base import SessionStore
-from .filesystem._io import FileIO
 
 __all__ = ["InMemorySessionStore"]
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from ..._fileio import FileIO
 from ...documents import document_to_session, header_of, interaction_from_json
 from ...errors import InvalidInputError, SerializationError
 from ...models import Interaction, PersistedSession, SessionHeader
@@ -30,7 +31,6 @@ from ._format import (
     iter_frames,
     with_header,
 )
-from ._io import FileIO
 
 __all__ = ["OnDisk", "SessionFiles", "decode_items", "extend", "merged_document"]
 

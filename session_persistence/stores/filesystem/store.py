@@ -10,7 +10,7 @@ On-disk layout under ``base_dir`` (directories ``0700``, files ``0600`` by defau
     sessions/<id>.tail         interactions appended since the base was written
     tmp/                       temp files, renamed into place (orphans removed on open)
     quarantine/                damaged files, each beside a ``.reason`` file
-    backups/                   reserved for backups
+    backups/                   backups: <backup_id>.backup (see session_persistence.backups)
 
 **Journal.** Each write (a single change or a whole transaction) is one line
 ``<crc32> {"seq": n, "ops": [...]}``; ``put`` carries the whole document, ``append`` only the
@@ -87,7 +87,7 @@ import stat
 import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -97,6 +97,7 @@ import filelock
 import orjson
 
 from ..._copy import clone_session
+from ..._fileio import FileIO
 from ..._ids import is_valid_session_id
 from ...config import SessionStoreConfig
 from ...documents import document_to_session, session_to_document
@@ -132,7 +133,6 @@ from ._format import (
     parse_changes,
     tail_record,
 )
-from ._io import FileIO
 from ._watch import JournalWatcher, network_filesystem
 
 __all__ = ["FileSystemSessionStore"]
@@ -214,6 +214,7 @@ class FileSystemSessionStore(SessionStore):
         self._root = Path(base_dir)
         self._durability: Durability = durability
         self._durable = durability == "full"
+        self._durable_backups = self._durable
         self._lock_timeout = float(lock_timeout)
         self._checkpoint_bytes = int(checkpoint_bytes)
         self._watch = watch
@@ -250,6 +251,7 @@ class FileSystemSessionStore(SessionStore):
         self._watcher: JournalWatcher | None = None
         self._wake: asyncio.Event | None = None
         self._counters = {"commits": 0, "batches": 0, "fsyncs": 0, "checkpoints": 0}
+        self._freezing = False  # a backup holds every writer off (see _frozen)
         self._warnings: list[str] = []
 
     @property
@@ -704,6 +706,8 @@ class FileSystemSessionStore(SessionStore):
 
     def _quarantine_bad(self, session_id: str, reason: str) -> None:
         """Move a damaged base aside and journal its removal, so every process forgets it."""
+        if self._freezing:
+            return  # a backup holds the write locks; the next read after it quarantines
         with self._write_mutex:
             self._acquire()
             try:
@@ -726,6 +730,48 @@ class FileSystemSessionStore(SessionStore):
                     self._apply_record(line[9:-1], foreign=False)
             finally:
                 self._flock.release()
+
+    # == backups ================================================================================
+
+    def _default_backup_dir(self) -> Path:
+        return self._root / "backups"
+
+    @contextlib.asynccontextmanager
+    async def _frozen(self) -> AsyncIterator[None]:
+        """Hold off writers in every process: our own at the gate, others at the store lock.
+
+        Holding ``_write_mutex`` as well keeps this process's checkpoints and quarantines out,
+        so nothing changes the files while a backup reads its final instant.
+        """
+        async with super()._frozen():
+            holding = asyncio.ensure_future(asyncio.to_thread(self._lock_out))
+            try:
+                await asyncio.shield(holding)
+            except asyncio.CancelledError:
+                holding.add_done_callback(self._unlock_if_held)
+                raise
+            self._freezing = True
+            try:
+                yield
+            finally:
+                self._freezing = False
+                self._unlock()
+
+    def _lock_out(self) -> None:
+        self._write_mutex.acquire()
+        try:
+            self._acquire()
+        except BaseException:
+            self._write_mutex.release()
+            raise
+
+    def _unlock(self) -> None:
+        self._flock.release()
+        self._write_mutex.release()
+
+    def _unlock_if_held(self, holding: asyncio.Future[None]) -> None:
+        if not holding.cancelled() and holding.exception() is None:
+            self._unlock()
 
     # == writes: group commit ====================================================================
 

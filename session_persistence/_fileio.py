@@ -1,9 +1,10 @@
-"""The one seam through which the filesystem store touches the disk.
+"""The one seam through which the library touches the files it writes.
 
-Every open, write, fsync, rename, truncate and unlink the store performs is a method of
-:class:`FileIO`. Tests substitute a subclass to inject faults at any step: an ``OSError``
-(``ENOSPC``, ``EIO``), a crash between two steps, or the loss of everything written but not yet
-``fsync``-ed (a simulated power cut). Nothing in the store calls ``os`` directly for a file it
+Every open, write, fsync, rename, truncate and unlink the filesystem store performs is a method
+of :class:`FileIO` (the in-memory store's snapshot and backup directories use it too). Tests
+substitute a subclass to inject faults at any step: an ``OSError`` (``ENOSPC``, ``EIO``), a
+crash between two steps, or the loss of everything written but not yet ``fsync``-ed (a
+simulated power cut). Nothing in the filesystem store calls ``os`` directly for a file it
 writes.
 
 Every file is opened with ``O_NOFOLLOW`` (a symlink planted inside the store is refused, never

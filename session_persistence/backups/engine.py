@@ -1,0 +1,802 @@
+"""Backups, restore, export and import, written once over the store contract.
+
+Every store gets these through :class:`SessionStore`, which delegates here; a backend adds
+nothing but, optionally, a better ``_frozen()`` (see below) and a default backup directory.
+
+**A consistent snapshot while writes continue** (:meth:`Backups.create`):
+
+1. a *fuzzy pass* reads every selected session while writers keep going;
+2. then, inside ``store._frozen()`` (which holds off every writer: in this process through the
+   base's write gate, and in other processes too where the backend shares its storage), one
+   index scan gives the exact committed state; sessions whose version or ``updated_at``
+   changed since the fuzzy pass are read again, new ones are read, deleted ones dropped.
+
+Every session in the result is therefore exactly as it was at one instant (the scan in step 2),
+so a transaction is either wholly in the backup or wholly out of it. Writers wait only for
+step 2, which re-reads just what changed during step 1.
+
+**Restore** (:meth:`Backups.restore`) validates the whole backup first (format, checksum,
+every record's shape, every session id, sizes, ``max_sessions``), then plans each session
+against the stored one with the merge strategy, then applies the plan through the store's one
+write primitive, ``_apply_batch``: as one atomic, version-checked batch, or, beyond
+``restore_batch_size`` sessions, in atomic batches of that size. A concurrent change to a
+planned session makes its batch re-plan and retry. ``dry_run`` stops after planning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+import os
+import tempfile
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Protocol, TypeAlias, cast
+
+import orjson
+
+from .._copy import clone_session
+from .._fileio import FileIO
+from .._ids import new_session_id
+from ..config import seconds
+from ..documents import document_to_session, header_of, session_to_document
+from ..errors import (
+    BackupError,
+    InvalidInputError,
+    InvalidSessionIdError,
+    SerializationError,
+    SessionConflictError,
+    SessionLimitError,
+    StoreCorruptionError,
+)
+from ..models import (
+    BackupInfo,
+    BackupOptions,
+    PersistedSession,
+    RestoreOptions,
+    RestoreResult,
+    SessionBackup,
+    SessionFilter,
+    SessionHeader,
+)
+from ..ops import PutOp
+from ..query import is_expired, matches_filter
+from ..serialization import dump_json
+from ._format import (
+    BACKUP_FORMAT,
+    EXPORT_KIND,
+    check_body,
+    encode_backup,
+    iter_body,
+    parse_header,
+    split_header,
+)
+from ._vault import DirectoryVault, MemoryVault, Vault, check_backup_id
+
+if TYPE_CHECKING:
+    from ..stores.base import SessionStore
+
+__all__ = ["Backups", "PathOrStream"]
+
+logger = logging.getLogger(__name__)
+
+#: Where an export goes or an import comes from: a path, or an open file (binary or text).
+PathOrStream: TypeAlias = "str | os.PathLike[str] | IO[bytes] | IO[str]"
+
+_RETRIES = 20
+
+
+@dataclass(slots=True)
+class _Plan:
+    ops: list[PutOp]
+    created: list[PersistedSession]
+    replaced: list[str]
+    skipped: int
+
+
+class Backups:
+    """The backup side of one store: snapshots, the vault, timed backups, restore, export.
+
+    Args:
+        store: The store this serves (its narrow core and its helpers are used directly).
+    """
+
+    def __init__(self, store: SessionStore) -> None:
+        self._store = store
+        self._vault: Vault | None = None
+        self._created = 0
+        self._failures = 0
+        self._last_failure: str | None = None
+        self._last_backup: datetime | None = None
+
+    # == lifecycle ===============================================================================
+
+    def open(self) -> None:
+        """Choose the vault (config ``backup_dir``, else the store's default) and sweep it."""
+        config = self._store.config
+        directory = config.backup_dir
+        if directory is None:
+            directory = self._store._default_backup_dir()
+        if directory is None:
+            if self._vault is None:  # keep in-memory backups across a reopen of the store
+                self._vault = MemoryVault()
+        else:
+            self._vault = DirectoryVault(Path(directory), durable=self._store._durable_backups)
+        self._vault.sweep()
+
+    @property
+    def vault(self) -> Vault:
+        """The vault in use (the store must have been opened)."""
+        assert self._vault is not None, "the store has not been opened"
+        return self._vault
+
+    async def timed_loop(self) -> None:
+        """Take a backup every ``backup_interval`` until cancelled; failures are retried."""
+        interval = seconds(self._store.config.backup_interval)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.create(BackupOptions(compress=self._store.config.backup_compress))
+            except Exception as exc:  # keep the timer alive; counted in stats and health
+                self._failures += 1
+                self._last_failure = f"{type(exc).__name__}: {exc}"
+                self._store._record_error(exc)
+                logger.exception("timed backup failed; retrying in %.1fs", interval)
+            else:
+                self._last_failure = None
+
+    async def stats(self) -> dict[str, Any]:
+        """Figures for ``get_stats().backend``."""
+        stored = 0 if self._vault is None else len(await asyncio.to_thread(self._vault.ids))
+        return {
+            "backups": stored,
+            "backups_created": self._created,
+            "backup_failures": self._failures,
+            "backup_location": None if self._vault is None else self._vault.location,
+            "last_backup_at": None if self._last_backup is None else self._last_backup.isoformat(),
+        }
+
+    def problems(self) -> list[str]:
+        """Health issues: the last timed backup failed (cleared by the next success)."""
+        if self._last_failure is None:
+            return []
+        return [f"the last timed backup failed ({self._last_failure}); retrying each interval"]
+
+    # == creating ================================================================================
+
+    async def create(self, options: BackupOptions | None = None) -> SessionBackup:
+        """Take a consistent snapshot, write it atomically, rotate, fire ``backup_created``."""
+        store = self._store
+        store._ensure_open()
+        options = options or BackupOptions()
+        if not isinstance(options, BackupOptions):
+            raise InvalidInputError("options must be a BackupOptions")
+        metadata = dict(options.metadata or {})
+        try:
+            dump_json(metadata)
+        except SerializationError as exc:
+            raise InvalidInputError(f"backup metadata must be plain JSON values: {exc}") from exc
+        sessions, damaged = await self._snapshot(options)
+        backup_id = new_session_id()
+        created_at = store._now()
+        fields = {
+            "backup_id": backup_id,
+            "created_at": created_at.isoformat(),
+            "store_type": store.store_type,
+            "include_expired": options.include_expired,
+            "filter": None if options.filter is None else repr(options.filter),
+            "metadata": metadata,
+        }
+        if damaged:
+            fields["skipped_damaged"] = damaged
+        data = await asyncio.to_thread(self._encode, fields, sessions, options.compress)
+        await asyncio.to_thread(self.vault.write, backup_id, data)
+        header = parse_header(*split_header(data, backup_id), label=f"backup {backup_id}")
+        self._created += 1
+        self._last_backup = created_at
+        backup = SessionBackup(
+            backup_id=backup_id,
+            created_at=created_at,
+            sessions=sessions,
+            metadata=_metadata(header, len(data)),
+        )
+        await self.rotate()
+        await store._emit("backup_created", backup)
+        return backup
+
+    def _encode(
+        self, fields: dict[str, Any], sessions: list[PersistedSession], compress: bool
+    ) -> bytes:
+        codec = self._store._codec
+        documents = [dump_json(session_to_document(s, codec)) for s in sessions]
+        return encode_backup(fields, documents, compress=compress)
+
+    async def _snapshot(self, options: BackupOptions) -> tuple[list[PersistedSession], list[str]]:
+        """Return the selected sessions as of one instant (see the module docstring)."""
+        store = self._store
+        flt = options.filter or SessionFilter()
+        now = store._now()
+
+        def selected(header: SessionHeader) -> bool:
+            if not options.include_expired and is_expired(header, now, store._idle):
+                return False
+            return matches_filter(header, flt)
+
+        taken: dict[str, PersistedSession] = {}
+        damaged: list[str] = []
+        for header in await store._scan():  # 1. fuzzy: writers keep going
+            if selected(header):
+                session = await self._read(header.session_id, damaged)
+                if session is not None:
+                    taken[header.session_id] = session
+        async with store._frozen():  # 2. exact: no writer anywhere until this block ends
+            current = {h.session_id: h for h in await store._scan() if selected(h)}
+            for session_id in [s for s in taken if s not in current]:
+                del taken[session_id]
+            for session_id, header in current.items():
+                seen = taken.get(session_id)
+                if seen is None or (seen.version, seen.updated_at) != (
+                    header.version,
+                    header.updated_at,
+                ):
+                    session = await self._read(session_id, damaged)
+                    if session is None:
+                        taken.pop(session_id, None)
+                    else:
+                        taken[session_id] = session
+        ordered = sorted(taken.values(), key=lambda s: (s.created_at, s.session_id))
+        return ordered, sorted(set(damaged))
+
+    async def _read(self, session_id: str, damaged: list[str]) -> PersistedSession | None:
+        try:
+            return await self._store._read_session(session_id)
+        except StoreCorruptionError as exc:
+            # The store has quarantined it (or will): it is no longer a stored session.
+            logger.error("backup leaves out damaged session %s: %s", session_id, exc)
+            damaged.append(session_id)
+            return None
+
+    async def rotate(self) -> list[str]:
+        """Delete all but the newest ``max_backups`` backups; return the ids deleted."""
+        keep = self._store.config.max_backups
+        if keep is None:
+            return []
+        ids = await asyncio.to_thread(self.vault.ids)
+        doomed = ids[: max(0, len(ids) - keep)]
+        for backup_id in doomed:
+            await asyncio.to_thread(self.vault.delete, backup_id)
+        return doomed
+
+    # == reading =================================================================================
+
+    async def list_all(self) -> list[BackupInfo]:
+        """Return every backup's header, oldest first; unreadable files are skipped, logged."""
+        self._store._ensure_open()
+        infos = []
+        for backup_id in await asyncio.to_thread(self.vault.ids):
+            try:
+                infos.append(await self._info(backup_id))
+            except BackupError as exc:
+                logger.warning("skipping backup %s in the listing: %s", backup_id, exc)
+        return infos
+
+    async def _info(self, backup_id: str) -> BackupInfo:
+        data, size = await asyncio.to_thread(self.vault.head, backup_id)
+        label = f"backup {backup_id}"
+        header = parse_header(*split_header(data, label), label=label)
+        if header.backup_id != backup_id:
+            raise BackupError(f"{label} is named for another backup ({header.backup_id})")
+        return BackupInfo(
+            backup_id=backup_id,
+            created_at=header.created_at,
+            session_count=header.session_count,
+            size_bytes=size,
+            store_type=str(header.fields["store_type"]),
+            compressed=header.compressed,
+            format=int(header.fields["format"]),
+            metadata=dict(header.fields["metadata"]),
+        )
+
+    async def get(self, backup_id: str) -> SessionBackup:
+        """Read, verify and decode a whole backup."""
+        self._store._ensure_open()
+        backup_id = _backup_id(backup_id)
+        data = await asyncio.to_thread(self.vault.read, backup_id)
+        return await asyncio.to_thread(self._decode, data, f"backup {backup_id}", backup_id)
+
+    async def load_file(self, path: str | os.PathLike[str]) -> SessionBackup:
+        """Read, verify and decode a backup file from anywhere (a copy from another host)."""
+        try:
+            data = await asyncio.to_thread(FileIO().read_file, Path(path))
+        except OSError as exc:
+            raise BackupError(f"cannot read backup file {os.fspath(path)}: {exc}") from exc
+        return await asyncio.to_thread(self._decode, data, f"backup file {os.fspath(path)}", None)
+
+    def _decode(self, data: bytes, label: str, backup_id: str | None) -> SessionBackup:
+        header = parse_header(*split_header(data, label), label=label)
+        if backup_id is not None and header.backup_id != backup_id:
+            raise BackupError(f"{label} is named for another backup ({header.backup_id})")
+        body = check_body(data, header, label)
+        limit = self._store.config.max_session_bytes
+        sessions = []
+        seen: set[str] = set()
+        for number, document in enumerate(iter_body(body, header, label, limit), start=1):
+            session = self._session_from(document, f"{label}, session record {number}")
+            if session.session_id in seen:
+                raise BackupError(f"{label} holds session {session.session_id} twice")
+            seen.add(session.session_id)
+            sessions.append(session)
+        return SessionBackup(
+            backup_id=header.backup_id,
+            created_at=header.created_at,
+            sessions=sessions,
+            metadata=_metadata(header, len(data)),
+        )
+
+    def _session_from(self, document: Any, where: str) -> PersistedSession:
+        try:
+            return document_to_session(document, self._store._codec)
+        except InvalidSessionIdError as exc:
+            raise BackupError(f"{where}: invalid session id {exc.session_id!r}") from exc
+        except SerializationError as exc:
+            raise BackupError(f"{where}: {exc}") from exc
+
+    async def verify(self, backup_id: str) -> BackupInfo:
+        """Check a backup's checksum and parse every record; return its header."""
+        await self.get(backup_id)
+        return await self._info(_backup_id(backup_id))
+
+    async def delete(self, backup_id: str) -> bool:
+        """Delete a backup; return whether it existed."""
+        self._store._ensure_open()
+        return await asyncio.to_thread(self.vault.delete, _backup_id(backup_id))
+
+    # == restoring ===============================================================================
+
+    async def restore(
+        self,
+        backup_or_id: SessionBackup | str | os.PathLike[str],
+        options: RestoreOptions | None = None,
+    ) -> RestoreResult:
+        """Validate, plan and apply a backup (see the module docstring)."""
+        store = self._store
+        store._ensure_open()
+        options = _restore_options(options)
+        if isinstance(backup_or_id, SessionBackup):
+            sessions = await asyncio.to_thread(self._revalidate, backup_or_id)
+            label = f"backup {backup_or_id.backup_id}"
+        elif isinstance(backup_or_id, str):
+            backup = await self.get(backup_or_id)
+            sessions, label = backup.sessions, f"backup {backup.backup_id}"
+        elif isinstance(backup_or_id, os.PathLike):
+            backup = await self.load_file(backup_or_id)
+            sessions, label = backup.sessions, f"backup file {os.fspath(backup_or_id)}"
+        else:
+            raise InvalidInputError("restore_from_backup takes a SessionBackup, an id or a path")
+        return await self._apply_sessions(sessions, options, label)
+
+    def _revalidate(self, backup: SessionBackup) -> list[PersistedSession]:
+        """Check a backup object as strictly as a file: encode and decode every session."""
+        label = f"backup {backup.backup_id}"
+        seen: set[str] = set()
+        sessions = []
+        for number, given in enumerate(backup.sessions, start=1):
+            where = f"{label}, session {number}"
+            if not isinstance(given, PersistedSession):
+                raise BackupError(f"{where} is a {type(given).__name__}, not a session")
+            try:
+                document = session_to_document(given, self._store._codec)
+            except SerializationError as exc:
+                raise BackupError(f"{where}: {exc}") from exc
+            session = self._session_from(orjson.loads(dump_json(document)), where)
+            if session.session_id in seen:
+                raise BackupError(f"{label} holds session {session.session_id} twice")
+            seen.add(session.session_id)
+            sessions.append(session)
+        return sessions
+
+    async def _apply_sessions(
+        self, sessions: Sequence[PersistedSession], options: RestoreOptions, label: str
+    ) -> RestoreResult:
+        """Plan every batch, check capacity, then (unless a dry run) apply batch by batch."""
+        store = self._store
+        size = store.config.restore_batch_size
+        batches = [list(sessions[i : i + size]) for i in range(0, len(sessions), size)]
+        encoded = [await asyncio.to_thread(self._encode_all, batch, label) for batch in batches]
+        plans = [await self._plan(batch, options) for batch in encoded]
+        await self._check_capacity(sum(len(p.created) for p in plans), label)
+        totals = RestoreResult(dry_run=options.dry_run)
+        if options.dry_run:
+            return _add(totals, plans)
+        for index, batch in enumerate(encoded):
+            try:
+                plan = await self._commit(batch, plans[index], options)
+            except Exception as exc:
+                if index == 0:
+                    raise
+                totals = replace(totals, errors=[
+                    f"batch {index + 1} of {len(encoded)} failed ({type(exc).__name__}: {exc}); "
+                    f"the {index} batch(es) before it were applied, nothing after it"
+                ])  # fmt: skip
+                logger.error("restore of %s stopped: %s", label, totals.errors[0])
+                return totals
+            totals = _add(totals, [plan])
+        return totals
+
+    def _encode_all(
+        self, sessions: list[PersistedSession], label: str
+    ) -> list[tuple[PersistedSession, PutOp]]:
+        """Encode each session once, size-checked; the op's ``expected`` is filled in later."""
+        limit = self._store.config.max_session_bytes
+        out = []
+        ids: set[str] = set()
+        for session in sessions:
+            if session.session_id in ids:
+                raise BackupError(f"{label} holds session {session.session_id} twice")
+            ids.add(session.session_id)
+            data = dump_json(session_to_document(session, self._store._codec))
+            if len(data) > limit:
+                raise BackupError(
+                    f"{label}: session {session.session_id} encodes to {len(data)} bytes, over "
+                    f"max_session_bytes ({limit}); raise the limit to restore it"
+                )
+            out.append((session, PutOp(session, header_of(session, len(data)), data, None)))
+        return out
+
+    async def _plan(
+        self, batch: list[tuple[PersistedSession, PutOp]], options: RestoreOptions
+    ) -> _Plan:
+        plan = _Plan([], [], [], 0)
+        for session, op in batch:
+            stored = await self._store._read_header(session.session_id)
+            if stored is None:
+                plan.ops.append(op)
+                plan.created.append(session)
+            elif options.merge_strategy == "overwrite" or (
+                options.merge_strategy == "update_newer" and session.updated_at > stored.updated_at
+            ):
+                plan.ops.append(replace(op, expected=stored.version))
+                plan.replaced.append(session.session_id)
+            else:
+                plan.skipped += 1
+        return plan
+
+    async def _check_capacity(self, creates: int, label: str) -> None:
+        limit = self._store.config.max_sessions
+        if limit is None or not creates:
+            return
+        stored = await self._store._session_count()
+        if stored + creates > limit:
+            raise BackupError(
+                f"restoring {label} would add {creates} session(s) to the {stored} stored, over "
+                f"max_sessions ({limit}); run cleanup_expired_sessions() or raise max_sessions. "
+                "Nothing was restored"
+            )
+
+    async def _commit(
+        self, batch: list[tuple[PersistedSession, PutOp]], plan: _Plan, options: RestoreOptions
+    ) -> _Plan:
+        """Apply one batch atomically; re-plan on a concurrent change. Fire its events."""
+        store = self._store
+        olds: dict[str, PersistedSession | None] = {}
+        for _ in range(_RETRIES):
+            if store._events.has_listeners("session_updated"):
+                olds = {sid: await store._read_session(sid) for sid in plan.replaced}
+            try:
+                if plan.ops:
+                    await store._apply_batch(plan.ops)
+            except SessionConflictError:
+                plan = await self._plan(batch, options)
+                continue
+            except SessionLimitError as exc:
+                raise BackupError(f"restoring would exceed max_sessions: {exc}") from exc
+            break
+        else:
+            raise BackupError("the sessions being restored kept changing; retry the restore")
+        for session in plan.created:
+            store._reported_expired.pop(session.session_id, None)
+            await store._emit("session_created", clone_session(session))
+        by_id = {op.session.session_id: op.session for op in plan.ops}
+        for session_id in plan.replaced:
+            store._reported_expired.pop(session_id, None)
+            await store._emit(
+                "session_updated", clone_session(by_id[session_id]), olds.get(session_id)
+            )
+        return plan
+
+    # == export and import =======================================================================
+
+    async def export(self, target: PathOrStream, flt: SessionFilter | None) -> int:
+        """Stream the selected sessions to JSON Lines; return how many were written."""
+        store = self._store
+        store._ensure_open()
+        if flt is not None and not isinstance(flt, SessionFilter):
+            raise InvalidInputError("filter must be a SessionFilter or None")
+        head = {
+            "kind": EXPORT_KIND,
+            "format": BACKUP_FORMAT,
+            "exported_at": store._now().isoformat(),
+            "store_type": store.store_type,
+        }
+        async with _open_for_writing(target, store._durable_backups) as write:
+            await asyncio.to_thread(write, dump_json(head) + b"\n")
+            count = 0
+            async for session in store.iter_sessions(flt):
+                line = dump_json(session_to_document(session, store._codec)) + b"\n"
+                await asyncio.to_thread(write, line)
+                count += 1
+            await asyncio.to_thread(write, dump_json({"end": {"count": count}}) + b"\n")
+        return count
+
+    async def import_(self, source: PathOrStream, options: RestoreOptions | None) -> RestoreResult:
+        """Validate a JSON Lines export, then apply it in batches (memory stays flat).
+
+        A path or seekable stream is validated completely before anything is written; a
+        stream that cannot seek back is validated and applied batch by batch.
+        """
+        store = self._store
+        store._ensure_open()
+        options = _restore_options(options)
+        label = f"import from {_describe(source)}"
+        size = store.config.restore_batch_size
+        async with _open_for_reading(source) as reader:
+            if reader.seekable():
+                # First pass: validate everything and check capacity; write nothing.
+                start = reader.tell()
+                absent = 0
+                async for batch in self._batches(reader, label, size):
+                    for session in batch:
+                        absent += await store._read_header(session.session_id) is None
+                await self._check_capacity(absent, label)
+                reader.seek(start)
+            totals = RestoreResult(dry_run=options.dry_run)
+            async for batch in self._batches(reader, label, size):
+                result = await self._apply_sessions(batch, options, label)
+                totals = _add(totals, [result])
+                if result.errors:
+                    break
+        return totals
+
+    async def _batches(
+        self, reader: _LineReader, label: str, size: int
+    ) -> AsyncIterator[list[PersistedSession]]:
+        """Yield validated sessions in lists of at most ``size``, up to a valid end marker."""
+        lines = _read_lines(reader, self._store.config.max_session_bytes + 1024, label)
+        first = await asyncio.to_thread(next, lines, None)
+        _check_export_header(first, label)
+        batch: list[PersistedSession] = []
+        seen = 0
+        ended = False
+        while True:
+            chunk = await asyncio.to_thread(_take, lines, 500)
+            if not chunk:
+                break
+            for number, raw in chunk:
+                if ended:
+                    raise BackupError(f"{label}: line {number} follows the end marker")
+                document = _json(raw, label, number)
+                if type(document) is dict and set(document) == {"end"}:
+                    _check_end(document, seen, label)
+                    ended = True
+                    continue
+                session = self._session_from(document, f"{label}, line {number}")
+                seen += 1
+                batch.append(session)
+                if len(batch) >= size:
+                    yield batch
+                    batch = []
+        if not ended:
+            raise BackupError(f"{label} is truncated: it has no end marker after {seen} session(s)")
+        if batch:
+            yield batch
+
+
+# == helpers =====================================================================================
+
+
+def _backup_id(value: object) -> str:
+    try:
+        return check_backup_id(value)
+    except BackupError:
+        raise
+    except Exception as exc:  # pragma: no cover - check_backup_id raises BackupError only
+        raise BackupError(str(exc)) from exc
+
+
+def _restore_options(options: RestoreOptions | None) -> RestoreOptions:
+    if options is None:
+        return RestoreOptions()
+    if not isinstance(options, RestoreOptions):
+        raise InvalidInputError("options must be a RestoreOptions")
+    return options
+
+
+def _metadata(header: Any, size: int) -> dict[str, Any]:
+    fields = header.fields
+    return {
+        "store_type": fields["store_type"],
+        "session_count": header.session_count,
+        "size_bytes": size,
+        "checksum": f"sha256:{header.digest}",
+        "format": fields["format"],
+        "compressed": header.compressed,
+        "include_expired": fields["include_expired"],
+        "filter": fields.get("filter"),
+        "skipped_damaged": list(fields.get("skipped_damaged", [])),
+        "metadata": dict(fields["metadata"]),
+    }
+
+
+def _add(total: RestoreResult, parts: Iterable[_Plan | RestoreResult]) -> RestoreResult:
+    restored, skipped, overwritten = (
+        total.restored_count,
+        total.skipped_count,
+        total.overwritten_count,
+    )
+    errors = list(total.errors)
+    for part in parts:
+        if isinstance(part, _Plan):
+            restored += len(part.created)
+            skipped += part.skipped
+            overwritten += len(part.replaced)
+        else:
+            restored += part.restored_count
+            skipped += part.skipped_count
+            overwritten += part.overwritten_count
+            errors.extend(part.errors)
+    return replace(
+        total,
+        restored_count=restored,
+        skipped_count=skipped,
+        overwritten_count=overwritten,
+        errors=errors,
+    )
+
+
+def _describe(target: object) -> str:
+    if isinstance(target, str | os.PathLike):
+        return os.fspath(target)
+    return str(getattr(target, "name", "a stream"))
+
+
+@contextlib.asynccontextmanager
+async def _open_for_writing(target: PathOrStream, durable: bool) -> AsyncIterator[Any]:
+    """Yield ``write(bytes)``; a path is written to a temp file and renamed when complete."""
+    if isinstance(target, str | os.PathLike):
+        path = Path(target)
+        try:
+            handle, temp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.")
+        except OSError as exc:
+            raise BackupError(f"cannot write the export to {path}: {exc}") from exc
+        stream = os.fdopen(handle, "wb")
+        try:
+            yield stream.write
+            stream.flush()
+            if durable:
+                os.fsync(stream.fileno())  # the data, then the rename that publishes it
+            stream.close()
+            os.replace(temp, path)
+        except BaseException:
+            stream.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
+            raise
+        if durable:
+            FileIO().fsync_dir(path.parent.resolve())
+        return
+    if isinstance(target, io.TextIOBase):
+        text = target
+
+        def write_text(data: bytes) -> None:
+            text.write(data.decode())
+
+        yield write_text
+        return
+    if not hasattr(target, "write"):
+        raise InvalidInputError("export target must be a path or a writable file")
+    yield target.write
+
+
+@contextlib.asynccontextmanager
+async def _open_for_reading(source: PathOrStream) -> AsyncIterator[_LineReader]:
+    if isinstance(source, str | os.PathLike):
+        try:
+            stream = await asyncio.to_thread(open, source, "rb")
+        except OSError as exc:
+            raise BackupError(f"cannot read {os.fspath(source)}: {exc}") from exc
+        with stream:
+            yield stream
+        return
+    if isinstance(source, io.TextIOBase):
+        yield _TextAsBytes(source)
+        return
+    if not hasattr(source, "readline"):
+        raise InvalidInputError("import source must be a path or a readable file")
+    yield cast(_LineReader, source)
+
+
+class _LineReader(Protocol):
+    """What the importer needs of a source: lines of bytes, and maybe seeking back."""
+
+    def readline(self, limit: int = -1, /) -> bytes: ...
+    def seekable(self) -> bool: ...
+    def tell(self) -> int: ...
+    def seek(self, offset: int, /) -> int: ...
+
+
+class _TextAsBytes:
+    """Read a text stream as UTF-8 lines of bytes (what the line reader expects)."""
+
+    def __init__(self, text: io.TextIOBase) -> None:
+        self._text = text
+
+    def readline(self, limit: int = -1) -> bytes:
+        return self._text.readline(limit).encode()
+
+    def seekable(self) -> bool:
+        return self._text.seekable()
+
+    def tell(self) -> int:
+        return self._text.tell()
+
+    def seek(self, offset: int) -> int:
+        return self._text.seek(offset)
+
+
+def _read_lines(reader: _LineReader, limit: int, label: str) -> Iterator[tuple[int, bytes]]:
+    number = 0
+    while True:
+        line = reader.readline(limit + 1)
+        if not line:
+            return
+        number += 1
+        if not line.endswith(b"\n"):
+            if len(line) > limit:
+                raise BackupError(f"{label}: line {number} is longer than {limit} bytes")
+            raise BackupError(f"{label} is truncated: line {number} is incomplete")
+        if line.strip():
+            yield number, line
+
+
+def _take(lines: Iterator[tuple[int, bytes]], count: int) -> list[tuple[int, bytes]]:
+    out = []
+    for item in lines:
+        out.append(item)
+        if len(out) >= count:
+            break
+    return out
+
+
+def _json(raw: bytes, label: str, number: int) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BackupError(f"{label}: line {number} is not JSON ({exc})") from exc
+
+
+def _check_export_header(first: tuple[int, bytes] | None, label: str) -> None:
+    if first is None:
+        raise BackupError(f"{label} is empty: expected an export header line")
+    header = _json(first[1], label, first[0])
+    if type(header) is not dict or header.get("kind") != EXPORT_KIND:
+        raise BackupError(f"{label} is not a session-persistence export (bad header line)")
+    version = header.get("format")
+    if type(version) is not int or version < 1:
+        raise BackupError(f"{label} has no valid format version")
+    if version > BACKUP_FORMAT:
+        raise BackupError(
+            f"{label} was written in export format {version}, newer than this library reads "
+            f"({BACKUP_FORMAT}); upgrade session-persistence to import it"
+        )
+
+
+def _check_end(document: dict[str, Any], seen: int, label: str) -> None:
+    end = document["end"]
+    if type(end) is not dict or end.get("count") != seen:
+        raise BackupError(
+            f"{label}: the end marker says {end!r}, but {seen} session(s) came before it"
+        )
