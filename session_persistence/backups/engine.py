@@ -88,6 +88,8 @@ logger = logging.getLogger(__name__)
 PathOrStream: TypeAlias = "str | os.PathLike[str] | IO[bytes] | IO[str]"
 
 _RETRIES = 20
+_YIELD_EVERY = 64
+_EXPORT_CHUNK = 256 * 1024
 
 
 @dataclass(slots=True)
@@ -228,7 +230,9 @@ class Backups:
 
         taken: dict[str, PersistedSession] = {}
         damaged: list[str] = []
-        for header in await store._scan():  # 1. fuzzy: writers keep going
+        for index, header in enumerate(await store._scan()):  # 1. fuzzy: writers keep going
+            if index % _YIELD_EVERY == _YIELD_EVERY - 1:
+                await asyncio.sleep(0)  # a large in-memory pass must not starve the loop
             if selected(header):
                 session = await self._read(header.session_id, damaged)
                 if session is not None:
@@ -497,15 +501,16 @@ class Backups:
             break
         else:
             raise BackupError("the sessions being restored kept changing; retry the restore")
-        for session in plan.created:
-            store._reported_expired.pop(session.session_id, None)
-            await store._emit("session_created", clone_session(session))
-        by_id = {op.session.session_id: op.session for op in plan.ops}
-        for session_id in plan.replaced:
-            store._reported_expired.pop(session_id, None)
-            await store._emit(
-                "session_updated", clone_session(by_id[session_id]), olds.get(session_id)
-            )
+        for op in plan.ops:
+            store._reported_expired.pop(op.session.session_id, None)
+        if store._events.has_listeners("session_created"):
+            for session in plan.created:
+                await store._emit("session_created", clone_session(session))
+        if store._events.has_listeners("session_updated"):
+            by_id = {op.session.session_id: op.session for op in plan.ops}
+            for session_id in plan.replaced:
+                new = clone_session(by_id[session_id])
+                await store._emit("session_updated", new, olds.get(session_id))
         return plan
 
     # == export and import =======================================================================
@@ -523,13 +528,19 @@ class Backups:
             "store_type": store.store_type,
         }
         async with _open_for_writing(target, store._durable_backups) as write:
-            await asyncio.to_thread(write, dump_json(head) + b"\n")
+            buffer = [dump_json(head) + b"\n"]
+            buffered = 0
             count = 0
             async for session in store.iter_sessions(flt):
                 line = dump_json(session_to_document(session, store._codec)) + b"\n"
-                await asyncio.to_thread(write, line)
+                buffer.append(line)
+                buffered += len(line)
                 count += 1
-            await asyncio.to_thread(write, dump_json({"end": {"count": count}}) + b"\n")
+                if buffered >= _EXPORT_CHUNK:  # bounded memory, few thread hops
+                    await asyncio.to_thread(write, b"".join(buffer))
+                    buffer, buffered = [], 0
+            buffer.append(dump_json({"end": {"count": count}}) + b"\n")
+            await asyncio.to_thread(write, b"".join(buffer))
         return count
 
     async def import_(self, source: PathOrStream, options: RestoreOptions | None) -> RestoreResult:

@@ -14,6 +14,7 @@ classes (:class:`CrudConformance`, :class:`QueryConformance`, ...) can also be u
 Requires ``pytest``, ``pytest-asyncio`` and ``hypothesis`` (the ``testing`` extra).
 """
 
+from ._backups import BackupConformance
 from ._base import FakeClock, StoreTestBase, interaction, session_object
 from ._crud import CrudConformance
 from ._events import EventConformance
@@ -25,6 +26,7 @@ from ._stateful import StatefulConformance
 from ._transactions import TransactionConformance
 
 __all__ = [
+    "BackupConformance",
     "CrudConformance",
     "EventConformance",
     "ExpiryConformance",
@@ -49,6 +51,7 @@ class StoreConformance(
     TransactionConformance,
     EventConformance,
     MonitoringConformance,
+    BackupConformance,
     StatefulConformance,
 ):
     """Every capability of the store contract; subclass it once per store."""
