@@ -26,16 +26,13 @@ planned session makes its batch re-plan and retry. ``dry_run`` stops after plann
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import io
 import logging
 import os
-import tempfile
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Protocol, TypeAlias, cast
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -75,6 +72,18 @@ from ._format import (
     parse_header,
     split_header,
 )
+from ._jsonl import (
+    LineReader,
+    PathOrStream,
+    check_end,
+    check_export_header,
+    describe,
+    open_for_reading,
+    open_for_writing,
+    parse_json,
+    read_lines,
+    take,
+)
 from ._vault import DirectoryVault, MemoryVault, Vault, check_backup_id
 
 if TYPE_CHECKING:
@@ -84,8 +93,6 @@ __all__ = ["Backups", "PathOrStream"]
 
 logger = logging.getLogger(__name__)
 
-#: Where an export goes or an import comes from: a path, or an open file (binary or text).
-PathOrStream: TypeAlias = "str | os.PathLike[str] | IO[bytes] | IO[str]"
 
 _RETRIES = 20
 _YIELD_EVERY = 64
@@ -527,7 +534,7 @@ class Backups:
             "exported_at": store._now().isoformat(),
             "store_type": store.store_type,
         }
-        async with _open_for_writing(target, store._durable_backups) as write:
+        async with open_for_writing(target, store._durable_backups) as write:
             buffer = [dump_json(head) + b"\n"]
             buffered = 0
             count = 0
@@ -552,9 +559,9 @@ class Backups:
         store = self._store
         store._ensure_open()
         options = _restore_options(options)
-        label = f"import from {_describe(source)}"
+        label = f"import from {describe(source)}"
         size = store.config.restore_batch_size
-        async with _open_for_reading(source) as reader:
+        async with open_for_reading(source) as reader:
             if reader.seekable():
                 # First pass: validate everything and check capacity; write nothing.
                 start = reader.tell()
@@ -573,25 +580,25 @@ class Backups:
         return totals
 
     async def _batches(
-        self, reader: _LineReader, label: str, size: int
+        self, reader: LineReader, label: str, size: int
     ) -> AsyncIterator[list[PersistedSession]]:
         """Yield validated sessions in lists of at most ``size``, up to a valid end marker."""
-        lines = _read_lines(reader, self._store.config.max_session_bytes + 1024, label)
+        lines = read_lines(reader, self._store.config.max_session_bytes + 1024, label)
         first = await asyncio.to_thread(next, lines, None)
-        _check_export_header(first, label)
+        check_export_header(first, label)
         batch: list[PersistedSession] = []
         seen = 0
         ended = False
         while True:
-            chunk = await asyncio.to_thread(_take, lines, 500)
+            chunk = await asyncio.to_thread(take, lines, 500)
             if not chunk:
                 break
             for number, raw in chunk:
                 if ended:
                     raise BackupError(f"{label}: line {number} follows the end marker")
-                document = _json(raw, label, number)
+                document = parse_json(raw, label, number)
                 if type(document) is dict and set(document) == {"end"}:
-                    _check_end(document, seen, label)
+                    check_end(document, seen, label)
                     ended = True
                     continue
                 session = self._session_from(document, f"{label}, line {number}")
@@ -666,148 +673,3 @@ def _add(total: RestoreResult, parts: Iterable[_Plan | RestoreResult]) -> Restor
         overwritten_count=overwritten,
         errors=errors,
     )
-
-
-def _describe(target: object) -> str:
-    if isinstance(target, str | os.PathLike):
-        return os.fspath(target)
-    return str(getattr(target, "name", "a stream"))
-
-
-@contextlib.asynccontextmanager
-async def _open_for_writing(target: PathOrStream, durable: bool) -> AsyncIterator[Any]:
-    """Yield ``write(bytes)``; a path is written to a temp file and renamed when complete."""
-    if isinstance(target, str | os.PathLike):
-        path = Path(target)
-        try:
-            handle, temp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.")
-        except OSError as exc:
-            raise BackupError(f"cannot write the export to {path}: {exc}") from exc
-        stream = os.fdopen(handle, "wb")
-        try:
-            yield stream.write
-            stream.flush()
-            if durable:
-                os.fsync(stream.fileno())  # the data, then the rename that publishes it
-            stream.close()
-            os.replace(temp, path)
-        except BaseException:
-            stream.close()
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temp)
-            raise
-        if durable:
-            FileIO().fsync_dir(path.parent.resolve())
-        return
-    if isinstance(target, io.TextIOBase):
-        text = target
-
-        def write_text(data: bytes) -> None:
-            text.write(data.decode())
-
-        yield write_text
-        return
-    if not hasattr(target, "write"):
-        raise InvalidInputError("export target must be a path or a writable file")
-    yield target.write
-
-
-@contextlib.asynccontextmanager
-async def _open_for_reading(source: PathOrStream) -> AsyncIterator[_LineReader]:
-    if isinstance(source, str | os.PathLike):
-        try:
-            stream = await asyncio.to_thread(open, source, "rb")
-        except OSError as exc:
-            raise BackupError(f"cannot read {os.fspath(source)}: {exc}") from exc
-        with stream:
-            yield stream
-        return
-    if isinstance(source, io.TextIOBase):
-        yield _TextAsBytes(source)
-        return
-    if not hasattr(source, "readline"):
-        raise InvalidInputError("import source must be a path or a readable file")
-    yield cast(_LineReader, source)
-
-
-class _LineReader(Protocol):
-    """What the importer needs of a source: lines of bytes, and maybe seeking back."""
-
-    def readline(self, limit: int = -1, /) -> bytes: ...
-    def seekable(self) -> bool: ...
-    def tell(self) -> int: ...
-    def seek(self, offset: int, /) -> int: ...
-
-
-class _TextAsBytes:
-    """Read a text stream as UTF-8 lines of bytes (what the line reader expects)."""
-
-    def __init__(self, text: io.TextIOBase) -> None:
-        self._text = text
-
-    def readline(self, limit: int = -1) -> bytes:
-        return self._text.readline(limit).encode()
-
-    def seekable(self) -> bool:
-        return self._text.seekable()
-
-    def tell(self) -> int:
-        return self._text.tell()
-
-    def seek(self, offset: int) -> int:
-        return self._text.seek(offset)
-
-
-def _read_lines(reader: _LineReader, limit: int, label: str) -> Iterator[tuple[int, bytes]]:
-    number = 0
-    while True:
-        line = reader.readline(limit + 1)
-        if not line:
-            return
-        number += 1
-        if not line.endswith(b"\n"):
-            if len(line) > limit:
-                raise BackupError(f"{label}: line {number} is longer than {limit} bytes")
-            raise BackupError(f"{label} is truncated: line {number} is incomplete")
-        if line.strip():
-            yield number, line
-
-
-def _take(lines: Iterator[tuple[int, bytes]], count: int) -> list[tuple[int, bytes]]:
-    out = []
-    for item in lines:
-        out.append(item)
-        if len(out) >= count:
-            break
-    return out
-
-
-def _json(raw: bytes, label: str, number: int) -> Any:
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise BackupError(f"{label}: line {number} is not JSON ({exc})") from exc
-
-
-def _check_export_header(first: tuple[int, bytes] | None, label: str) -> None:
-    if first is None:
-        raise BackupError(f"{label} is empty: expected an export header line")
-    header = _json(first[1], label, first[0])
-    if type(header) is not dict or header.get("kind") != EXPORT_KIND:
-        raise BackupError(f"{label} is not a session-persistence export (bad header line)")
-    version = header.get("format")
-    if type(version) is not int or version < 1:
-        raise BackupError(f"{label} has no valid format version")
-    if version > BACKUP_FORMAT:
-        raise BackupError(
-            f"{label} was written in export format {version}, newer than this library reads "
-            f"({BACKUP_FORMAT}); upgrade session-persistence to import it"
-        )
-
-
-def _check_end(document: dict[str, Any], seen: int, label: str) -> None:
-    end = document["end"]
-    if type(end) is not dict or end.get("count") != seen:
-        raise BackupError(
-            f"{label}: the end marker says {end!r}, but {seen} session(s) came before it"
-        )

@@ -27,7 +27,6 @@ import asyncio
 import collections
 import contextlib
 import logging
-import os
 import random
 import time
 import warnings
@@ -38,7 +37,7 @@ from typing import Any, ClassVar, Self, TypeVar
 
 from .._gate import WriteGate
 from .._ids import validate_session_id
-from ..backups import Backups, PathOrStream
+from ..backups import Backups
 from ..config import SessionStoreConfig, seconds
 from ..errors import (
     ConfigurationError,
@@ -53,15 +52,10 @@ from ..errors import (
 from ..events import EventBus, EventName, Listener, Unsubscribe
 from ..models import (
     UNSET,
-    BackupInfo,
-    BackupOptions,
     HealthStatus,
     Interaction,
     OptimizeResult,
     PersistedSession,
-    RestoreOptions,
-    RestoreResult,
-    SessionBackup,
     SessionFilter,
     SessionHeader,
     SessionObject,
@@ -80,6 +74,7 @@ from ..transactions import (
     ambient_transaction,
     outside_transaction,
 )
+from ._backup_methods import BackupMethods
 
 __all__ = ["SessionStore"]
 
@@ -91,7 +86,7 @@ _MAX_WRITE_ATTEMPTS = 50
 _CLEANUP_BATCH = 500
 
 
-class SessionStore(abc.ABC):
+class SessionStore(BackupMethods, abc.ABC):
     """The store contract: the whole public API, over a narrow abstract core.
 
     Stores are async context managers: ``async with store:`` initializes and shuts down.
@@ -184,7 +179,7 @@ class SessionStore(abc.ABC):
         acknowledged that is not durable by the backend's stated guarantee.
         """
 
-    def _touch(self, session_id: str, when: datetime) -> None:  # noqa: B027 - optional hook
+    def _touch(self, session_id: str, when: datetime) -> None:
         """Record a read at ``when`` in ``last_accessed_at`` (best effort, no durable write).
 
         Later ``_load``, ``_get_header`` and ``_scan`` results must show the recorded time, as
@@ -746,102 +741,6 @@ class SessionStore(abc.ABC):
         """
         async with self.transaction() as tx:
             return await operation(tx)
-
-    # == backups ===============================================================================
-    # Written once in :mod:`session_persistence.backups`; see its module docstring for how a
-    # snapshot stays consistent while writes continue and how a restore is validated.
-
-    async def create_backup(self, options: BackupOptions | None = None) -> SessionBackup:
-        """Take a consistent snapshot of the selected sessions and store it as one backup.
-
-        Writers keep going during the backup, except for a short pause at its end while what
-        changed meanwhile is re-read; each transaction is wholly in or wholly out. The file is
-        written atomically (temp file, fsync, rename) under the store's backup directory (the
-        in-memory store keeps it in memory unless ``backup_dir`` is set). Older backups beyond
-        ``max_backups`` are then deleted, and ``backup_created`` fires.
-
-        Raises:
-            InvalidInputError: ``options`` is malformed.
-            StoreIOError: The backup could not be written.
-        """
-        return await self._backups.create(options)
-
-    async def list_backups(self) -> list[BackupInfo]:
-        """Return every backup's header, oldest first (reads no sessions)."""
-        return await self._backups.list_all()
-
-    async def get_backup(self, backup_id: str) -> SessionBackup:
-        """Read, verify and return a whole backup.
-
-        Raises:
-            BackupError: No such backup, or it is damaged (checksum, format, a record).
-        """
-        return await self._backups.get(backup_id)
-
-    async def delete_backup(self, backup_id: str) -> bool:
-        """Delete a backup; return whether it existed.
-
-        Raises:
-            BackupError: ``backup_id`` is not a valid backup id.
-        """
-        return await self._backups.delete(backup_id)
-
-    async def verify_backup(self, backup_id: str) -> BackupInfo:
-        """Check a backup's checksum and parse every record in it; return its header.
-
-        Raises:
-            BackupError: It is missing or damaged; the message says what is wrong.
-        """
-        return await self._backups.verify(backup_id)
-
-    async def restore_from_backup(
-        self,
-        backup_or_id: SessionBackup | str | os.PathLike[str],
-        options: RestoreOptions | None = None,
-    ) -> RestoreResult:
-        """Put a backup's sessions back, with their original ids, versions and timestamps.
-
-        The whole backup is validated before anything is written. It is then applied as one
-        atomic batch, or, when it holds more than ``restore_batch_size`` sessions, in atomic
-        batches of that size (a failure stops at a batch boundary and is reported in
-        ``errors``). Events fire for what was written. Not part of an enclosing transaction.
-
-        Args:
-            backup_or_id: A :class:`SessionBackup`, a backup id, or the path of a backup file.
-            options: The merge strategy (an existing session, expired or not, counts as
-                existing) and ``dry_run``.
-
-        Raises:
-            BackupError: The backup is missing, damaged or hostile, or restoring it would pass
-                ``max_sessions``; nothing was written.
-        """
-        return await self._backups.restore(backup_or_id, options)
-
-    async def export_sessions(
-        self, path_or_stream: PathOrStream, filter: SessionFilter | None = None
-    ) -> int:
-        """Write the selected sessions as JSON Lines, streaming; return how many.
-
-        A path is written to a temp file and renamed into place when complete. Memory use does
-        not grow with the number of sessions. Expired sessions are included only if
-        ``filter.include_expired``.
-        """
-        return await self._backups.export(path_or_stream, filter)
-
-    async def import_sessions(
-        self, path_or_stream: PathOrStream, options: RestoreOptions | None = None
-    ) -> RestoreResult:
-        """Read sessions exported by any store and apply them like a restore, streaming.
-
-        A path (or seekable stream) is validated completely, including ``max_sessions``,
-        before anything is written; it is then applied in atomic batches of
-        ``restore_batch_size``. A stream that cannot seek is validated batch by batch, so a
-        damaged line stops the import after the batches before it.
-
-        Raises:
-            BackupError: The file is not a valid export, or would pass ``max_sessions``.
-        """
-        return await self._backups.import_(path_or_stream, options)
 
     # == events ==================================================================================
 
