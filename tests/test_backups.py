@@ -7,6 +7,7 @@ import gc
 import hashlib
 import stat
 import tracemalloc
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -438,3 +439,51 @@ async def test_import_from_a_stream_that_cannot_seek(store: SessionStore, tmp_pa
     restored = await store.get_session(made.session_id)
     assert restored is not None
     assert (restored.version, restored.metadata) == (made.version, made.metadata)
+
+
+def sealed_body(body: bytes, count: int, compression: str = "zlib") -> bytes:
+    """A backup whose sealed body is ``body`` as given (valid checksum, any content)."""
+    fields = orjson.loads(sealed([]).split(b"\n", 1)[0])
+    fields.update(session_count=count, body_bytes=len(body), compression=compression)
+    first = orjson.dumps(fields) + b"\n"
+    digest = hashlib.sha256(first + body).hexdigest()
+    return first + orjson.dumps({"sha256": digest}) + b"\n" + body
+
+
+@pytest.mark.parametrize(
+    ("body", "compression", "message"),
+    [
+        (b"not zlib at all", "zlib", "compressed body"),
+        (zlib.compress(document("a") + b"\n")[:-4], "zlib", "compressed body"),
+        (zlib.compress(document("a") + b"\n") + b"junk", "zlib", "compressed body"),
+        (zlib.compress(document("a")), "zlib", "incomplete"),
+        (zlib.compress(b"x" * 3_000_000), "zlib", "exceeds"),
+        (document("a"), "none", "incomplete"),
+        (document("a") + b"\n", "lz4", "unknown compression"),
+    ],
+    ids=["garbage", "cut", "trailing", "no-newline", "bomb", "plain-no-newline", "lz4"],
+)
+async def test_hostile_compressed_bodies_are_refused(
+    store: SessionStore, tmp_path: Path, body: bytes, compression: str, message: str
+) -> None:
+    """Broken or oversized compressed bodies are refused in bounded memory; nothing lands."""
+    path = tmp_path / "hostile.backup"
+    path.write_bytes(sealed_body(body, 1, compression))
+    limited = make_store("memory", tmp_path / "limited", max_session_bytes=1_000_000)
+    async with limited:
+        with pytest.raises(BackupError, match=message):
+            await limited.restore_from_backup(path)
+    with pytest.raises(BackupError):
+        await store.restore_from_backup(path)
+    assert await stored_state(store) == []
+
+
+async def test_compressed_backup_restores_through_a_file(store: SessionStore) -> None:
+    """A compressed backup in the vault verifies and restores."""
+    made = [await store.create_session(session_object(interactions=3)) for _ in range(3)]
+    backup = await store.create_backup(BackupOptions(compress=True))
+    assert (await store.list_backups())[0].compressed is True
+    for session in made:
+        await store.delete_session(session.session_id)
+    result = await store.restore_from_backup(backup.backup_id)
+    assert result.restored_count == 3

@@ -83,7 +83,8 @@ class BackupMethods:
         ``errors``). Events fire for what was written. Not part of an enclosing transaction.
 
         Args:
-            backup_or_id: A :class:`SessionBackup`, a backup id, or the path of a backup file.
+            backup_or_id: A :class:`SessionBackup`, a backup id (``str``), or a backup file's
+                path as a :class:`~pathlib.Path` (e.g. a copy from another host).
             options: The merge strategy (an existing session, expired or not, counts as
                 existing) and ``dry_run``.
 
