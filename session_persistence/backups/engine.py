@@ -5,15 +5,17 @@ nothing but, optionally, a better ``_frozen()`` (see below) and a default backup
 
 **A consistent snapshot while writes continue** (:meth:`Backups.create`):
 
-1. a *fuzzy pass* reads every selected session while writers keep going;
+1. *unfrozen passes* read every selected session while writers keep going, then re-read what
+   changed meanwhile, pass after pass, until at most 64 sessions changed during the last one
+   (or the changes stop shrinking; at most 8 re-reading passes);
 2. then, inside ``store._frozen()`` (which holds off every writer: in this process through the
    base's write gate, and in other processes too where the backend shares its storage), one
    index scan gives the exact committed state; sessions whose version or ``updated_at``
-   changed since the fuzzy pass are read again, new ones are read, deleted ones dropped.
+   changed since they were read are read again, new ones are read, deleted ones dropped.
 
 Every session in the result is therefore exactly as it was at one instant (the scan in step 2),
 so a transaction is either wholly in the backup or wholly out of it. Writers wait only for
-step 2, which re-reads just what changed during step 1.
+step 2, which re-reads just what changed during the last, short pass of step 1.
 
 **Restore** (:meth:`Backups.restore`) validates the whole backup first (format, checksum,
 every record's shape, every session id, sizes, ``max_sessions``), then plans each session
@@ -28,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -96,6 +98,8 @@ logger = logging.getLogger(__name__)
 
 _RETRIES = 20
 _YIELD_EVERY = 64
+_CATCH_UP_PASSES = 8
+_FREEZE_AT = 64
 _EXPORT_CHUNK = 256 * 1024
 
 
@@ -237,30 +241,48 @@ class Backups:
 
         taken: dict[str, PersistedSession] = {}
         damaged: list[str] = []
-        for index, header in enumerate(await store._scan()):  # 1. fuzzy: writers keep going
-            if index % _YIELD_EVERY == _YIELD_EVERY - 1:
-                await asyncio.sleep(0)  # a large in-memory pass must not starve the loop
-            if selected(header):
-                session = await self._read(header.session_id, damaged)
-                if session is not None:
-                    taken[header.session_id] = session
-        async with store._frozen():  # 2. exact: no writer anywhere until this block ends
-            current = {h.session_id: h for h in await store._scan() if selected(h)}
-            for session_id in [s for s in taken if s not in current]:
-                del taken[session_id]
-            for session_id, header in current.items():
-                seen = taken.get(session_id)
-                if seen is None or (seen.version, seen.updated_at) != (
-                    header.version,
-                    header.updated_at,
-                ):
-                    session = await self._read(session_id, damaged)
-                    if session is None:
-                        taken.pop(session_id, None)
-                    else:
-                        taken[session_id] = session
+        # 1. Unfrozen passes: read everything, then again what changed meanwhile, until little
+        # is left (each pass is shorter than the last, as it re-reads only the changes).
+        stale = await self._changed(taken, selected)
+        for _ in range(_CATCH_UP_PASSES):
+            await self._refresh(taken, stale, damaged)
+            previous, stale = len(stale), await self._changed(taken, selected)
+            if len(stale) <= _FREEZE_AT or len(stale) >= previous:
+                break
+        # 2. Frozen: no writer anywhere until this block ends; re-read the last changes.
+        async with store._frozen():
+            await self._refresh(taken, await self._changed(taken, selected), damaged)
         ordered = sorted(taken.values(), key=lambda s: (s.created_at, s.session_id))
         return ordered, sorted(set(damaged))
+
+    async def _changed(
+        self, taken: dict[str, PersistedSession], selected: Callable[[SessionHeader], bool]
+    ) -> list[str]:
+        """Drop sessions no longer selected; return the ids whose stored state differs."""
+        current = {h.session_id: h for h in await self._store._scan() if selected(h)}
+        for session_id in [s for s in taken if s not in current]:
+            del taken[session_id]
+        stale = []
+        for session_id, header in current.items():
+            seen = taken.get(session_id)
+            if seen is None or (seen.version, seen.updated_at) != (
+                header.version,
+                header.updated_at,
+            ):
+                stale.append(session_id)
+        return stale
+
+    async def _refresh(
+        self, taken: dict[str, PersistedSession], stale: list[str], damaged: list[str]
+    ) -> None:
+        for index, session_id in enumerate(stale):
+            if index % _YIELD_EVERY == _YIELD_EVERY - 1:
+                await asyncio.sleep(0)  # a large in-memory pass must not starve the loop
+            session = await self._read(session_id, damaged)
+            if session is None:
+                taken.pop(session_id, None)
+            else:
+                taken[session_id] = session
 
     async def _read(self, session_id: str, damaged: list[str]) -> PersistedSession | None:
         try:
