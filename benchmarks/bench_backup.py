@@ -14,23 +14,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
+from bench_filesystem import summary  # run as a script: benchmarks/ is on sys.path
+
 from session_persistence import FileSystemSessionStore, SessionStoreConfig
 from session_persistence.testing import session_object
-
-
-def summary(samples: list[float]) -> str:
-    """Median, p99 and max of latencies in milliseconds."""
-    ordered = sorted(samples)
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-    return (
-        f"median {statistics.median(ordered) * 1000:.2f} ms, p99 {p99 * 1000:.2f} ms, "
-        f"max {ordered[-1] * 1000:.2f} ms ({len(ordered)} updates)"
-    )
 
 
 async def run(sessions: int, directory: Path) -> None:

@@ -193,12 +193,8 @@ async def test_future_backup_format_is_refused(store: SessionStore, tmp_path: Pa
 async def test_count_in_header_must_match(store: SessionStore, tmp_path: Path) -> None:
     """A sealed body holding fewer records than its header claims is refused."""
     body = document("a") + b"\n" + document("b") + b"\n"
-    fields = orjson.loads(sealed([]).split(b"\n", 1)[0])
-    fields.update(session_count=3, body_bytes=len(body))
-    first = orjson.dumps(fields) + b"\n"
-    digest = hashlib.sha256(first + body).hexdigest()
     path = tmp_path / "forged.backup"
-    path.write_bytes(first + orjson.dumps({"sha256": digest}) + b"\n" + body)
+    path.write_bytes(sealed_body(body, 3, "none"))
     with pytest.raises(BackupError, match="header says 3"):
         await store.restore_from_backup(path)
     assert await stored_state(store) == []

@@ -45,6 +45,7 @@ __all__ = [
     "BACKUP_KIND",
     "EXPORT_KIND",
     "Header",
+    "check_kind",
     "encode_backup",
     "iter_body",
     "parse_header",
@@ -126,6 +127,25 @@ def split_header(data: bytes, label: str) -> tuple[bytes, bytes]:
     return data[: first_end + 1], data[first_end + 1 : second_end + 1]
 
 
+def check_kind(fields: Any, kind: str, label: str) -> None:
+    """Check the first line of a backup or an export: its kind, and a format we can read.
+
+    Raises:
+        BackupError: Another kind of file, no valid format, or a newer format (upgrade).
+    """
+    what = "backup" if kind == BACKUP_KIND else "export"
+    if type(fields) is not dict or fields.get("kind") != kind:
+        raise BackupError(f"{label} is not a session-persistence {what}")
+    version = fields.get("format")
+    if type(version) is not int or version < 1:
+        raise BackupError(f"{label} has no valid format version")
+    if version > BACKUP_FORMAT:
+        raise BackupError(
+            f"{label} was written in {what} format {version}, newer than this library reads "
+            f"({BACKUP_FORMAT}); upgrade session-persistence to read it"
+        )
+
+
 def parse_header(first: bytes, second: bytes, label: str) -> Header:
     """Validate a backup's two header lines.
 
@@ -137,16 +157,7 @@ def parse_header(first: bytes, second: bytes, label: str) -> Header:
         seal = orjson.loads(second)
     except orjson.JSONDecodeError as exc:
         raise BackupError(f"{label} has a damaged header ({exc})") from exc
-    if type(fields) is not dict or fields.get("kind") != BACKUP_KIND:
-        raise BackupError(f"{label} is not a session-persistence backup")
-    version = fields.get("format")
-    if type(version) is not int or version < 1:
-        raise BackupError(f"{label} has no valid format version")
-    if version > BACKUP_FORMAT:
-        raise BackupError(
-            f"{label} was written in backup format {version}, newer than this library reads "
-            f"({BACKUP_FORMAT}); upgrade session-persistence to restore it"
-        )
+    check_kind(fields, BACKUP_KIND, label)
     digest = seal.get("sha256") if type(seal) is dict else None
     if type(digest) is not str or len(digest) != 64:
         raise BackupError(f"{label} has a damaged checksum line")

@@ -20,7 +20,7 @@ import orjson
 
 from .._fileio import FileIO
 from ..errors import BackupError, InvalidInputError
-from ._format import BACKUP_FORMAT, EXPORT_KIND
+from ._format import EXPORT_KIND, check_kind
 
 __all__ = [
     "LineReader",
@@ -163,17 +163,7 @@ def parse_json(raw: bytes, label: str, number: int) -> Any:
 def check_export_header(first: tuple[int, bytes] | None, label: str) -> None:
     if first is None:
         raise BackupError(f"{label} is empty: expected an export header line")
-    header = parse_json(first[1], label, first[0])
-    if type(header) is not dict or header.get("kind") != EXPORT_KIND:
-        raise BackupError(f"{label} is not a session-persistence export (bad header line)")
-    version = header.get("format")
-    if type(version) is not int or version < 1:
-        raise BackupError(f"{label} has no valid format version")
-    if version > BACKUP_FORMAT:
-        raise BackupError(
-            f"{label} was written in export format {version}, newer than this library reads "
-            f"({BACKUP_FORMAT}); upgrade session-persistence to import it"
-        )
+    check_kind(parse_json(first[1], label, first[0]), EXPORT_KIND, label)
 
 
 def check_end(document: dict[str, Any], seen: int, label: str) -> None:

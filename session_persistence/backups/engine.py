@@ -337,7 +337,7 @@ class Backups:
     async def get(self, backup_id: str) -> SessionBackup:
         """Read, verify and decode a whole backup."""
         self._store._ensure_open()
-        backup_id = _backup_id(backup_id)
+        backup_id = check_backup_id(backup_id)
         data = await asyncio.to_thread(self.vault.read, backup_id)
         return await asyncio.to_thread(self._decode, data, f"backup {backup_id}", backup_id)
 
@@ -380,13 +380,23 @@ class Backups:
 
     async def verify(self, backup_id: str) -> BackupInfo:
         """Check a backup's checksum and parse every record; return its header."""
-        await self.get(backup_id)
-        return await self._info(_backup_id(backup_id))
+        backup = await self.get(backup_id)
+        meta = backup.metadata
+        return BackupInfo(
+            backup_id=backup.backup_id,
+            created_at=backup.created_at,
+            session_count=meta["session_count"],
+            size_bytes=meta["size_bytes"],
+            store_type=meta["store_type"],
+            compressed=meta["compressed"],
+            format=meta["format"],
+            metadata=meta["metadata"],
+        )
 
     async def delete(self, backup_id: str) -> bool:
         """Delete a backup; return whether it existed."""
         self._store._ensure_open()
-        return await asyncio.to_thread(self.vault.delete, _backup_id(backup_id))
+        return await asyncio.to_thread(self.vault.delete, check_backup_id(backup_id))
 
     # == restoring ===============================================================================
 
@@ -636,15 +646,6 @@ class Backups:
 
 
 # == helpers =====================================================================================
-
-
-def _backup_id(value: object) -> str:
-    try:
-        return check_backup_id(value)
-    except BackupError:
-        raise
-    except Exception as exc:  # pragma: no cover - check_backup_id raises BackupError only
-        raise BackupError(str(exc)) from exc
 
 
 def _restore_options(options: RestoreOptions | None) -> RestoreOptions:
