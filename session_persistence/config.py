@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TypeAlias
+from typing import Literal, TypeAlias
 
 from .errors import ConfigurationError
 
@@ -22,6 +22,10 @@ Duration: TypeAlias = float | timedelta
 
 #: A function returning the current time as a timezone-aware UTC datetime.
 Clock: TypeAlias = Callable[[], datetime]
+
+#: What a durable store's acknowledged write survives: ``"full"`` a power loss, ``"process"``
+#: a killed process.
+Durability: TypeAlias = Literal["full", "process"]
 
 DEFAULT_MAX_SESSION_BYTES = 16 * 1024 * 1024
 

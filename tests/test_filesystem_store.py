@@ -230,6 +230,36 @@ async def test_other_instances_see_writes_at_once(tmp_path: Path) -> None:
         assert await two.count_sessions() == 1
 
 
+async def test_an_instance_left_generations_behind_catches_up(tmp_path: Path) -> None:
+    """Checkpoints elsewhere deleted the generation we were on: reload, never write to it.
+
+    Reading the rotation to generation 2 while another instance had already checkpointed to 4
+    (and deleted 2) once left the index stuck, and made the next write create a stale
+    generation 2 that no other instance would read.
+    """
+    root = tmp_path / "store"
+    async with (
+        FileSystemSessionStore(root, watch=False) as behind,
+        FileSystemSessionStore(root, watch=False) as ahead,
+    ):
+        session = await ahead.create_session(session_object(), expires_at=None)
+        assert await behind.get_session(session.session_id) is not None
+        for round_ in range(3):
+            await ahead.update_session(session.session_id, {"metadata": {"round": round_}})
+            await ahead.optimize()  # checkpoint: a new generation, the one before last deleted
+        seen = await behind.get_session(session.session_id)
+        assert seen is not None
+        assert seen.metadata == {"round": 2}
+        await behind.update_session(session.session_id, {"metadata": {"from": "behind"}})
+        fresh = await ahead.get_session(session.session_id)
+        assert fresh is not None
+        assert fresh.metadata == {"from": "behind"}
+    async with FileSystemSessionStore(root, watch=False) as reopened:
+        final = await reopened.get_session(session.session_id)
+        assert final is not None
+        assert final.metadata == {"from": "behind"}
+
+
 async def test_other_instances_writes_fire_events(tmp_path: Path) -> None:
     """Listeners see other processes' changes (watchdog, or polling as the fallback)."""
     root = tmp_path / "store"

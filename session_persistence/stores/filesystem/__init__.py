@@ -1,5 +1,6 @@
 """The filesystem store: one file per session, a write-ahead journal, crash recovery."""
 
-from .store import Durability, FileSystemSessionStore
+from ...config import Durability
+from .store import FileSystemSessionStore
 
 __all__ = ["Durability", "FileSystemSessionStore"]

@@ -81,6 +81,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import enum
 import logging
 import os
 import stat
@@ -91,7 +92,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import filelock
 import orjson
@@ -99,7 +100,7 @@ import orjson
 from ..._copy import clone_session
 from ..._fileio import FileIO
 from ..._ids import is_valid_session_id
-from ...config import SessionStoreConfig
+from ...config import Durability, SessionStoreConfig
 from ...documents import document_to_session, session_to_document
 from ...errors import (
     ConfigurationError,
@@ -139,10 +140,17 @@ __all__ = ["FileSystemSessionStore"]
 
 logger = logging.getLogger(__name__)
 
-Durability = Literal["full", "process"]
 
 _STORE_KIND = "session-persistence-filesystem-store"
 _READ_ATTEMPTS = 50
+
+
+class _Moved(enum.Enum):
+    """What ``_read_matching`` returns when the files do not match the index."""
+
+    MOVED = enum.auto()
+
+
 _MIN_COMPACT_BYTES = 64 * 1024
 
 
@@ -431,10 +439,20 @@ class FileSystemSessionStore(SessionStore):
         return rebuilt
 
     def _open_segment(self, locked: bool) -> bool:
-        """Open the current generation's segment; create it if we hold the lock."""
+        """Open the current generation's segment; create it if we hold the lock.
+
+        A missing segment with a newer one beside it means other processes checkpointed past
+        our generation and deleted it while we were not looking: start over from the
+        snapshot. (Creating it instead would hide our next writes from every other process.)
+        """
         path = self._segment(self._generation)
-        if not locked and not path.exists():
-            return False
+        if not path.exists():
+            generations = self._generations()
+            if generations and generations[-1] > self._generation:
+                self._reload(f"generation {self._generation} was checkpointed away", locked=locked)
+                return self._fd is not None
+            if not locked:
+                return False
         self._fd = self._io.open_append(path, self._file_mode)
         self._position = 0
         if locked:
@@ -528,17 +546,17 @@ class FileSystemSessionStore(SessionStore):
             kind: EventName = "session_updated" if existed else "session_created"
             self._foreign.append((kind, session_id))
 
-    def _reload(self, why: str) -> None:
+    def _reload(self, why: str, *, locked: bool = False) -> None:
         """Start over from the snapshot or the files (``_lock`` held; rare).
 
-        Runs without the store lock (taking it while holding ``_lock`` could deadlock with our
-        own writer), so a rebuild here reads files but quarantines nothing.
+        Without the store lock (``locked`` false: taking it while holding ``_lock`` could
+        deadlock with our own writer), a rebuild here reads files but quarantines nothing.
         """
         logger.info("reloading the index of %s: %s", self._root, why)
         if self._fd is not None:
             self._io.close(self._fd)
             self._fd = None
-        self._recover(locked=False)
+        self._recover(locked=locked)
 
     # == index snapshot and rebuild ==============================================================
 
@@ -633,13 +651,13 @@ class FileSystemSessionStore(SessionStore):
                 self._index[session_id] = dataclasses.replace(header, last_accessed_at=when)
 
     def _lookup(
-        self, session_id: str
+        self, session_id: str, *, locked: bool = False
     ) -> tuple[SessionHeader | None, PersistedSession | None, list[Append]]:
         """Catch up; return the header, the session if memory serves it, and pending appends.
 
-        Called with ``_lock`` held.
+        Called with ``_lock`` held (and the store lock too if ``locked``).
         """
-        self._catch_up(locked=False)
+        self._catch_up(locked=locked)
         header = self._index.get(session_id)
         pending = self._pending.get(session_id)
         if header is None or pending is None:
@@ -667,31 +685,49 @@ class FileSystemSessionStore(SessionStore):
 
     def _load_from_files(self, session_id: str) -> PersistedSession | None:
         for attempt in range(_READ_ATTEMPTS):
-            with self._lock:
-                header, cached, appends = self._lookup(session_id)
-            if header is None or cached is not None:
-                return cached
-            try:
-                on_disk = self._files.read(session_id)
-            except BadFile as exc:
-                self._quarantine_bad(session_id, str(exc))
-                raise StoreCorruptionError(
-                    f"session {session_id} was damaged ({exc}); it was moved to quarantine/",
-                    str(self._files.base(session_id)),
-                ) from exc
-            if on_disk is not None:
-                session = self._with_appends(on_disk, appends)
-                if session is not None and (
-                    session.version == header.version and session.created_at == header.created_at
-                ):
-                    return dataclasses.replace(session, last_accessed_at=header.last_accessed_at)
+            found = self._read_matching(session_id, locked=False)
+            if found is not _Moved.MOVED:
+                return found
             # A checkpoint in another process moved the files under us: look again.
             time.sleep(0.0005 * min(attempt, 20))
+        if not self._freezing:  # (a backup already holds the locks: the files cannot move)
+            # Under heavy load other processes' checkpoints can keep moving the files: read
+            # once more holding the store lock, which every checkpoint holds.
+            with self._write_mutex:
+                self._acquire()
+                try:
+                    found = self._read_matching(session_id, locked=True)
+                finally:
+                    self._flock.release()
+            if found is not _Moved.MOVED:
+                return found
         raise StoreCorruptionError(
             f"session {session_id} is in the index but its file does not match it; "
             "run optimize() or reopen the store",
             str(self._files.base(session_id)),
         )
+
+    def _read_matching(self, session_id: str, *, locked: bool) -> PersistedSession | _Moved | None:
+        """Read the session's files; return ``_Moved.MOVED`` if they do not match the index."""
+        with self._lock:
+            header, cached, appends = self._lookup(session_id, locked=locked)
+        if header is None or cached is not None:
+            return cached
+        try:
+            on_disk = self._files.read(session_id)
+        except BadFile as exc:
+            self._quarantine_bad(session_id, str(exc))
+            raise StoreCorruptionError(
+                f"session {session_id} was damaged ({exc}); it was moved to quarantine/",
+                str(self._files.base(session_id)),
+            ) from exc
+        if on_disk is not None:
+            session = self._with_appends(on_disk, appends)
+            if session is not None and (
+                session.version == header.version and session.created_at == header.created_at
+            ):
+                return dataclasses.replace(session, last_accessed_at=header.last_accessed_at)
+        return _Moved.MOVED
 
     def _with_appends(self, on_disk: OnDisk, appends: list[Append]) -> PersistedSession | None:
         session, version = on_disk.session, on_disk.header.version
