@@ -51,7 +51,12 @@ from .models import (
     StoreStats,
 )
 from .serialization import Codec, register_dataclass, register_enum, register_type
-from .stores import FileSystemSessionStore, InMemorySessionStore, SessionStore
+from .stores import (
+    FileSystemSessionStore,
+    InMemorySessionStore,
+    SessionStore,
+    SQLiteSessionStore,
+)
 from .transactions import Transaction
 
 __all__ = [
@@ -73,6 +78,7 @@ __all__ = [
     "PersistedSession",
     "RestoreOptions",
     "RestoreResult",
+    "SQLiteSessionStore",
     "SerializationError",
     "SessionBackup",
     "SessionConflictError",

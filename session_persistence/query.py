@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -23,14 +24,24 @@ from .models import (
 )
 
 __all__ = [
+    "Search",
     "is_expired",
     "matches_filter",
     "matches_search",
     "search_interactions",
     "sort_and_page",
+    "value_contains",
 ]
 
 _MISSING = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Search:
+    """A text search: ``needle`` (lower-cased), and whether interactions are searched too."""
+
+    needle: str
+    interactions: bool = False
 
 
 class Expirable(Protocol):
@@ -120,7 +131,7 @@ def matches_search(header: SessionHeader, needle: str) -> bool:
             return True
     if any(needle in tag.lower() for tag in header.tags):
         return True
-    return _value_contains(header.metadata, needle)
+    return value_contains(header.metadata, needle)
 
 
 def search_interactions(interactions: Iterable[Interaction], needle: str) -> bool:
@@ -135,10 +146,14 @@ def search_interactions(interactions: Iterable[Interaction], needle: str) -> boo
 def _message_contains(message: InteractionMessage, needle: str) -> bool:
     if message.sender is not None and needle in message.sender.lower():
         return True
-    return _value_contains(message.event, needle) or _value_contains(message.recipients, needle)
+    return value_contains(message.event, needle) or value_contains(message.recipients, needle)
 
 
-def _value_contains(value: Any, needle: str) -> bool:
+def value_contains(value: Any, needle: str) -> bool:
+    """Return whether a scalar nested anywhere in ``value`` contains ``needle`` (lower-cased).
+
+    Scalars are compared by their ``str()``, lower-cased; ``None`` and bytes never match.
+    """
     stack = [value]
     while stack:
         item = stack.pop()

@@ -27,6 +27,7 @@ def test_all_is_pinned() -> None:
         "PersistedSession",
         "RestoreOptions",
         "RestoreResult",
+        "SQLiteSessionStore",
         "SerializationError",
         "SessionBackup",
         "SessionConflictError",

@@ -3,5 +3,11 @@
 from .base import SessionStore
 from .filesystem import FileSystemSessionStore
 from .memory import InMemorySessionStore
+from .sqlite import SQLiteSessionStore
 
-__all__ = ["FileSystemSessionStore", "InMemorySessionStore", "SessionStore"]
+__all__ = [
+    "FileSystemSessionStore",
+    "InMemorySessionStore",
+    "SQLiteSessionStore",
+    "SessionStore",
+]

@@ -48,6 +48,7 @@ from ..errors import (
     StoreClosedError,
     StoreCorruptionError,
     StoreIOError,
+    StoreLockTimeoutError,
 )
 from ..events import EventBus, EventName, Listener, Unsubscribe
 from ..models import (
@@ -65,7 +66,7 @@ from ..models import (
     Unset,
 )
 from ..ops import DeleteOp, WriteOp
-from ..query import is_expired, matches_filter, matches_search, sort_and_page
+from ..query import Search, is_expired, matches_filter, matches_search, sort_and_page
 from ..query import search_interactions as search_interactions_of
 from ..serialization import Codec, default_codec
 from ..transactions import (
@@ -203,6 +204,34 @@ class SessionStore(BackupMethods, abc.ABC):
         """Do backend maintenance; return one line per operation performed."""
         return []
 
+    async def _query(
+        self,
+        flt: SessionFilter,
+        options: SessionQueryOptions,
+        now: datetime,
+        search: Search | None = None,
+    ) -> list[SessionHeader] | None:
+        """Push a query down to the backend, or return ``None`` to let the base answer it.
+
+        Return the headers that ``flt`` selects at ``now`` (live ones only, unless
+        ``flt.include_expired``) and, if given, that ``search`` finds, sorted and paginated
+        by ``options`` exactly as :func:`~session_persistence.query.sort_and_page` would.
+        Never called inside a transaction (its overlay needs :meth:`_scan`).
+        """
+        return None
+
+    async def _count(self, flt: SessionFilter, now: datetime) -> int | None:
+        """Push a count down to the backend, or return ``None`` to count :meth:`_scan`."""
+        return None
+
+    async def _expired_headers(self, now: datetime) -> Sequence[SessionHeader]:
+        """Return the headers of every session expired at ``now`` (a backend may push down)."""
+        return [h for h in await self._scan() if self._expired(h, now)]
+
+    async def _load_many(self, session_ids: Sequence[str]) -> list[PersistedSession | None]:
+        """Load several sessions (``None`` for each missing one); a backend may batch it."""
+        return [await self._load(session_id) for session_id in session_ids]
+
     @contextlib.asynccontextmanager
     async def _frozen(self) -> AsyncIterator[None]:
         """Hold off every writer while the block runs; reads inside see one committed instant.
@@ -323,7 +352,7 @@ class SessionStore(BackupMethods, abc.ABC):
     async def _read_header(self, session_id: str) -> SessionHeader | None:
         try:
             return await self._get_header(session_id)
-        except (StoreIOError, StoreCorruptionError) as exc:
+        except (StoreIOError, StoreCorruptionError, StoreLockTimeoutError) as exc:
             self._record_error(exc)
             raise
         except OSError as exc:
@@ -333,7 +362,7 @@ class SessionStore(BackupMethods, abc.ABC):
     async def _read_session(self, session_id: str) -> PersistedSession | None:
         try:
             return await self._load(session_id)
-        except (StoreIOError, StoreCorruptionError) as exc:
+        except (StoreIOError, StoreCorruptionError, StoreLockTimeoutError) as exc:
             self._record_error(exc)
             raise
         except OSError as exc:
@@ -347,7 +376,7 @@ class SessionStore(BackupMethods, abc.ABC):
         except SessionConflictError:
             self._conflicts += 1
             raise
-        except (StoreIOError, StoreCorruptionError) as exc:
+        except (StoreIOError, StoreCorruptionError, StoreLockTimeoutError) as exc:
             self._record_error(exc)
             raise
         except OSError as exc:
@@ -542,15 +571,45 @@ class SessionStore(BackupMethods, abc.ABC):
 
     async def _sessions_for(self, headers: Sequence[SessionHeader]) -> list[PersistedSession]:
         tx = self._joined()
-        sessions: list[PersistedSession] = []
-        for header in headers:
-            if tx is not None:
-                session = await tx._peek(header.session_id)
-            else:
-                session = await self._read_session(header.session_id)
-            if session is not None:  # deleted since the scan: leave it out
-                sessions.append(session)
-        return sessions
+        if tx is not None:
+            loaded = [await tx._peek(header.session_id) for header in headers]
+        else:
+            try:
+                loaded = await self._load_many([header.session_id for header in headers])
+            except (StoreIOError, StoreCorruptionError, StoreLockTimeoutError) as exc:
+                self._record_error(exc)
+                raise
+            except OSError as exc:
+                self._record_error(exc)
+                raise StoreIOError(f"reading sessions failed: {exc}") from exc
+        # A session deleted since the headers were read is left out.
+        return [session for session in loaded if session is not None]
+
+    async def _selected(
+        self, flt: SessionFilter, options: SessionQueryOptions, search: Search | None = None
+    ) -> list[SessionHeader]:
+        """Headers selected by ``flt`` (and ``search``), sorted and paginated by ``options``."""
+        self._ensure_open()
+        if self._joined() is None:
+            pushed = await self._query(flt, options, self._now(), search)
+            if pushed is not None:
+                return pushed
+        headers = await self._matching(flt)
+        if search is not None:
+            headers = await self._search_headers(headers, search)
+        return sort_and_page(headers, options)
+
+    async def _search_headers(
+        self, headers: list[SessionHeader], search: Search
+    ) -> list[SessionHeader]:
+        found = [h for h in headers if matches_search(h, search.needle)]
+        if search.interactions:
+            seen = {h.session_id for h in found}
+            rest = {h.session_id: h for h in headers if h.session_id not in seen}
+            for session in await self._sessions_for(list(rest.values())):
+                if search_interactions_of(session.interactions, search.needle):
+                    found.append(rest[session.session_id])
+        return found
 
     async def list_sessions(
         self, filter: SessionFilter | None = None, options: SessionQueryOptions | None = None
@@ -559,13 +618,18 @@ class SessionStore(BackupMethods, abc.ABC):
 
         Expired sessions are left out unless ``filter.include_expired``.
         """
-        headers = await self._matching(filter or SessionFilter())
-        page = sort_and_page(headers, options or SessionQueryOptions())
+        page = await self._selected(filter or SessionFilter(), options or SessionQueryOptions())
         return await self._sessions_for(page)
 
     async def count_sessions(self, filter: SessionFilter | None = None) -> int:
         """Return how many sessions ``filter`` selects (expired ones only if it says so)."""
-        return len(await self._matching(filter or SessionFilter()))
+        flt = filter or SessionFilter()
+        self._ensure_open()
+        if self._joined() is None:
+            pushed = await self._count(flt, self._now())
+            if pushed is not None:
+                return pushed
+        return len(await self._matching(flt))
 
     async def search_sessions(
         self,
@@ -589,23 +653,18 @@ class SessionStore(BackupMethods, abc.ABC):
         """
         if not isinstance(query, str) or not query:
             raise InvalidInputError("the search query must be a non-empty string")
-        needle = query.lower()
-        headers = await self._matching(SessionFilter(include_expired=include_expired))
-        found = [h for h in headers if matches_search(h, needle)]
-        if search_interactions:
-            seen = {h.session_id for h in found}
-            rest = {h.session_id: h for h in headers if h.session_id not in seen}
-            for session in await self._sessions_for(list(rest.values())):
-                if search_interactions_of(session.interactions, needle):
-                    found.append(rest[session.session_id])
-        return await self._sessions_for(sort_and_page(found, options or SessionQueryOptions()))
+        page = await self._selected(
+            SessionFilter(include_expired=include_expired),
+            options or SessionQueryOptions(),
+            Search(query.lower(), interactions=search_interactions),
+        )
+        return await self._sessions_for(page)
 
     async def iter_sessions(
         self, filter: SessionFilter | None = None
     ) -> AsyncIterator[PersistedSession]:
         """Yield the selected sessions one at a time, oldest first (memory stays flat)."""
-        headers = await self._matching(filter or SessionFilter())
-        for header in sort_and_page(headers, SessionQueryOptions()):
+        for header in await self._selected(filter or SessionFilter(), SessionQueryOptions()):
             for session in await self._sessions_for([header]):
                 yield session
 
@@ -619,9 +678,14 @@ class SessionStore(BackupMethods, abc.ABC):
 
     async def get_expired_sessions(self) -> list[PersistedSession]:
         """Return every expired session not yet cleaned up, oldest first."""
-        now = self._now()
-        headers = await self._matching(SessionFilter(include_expired=True))
-        expired = [h for h in headers if self._expired(h, now)]
+        self._ensure_open()
+        tx = self._joined()
+        if tx is None:
+            expired = await self._expired_headers(self._now())
+        else:
+            now = self._now()
+            headers = tx._overlay(await self._scan())
+            expired = [h for h in headers if self._expired(h, now)]
         return await self._sessions_for(sort_and_page(expired, SessionQueryOptions()))
 
     # == expiry ==================================================================================
@@ -664,16 +728,13 @@ class SessionStore(BackupMethods, abc.ABC):
             The ids newly found expired.
         """
         self._ensure_open()
-        now = self._now()
-        headers = await self._scan()
-        stored = {h.session_id for h in headers}
-        for session_id in [s for s in self._reported_expired if s not in stored]:
+        expired = await self._expired_headers(self._now())
+        # Forget what is no longer expired (deleted or revived): it is reported again if it
+        # expires again.
+        still = {h.session_id for h in expired}
+        for session_id in [s for s in self._reported_expired if s not in still]:
             del self._reported_expired[session_id]
-        fresh = [
-            h
-            for h in headers
-            if self._expired(h, now) and self._reported_expired.get(h.session_id) != h.version
-        ]
+        fresh = [h for h in expired if self._reported_expired.get(h.session_id) != h.version]
         for header in fresh:  # mark all before awaiting, so concurrent calls report once
             self._reported_expired[header.session_id] = header.version
         if self._events.has_listeners("session_expired"):
@@ -692,8 +753,7 @@ class SessionStore(BackupMethods, abc.ABC):
 
     async def _remove_expired(self) -> list[str]:
         """Delete expired sessions in atomic batches; skip any revived meanwhile."""
-        now = self._now()
-        expired = [h for h in await self._scan() if self._expired(h, now)]
+        expired = await self._expired_headers(self._now())
         removed: list[str] = []
         for start in range(0, len(expired), _CLEANUP_BATCH):
             chunk = expired[start : start + _CLEANUP_BATCH]

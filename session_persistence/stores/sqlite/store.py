@@ -1,0 +1,651 @@
+"""``SQLiteSessionStore``: the store contract on one SQLite database file (seeds 000, 001, 004).
+
+Threading
+    Every ``sqlite3`` call runs on one worker thread per store (a single-thread executor), so
+    the connection is only ever used from that thread and the event loop never blocks.
+
+Tables (see :mod:`._schema` for the columns and the migrations)
+    ``{prefix}sessions`` holds one row per session: its header as columns (ids, UTC timestamps,
+    version, counts) and its ``metadata`` and ``tags`` as JSON text. ``{prefix}interactions``
+    holds one row per interaction, ``(session_id, seq, data)``, deleted with its session
+    (``ON DELETE CASCADE``) and read back ``ORDER BY seq``. Both read well in the ``sqlite3``
+    shell: ``SELECT session_id, created_at, last_accessed_at FROM sessions``.
+
+Writes and durability
+    Writers queue their batches; the worker takes every queued batch and applies them in one
+    ``BEGIN IMMEDIATE`` transaction (group commit), each batch inside its own savepoint so a
+    version conflict or a full store fails that batch alone. Inside the transaction each op's
+    expected version is checked against the row, so checks hold across processes sharing the
+    file (``BEGIN IMMEDIATE`` takes the database's write lock). Then ``COMMIT``:
+
+    * ``durability="full"``: ``synchronous=FULL`` — the WAL is fsynced at every commit, so an
+      acknowledged write survives power loss;
+    * ``durability="process"``: ``synchronous=NORMAL`` — the WAL is fsynced only at
+      checkpoints: a killed process loses nothing, a power loss may lose the latest commits
+      (never corrupting the file).
+
+    A crash before ``COMMIT`` leaves nothing of the group; SQLite's WAL recovery on the next open
+    does the rest. Puts are upserts that replace the session's interaction rows; appends insert
+    rows only (O(1) in the session's length).
+
+Locking
+    ``busy_timeout`` (default 10 s) is how long a write waits for another process's write lock;
+    after it, the write raises :class:`~session_persistence.errors.StoreLockTimeoutError` and
+    nothing is applied. "database is locked" never reaches the caller as anything else.
+
+Reads and expiry
+    Filters, counts, sorting, pagination and search are answered by SQL (see :mod:`._sql`).
+    A read refreshes ``last_accessed_at`` in this process at once, and in the database with the
+    next write (or before a query that judges idle expiry, or at shutdown), so reads cost no
+    write of their own.
+
+Events
+    Listeners see this process's writes. (Other processes' writes are not delivered as events.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import functools
+import logging
+import os
+import re
+import sqlite3
+import threading
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import orjson
+
+from ...config import Durability, SessionStoreConfig
+from ...documents import interaction_from_json
+from ...errors import (
+    ConfigurationError,
+    SessionConflictError,
+    SessionLimitError,
+    StoreCorruptionError,
+    StoreIOError,
+    StoreLockTimeoutError,
+)
+from ...models import PersistedSession, SessionFilter, SessionHeader, SessionQueryOptions
+from ...ops import AppendOp, CheckOp, DeleteOp, PutOp, WriteOp, op_session_id
+from ...query import (
+    Search,
+    matches_filter,
+    search_interactions,
+    sort_and_page,
+    value_contains,
+)
+from ...serialization import Codec
+from ..base import SessionStore
+from ._rows import HEADER_COLUMNS, header_from_row, put_values, session_from_rows, timestamp
+from ._schema import SCHEMA_VERSION, migrate
+from ._sql import expired_condition, order_by, select
+
+__all__ = ["SQLiteSessionStore"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_PREFIX = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,31}")
+_COLUMNS = [column.strip() for column in HEADER_COLUMNS.split(",")]
+_UPSERT_SET = ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[1:])
+
+
+@dataclasses.dataclass(slots=True)
+class _Queued:
+    """One writer's batch waiting for the next group commit."""
+
+    ops: Sequence[WriteOp]
+    max_sessions: int | None
+    error: BaseException | None = None
+    done: bool = False
+
+
+class SQLiteSessionStore(SessionStore):
+    """Keeps sessions in a SQLite database file (or ``":memory:"``).
+
+    Args:
+        path: The database file; its parent directory is created. ``":memory:"`` keeps the
+            database in this process only.
+        config: Store options.
+        table_prefix: Prepended to the table names, so several stores can share one file
+            (letters, digits and ``_``).
+        durability: ``"full"`` (survives power loss) or ``"process"`` (survives a killed
+            process); see the module documentation.
+        codec: Serialization codec.
+        busy_timeout: Seconds a write waits for another process's lock before raising
+            ``StoreLockTimeoutError``.
+        file_mode: Permissions of a database file this store creates.
+        dir_mode: Permissions of directories this store creates.
+    """
+
+    store_type: ClassVar[str] = "sqlite"
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] = "./data/sessions.db",
+        config: SessionStoreConfig | None = None,
+        *,
+        table_prefix: str = "",
+        durability: Durability = "full",
+        codec: Codec | None = None,
+        busy_timeout: float = 10.0,
+        file_mode: int = 0o600,
+        dir_mode: int = 0o700,
+    ) -> None:
+        super().__init__(config, codec=codec)
+        if durability not in ("full", "process"):
+            raise ConfigurationError("durability", "must be 'full' or 'process'")
+        if not isinstance(table_prefix, str) or not (
+            table_prefix == "" or _PREFIX.fullmatch(table_prefix)
+        ):
+            raise ConfigurationError(
+                "table_prefix", "must be letters, digits and '_' (not starting with a digit)"
+            )
+        if (
+            isinstance(busy_timeout, bool)
+            or not isinstance(busy_timeout, int | float)
+            or not busy_timeout > 0
+        ):
+            raise ConfigurationError("busy_timeout", "must be a number of seconds above zero")
+        self._memory = os.fspath(path) == ":memory:"
+        self._path = Path(path)
+        self._label = ":memory:" if self._memory else str(self._path)
+        self._prefix = table_prefix
+        self._durability: Durability = durability
+        self._durable_backups = durability == "full" and not self._memory
+        self._busy_timeout = float(busy_timeout)
+        self._file_mode = file_mode
+        self._dir_mode = dir_mode
+        self._executor: ThreadPoolExecutor | None = None
+        self._db: sqlite3.Connection | None = None
+        self._queue: list[_Queued] = []
+        self._queue_lock = threading.Lock()
+        self._touched: dict[str, datetime] = {}
+        self._touch_lock = threading.Lock()
+        self._reading = False  # a backup's read transaction is open (see _frozen)
+        self._migrated_from: int | None = None
+        self._commits = 0
+        self._batches = 0
+
+    @property
+    def path(self) -> Path:
+        """The database file."""
+        return self._path
+
+    @property
+    def durability(self) -> Durability:
+        """The durability mode."""
+        return self._durability
+
+    # == the worker thread =======================================================================
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` on the worker thread; SQLite errors become typed store errors."""
+        if self._executor is None:
+            raise StoreIOError(f"the database {self._label} is not open")
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
+        except sqlite3.Error as exc:
+            raise self._translate(exc) from exc
+
+    def _translate(self, exc: sqlite3.Error) -> Exception:
+        text = str(exc)
+        if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
+            return StoreLockTimeoutError(
+                f"the database {self._label} stayed locked by another connection for "
+                f"{self._busy_timeout:g}s (busy_timeout); nothing was applied, try again"
+            )
+        if (
+            "malformed" in text
+            or "not a database" in text
+            or isinstance(exc, sqlite3.IntegrityError)
+        ):
+            return StoreCorruptionError(
+                f"the database {self._label} is damaged ({text}); restore it from a backup",
+                self._label,
+            )
+        return StoreIOError(f"the database {self._label} failed: {text}", self._label)
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        assert self._db is not None, "used before _open or after _close"
+        return self._db
+
+    # == lifecycle ===============================================================================
+
+    async def _open(self) -> None:
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"sqlite-store-{id(self):x}")
+        try:
+            await self._call(self._open_sync)
+        except BaseException:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+            raise
+
+    def _open_sync(self) -> None:
+        if not self._memory:
+            self._path.parent.mkdir(mode=self._dir_mode, parents=True, exist_ok=True)
+            # Create the file with our permissions; SQLite gives its -wal and -shm files the
+            # database file's permissions.
+            os.close(os.open(self._path, os.O_CREAT | os.O_RDWR, self._file_mode))
+        db = sqlite3.connect(
+            self._label,
+            timeout=self._busy_timeout,
+            isolation_level=None,  # we issue BEGIN/COMMIT ourselves
+            cached_statements=256,
+        )
+        try:
+            db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+            if not self._memory:
+                (mode,) = db.execute("PRAGMA journal_mode = WAL").fetchone()
+                if mode != "wal":
+                    raise StoreIOError(
+                        f"cannot put {self._label} in WAL mode (it stays in {mode!r})",
+                        self._label,
+                    )
+            db.execute("PRAGMA foreign_keys = ON")
+            synchronous = "FULL" if self._durability == "full" else "NORMAL"
+            db.execute(f"PRAGMA synchronous = {synchronous}")
+            self._register_functions(db)
+            self._migrated_from, _ = migrate(db, self._prefix, self._label)
+        except BaseException:
+            db.close()
+            raise
+        self._db = db
+
+    def _register_functions(self, db: sqlite3.Connection) -> None:
+        codec = self._codec
+
+        def contains(text: object, needle: str) -> bool:
+            return text is not None and needle in str(text).lower()
+
+        def metadata_contains(text: str, needle: str) -> bool:
+            try:
+                return value_contains(codec.from_json_value(orjson.loads(text), ""), needle)
+            except (ValueError, TypeError):
+                return False  # a damaged row: reading the session reports it
+
+        def interaction_contains(text: str, needle: str) -> bool:
+            try:
+                item = interaction_from_json(orjson.loads(text), codec, "")
+            except (ValueError, TypeError):
+                return False
+            return search_interactions([item], needle)
+
+        db.create_function("sp_contains", 2, contains, deterministic=True)
+        db.create_function("sp_metadata_contains", 2, metadata_contains, deterministic=True)
+        db.create_function("sp_interaction_contains", 2, interaction_contains, deterministic=True)
+
+    async def _close(self) -> None:
+        try:
+            await self._call(self._close_sync)
+        finally:
+            assert self._executor is not None
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    def _close_sync(self) -> None:
+        db = self._conn
+        try:
+            self._write_touches()
+            db.execute("PRAGMA optimize")
+        finally:
+            db.close()
+            self._db = None
+
+    # == reads ===================================================================================
+
+    @contextlib.contextmanager
+    def _snapshot(self) -> Any:
+        """Run several SELECTs as one read transaction (one committed instant)."""
+        db = self._conn
+        if db.in_transaction:  # a backup's read transaction is already open
+            yield db
+            return
+        db.execute("BEGIN")
+        try:
+            yield db
+        finally:
+            db.execute("COMMIT")
+
+    def _header(self, row: tuple[Any, ...]) -> SessionHeader:
+        header = header_from_row(row, self._codec, self._label)
+        touched = self._touched.get(header.session_id)
+        if touched is not None and touched > header.last_accessed_at:
+            return dataclasses.replace(header, last_accessed_at=touched)
+        return header
+
+    def _load_sync(self, session_ids: Sequence[str]) -> list[PersistedSession | None]:
+        p = self._prefix
+        found: list[PersistedSession | None] = []
+        with self._snapshot() as db:
+            for session_id in session_ids:
+                row = db.execute(
+                    f"SELECT {HEADER_COLUMNS} FROM {p}sessions WHERE session_id = ?", (session_id,)
+                ).fetchone()
+                if row is None:
+                    found.append(None)
+                    continue
+                texts = [
+                    text
+                    for (text,) in db.execute(
+                        f"SELECT data FROM {p}interactions WHERE session_id = ? ORDER BY seq",
+                        (session_id,),
+                    )
+                ]
+                session = session_from_rows(row, texts, self._codec, self._label)
+                touched = self._touched.get(session_id)
+                if touched is not None and touched > session.last_accessed_at:
+                    session = dataclasses.replace(session, last_accessed_at=touched)
+                found.append(session)
+        return found
+
+    async def _load(self, session_id: str) -> PersistedSession | None:
+        (session,) = await self._call(self._load_sync, [session_id])
+        return session
+
+    async def _load_many(self, session_ids: Sequence[str]) -> list[PersistedSession | None]:
+        if not session_ids:
+            return []
+        return await self._call(self._load_sync, session_ids)
+
+    def _headers_sync(self, sql: str, params: Sequence[Any]) -> list[SessionHeader]:
+        return [self._header(row) for row in self._conn.execute(sql, params)]
+
+    async def _get_header(self, session_id: str) -> SessionHeader | None:
+        sql = f"SELECT {HEADER_COLUMNS} FROM {self._prefix}sessions s WHERE session_id = ?"
+        headers = await self._call(self._headers_sync, sql, [session_id])
+        return headers[0] if headers else None
+
+    async def _scan(self) -> Sequence[SessionHeader]:
+        sql = f"SELECT {HEADER_COLUMNS} FROM {self._prefix}sessions s"
+        return await self._call(self._headers_sync, sql, [])
+
+    async def _session_count(self) -> int:
+        sql = f"SELECT count(*) FROM {self._prefix}sessions"
+        return await self._call(self._count_sync, sql, [])
+
+    def _count_sync(self, sql: str, params: Sequence[Any]) -> int:
+        (count,) = self._conn.execute(sql, params).fetchone()
+        assert type(count) is int
+        return count
+
+    def _touch(self, session_id: str, when: datetime) -> None:
+        with self._touch_lock:
+            if self._touched.get(session_id, when) <= when:
+                self._touched[session_id] = when
+
+    async def _query(
+        self,
+        flt: SessionFilter,
+        options: SessionQueryOptions,
+        now: datetime,
+        search: Search | None = None,
+    ) -> list[SessionHeader] | None:
+        await self._before_query(flt)
+        sql, params, exact = select(self._prefix, flt, now, self._idle, search)
+        if not exact:  # SQL narrowed it down; Python decides the rest, then sorts and pages
+            headers = await self._call(self._headers_sync, sql, params)
+            return sort_and_page([h for h in headers if matches_filter(h, flt)], options)
+        sql += order_by(options)
+        params += [-1 if options.limit is None else options.limit, options.offset]
+        return await self._call(self._headers_sync, sql, params)
+
+    async def _count(self, flt: SessionFilter, now: datetime) -> int | None:
+        await self._before_query(flt)
+        sql, params, exact = select(self._prefix, flt, now, self._idle, columns="count(*)")
+        if not exact:
+            return len(await self._query(flt, SessionQueryOptions(), now) or [])
+        return await self._call(self._count_sync, sql, params)
+
+    async def _expired_headers(self, now: datetime) -> Sequence[SessionHeader]:
+        await self._before_query(SessionFilter())
+        condition, params = expired_condition(now, self._idle)
+        sql = f"SELECT {HEADER_COLUMNS} FROM {self._prefix}sessions s WHERE {condition}"
+        return await self._call(self._headers_sync, sql, params)
+
+    async def _before_query(self, flt: SessionFilter) -> None:
+        """Write recorded reads first when SQL is about to judge idle expiry from them."""
+        if self._idle is not None and not flt.include_expired and self._touched:
+            await self._call(self._flush_touches)
+
+    # == writes ==================================================================================
+
+    async def _apply(self, ops: Sequence[WriteOp], *, max_sessions: int | None) -> None:
+        queued = _Queued(ops, max_sessions)
+        with self._queue_lock:
+            self._queue.append(queued)
+        # The worker runs calls in order, so by the time this one runs our batch has been
+        # committed (or failed) by it or by an earlier call that took the whole queue.
+        await self._call(self._commit_queued)
+        assert queued.done
+        if queued.error is not None:
+            raise queued.error
+
+    def _commit_queued(self) -> None:
+        with self._queue_lock:
+            group, self._queue = self._queue, []
+        if not group:
+            return
+        db = self._conn
+        try:
+            db.execute("BEGIN IMMEDIATE")  # the write lock: waits up to busy_timeout
+            try:
+                for queued in group:
+                    db.execute("SAVEPOINT batch")
+                    try:
+                        self._apply_ops(queued.ops, queued.max_sessions)
+                    except (SessionConflictError, SessionLimitError) as exc:
+                        db.execute("ROLLBACK TO batch")
+                        queued.error = exc
+                    db.execute("RELEASE batch")
+                self._write_touches()
+                db.execute("COMMIT")  # synchronous=FULL: the WAL is fsynced before this returns
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            error = self._translate(exc)
+            for queued in group:
+                queued.error = queued.error or error
+        except BaseException as exc:
+            for queued in group:
+                queued.error = queued.error or exc
+        finally:
+            for queued in group:
+                queued.done = True
+        self._commits += 1
+        self._batches += len(group)
+
+    def _apply_ops(self, ops: Sequence[WriteOp], max_sessions: int | None) -> None:
+        db, p = self._conn, self._prefix
+        for op in ops:
+            session_id = op_session_id(op)
+            row = db.execute(
+                f"SELECT version FROM {p}sessions WHERE session_id = ?", (session_id,)
+            ).fetchone()
+            actual = None if row is None else row[0]
+            if actual != op.expected:
+                raise SessionConflictError(session_id, op.expected, actual)
+        if max_sessions is not None:
+            created = sum(1 for op in ops if isinstance(op, PutOp) and op.expected is None)
+            deleted = sum(1 for op in ops if isinstance(op, DeleteOp))
+            if (
+                created
+                and self._count_sync(f"SELECT count(*) FROM {p}sessions", []) + (created - deleted)
+                > max_sessions
+            ):
+                raise SessionLimitError(max_sessions)
+        for op in ops:
+            if isinstance(op, PutOp):
+                values, interactions = put_values(op.header, op.data)
+                db.execute(
+                    f"INSERT INTO {p}sessions ({HEADER_COLUMNS}) VALUES ({_marks(len(values))}) "
+                    f"ON CONFLICT(session_id) DO UPDATE SET {_UPSERT_SET}",
+                    values,
+                )
+                if op.expected is not None:
+                    db.execute(
+                        f"DELETE FROM {p}interactions WHERE session_id = ?",
+                        (op.header.session_id,),
+                    )
+                self._insert_interactions(op.header.session_id, 0, interactions)
+            elif isinstance(op, AppendOp):
+                header = op.header
+                db.execute(
+                    f"UPDATE {p}sessions SET version = ?, updated_at = ?, last_accessed_at = ?, "
+                    "interaction_count = ?, size_bytes = ? WHERE session_id = ?",
+                    (
+                        header.version,
+                        timestamp(header.updated_at),
+                        timestamp(header.last_accessed_at),
+                        header.interaction_count,
+                        header.size_bytes,
+                        header.session_id,
+                    ),
+                )
+                first = header.interaction_count - len(op.encoded)
+                self._insert_interactions(
+                    header.session_id, first, [item.decode() for item in op.encoded]
+                )
+            elif isinstance(op, DeleteOp):
+                # ON DELETE CASCADE removes the session's interaction rows.
+                db.execute(f"DELETE FROM {p}sessions WHERE session_id = ?", (op.session_id,))
+                with self._touch_lock:
+                    self._touched.pop(op.session_id, None)
+            else:
+                assert isinstance(op, CheckOp)
+
+    def _insert_interactions(self, session_id: str, first: int, texts: Sequence[str]) -> None:
+        if texts:
+            self._conn.executemany(
+                f"INSERT INTO {self._prefix}interactions (session_id, seq, data) VALUES (?, ?, ?)",
+                [(session_id, first + index, text) for index, text in enumerate(texts)],
+            )
+
+    def _write_touches(self) -> None:
+        """Write recorded reads' ``last_accessed_at`` (inside the caller's transaction)."""
+        with self._touch_lock:
+            touched, self._touched = self._touched, {}
+        if touched:
+            self._conn.executemany(
+                f"UPDATE {self._prefix}sessions SET last_accessed_at = ? "
+                "WHERE session_id = ? AND last_accessed_at < ?",
+                [(timestamp(when), sid, timestamp(when)) for sid, when in touched.items()],
+            )
+
+    def _flush_touches(self) -> None:
+        if self._reading:
+            return  # a backup's read transaction is open; the next write carries them
+        db = self._conn
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            self._write_touches()
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    # == backups =================================================================================
+
+    @contextlib.asynccontextmanager
+    async def _frozen(self) -> AsyncIterator[None]:
+        """Hold this process's writers off and read from one WAL snapshot.
+
+        Other processes keep writing: in WAL mode a read transaction sees the database as it
+        was when it began, whatever commits after.
+        """
+        async with super()._frozen():
+            await self._call(self._begin_read)
+            try:
+                yield
+            finally:
+                await asyncio.shield(self._call(self._end_read))
+
+    def _begin_read(self) -> None:
+        db = self._conn
+        db.execute("BEGIN")
+        db.execute(f"SELECT count(*) FROM {self._prefix}sessions").fetchone()  # pins the snapshot
+        self._reading = True
+
+    def _end_read(self) -> None:
+        self._reading = False
+        self._conn.execute("COMMIT")
+
+    def _default_backup_dir(self) -> Path | None:
+        if self._memory:
+            return None
+        return self._path.with_name(self._path.name + "-backups")
+
+    # == monitoring ==============================================================================
+
+    def _figures(self) -> dict[str, Any]:
+        db = self._conn
+        (pages,) = db.execute("PRAGMA page_count").fetchone()
+        (page_size,) = db.execute("PRAGMA page_size").fetchone()
+        (free,) = db.execute("PRAGMA freelist_count").fetchone()
+        wal = Path(f"{self._path}-wal")
+        (journal_mode,) = db.execute("PRAGMA journal_mode").fetchone()
+        (synchronous,) = db.execute("PRAGMA synchronous").fetchone()
+        (foreign_keys,) = db.execute("PRAGMA foreign_keys").fetchone()
+        return {
+            "journal_mode": journal_mode,
+            "synchronous": synchronous,
+            "foreign_keys": foreign_keys,
+            "path": self._label,
+            "table_prefix": self._prefix,
+            "durability": self._durability,
+            "schema_version": SCHEMA_VERSION,
+            "migrated_from": self._migrated_from,
+            "database_bytes": pages * page_size,
+            "free_bytes": free * page_size,
+            "wal_bytes": 0 if self._memory or not wal.exists() else wal.stat().st_size,
+            "sqlite_version": sqlite3.sqlite_version,
+            "commits": self._commits,
+            "batches_committed": self._batches,
+        }
+
+    async def _backend_stats(self) -> dict[str, Any]:
+        return await self._call(self._figures)
+
+    async def _probe(self) -> list[str]:
+        problems: list[str] = []
+        if not self._memory and not os.access(self._path.parent, os.W_OK | os.X_OK):
+            problems.append(f"the database directory {self._path.parent} is not writable")
+        await self._call(self._count_sync, "SELECT 1", [])
+        return problems
+
+    async def _optimize_backend(self) -> list[str]:
+        return await self._call(self._optimize_sync)
+
+    def _optimize_sync(self) -> list[str]:
+        db = self._conn
+        done = ["PRAGMA optimize"]
+        db.execute("PRAGMA optimize")
+        if not self._memory:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            done.append("checkpointed the WAL")
+        (pages,) = db.execute("PRAGMA page_count").fetchone()
+        (free,) = db.execute("PRAGMA freelist_count").fetchone()
+        if pages and free / pages > 0.25:  # worth rewriting the file
+            db.execute("VACUUM")
+            done.append(f"VACUUM reclaimed {free} free page(s)")
+        return done
+
+    def __repr__(self) -> str:
+        state = "open" if self.is_initialized else "closed"
+        return f"<SQLiteSessionStore {self._label!r} {state}>"
+
+
+def _marks(count: int) -> str:
+    return ", ".join("?" * count)
