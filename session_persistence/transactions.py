@@ -425,10 +425,11 @@ class Transaction:
             )
             entry = _Entry(expected=None, header=None)
             self._stage_rewrite(entry, session)
-            pending = sum(
-                1 for e in self._state.entries.values() if e.expected is None and e.header
-            )
-            await store._ensure_capacity(pending + 1)
+            if store.config.max_sessions is not None:  # (counting is O(staged): only if needed)
+                pending = sum(
+                    1 for e in self._state.entries.values() if e.expected is None and e.header
+                )
+                await store._ensure_capacity(pending + 1)
             self._state.entries[session.session_id] = entry
             return clone_session(session)
 
