@@ -27,15 +27,18 @@ from session_persistence import (
     InteractionMessage,
     SessionConflictError,
     SessionFilter,
+    SessionLimitError,
     SessionNotFoundError,
     SessionObject,
     SessionQueryOptions,
     SessionStoreConfig,
     SQLiteSessionStore,
     StoreCorruptionError,
+    StoreIOError,
     StoreLockTimeoutError,
 )
 from session_persistence.config import Durability
+from session_persistence.stores.sqlite import _schema as schema
 from session_persistence.stores.sqlite._schema import SCHEMA_VERSION
 from session_persistence.testing import FakeClock, StoreConformance, session_object
 
@@ -557,3 +560,144 @@ async def test_queries_pushed_to_sql_match_the_in_memory_store(db_path: Path) ->
                 assert got == want, needle
         want_expired = [s.session_id for s in await memory.get_expired_sessions()]
         assert [s.session_id for s in await sql_store.get_expired_sessions()] == want_expired
+
+
+# -- damage, failures and maintenance -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "reason"),
+    [
+        ("metadata", "'not json'", "not valid JSON"),
+        ("metadata", "'[1, 2]'", "metadata"),
+        ("tags", "'[1]'", "tags"),
+        ("ulid_ids", "'x'", "ulid_ids"),
+        ("interaction_count", "-1", "interaction_count"),
+        ("created_at", "'yesterday'", "timestamp"),
+        ("version", "0", "version"),
+        ("session_id", "'../../etc/passwd'", "session"),
+    ],
+)
+async def test_damaged_columns_are_reported(
+    db_path: Path, column: str, value: str, reason: str
+) -> None:
+    """Each kind of damaged column raises ``StoreCorruptionError``, whichever read finds it."""
+    async with SQLiteSessionStore(db_path) as store:
+        session = await store.create_session(session_object(interactions=1))
+    run_sql(db_path, "PRAGMA foreign_keys = OFF",
+            f"UPDATE sessions SET {column} = {value}")  # fmt: skip
+    async with SQLiteSessionStore(db_path) as store:
+        with pytest.raises(StoreCorruptionError, match=reason):
+            await store.list_sessions(SessionFilter(include_expired=True))
+        with pytest.raises(StoreCorruptionError):
+            await store.get_stats()
+    assert session.session_id
+
+
+async def test_an_interaction_count_that_disagrees_with_the_rows_is_reported(
+    db_path: Path,
+) -> None:
+    """A session whose rows do not number ``interaction_count`` is never returned short."""
+    async with SQLiteSessionStore(db_path) as store:
+        session = await store.create_session(session_object(interactions=3))
+    run_sql(db_path, "DELETE FROM interactions WHERE seq = 1")
+    async with SQLiteSessionStore(db_path) as store:
+        with pytest.raises(StoreCorruptionError, match="3 but 2 interaction rows"):
+            await store.get_session(session.session_id)
+
+
+async def test_a_failed_migration_leaves_the_file_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A migration step that fails rolls the whole migration back: still version 1."""
+    path = tmp_path / "old.db"
+    shutil.copyfile(FIXTURES / "sqlite_v1.db", path)
+
+    def broken(db: sqlite3.Connection, prefix: str) -> None:
+        db.execute(f"ALTER TABLE {prefix}sessions ADD COLUMN half_done INTEGER")
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(schema, "MIGRATIONS", [schema.MIGRATIONS[0], broken])
+    with pytest.raises(StoreIOError, match="disk I/O error"):
+        await SQLiteSessionStore(path).initialize()
+    assert rows(path, "PRAGMA user_version") == [(1,)]
+    assert "half_done" not in {r[1] for r in rows(path, "PRAGMA table_info(sessions)")}
+    monkeypatch.undo()
+    async with SQLiteSessionStore(path) as store:
+        assert await store.count_sessions(SessionFilter(include_expired=True)) == 2
+
+
+async def test_a_failed_commit_fails_every_batch_in_it_and_applies_none(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A storage error inside a group commit: every writer in it gets it; nothing lands."""
+    async with SQLiteSessionStore(db_path) as store:
+        sessions = [await store.create_session(session_object()) for _ in range(3)]
+
+        def failing(ops: Any, max_sessions: int | None) -> None:
+            raise sqlite3.OperationalError("disk I/O error")
+
+        monkeypatch.setattr(store, "_apply_ops", failing)
+        results = await asyncio.gather(
+            *(store.update_session(s.session_id, {"tags": ["lost"]}) for s in sessions),
+            return_exceptions=True,
+        )
+        assert all(isinstance(r, StoreIOError) for r in results)
+        monkeypatch.undo()
+        for session in sessions:
+            got = await store.get_session(session.session_id)
+            assert got is not None
+            assert got.tags == []
+        health = await store.health_check()
+        assert not health.healthy
+        assert "disk I/O error" in health.issues[-1]
+
+
+async def test_racing_creates_respect_max_sessions_inside_the_commit(db_path: Path) -> None:
+    """Two creates that both passed the early check: the commit admits only one."""
+    async with SQLiteSessionStore(db_path, SessionStoreConfig(max_sessions=1)) as store:
+        results = await asyncio.gather(
+            store.create_session(session_object()),
+            store.create_session(session_object()),
+            return_exceptions=True,
+        )
+        assert sum(isinstance(r, SessionLimitError) for r in results) == 1
+        assert await store.count_sessions() == 1
+
+
+async def test_optimize_checkpoints_and_vacuums_when_worth_it(db_path: Path) -> None:
+    """After most sessions are deleted, optimize() shrinks the file."""
+    async with SQLiteSessionStore(db_path) as store:
+        big = {"blob": "x" * 20_000}
+        ids = [(await store.create_session(session_object(), metadata=big)).session_id
+               for _ in range(40)]  # fmt: skip
+        for session_id in ids[:-2]:
+            await store.delete_session(session_id)
+        before = (await store.get_stats()).backend
+        result = await store.optimize()
+        after = (await store.get_stats()).backend
+    assert any(op.startswith("VACUUM") for op in result.operations_performed)
+    assert "checkpointed the WAL" in result.operations_performed
+    assert after["database_bytes"] < before["database_bytes"] / 4
+    assert after["wal_bytes"] <= before["wal_bytes"]
+
+
+async def test_memory_database_keeps_backups_in_memory(tmp_path: Path) -> None:
+    """``":memory:"``: no file anywhere, backups kept in memory, restore works."""
+    async with SQLiteSessionStore(":memory:") as store:
+        session = await store.create_session(session_object(interactions=2))
+        backup = await store.create_backup()
+        await store.delete_session(session.session_id)
+        result = await store.restore_from_backup(backup.backup_id)
+        assert result.restored_count == 1
+        assert (await store.get_stats()).backend["backup_location"] == "memory"
+    assert not os.listdir(tmp_path)
+
+
+async def test_backups_go_beside_the_database(db_path: Path) -> None:
+    """A file store's backups default to ``<database>-backups/``."""
+    async with SQLiteSessionStore(db_path) as store:
+        await store.create_session(session_object())
+        backup = await store.create_backup()
+    folder = db_path.with_name("sessions.db-backups")
+    assert os.listdir(folder) == [f"{backup.backup_id}.backup"]

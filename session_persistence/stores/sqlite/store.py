@@ -189,8 +189,7 @@ class SQLiteSessionStore(SessionStore):
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` on the worker thread; SQLite errors become typed store errors."""
-        if self._executor is None:
-            raise StoreIOError(f"the database {self._label} is not open")
+        assert self._executor is not None, "used before _open or after _close"
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
@@ -294,13 +293,31 @@ class SQLiteSessionStore(SessionStore):
             self._executor = None
 
     def _close_sync(self) -> None:
-        db = self._conn
         try:
-            self._write_touches()
-            db.execute("PRAGMA optimize")
+            self._locked(self._write_touches)
+            self._locked(self._pragma_optimize)
         finally:
-            db.close()
+            self._conn.close()
             self._db = None
+
+    def _locked(self, body: Callable[[], T]) -> T:
+        """Run ``body`` in a ``BEGIN IMMEDIATE`` transaction (waiting up to busy_timeout).
+
+        Taking the write lock first matters: a statement that reads and then writes outside
+        one fails at once with "database is locked" if another process wrote in between.
+        """
+        db = self._conn
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            result = body()
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return result
+
+    def _pragma_optimize(self) -> None:
+        self._conn.execute("PRAGMA optimize").fetchall()
 
     # == reads ===================================================================================
 
@@ -547,14 +564,7 @@ class SQLiteSessionStore(SessionStore):
     def _flush_touches(self) -> None:
         if self._reading:
             return  # a backup's read transaction is open; the next write carries them
-        db = self._conn
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            self._write_touches()
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+        self._locked(self._write_touches)
 
     # == backups =================================================================================
 
@@ -631,7 +641,7 @@ class SQLiteSessionStore(SessionStore):
     def _optimize_sync(self) -> list[str]:
         db = self._conn
         done = ["PRAGMA optimize"]
-        db.execute("PRAGMA optimize")
+        self._locked(self._pragma_optimize)
         if not self._memory:
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
             done.append("checkpointed the WAL")
