@@ -701,3 +701,27 @@ async def test_backups_go_beside_the_database(db_path: Path) -> None:
         backup = await store.create_backup()
     folder = db_path.with_name("sessions.db-backups")
     assert os.listdir(folder) == [f"{backup.backup_id}.backup"]
+
+
+async def test_a_cancelled_writer_never_leaves_a_batch_behind(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write cancelled after queueing its batch is committed at shutdown, not dropped."""
+    async with SQLiteSessionStore(db_path) as store:
+        session = await store.create_session(session_object())
+        call = store._call
+
+        async def cancelled_before_the_worker_runs(fn: Any, *args: Any) -> Any:
+            if fn == store._commit_queued:
+                raise asyncio.CancelledError
+            return await call(fn, *args)
+
+        monkeypatch.setattr(store, "_call", cancelled_before_the_worker_runs)
+        with pytest.raises(asyncio.CancelledError):
+            await store.update_session(session.session_id, {"tags": ["t"]})
+        monkeypatch.undo()
+        assert len(store._queue) == 1
+    async with SQLiteSessionStore(db_path) as store:
+        got = await store.get_session(session.session_id)
+        assert got is not None
+        assert got.tags == ["t"]

@@ -294,6 +294,9 @@ class SQLiteSessionStore(SessionStore):
 
     def _close_sync(self) -> None:
         try:
+            # A writer cancelled before the worker reached its call leaves its batch queued:
+            # commit it rather than drop it silently (cancelling a write never unsends it).
+            self._commit_queued()
             self._locked(self._write_touches)
             self._locked(self._pragma_optimize)
         finally:
