@@ -46,7 +46,7 @@ test-compat: $(COMPAT)/.installed
 
 # Long torture runs (many crash points, big stores); not part of the default run.
 test-slow: $(STAMP)
-	$(PY) -m pytest -m slow -q
+	$(PY) -m pytest -m slow -q --timeout 0
 
 # The SIGKILL crash test at length: 1,000 kills (override with SP_CRASH_RUNS=n).
 crash-test: $(STAMP)
