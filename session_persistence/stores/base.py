@@ -30,7 +30,15 @@ import logging
 import random
 import time
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Self, TypeVar
@@ -349,39 +357,37 @@ class SessionStore(BackupMethods, abc.ABC):
     def _record_error(self, error: BaseException) -> None:
         self._errors.append((self._now(), f"{type(error).__name__}: {error}"))
 
-    async def _read_header(self, session_id: str) -> SessionHeader | None:
+    @contextlib.contextmanager
+    def _storage_errors(self, failed: str) -> Iterator[None]:
+        """Count storage errors for health; a bare ``OSError`` becomes ``StoreIOError``.
+
+        ``failed`` says what failed; ``{}`` in it is replaced by the error.
+        """
         try:
-            return await self._get_header(session_id)
+            yield
         except (StoreIOError, StoreCorruptionError, StoreLockTimeoutError) as exc:
             self._record_error(exc)
             raise
         except OSError as exc:
             self._record_error(exc)
-            raise StoreIOError(f"reading session {session_id} failed: {exc}") from exc
+            raise StoreIOError(failed.format(exc)) from exc
+
+    async def _read_header(self, session_id: str) -> SessionHeader | None:
+        with self._storage_errors(f"reading session {session_id} failed: {{}}"):
+            return await self._get_header(session_id)
 
     async def _read_session(self, session_id: str) -> PersistedSession | None:
-        try:
+        with self._storage_errors(f"reading session {session_id} failed: {{}}"):
             return await self._load(session_id)
-        except (StoreIOError, StoreCorruptionError, StoreLockTimeoutError) as exc:
-            self._record_error(exc)
-            raise
-        except OSError as exc:
-            self._record_error(exc)
-            raise StoreIOError(f"reading session {session_id} failed: {exc}") from exc
 
     async def _apply_batch(self, ops: Sequence[WriteOp]) -> None:
         await self._gate.enter()  # a backup's freeze holds writers here
         try:
-            await self._apply(ops, max_sessions=self._config.max_sessions)
+            with self._storage_errors("writing to the store failed: {}; nothing was applied"):
+                await self._apply(ops, max_sessions=self._config.max_sessions)
         except SessionConflictError:
             self._conflicts += 1
             raise
-        except (StoreIOError, StoreCorruptionError, StoreLockTimeoutError) as exc:
-            self._record_error(exc)
-            raise
-        except OSError as exc:
-            self._record_error(exc)
-            raise StoreIOError(f"writing to the store failed: {exc}; nothing was applied") from exc
         finally:
             self._gate.leave()
 
@@ -574,14 +580,8 @@ class SessionStore(BackupMethods, abc.ABC):
         if tx is not None:
             loaded = [await tx._peek(header.session_id) for header in headers]
         else:
-            try:
+            with self._storage_errors("reading sessions failed: {}"):
                 loaded = await self._load_many([header.session_id for header in headers])
-            except (StoreIOError, StoreCorruptionError, StoreLockTimeoutError) as exc:
-                self._record_error(exc)
-                raise
-            except OSError as exc:
-                self._record_error(exc)
-                raise StoreIOError(f"reading sessions failed: {exc}") from exc
         # A session deleted since the headers were read is left out.
         return [session for session in loaded if session is not None]
 

@@ -410,7 +410,7 @@ class SQLiteSessionStore(SessionStore):
         options: SessionQueryOptions,
         now: datetime,
         search: Search | None = None,
-    ) -> list[SessionHeader] | None:
+    ) -> list[SessionHeader]:
         await self._before_query(flt)
         sql, params, exact = select(self._prefix, flt, now, self._idle, search)
         if not exact:  # SQL narrowed it down; Python decides the rest, then sorts and pages
@@ -424,7 +424,7 @@ class SQLiteSessionStore(SessionStore):
         await self._before_query(flt)
         sql, params, exact = select(self._prefix, flt, now, self._idle, columns="count(*)")
         if not exact:
-            return len(await self._query(flt, SessionQueryOptions(), now) or [])
+            return len(await self._query(flt, SessionQueryOptions(), now))
         return await self._call(self._count_sync, sql, params)
 
     async def _expired_headers(self, now: datetime) -> Sequence[SessionHeader]:
