@@ -18,6 +18,7 @@ from .errors import (
     InvalidInputError,
     InvalidSessionIdError,
     InvalidUpdateError,
+    MigrationError,
     SerializationError,
     SessionConflictError,
     SessionExistsError,
@@ -30,7 +31,10 @@ from .errors import (
     StoreIOError,
     StoreLockTimeoutError,
     TransactionError,
+    UnsavedChangesError,
 )
+from .manager import BulkUpdateResult, ManagerStats, SessionPersistenceManager, SessionSummary
+from .manager_config import SessionPersistenceConfig
 from .models import (
     UNSET,
     BackupInfo,
@@ -51,6 +55,7 @@ from .models import (
     StoreStats,
 )
 from .serialization import Codec, register_dataclass, register_enum, register_type
+from .session import DefaultSession
 from .stores import (
     FileSystemSessionStore,
     InMemorySessionStore,
@@ -64,8 +69,10 @@ __all__ = [
     "BackupError",
     "BackupInfo",
     "BackupOptions",
+    "BulkUpdateResult",
     "Codec",
     "ConfigurationError",
+    "DefaultSession",
     "FileSystemSessionStore",
     "HealthStatus",
     "InMemorySessionStore",
@@ -74,6 +81,8 @@ __all__ = [
     "InvalidInputError",
     "InvalidSessionIdError",
     "InvalidUpdateError",
+    "ManagerStats",
+    "MigrationError",
     "OptimizeResult",
     "PersistedSession",
     "RestoreOptions",
@@ -88,10 +97,13 @@ __all__ = [
     "SessionLimitError",
     "SessionNotFoundError",
     "SessionObject",
+    "SessionPersistenceConfig",
+    "SessionPersistenceManager",
     "SessionQueryOptions",
     "SessionStore",
     "SessionStoreConfig",
     "SessionStoreError",
+    "SessionSummary",
     "SessionTooLargeError",
     "SessionUpdate",
     "StoreClosedError",
@@ -101,6 +113,7 @@ __all__ = [
     "StoreStats",
     "Transaction",
     "TransactionError",
+    "UnsavedChangesError",
     "__version__",
     "register_dataclass",
     "register_enum",

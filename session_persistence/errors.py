@@ -21,7 +21,9 @@ keeps working::
     ├── StoreCorruptionError            STORE_CORRUPTION       .path
     ├── StoreIOError                    STORE_IO_ERROR         .path     + OSError
     ├── StoreLockTimeoutError           LOCK_TIMEOUT           + TimeoutError
-    └── BackupError                     BACKUP_ERROR           .backup_id
+    ├── BackupError                     BACKUP_ERROR           .backup_id
+    ├── MigrationError                  MIGRATION_FAILED       .target
+    └── UnsavedChangesError             UNSAVED_CHANGES        .session_ids
 
 This module imports nothing else from the package, so every other module may import it.
 
@@ -40,6 +42,7 @@ __all__ = [
     "InvalidInputError",
     "InvalidSessionIdError",
     "InvalidUpdateError",
+    "MigrationError",
     "SerializationError",
     "SessionConflictError",
     "SessionExistsError",
@@ -52,6 +55,7 @@ __all__ = [
     "StoreIOError",
     "StoreLockTimeoutError",
     "TransactionError",
+    "UnsavedChangesError",
 ]
 
 
@@ -380,3 +384,40 @@ class BackupError(SessionStoreError):
 
     def _reduce_args(self) -> tuple[Any, ...]:
         return (self.message, self.backup_id)
+
+
+class MigrationError(SessionStoreError):
+    """Switching a manager to another store failed; the manager still uses the old store.
+
+    The old store was only read, so it is unchanged; what had been copied into the new store
+    was removed again.
+
+    Attributes:
+        target: Where the sessions were being copied to.
+    """
+
+    code = "MIGRATION_FAILED"
+
+    def __init__(self, message: str, target: str | None = None) -> None:
+        self.target = target
+        super().__init__(message)
+
+    def _reduce_args(self) -> tuple[Any, ...]:
+        return (self.message, self.target)
+
+
+class UnsavedChangesError(SessionStoreError):
+    """Some managed sessions could not be written at shutdown; their changes were not saved.
+
+    Attributes:
+        session_ids: The sessions whose changes were lost (``"(new)"`` for never-saved ones).
+    """
+
+    code = "UNSAVED_CHANGES"
+
+    def __init__(self, message: str, session_ids: Sequence[str] = ()) -> None:
+        self.session_ids = list(session_ids)
+        super().__init__(message)
+
+    def _reduce_args(self) -> tuple[Any, ...]:
+        return (self.message, self.session_ids)

@@ -12,6 +12,7 @@ from session_persistence.errors import (
     ConfigurationError,
     InvalidSessionIdError,
     InvalidUpdateError,
+    MigrationError,
     SerializationError,
     SessionConflictError,
     SessionExistsError,
@@ -24,6 +25,7 @@ from session_persistence.errors import (
     StoreIOError,
     StoreLockTimeoutError,
     TransactionError,
+    UnsavedChangesError,
 )
 
 EXAMPLES: list[SessionStoreError] = [
@@ -42,6 +44,8 @@ EXAMPLES: list[SessionStoreError] = [
     StoreIOError("disk full", "/tmp/y"),
     StoreLockTimeoutError("lock busy"),
     BackupError("bad backup", "01BK"),
+    MigrationError("copy failed", "sqlite:./s.db"),
+    UnsavedChangesError("2 not saved", ["01A", "01B"]),
 ]
 
 

@@ -496,6 +496,32 @@ class SessionStore(BackupMethods, abc.ABC):
         header = await self._read_header(validate_session_id(session_id))
         return header is not None and not self._expired(header, self._now())
 
+    async def get_session_header(self, session_id: str) -> SessionHeader | None:
+        """Return a session's header (no interactions), expired or not; ``None`` if absent.
+
+        Cheap (an index lookup on stores that keep one) and not an access: it does not
+        refresh ``last_accessed_at``. Expired sessions are returned until cleanup removes
+        them; check with ``header.expires_at`` or the manager's ``get_session_summary``.
+
+        Raises:
+            InvalidSessionIdError: ``session_id`` is not a valid id.
+        """
+        self._ensure_open()
+        session_id = validate_session_id(session_id)
+        header = await self._read_header(session_id)
+        tx = self._joined()
+        if tx is not None:
+            seen = tx._overlay([] if header is None else [header])
+            header = next((h for h in seen if h.session_id == session_id), None)
+        return header
+
+    def is_expired(self, header: SessionHeader | PersistedSession) -> bool:
+        """Whether a session (or its header) counts as expired now, by this store's rules.
+
+        Both ``expires_at`` and ``idle_timeout`` count.
+        """
+        return self._expired(header, self._now())
+
     async def update_session(
         self,
         session_id: str,
