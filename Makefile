@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) examples/basic_persistence.py
+	$(PY) examples/processor_pipeline.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
