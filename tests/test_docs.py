@@ -6,6 +6,7 @@ need surrounding code are fenced as ```py and are not run.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import subprocess
 import sys
@@ -13,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from session_persistence import SessionStore, SessionStoreConfig
+import session_persistence
+from session_persistence import SessionPersistenceConfig, SessionStore, SessionStoreConfig
+from session_persistence.manager_config import ENVIRONMENT_VARIABLES
 from session_persistence.testing import StoreConformance
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,3 +95,18 @@ class TestDocsCustomStoreConforms(StoreConformance):
 
     def make_store(self, config: SessionStoreConfig, path: Path) -> SessionStore:
         return _docs_dict_store()(config)
+
+
+def test_configuration_reference_lists_every_option_and_variable() -> None:
+    """docs/reference/configuration.md names every option and environment variable."""
+    text = (ROOT / "docs" / "reference" / "configuration.md").read_text(encoding="utf-8")
+    options = [f.name for f in dataclasses.fields(SessionPersistenceConfig)]
+    options += [f.name for f in dataclasses.fields(SessionStoreConfig)]
+    missing = [name for name in [*options, *ENVIRONMENT_VARIABLES] if f"`{name}`" not in text]
+    assert not missing
+
+
+def test_api_reference_names_every_export() -> None:
+    """docs/reference/api.md mentions every public name."""
+    text = (ROOT / "docs" / "reference" / "api.md").read_text(encoding="utf-8")
+    assert not [name for name in session_persistence.__all__ if f"`{name}" not in text]
