@@ -562,10 +562,12 @@ class SessionPersistenceManager:
         self._unsubscribe_all()
         self._config = new
         self._subscribe_all()
-        self._stopping.set()
+        # Restart the timer with the new interval: a fresh event for the new loop, the old
+        # event stops the old one (and wakes debounce waits, which then write at once).
+        old_stopping, self._stopping = self._stopping, asyncio.Event()
+        old_stopping.set()
         if self._interval_task is not None:
             await asyncio.gather(self._interval_task, return_exceptions=True)
-        self._stopping = asyncio.Event()
         self._start_interval()
         return new
 
@@ -719,8 +721,8 @@ class SessionPersistenceManager:
     ) -> None:
         """Write ``session`` after the debounce window (one write for a burst of changes)."""
         config = self._config
-        if self._store is None or session in self._scheduled:
-            return
+        if self._store is None or self._stopping.is_set() or session in self._scheduled:
+            return  # closed, or shutting down: the shutdown flush writes it
         if not force and not (config.auto_persist_enabled and config.auto_persist_on_interaction):
             return  # the interval flush (or shutdown) writes it
         if session.state in ("conflict", "missing"):
