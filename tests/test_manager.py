@@ -21,7 +21,6 @@ from session_persistence import (
     InvalidUpdateError,
     MigrationError,
     SessionFilter,
-    SessionObject,
     SessionPersistenceConfig,
     SessionPersistenceManager,
     SessionStore,
@@ -695,4 +694,3 @@ async def test_object_passed_in_is_not_aliased(manager: SessionPersistenceManage
     session = await manager.create_managed_session(obj)
     obj.interactions.append(interaction("caller"))
     assert len(session.interactions) == 1
-    assert isinstance(obj, SessionObject)
