@@ -725,3 +725,64 @@ async def test_a_cancelled_writer_never_leaves_a_batch_behind(
         got = await store.get_session(session.session_id)
         assert got is not None
         assert got.tags == ["t"]
+
+
+# -- other processes' writes as events -----------------------------------------------------------
+
+
+async def test_another_connections_writes_fire_events_once(db_path: Path) -> None:
+    """Creates, updates and deletes by another connection arrive; our own are not repeated."""
+    async with (
+        SQLiteSessionStore(db_path, poll_interval=0.02) as watcher,
+        SQLiteSessionStore(db_path, watch=False) as writer,
+    ):
+        events: list[tuple[str, str]] = []
+        watcher.on_session_created(lambda s: events.append(("created", s.session_id)))
+        watcher.on_session_updated(lambda new, old: events.append(("updated", new.session_id)))
+        watcher.on_session_deleted(lambda sid: events.append(("deleted", sid)))
+        await watcher.count_sessions()  # the baseline is taken before this returns
+
+        async def until(count: int) -> None:
+            for _ in range(300):
+                if len(events) >= count:
+                    return
+                await asyncio.sleep(0.01)
+
+        created = await writer.create_session(session_object())
+        await until(1)
+        await writer.update_session(created.session_id, {"tags": ["t"]})
+        await until(2)
+        own = await watcher.create_session(session_object())  # fires once, from the write itself
+        await until(3)
+        await writer.delete_session(created.session_id)
+        await until(4)
+        await asyncio.sleep(0.1)  # a few more polls: nothing is reported twice
+        sid = created.session_id
+        assert events == [
+            ("created", sid),
+            ("updated", sid),
+            ("created", own.session_id),
+            ("deleted", sid),
+        ]
+
+
+async def test_nothing_is_followed_without_listeners_or_with_watch_off(db_path: Path) -> None:
+    """Without listeners no versions are tracked; watch=False never follows."""
+    async with (
+        SQLiteSessionStore(db_path, poll_interval=0.01) as idle,
+        SQLiteSessionStore(db_path, watch=False, poll_interval=0.01) as off,
+    ):
+        await idle.create_session(session_object())
+        events: list[str] = []
+        off.on_session_created(lambda s: events.append(s.session_id))
+        await idle.create_session(session_object())
+        await asyncio.sleep(0.1)
+        assert idle._known is None
+        assert events == []
+
+
+def test_poll_interval_must_be_positive(db_path: Path) -> None:
+    """A zero or non-number poll interval is a configuration error."""
+    for bad in (0, -1, True, "1"):
+        with pytest.raises(ConfigurationError, match="poll_interval"):
+            SQLiteSessionStore(db_path, poll_interval=bad)  # type: ignore[arg-type]

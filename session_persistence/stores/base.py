@@ -835,17 +835,26 @@ class SessionStore(BackupMethods, abc.ABC):
         with outside_transaction():
             await self._events.emit(event, *args)
 
+    def _listening(self) -> None:
+        """Hook: a created/updated/deleted listener was added (a store may start following)."""
+
     def on_session_created(self, callback: Listener) -> Unsubscribe:
         """Call ``callback(session)`` after each committed create. Returns an unsubscriber."""
-        return self._events.subscribe("session_created", callback)
+        unsubscribe = self._events.subscribe("session_created", callback)
+        self._listening()
+        return unsubscribe
 
     def on_session_updated(self, callback: Listener) -> Unsubscribe:
         """Call ``callback(new, old)`` after each committed update (net, per transaction)."""
-        return self._events.subscribe("session_updated", callback)
+        unsubscribe = self._events.subscribe("session_updated", callback)
+        self._listening()
+        return unsubscribe
 
     def on_session_deleted(self, callback: Listener) -> Unsubscribe:
         """Call ``callback(session_id)`` after each committed delete (cleanup included)."""
-        return self._events.subscribe("session_deleted", callback)
+        unsubscribe = self._events.subscribe("session_deleted", callback)
+        self._listening()
+        return unsubscribe
 
     def on_session_expired(self, callback: Listener) -> Unsubscribe:
         """Call ``callback(session)`` once when a session is found expired."""

@@ -40,7 +40,14 @@ Reads and expiry
     write of their own.
 
 Events
-    Listeners see this process's writes. (Other processes' writes are not delivered as events.)
+    Listeners see this process's writes at once, and other processes' writes within
+    ``poll_interval`` (``watch=True``, the default). While anyone listens, a background task
+    asks the worker every ``poll_interval`` for ``PRAGMA data_version``, which changes only
+    when *another* connection commits; then one ``SELECT session_id, version`` is compared
+    with the versions this store last knew (its own commits keep them current), and each
+    difference fires ``session_created``, ``session_updated`` or ``session_deleted``. Several
+    foreign commits to one session between two polls fire one event with its latest state.
+    Nothing is polled while no listener is registered.
 """
 
 from __future__ import annotations
@@ -72,6 +79,7 @@ from ...errors import (
     StoreIOError,
     StoreLockTimeoutError,
 )
+from ...events import EventName
 from ...models import PersistedSession, SessionFilter, SessionHeader, SessionQueryOptions
 from ...ops import AppendOp, CheckOp, DeleteOp, PutOp, WriteOp, op_session_id
 from ...query import (
@@ -122,6 +130,8 @@ class SQLiteSessionStore(SessionStore):
         codec: Serialization codec.
         busy_timeout: Seconds a write waits for another process's lock before raising
             ``StoreLockTimeoutError``.
+        watch: Deliver other processes' writes as events (see the module documentation).
+        poll_interval: Seconds between checks for other processes' writes while watching.
         file_mode: Permissions of a database file this store creates.
         dir_mode: Permissions of directories this store creates.
     """
@@ -137,6 +147,8 @@ class SQLiteSessionStore(SessionStore):
         durability: Durability = "full",
         codec: Codec | None = None,
         busy_timeout: float = 10.0,
+        watch: bool = True,
+        poll_interval: float = 0.25,
         file_mode: int = 0o600,
         dir_mode: int = 0o700,
     ) -> None:
@@ -155,6 +167,12 @@ class SQLiteSessionStore(SessionStore):
             or not busy_timeout > 0
         ):
             raise ConfigurationError("busy_timeout", "must be a number of seconds above zero")
+        if (
+            isinstance(poll_interval, bool)
+            or not isinstance(poll_interval, int | float)
+            or not poll_interval > 0
+        ):
+            raise ConfigurationError("poll_interval", "must be a number of seconds above zero")
         self._memory = os.fspath(path) == ":memory:"
         self._path = Path(path)
         self._label = ":memory:" if self._memory else str(self._path)
@@ -174,6 +192,12 @@ class SQLiteSessionStore(SessionStore):
         self._migrated_from: int | None = None
         self._commits = 0
         self._batches = 0
+        # Following other processes' writes (see "Events"): the versions last seen, or None
+        # while nobody listens; touched only on the worker thread.
+        self._watch = bool(watch) and not self._memory
+        self._poll_interval = float(poll_interval)
+        self._known: dict[str, int] | None = None
+        self._data_version = 0
 
     @property
     def path(self) -> Path:
@@ -229,6 +253,8 @@ class SQLiteSessionStore(SessionStore):
             self._executor.shutdown(wait=True)
             self._executor = None
             raise
+        if self._watch:
+            self._spawn(self._follow, "follow")
 
     def _open_sync(self) -> None:
         if not self._memory:
@@ -481,6 +507,11 @@ class SQLiteSessionStore(SessionStore):
         except BaseException as exc:
             for queued in group:
                 queued.error = queued.error or exc
+        else:
+            if self._known is not None:
+                for queued in group:
+                    if queued.error is None:
+                        self._remember(queued.ops)
         finally:
             for queued in group:
                 queued.done = True
@@ -568,6 +599,79 @@ class SQLiteSessionStore(SessionStore):
         if self._reading:
             return  # a backup's read transaction is open; the next write carries them
         self._locked(self._write_touches)
+
+    # == other processes' writes ==================================================================
+
+    def _remember(self, ops: Sequence[WriteOp]) -> None:
+        """Record our own committed ops, so a poll does not report them as foreign."""
+        assert self._known is not None
+        for op in ops:
+            if isinstance(op, DeleteOp):
+                self._known.pop(op.session_id, None)
+            elif isinstance(op, PutOp | AppendOp):
+                self._known[op.header.session_id] = op.header.version
+
+    def _listening(self) -> None:
+        # Take the baseline on the worker now: the worker runs calls in order, so once any
+        # later call on this store has returned, every foreign commit after it is reported.
+        if self._watch and self._executor is not None and self._known is None:
+            self._executor.submit(self._baseline)
+
+    def _baseline(self) -> None:
+        if self._known is not None:
+            return  # already following (another listener came first)
+        try:
+            self._poll_sync(listening=True)
+        except sqlite3.Error as exc:  # the next poll tries again
+            logger.warning("cannot read %s to follow other processes: %s", self._label, exc)
+
+    async def _follow(self) -> None:
+        """While anyone listens, poll for other connections' commits and fire their events."""
+        names = ("session_created", "session_updated", "session_deleted")
+        while True:
+            await asyncio.sleep(self._poll_interval)
+            listening = any(self._events.has_listeners(name) for name in names)
+            try:
+                changes = await self._call(self._poll_sync, listening)
+                for kind, session_id in changes:
+                    if kind == "session_deleted":
+                        await self._emit(kind, session_id)
+                        continue
+                    session = await self._load(session_id)
+                    if session is None:
+                        continue  # deleted again since
+                    if kind == "session_created":
+                        await self._emit(kind, session)
+                    else:
+                        await self._emit(kind, session, None)
+            except Exception as exc:  # keep following; counted in health
+                self._record_error(exc)
+                logger.exception("following %s failed", self._label)
+
+    def _poll_sync(self, listening: bool) -> list[tuple[EventName, str]]:
+        """Return what other connections changed since the last poll (worker thread)."""
+        if not listening:
+            self._known = None  # nobody to tell: stop tracking
+            return []
+        db = self._conn
+        (data_version,) = db.execute("PRAGMA data_version").fetchone()
+        if self._known is not None and data_version == self._data_version:
+            return []
+        rows = db.execute(f"SELECT session_id, version FROM {self._prefix}sessions").fetchall()
+        current: dict[str, int] = dict(rows)
+        known, self._known, self._data_version = self._known, current, data_version
+        if known is None:
+            return []  # the first look: a baseline, nothing to report
+        changes: list[tuple[EventName, str]] = [
+            ("session_deleted", sid) for sid in known.keys() - current.keys()
+        ]
+        for sid, version in current.items():
+            before = known.get(sid)
+            if before is None:
+                changes.append(("session_created", sid))
+            elif before != version:
+                changes.append(("session_updated", sid))
+        return changes
 
     # == backups =================================================================================
 
