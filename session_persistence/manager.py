@@ -47,6 +47,7 @@ from .models import (
     HealthStatus,
     OptimizeResult,
     PersistedSession,
+    ProgressCallback,
     RestoreOptions,
     SessionFilter,
     SessionObject,
@@ -60,7 +61,13 @@ from .stores import FileSystemSessionStore, InMemorySessionStore, SQLiteSessionS
 from .stores.base import SessionStore
 from .transactions import TransactionContext
 
-__all__ = ["BulkUpdateResult", "ManagerStats", "SessionPersistenceManager", "SessionSummary"]
+__all__ = [
+    "BulkUpdateResult",
+    "ManagerStats",
+    "SessionPersistenceManager",
+    "SessionSummary",
+    "copy_sessions",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -585,7 +592,7 @@ class SessionPersistenceManager:
                     target_name,
                 ) from error
             try:
-                await _copy_all(old, target, target_name)
+                await copy_sessions(old, target, target_name)
             except BaseException:
                 if owned:
                     await target.shutdown()
@@ -703,6 +710,7 @@ class SessionPersistenceManager:
     restore_from_backup = _delegated(SessionStore.restore_from_backup)
     export_sessions = _delegated(SessionStore.export_sessions)
     import_sessions = _delegated(SessionStore.import_sessions)
+    check = _delegated(SessionStore.check)
 
     # == background persistence (used by DefaultSession) =========================================
 
@@ -883,12 +891,32 @@ async def _open_store(config: SessionPersistenceConfig) -> tuple[SessionStore, b
     return store, True
 
 
-async def _copy_all(source: SessionStore, target: SessionStore, target_name: str) -> None:
+async def copy_sessions(
+    source: SessionStore,
+    target: SessionStore,
+    target_name: str | None = None,
+    *,
+    export_progress: ProgressCallback | None = None,
+    import_progress: ProgressCallback | None = None,
+) -> int:
     """Copy every session (expired ones too) from ``source`` into the empty ``target``.
 
-    Streams through a temporary JSON Lines export, so memory stays flat. On failure, what
-    was copied is deleted again and :class:`MigrationError` is raised.
+    Streams through a temporary JSON Lines export, so memory stays flat; ids, versions and
+    timestamps are kept. Afterwards the target's count must equal the number exported. On
+    failure, what was copied is deleted again and :class:`MigrationError` is raised; the
+    source is only read. Returns how many sessions were copied.
+
+    Args:
+        source: The store to copy from (open).
+        target: The store to copy into (open and empty).
+        target_name: How messages name the target (default: its type).
+        export_progress: ``progress(done, total)`` while the source is exported.
+        import_progress: ``progress(done, total)`` while the target is written.
+
+    Raises:
+        MigrationError: The target is not empty, or copying failed or came out short.
     """
+    target_name = target_name or target.store_type
     everything = SessionFilter(include_expired=True)
     existing = await target.count_sessions(everything)
     if existing:
@@ -899,8 +927,8 @@ async def _copy_all(source: SessionStore, target: SessionStore, target_name: str
     try:
         with tempfile.TemporaryDirectory(prefix="session-migration-") as folder:
             path = os.path.join(folder, "sessions.jsonl")
-            exported = await source.export_sessions(path, everything)
-            result = await target.import_sessions(path, RestoreOptions())
+            exported = await source.export_sessions(path, everything, progress=export_progress)
+            result = await target.import_sessions(path, RestoreOptions(), progress=import_progress)
         copied = await target.count_sessions(everything)
         if result.restored_count != exported or copied != exported:
             raise MigrationError(
@@ -914,7 +942,8 @@ async def _copy_all(source: SessionStore, target: SessionStore, target_name: str
         if isinstance(error, MigrationError):
             raise
         raise MigrationError(
-            f"migrating into {target_name} failed: {error}; still using the old store, "
-            "which is unchanged",
+            f"migrating into {target_name} failed: {error}; the source is unchanged and what "
+            "was copied has been removed again",
             target_name,
         ) from error
+    return exported

@@ -11,7 +11,7 @@ copied before it is kept. Mutating either never changes what the store holds.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypeAlias
@@ -24,6 +24,8 @@ __all__ = [
     "UNSET",
     "BackupInfo",
     "BackupOptions",
+    "CheckProblem",
+    "CheckReport",
     "HealthStatus",
     "Interaction",
     "InteractionMessage",
@@ -31,6 +33,7 @@ __all__ = [
     "MergeStrategy",
     "OptimizeResult",
     "PersistedSession",
+    "ProgressCallback",
     "RestoreOptions",
     "RestoreResult",
     "SessionBackup",
@@ -404,6 +407,58 @@ class OptimizeResult:
 
     operations_performed: list[str]
     performance_impact: dict[str, Any] = field(default_factory=dict)
+
+
+#: ``progress(done, total)``: how far a long operation has got; ``total`` is ``None`` when it
+#: cannot be known in advance (an import from a stream that cannot seek).
+ProgressCallback: TypeAlias = Callable[[int, int | None], None]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckProblem:
+    """One thing :meth:`SessionStore.check` found wrong.
+
+    Attributes:
+        kind: What is wrong: ``"session"`` (a stored session cannot be read back),
+            ``"file"`` (a stray or orphan file in the store), ``"journal"``, ``"index"``,
+            ``"database"``, ``"backup"``, or ``"quarantine"`` (a file quarantined earlier,
+            waiting for an operator).
+        target: The session id, backup id or path concerned.
+        problem: What is wrong and, when a repair cannot fix it, what to do.
+        action: What ``repair=True`` did about it; ``None`` if nothing was done.
+    """
+
+    kind: str
+    target: str
+    problem: str
+    action: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckReport:
+    """What :meth:`SessionStore.check` verified and found.
+
+    Attributes:
+        sessions_checked: Stored sessions read back and validated.
+        backups_checked: Backups whose checksum and records were verified.
+        problems: Everything found wrong, repaired or not.
+        repair: Whether the check was allowed to repair.
+    """
+
+    sessions_checked: int
+    backups_checked: int
+    problems: list[CheckProblem] = field(default_factory=list)
+    repair: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing was found wrong."""
+        return not self.problems
+
+    @property
+    def unresolved(self) -> list[CheckProblem]:
+        """The problems no repair acted on (an operator has to look at these)."""
+        return [problem for problem in self.problems if problem.action is None]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import hashlib
+import io
 import stat
 import tracemalloc
 import zlib
@@ -483,3 +484,38 @@ async def test_compressed_backup_restores_through_a_file(store: SessionStore) ->
         await store.delete_session(session.session_id)
     result = await store.restore_from_backup(backup.backup_id)
     assert result.restored_count == 3
+
+
+async def test_export_import_and_restore_report_progress(tmp_path: Path) -> None:
+    """progress(done, total) climbs to the total for export, import (batches) and restore."""
+    async with make_store("memory", tmp_path, restore_batch_size=4) as source:
+        for _ in range(10):
+            await source.create_session(session_object())
+        exported: list[tuple[int, int | None]] = []
+        path = tmp_path / "out.jsonl"
+        await source.export_sessions(path, progress=lambda *pair: exported.append(pair))
+        assert exported[-1] == (10, 10)
+        backup = await source.create_backup()
+        async with make_store("filesystem", tmp_path, restore_batch_size=4) as target:
+            imported: list[tuple[int, int | None]] = []
+            dry = RestoreOptions(dry_run=True)
+            await target.import_sessions(path, dry, progress=lambda *pair: imported.append(pair))
+            assert imported == [(4, 10), (8, 10), (10, 10)]
+            imported.clear()
+            await target.import_sessions(path, progress=lambda *pair: imported.append(pair))
+            assert imported == [(4, 10), (8, 10), (10, 10)]
+            imported.clear()
+            await target.import_sessions(  # a pipe cannot seek: no total
+                _Unseekable(path.read_bytes()), progress=lambda *pair: imported.append(pair)
+            )
+            assert imported[-1] == (10, None)
+            restored: list[tuple[int, int | None]] = []
+            await target.restore_from_backup(backup, progress=lambda *pair: restored.append(pair))
+            assert restored == [(4, 10), (8, 10), (10, 10)]
+
+
+class _Unseekable(io.BytesIO):
+    """A binary stream that cannot seek, like a pipe."""
+
+    def seekable(self) -> bool:
+        return False

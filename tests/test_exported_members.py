@@ -14,6 +14,8 @@ def test_all_is_pinned() -> None:
         "BackupInfo",
         "BackupOptions",
         "BulkUpdateResult",
+        "CheckProblem",
+        "CheckReport",
         "Codec",
         "ConfigurationError",
         "DefaultSession",

@@ -162,6 +162,90 @@ async def test_bad_session_file_is_quarantined(tmp_path: Path, kind: str, reason
         assert await again.count_sessions() == 2
 
 
+@pytest.mark.parametrize("kind", ["truncated", "garbage", "wrong-checksum", "symlink"])
+async def test_check_reports_a_damaged_file_and_repair_quarantines_it(
+    tmp_path: Path, kind: str
+) -> None:
+    """check() reports a damaged session without moving it; repair=True sets it aside."""
+    root = tmp_path / "store"
+    async with FileSystemSessionStore(root, watch=False) as store:
+        bad = await store.create_session(session_object(interactions=1))
+        good = await store.create_session(session_object(interactions=1))
+    outside = tmp_path / "outside.json"
+    outside.write_bytes((root / "sessions" / f"{good.session_id}.json").read_bytes())
+    _damage(kind, root / "sessions" / f"{bad.session_id}.json", outside)
+    async with FileSystemSessionStore(root, watch=False) as store:
+        report = await store.check()
+        assert report.sessions_checked == 2
+        assert [(p.kind, p.target, p.action) for p in report.problems] == [
+            ("session", bad.session_id, None)
+        ]
+        assert (root / "sessions" / f"{bad.session_id}.json").is_symlink() == (kind == "symlink")
+        assert os.listdir(root / "quarantine") == []  # reporting moved nothing
+        repaired = await store.check(repair=True)
+        (problem,) = repaired.problems
+        assert problem.action is not None
+        assert "moved to" in problem.action
+        assert await store.count_sessions() == 1
+        after = await store.check()
+        assert [p.kind for p in after.problems] == ["quarantine"]  # an operator must look
+    assert outside.exists()
+    async with FileSystemSessionStore(root, watch=False) as again:
+        assert [s.session_id for s in await again.list_sessions()] == [good.session_id]
+
+
+async def test_check_finds_stray_files_a_bad_snapshot_and_damaged_backups(tmp_path: Path) -> None:
+    """Stray files, orphan tails, a damaged index and backup are reported, then repaired."""
+    root = tmp_path / "store"
+    async with FileSystemSessionStore(root, watch=False) as store:
+        kept = await store.create_session(session_object())
+        backup = await store.create_backup()
+        await store.optimize()  # the session's file is written
+        # Damage things while the store is open (opening would rebuild, and quarantine).
+        (root / "sessions" / "notes.txt").write_text("hello")
+        (root / "sessions" / "01ORPHANORPHANORPHANORPHAN.tail").write_bytes(b"x")
+        (root / "sessions" / "01STRAYSTRAYSTRAYSTRAYSTRA.json").write_bytes(b"{}")
+        (root / "index.json").write_bytes(b"damaged")
+        backup_file = root / "backups" / f"{backup.backup_id}.backup"
+        backup_file.write_bytes(backup_file.read_bytes()[:-20])
+        report = await store.check()
+        found = sorted((p.kind, Path(p.target).name) for p in report.problems)
+        assert found == [
+            ("backup", backup.backup_id),
+            ("file", "01ORPHANORPHANORPHANORPHAN.tail"),
+            ("file", "01STRAYSTRAYSTRAYSTRAYSTRA.json"),
+            ("file", "notes.txt"),
+            ("index", "index.json"),
+        ]
+        assert not any(p.action for p in report.problems)
+        repaired = await store.check(repair=True)
+        assert all(p.action for p in repaired.problems)
+        assert sorted(os.listdir(root / "sessions")) == [f"{kept.session_id}.json"]
+        assert not backup_file.exists()
+        assert len(list((root / "backups" / "quarantine").glob("*.reason"))) == 1
+        final = await store.check()
+        assert sorted(p.kind for p in final.problems) == ["quarantine", "quarantine"]
+        assert await store.get_session(kept.session_id) is not None
+    async with FileSystemSessionStore(root, watch=False) as again:
+        assert await again.count_sessions() == 1
+
+
+async def test_check_reports_a_damaged_journal_line(tmp_path: Path) -> None:
+    """A checksummed line that is not a record, or bytes after a bad line, are reported."""
+    root = tmp_path / "store"
+    async with FileSystemSessionStore(root, watch=False) as store:
+        await store.create_session(session_object())
+        (segment,) = (root / "journal").iterdir()
+        with segment.open("ab") as journal:
+            journal.write(b"00000000 garbage\nmore\n")
+        report = await store.check()
+        assert [(p.kind, p.target) for p in report.problems] == [("journal", str(segment))]
+        assert "copy journal/ aside" in report.problems[0].problem
+        repaired = await store.check(repair=True)
+        assert repaired.problems[0].action is None  # never "repaired" by deleting lines
+        segment.write_bytes(segment.read_bytes().rsplit(b"00000000", 1)[0])  # undo, for shutdown
+
+
 async def test_bad_files_found_by_a_rebuild_are_quarantined(tmp_path: Path) -> None:
     """Opening without a snapshot quarantines bad files and still opens the store."""
     root = tmp_path / "store"

@@ -786,3 +786,38 @@ def test_poll_interval_must_be_positive(db_path: Path) -> None:
     for bad in (0, -1, True, "1"):
         with pytest.raises(ConfigurationError, match="poll_interval"):
             SQLiteSessionStore(db_path, poll_interval=bad)  # type: ignore[arg-type]
+
+
+# -- check ---------------------------------------------------------------------------------------
+
+
+async def test_check_reports_damaged_rows_and_repair_keeps_them_aside(db_path: Path) -> None:
+    """A damaged row is reported, never returned; repair saves its raw rows, then deletes it."""
+    async with SQLiteSessionStore(db_path) as store:
+        bad = await store.create_session(session_object(interactions=2))
+        header_bad = await store.create_session(session_object())
+        good = await store.create_session(session_object(interactions=1))
+    run_sql(
+        db_path,
+        "PRAGMA foreign_keys = OFF",
+        f"UPDATE interactions SET data = '{{\"oops\": 1}}' WHERE session_id = '{bad.session_id}'",
+        f"UPDATE sessions SET created_at = 'soon' WHERE session_id = '{header_bad.session_id}'",
+    )
+    async with SQLiteSessionStore(db_path) as store:
+        report = await store.check()
+        assert report.sessions_checked == 3
+        assert sorted(p.target for p in report.problems) == sorted(
+            [bad.session_id, header_bad.session_id]
+        )
+        assert not any(p.action for p in report.problems)
+        repaired = await store.check(repair=True)
+        assert all(p.action and "saved its rows" in p.action for p in repaired.problems)
+        assert [s.session_id for s in await store.list_sessions()] == [good.session_id]
+        assert (await store.check()).ok
+    saved = sorted((db_path.parent / "sessions.db-quarantine").glob("*.json"))
+    assert len(saved) == 2
+    documents = [orjson.loads(path.read_bytes()) for path in saved]
+    by_id = {doc["session"]["session_id"]: doc for doc in documents}
+    assert by_id[bad.session_id]["interactions"][0]["data"] == '{"oops": 1}'
+    assert by_id[header_bad.session_id]["session"]["created_at"] == "soon"
+    assert "reason" in by_id[bad.session_id]

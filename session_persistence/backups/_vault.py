@@ -20,6 +20,7 @@ from __future__ import annotations
 import abc
 import os
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
 from .._fileio import FileIO
@@ -67,6 +68,10 @@ class Vault(abc.ABC):
     def delete(self, backup_id: str) -> bool:
         """Delete a backup; return whether it existed."""
 
+    @abc.abstractmethod
+    def quarantine(self, backup_id: str, reason: str) -> str:
+        """Set a damaged backup aside (it is no longer listed); return what was done."""
+
     def sweep(self) -> None:  # noqa: B027 - nothing to do for most vaults
         """Remove leftovers of interrupted writes."""
 
@@ -110,6 +115,11 @@ class MemoryVault(Vault):
         """Forget the backup."""
         with self._lock:
             return self._backups.pop(backup_id, None) is not None
+
+    def quarantine(self, backup_id: str, reason: str) -> str:
+        """Drop the damaged backup: memory has no place to keep it aside."""
+        self.delete(backup_id)
+        return f"deleted the damaged in-memory backup ({reason})"
 
     @property
     def location(self) -> str:
@@ -201,6 +211,26 @@ class DirectoryVault(Vault):
         if self._durable:
             self._io.fsync_dir(self._dir)
         return True
+
+    def quarantine(self, backup_id: str, reason: str) -> str:
+        """Move the file into ``quarantine/`` of the backup directory, beside a ``.reason``."""
+        folder = self._dir / "quarantine"
+        folder.mkdir(mode=self._dir_mode, exist_ok=True)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        target = folder / f"{backup_id}{_SUFFIX}.{stamp}.{os.urandom(3).hex()}"
+        self._io.rename(self._path(backup_id), target)
+        note = f"{reason}\nfrom: {self._path(backup_id)}\nat: {datetime.now(UTC).isoformat()}\n"
+        self._io.replace_file(
+            target.with_name(target.name + ".reason"),
+            note.encode(),
+            temp_dir=folder,
+            mode=self._file_mode,
+            durable=self._durable,
+        )
+        if self._durable:
+            self._io.fsync_dir(folder)
+            self._io.fsync_dir(self._dir)
+        return f"moved to {target}"
 
     def sweep(self) -> None:
         """Remove temp files left by a write that a crash interrupted."""

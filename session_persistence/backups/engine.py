@@ -56,6 +56,7 @@ from ..models import (
     BackupInfo,
     BackupOptions,
     PersistedSession,
+    ProgressCallback,
     RestoreOptions,
     RestoreResult,
     SessionBackup,
@@ -393,6 +394,14 @@ class Backups:
             metadata=meta["metadata"],
         )
 
+    async def ids(self) -> list[str]:
+        """The stored backups' ids, oldest first (nothing is read)."""
+        return await asyncio.to_thread(self.vault.ids)
+
+    async def quarantine(self, backup_id: str, reason: str) -> str:
+        """Set a damaged backup aside; return what was done."""
+        return await asyncio.to_thread(self.vault.quarantine, check_backup_id(backup_id), reason)
+
     async def delete(self, backup_id: str) -> bool:
         """Delete a backup; return whether it existed."""
         self._store._ensure_open()
@@ -404,6 +413,7 @@ class Backups:
         self,
         backup_or_id: SessionBackup | str | os.PathLike[str],
         options: RestoreOptions | None = None,
+        progress: ProgressCallback | None = None,
     ) -> RestoreResult:
         """Validate, plan and apply a backup (see the module docstring)."""
         store = self._store
@@ -420,7 +430,8 @@ class Backups:
             sessions, label = backup.sessions, f"backup file {os.fspath(backup_or_id)}"
         else:
             raise InvalidInputError("restore_from_backup takes a SessionBackup, an id or a path")
-        return await self._apply_sessions(sessions, options, label)
+        advance = _counting(progress, len(sessions))
+        return await self._apply_sessions(sessions, options, label, advance)
 
     def _revalidate(self, backup: SessionBackup) -> list[PersistedSession]:
         """Check a backup object as strictly as a file: encode and decode every session."""
@@ -443,7 +454,11 @@ class Backups:
         return sessions
 
     async def _apply_sessions(
-        self, sessions: Sequence[PersistedSession], options: RestoreOptions, label: str
+        self,
+        sessions: Sequence[PersistedSession],
+        options: RestoreOptions,
+        label: str,
+        progress: Callable[[int], None] | None = None,
     ) -> RestoreResult:
         """Plan every batch, check capacity, then (unless a dry run) apply batch by batch."""
         store = self._store
@@ -454,6 +469,8 @@ class Backups:
         await self._check_capacity(sum(len(p.created) for p in plans), label)
         totals = RestoreResult(dry_run=options.dry_run)
         if options.dry_run:
+            if progress is not None:
+                progress(len(sessions))
             return _add(totals, plans)
         for index, batch in enumerate(encoded):
             try:
@@ -468,6 +485,8 @@ class Backups:
                 logger.error("restore of %s stopped: %s", label, totals.errors[0])
                 return totals
             totals = _add(totals, [plan])
+            if progress is not None:
+                progress(len(batch))
         return totals
 
     def _encode_all(
@@ -554,7 +573,12 @@ class Backups:
 
     # == export and import =======================================================================
 
-    async def export(self, target: PathOrStream, flt: SessionFilter | None) -> int:
+    async def export(
+        self,
+        target: PathOrStream,
+        flt: SessionFilter | None,
+        progress: ProgressCallback | None = None,
+    ) -> int:
         """Stream the selected sessions to JSON Lines; return how many were written."""
         store = self._store
         store._ensure_open()
@@ -566,6 +590,7 @@ class Backups:
             "exported_at": store._now().isoformat(),
             "store_type": store.store_type,
         }
+        total = None if progress is None else await store.count_sessions(flt)
         async with open_for_writing(target, store._durable_backups) as write:
             buffer = [dump_json(head) + b"\n"]
             buffered = 0
@@ -578,11 +603,20 @@ class Backups:
                 if buffered >= _EXPORT_CHUNK:  # bounded memory, few thread hops
                     await asyncio.to_thread(write, b"".join(buffer))
                     buffer, buffered = [], 0
+                    if progress is not None:
+                        progress(count, max(count, total or 0))
             buffer.append(dump_json({"end": {"count": count}}) + b"\n")
             await asyncio.to_thread(write, b"".join(buffer))
+        if progress is not None:
+            progress(count, count)
         return count
 
-    async def import_(self, source: PathOrStream, options: RestoreOptions | None) -> RestoreResult:
+    async def import_(
+        self,
+        source: PathOrStream,
+        options: RestoreOptions | None,
+        progress: ProgressCallback | None = None,
+    ) -> RestoreResult:
         """Validate a JSON Lines export, then apply it in batches (memory stays flat).
 
         A path or seekable stream is validated completely before anything is written; a
@@ -597,15 +631,19 @@ class Backups:
             if reader.seekable():
                 # First pass: validate everything and check capacity; write nothing.
                 start = reader.tell()
-                absent = 0
+                absent = total = 0
                 async for batch in self._batches(reader, label, size):
+                    total += len(batch)
                     for session in batch:
                         absent += await store._read_header(session.session_id) is None
                 await self._check_capacity(absent, label)
                 reader.seek(start)
+            else:
+                total = None
             totals = RestoreResult(dry_run=options.dry_run)
+            advance = _counting(progress, total)
             async for batch in self._batches(reader, label, size):
-                result = await self._apply_sessions(batch, options, label)
+                result = await self._apply_sessions(batch, options, label, advance)
                 totals = _add(totals, [result])
                 if result.errors:
                     break
@@ -646,6 +684,20 @@ class Backups:
 
 
 # == helpers =====================================================================================
+
+
+def _counting(progress: ProgressCallback | None, total: int | None) -> Callable[[int], None] | None:
+    """Turn ``progress(done, total)`` into ``advance(count)``, which adds ``count`` to done."""
+    if progress is None:
+        return None
+    done = 0
+
+    def advance(count: int) -> None:
+        nonlocal done
+        done += count
+        progress(done, total)
+
+    return advance
 
 
 def _restore_options(options: RestoreOptions | None) -> RestoreOptions:

@@ -13,6 +13,7 @@ from ..backups import Backups, PathOrStream
 from ..models import (
     BackupInfo,
     BackupOptions,
+    ProgressCallback,
     RestoreOptions,
     RestoreResult,
     SessionBackup,
@@ -74,6 +75,8 @@ class BackupMethods:
         self,
         backup_or_id: SessionBackup | str | os.PathLike[str],
         options: RestoreOptions | None = None,
+        *,
+        progress: ProgressCallback | None = None,
     ) -> RestoreResult:
         """Put a backup's sessions back, with their original ids, versions and timestamps.
 
@@ -87,26 +90,41 @@ class BackupMethods:
                 path as a :class:`~pathlib.Path` (e.g. a copy from another host).
             options: The merge strategy (an existing session, expired or not, counts as
                 existing) and ``dry_run``.
+            progress: Called as ``progress(done, total)`` after each batch is applied.
 
         Raises:
             BackupError: The backup is missing, damaged or hostile, or restoring it would pass
                 ``max_sessions``; nothing was written.
         """
-        return await self._backups.restore(backup_or_id, options)
+        return await self._backups.restore(backup_or_id, options, progress)
 
     async def export_sessions(
-        self, path_or_stream: PathOrStream, filter: SessionFilter | None = None
+        self,
+        path_or_stream: PathOrStream,
+        filter: SessionFilter | None = None,
+        *,
+        progress: ProgressCallback | None = None,
     ) -> int:
         """Write the selected sessions as JSON Lines, streaming; return how many.
 
         A path is written to a temp file and renamed into place when complete. Memory use does
         not grow with the number of sessions. Expired sessions are included only if
         ``filter.include_expired``.
+
+        Args:
+            path_or_stream: A file path, or a binary stream to write to.
+            filter: Which sessions (default: every unexpired one).
+            progress: Called as ``progress(done, total)`` as sessions are written; ``total``
+                is counted first, so it can be off by sessions written meanwhile.
         """
-        return await self._backups.export(path_or_stream, filter)
+        return await self._backups.export(path_or_stream, filter, progress)
 
     async def import_sessions(
-        self, path_or_stream: PathOrStream, options: RestoreOptions | None = None
+        self,
+        path_or_stream: PathOrStream,
+        options: RestoreOptions | None = None,
+        *,
+        progress: ProgressCallback | None = None,
     ) -> RestoreResult:
         """Read sessions exported by any store and apply them like a restore, streaming.
 
@@ -115,7 +133,13 @@ class BackupMethods:
         ``restore_batch_size``. A stream that cannot seek is validated batch by batch, so a
         damaged line stops the import after the batches before it.
 
+        Args:
+            path_or_stream: A file path, or a binary stream to read from.
+            options: The merge strategy and ``dry_run``, as for a restore.
+            progress: Called as ``progress(done, total)`` after each batch; ``total`` is
+                ``None`` for a stream that cannot seek (it is not known in advance).
+
         Raises:
             BackupError: The file is not a valid export, or would pass ``max_sessions``.
         """
-        return await self._backups.import_(path_or_stream, options)
+        return await self._backups.import_(path_or_stream, options, progress)

@@ -26,6 +26,7 @@ import abc
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import logging
 import random
 import time
@@ -48,8 +49,10 @@ from .._ids import validate_session_id
 from ..backups import Backups
 from ..config import SessionStoreConfig, seconds
 from ..errors import (
+    BackupError,
     ConfigurationError,
     InvalidInputError,
+    SerializationError,
     SessionConflictError,
     SessionLimitError,
     SessionTooLargeError,
@@ -61,10 +64,13 @@ from ..errors import (
 from ..events import EventBus, EventName, Listener, Unsubscribe
 from ..models import (
     UNSET,
+    CheckProblem,
+    CheckReport,
     HealthStatus,
     Interaction,
     OptimizeResult,
     PersistedSession,
+    ProgressCallback,
     SessionFilter,
     SessionHeader,
     SessionObject,
@@ -93,6 +99,7 @@ T = TypeVar("T")
 
 _MAX_WRITE_ATTEMPTS = 50
 _CLEANUP_BATCH = 500
+_CHECK_CHUNK = 256
 
 
 class SessionStore(BackupMethods, abc.ABC):
@@ -925,6 +932,100 @@ class SessionStore(BackupMethods, abc.ABC):
                 f"{details['error_window_seconds']:g}s; latest: {recent[-1][1]}"
             )
         return HealthStatus(healthy=not issues, issues=issues, last_check=now, details=details)
+
+    async def check(
+        self, *, repair: bool = False, progress: ProgressCallback | None = None
+    ) -> CheckReport:
+        """Verify every stored session, the backend's own files, and every backup.
+
+        Each session is read back from storage and validated (checksums, format, ids), without
+        the side effects of a normal read: nothing is moved or counted as an access. The
+        backend then checks its own structures (the filesystem store: stray files, the index
+        snapshot, the journal and ``quarantine/``; SQLite: ``PRAGMA quick_check``), and every
+        backup's checksum and records are verified. Other writers keep going meanwhile.
+
+        With ``repair``, what can be repaired is: a damaged session is moved aside (to
+        ``quarantine/`` on the filesystem store, to ``<database>-quarantine/`` on SQLite, as
+        found) and removed from the store, in every process; a damaged backup is moved to
+        ``quarantine/`` in the backup directory. Each problem's ``action`` says what was done.
+        Nothing is ever repaired by rewriting data, so a repair loses only what was already
+        unreadable, and keeps it for an operator to inspect.
+
+        Args:
+            repair: Set damaged things aside, as above.
+            progress: Called as ``progress(done, total)`` while sessions and backups are
+                checked (on the event loop).
+
+        Raises:
+            StoreClosedError: The store is not open.
+        """
+        self._ensure_open()
+        ids = await self._check_ids()
+        backup_ids = await self._backups.ids()
+        total = len(ids) + len(backup_ids)
+        problems: list[CheckProblem] = []
+        done = 0
+        for start in range(0, len(ids), _CHECK_CHUNK):
+            chunk = ids[start : start + _CHECK_CHUNK]
+            for session_id, problem in await self._check_sessions(chunk):
+                problems.append(CheckProblem(kind="session", target=session_id, problem=problem))
+            done += len(chunk)
+            if progress is not None:
+                progress(done, total)
+        problems.extend(await self._check_backend())
+        for backup_id in backup_ids:
+            try:
+                await self._backups.verify(backup_id)
+            except BackupError as exc:
+                problems.append(CheckProblem(kind="backup", target=backup_id, problem=str(exc)))
+            done += 1
+            if progress is not None:
+                progress(done, total)
+        if repair:
+            problems = [await self._repair_one(problem) for problem in problems]
+        return CheckReport(
+            sessions_checked=len(ids),
+            backups_checked=len(backup_ids),
+            problems=problems,
+            repair=repair,
+        )
+
+    async def _repair_one(self, problem: CheckProblem) -> CheckProblem:
+        action: str | None
+        if problem.kind == "backup":
+            try:
+                action = await self._backups.quarantine(problem.target, problem.problem)
+            except (BackupError, OSError) as exc:
+                action = None
+                logger.error("cannot set backup %s aside: %s", problem.target, exc)
+        else:
+            action = await self._repair_backend(problem)
+        return dataclasses.replace(problem, action=action)
+
+    async def _check_ids(self) -> list[str]:
+        """Hook: the ids of every stored session, read without validating the sessions."""
+        return [header.session_id for header in await self._scan()]
+
+    async def _check_sessions(self, session_ids: Sequence[str]) -> list[tuple[str, str]]:
+        """Hook: read back and validate these sessions; return ``(id, problem)`` pairs.
+
+        The default loads each one; a backend overrides it to read without side effects.
+        """
+        found = []
+        for session_id in session_ids:
+            try:
+                await self._load(session_id)
+            except (StoreCorruptionError, SerializationError) as exc:
+                found.append((session_id, str(exc)))
+        return found
+
+    async def _check_backend(self) -> list[CheckProblem]:
+        """Hook: check the backend's own structures (files, journal, database)."""
+        return []
+
+    async def _repair_backend(self, problem: CheckProblem) -> str | None:
+        """Hook: repair one problem (not a backup's); return what was done, or ``None``."""
+        return None
 
     async def optimize(self) -> OptimizeResult:
         """Remove expired sessions and run the backend's maintenance."""

@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from ..config import seconds
+from ..models import SessionFilter
 from ..stores.base import SessionStore
 from ._base import FakeClock, StoreTestBase, session_object
 
@@ -67,3 +68,21 @@ class MonitoringConformance(StoreTestBase):
         result = await store.optimize()
         assert result.performance_impact["expired_removed"] == 1
         assert any("expired" in line for line in result.operations_performed)
+
+    async def test_check_reads_back_every_session_and_backup(
+        self, store: SessionStore, clock: FakeClock
+    ) -> None:
+        """check() on a sound store finds nothing, counts what it read, reports progress."""
+        for number in range(3):
+            await store.create_session(session_object(interactions=number))
+        await store.create_session(session_object(), expires_at=clock.now)  # expired: checked too
+        await store.create_backup()
+        seen: list[tuple[int, int | None]] = []
+        report = await store.check(progress=lambda done, total: seen.append((done, total)))
+        assert (report.sessions_checked, report.backups_checked) == (4, 1)
+        assert report.ok
+        assert report.problems == []
+        assert seen[-1] == (5, 5)
+        repaired = await store.check(repair=True)
+        assert (repaired.ok, repaired.repair) == (True, True)
+        assert await store.count_sessions(SessionFilter(include_expired=True)) == 4

@@ -113,7 +113,7 @@ from ...errors import (
     StoreLockTimeoutError,
 )
 from ...events import EventName
-from ...models import PersistedSession, SessionHeader
+from ...models import CheckProblem, PersistedSession, SessionHeader
 from ...ops import AppendOp, DeleteOp, PutOp, WriteOp, check_versions
 from ...serialization import FORMAT_VERSION, Codec, dump_json
 from ..base import SessionStore
@@ -747,23 +747,219 @@ class FileSystemSessionStore(SessionStore):
         with self._write_mutex:
             self._acquire()
             try:
+                self._set_aside_locked(session_id, reason, forget_missing=False)
+            finally:
+                self._flock.release()
+
+    def _set_aside_locked(
+        self, session_id: str, reason: str, *, forget_missing: bool = True
+    ) -> str | None:
+        """With the store lock: if the session is still damaged, quarantine and forget it.
+
+        A session whose base file is missing is forgotten too if ``forget_missing``. Returns
+        what was done, or ``None`` if the session was deleted, rewritten or repaired meanwhile.
+        """
+        with self._lock:
+            self._catch_up(locked=True)
+            pending = self._pending.get(session_id)
+            if session_id not in self._index or (pending and pending.doc is not None):
+                return None  # deleted or rewritten meanwhile
+        try:
+            on_disk = self._files.read(session_id)
+        except BadFile:
+            target: Path | None = self._quarantine_file(f"{session_id}.json", reason)
+        else:
+            if on_disk is not None or not forget_missing:
+                return None  # repaired meanwhile
+            target = None  # the base is missing: only the journal still names it
+        self._io.unlink(self._files.tail(session_id))
+        with self._lock:
+            line = control_record(self._seq + 1, quarantine=session_id, reason=reason)
+            self._append_lines(line)
+            self._apply_record(line[9:-1], foreign=False)
+        if target is None:
+            return "removed from the store (its file was missing)"
+        return f"moved to {target} and removed from the store"
+
+    # == check ===================================================================================
+
+    async def _check_sessions(self, session_ids: Sequence[str]) -> list[tuple[str, str]]:
+        return await asyncio.to_thread(self._inspect_all, session_ids)
+
+    def _inspect_all(self, session_ids: Sequence[str]) -> list[tuple[str, str]]:
+        found = []
+        for session_id in session_ids:
+            problem = self._inspect(session_id)
+            if problem is not None:
+                found.append((session_id, problem))
+        return found
+
+    def _inspect(self, session_id: str) -> str | None:
+        """Read a session's files like a read does, but never quarantine; return what is wrong."""
+        problem = "its files do not match the journal; run optimize() or reopen the store"
+        for attempt in range(_READ_ATTEMPTS // 5):
+            with self._lock:
+                header, cached, appends = self._lookup(session_id)
+            if header is None or cached is not None:
+                return None  # deleted meanwhile, or its latest state is still in the journal
+            try:
+                on_disk = self._files.read(session_id)
+            except BadFile as exc:
+                return f"damaged: {exc}"
+            except OSError as exc:
+                return f"unreadable: {exc}"
+            if on_disk is None:
+                problem = f"sessions/{session_id}.json is missing"
+            else:
+                session = self._with_appends(on_disk, appends)
+                if session is not None and (
+                    session.version == header.version and session.created_at == header.created_at
+                ):
+                    return None
+            time.sleep(0.001 * attempt)  # a checkpoint may have moved the files: look again
+        return problem
+
+    async def _check_backend(self) -> list[CheckProblem]:
+        return await asyncio.to_thread(self._check_files)
+
+    def _check_files(self) -> list[CheckProblem]:
+        problems = self._check_session_dir()
+        index = self._root / "index.json"
+        if index.exists() and self._load_snapshot() is None:
+            problems.append(
+                CheckProblem(
+                    kind="index",
+                    target=str(index),
+                    problem="the index snapshot is damaged; the next open rebuilds it from the "
+                    "session files (slowly)",
+                )
+            )
+        problems.extend(self._check_journal())
+        for name in self._quarantined():
+            path = self._root / "quarantine" / name
+            try:
+                reason = (path.parent / f"{name}.reason").read_text().partition("\n")[0]
+            except OSError:
+                reason = "no .reason file"
+            problems.append(
+                CheckProblem(
+                    kind="quarantine",
+                    target=str(path),
+                    problem=f"quarantined earlier ({reason}); inspect it, then restore the "
+                    "session from a backup or delete the file",
+                )
+            )
+        return problems
+
+    def _check_session_dir(self) -> list[CheckProblem]:
+        """Files in ``sessions/`` that belong to no stored session."""
+        directory = self._files.dir
+        names = sorted(os.listdir(directory))
+        with self._lock:
+            self._catch_up(locked=False)
+            known = set(self._index)
+        problems = []
+        for name in names:
+            stem, _, suffix = name.rpartition(".")
+            path = directory / name
+            if suffix == "tail" and is_valid_session_id(stem):
+                if not (directory / f"{stem}.json").exists() and path.exists():
+                    problem = "an orphan tail: its session file is gone"
+                    problems.append(CheckProblem(kind="file", target=str(path), problem=problem))
+            elif suffix != "json" or not is_valid_session_id(stem):
+                problem = "not a session file name (<session id>.json)"
+                problems.append(CheckProblem(kind="file", target=str(path), problem=problem))
+            elif stem not in known and path.exists():
+                with self._lock:
+                    self._catch_up(locked=False)
+                    stray = stem not in self._index and stem not in self._touched
+                if stray:
+                    problem = "a session file the journal does not know (deleted, or copied in)"
+                    problems.append(CheckProblem(kind="file", target=str(path), problem=problem))
+        return problems
+
+    def _check_journal(self) -> list[CheckProblem]:
+        """Every kept journal generation: checksummed lines that parse, nothing after a bad one."""
+        problems = []
+        generations = self._generations()
+        for generation in generations:
+            path = self._segment(generation)
+            try:
+                data = self._io.read_file(path)
+            except FileNotFoundError:
+                continue  # checkpointed away meanwhile
+            consumed = 0
+            for end, payload in iter_frames(data):
+                try:
+                    record = orjson.loads(payload)
+                except orjson.JSONDecodeError:
+                    record = None
+                if type(record) is not dict or type(record.get("seq")) is not int:
+                    problems.append(
+                        CheckProblem(
+                            kind="journal",
+                            target=str(path),
+                            problem=f"the line at byte {consumed} has a valid checksum but is "
+                            "not a journal record; copy journal/ aside and report it",
+                        )
+                    )
+                    break
+                consumed = end
+            rest = data[consumed:]
+            last = generation == generations[-1]
+            if rest and not (last and b"\n" not in rest):  # (a line being written is fine)
+                problems.append(
+                    CheckProblem(
+                        kind="journal",
+                        target=str(path),
+                        problem=f"{len(rest)} byte(s) from byte {consumed} are not valid journal "
+                        "lines; copy journal/ aside and report it",
+                    )
+                )
+        return problems
+
+    async def _repair_backend(self, problem: CheckProblem) -> str | None:
+        if problem.kind == "session":
+            return await asyncio.to_thread(self._repair_session, problem)
+        if problem.kind == "file":
+            return await asyncio.to_thread(self._repair_file, Path(problem.target))
+        if problem.kind == "index":
+            await asyncio.to_thread(self._checkpoint_now)
+            return "checkpointed, which wrote a new index snapshot"
+        return None
+
+    def _repair_session(self, problem: CheckProblem) -> str | None:
+        with self._write_mutex:
+            self._acquire()
+            try:
+                if self._inspect(problem.target) is None:
+                    return None  # fine now (rewritten or deleted meanwhile)
+                return self._set_aside_locked(problem.target, problem.problem)
+            finally:
+                self._flock.release()
+
+    def _repair_file(self, path: Path) -> str | None:
+        with self._write_mutex:
+            self._acquire()
+            try:
                 with self._lock:
                     self._catch_up(locked=True)
-                    pending = self._pending.get(session_id)
-                    if session_id not in self._index or (pending and pending.doc is not None):
-                        return  # deleted or rewritten meanwhile
-                try:
-                    self._files.read(session_id)
-                except BadFile:
-                    pass
-                else:
-                    return  # repaired meanwhile
-                self._quarantine_file(f"{session_id}.json", reason)
-                self._io.unlink(self._files.tail(session_id))
-                with self._lock:
-                    line = control_record(self._seq + 1, quarantine=session_id, reason=reason)
-                    self._append_lines(line)
-                    self._apply_record(line[9:-1], foreign=False)
+                name = path.name
+                stem, _, suffix = name.rpartition(".")
+                if not path.exists():
+                    return None
+                if suffix == "tail":
+                    if (path.with_name(f"{stem}.json")).exists():
+                        return None
+                    self._io.unlink(path)
+                    self._fsync_dir(path.parent)
+                    return "deleted"
+                if is_valid_session_id(stem) and suffix == "json":
+                    with self._lock:
+                        if stem in self._index or stem in self._touched:
+                            return None
+                target = self._quarantine_file(name, "found by check: not a stored session")
+                return f"moved to {target}"
             finally:
                 self._flock.release()
 

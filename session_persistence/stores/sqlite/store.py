@@ -63,12 +63,13 @@ import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import orjson
 
+from ..._fileio import FileIO
 from ...config import Durability, SessionStoreConfig
 from ...documents import interaction_from_json
 from ...errors import (
@@ -80,7 +81,13 @@ from ...errors import (
     StoreLockTimeoutError,
 )
 from ...events import EventName
-from ...models import PersistedSession, SessionFilter, SessionHeader, SessionQueryOptions
+from ...models import (
+    CheckProblem,
+    PersistedSession,
+    SessionFilter,
+    SessionHeader,
+    SessionQueryOptions,
+)
 from ...ops import AppendOp, CheckOp, DeleteOp, PutOp, WriteOp, op_session_id
 from ...query import (
     Search,
@@ -627,7 +634,7 @@ class SQLiteSessionStore(SessionStore):
 
     async def _follow(self) -> None:
         """While anyone listens, poll for other connections' commits and fire their events."""
-        names = ("session_created", "session_updated", "session_deleted")
+        names: tuple[EventName, ...] = ("session_created", "session_updated", "session_deleted")
         while True:
             await asyncio.sleep(self._poll_interval)
             listening = any(self._events.has_listeners(name) for name in names)
@@ -672,6 +679,92 @@ class SQLiteSessionStore(SessionStore):
             elif before != version:
                 changes.append(("session_updated", sid))
         return changes
+
+    # == check =================================================================================
+
+    async def _check_ids(self) -> list[str]:
+        rows = await self._call(self._rows_sync, f"SELECT session_id FROM {self._prefix}sessions")
+        return [str(session_id) for (session_id,) in rows]
+
+    def _rows_sync(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self._conn.execute(sql, params).fetchall()
+
+    async def _check_sessions(self, session_ids: Sequence[str]) -> list[tuple[str, str]]:
+        return await self._call(self._inspect_sync, session_ids)
+
+    def _inspect_sync(self, session_ids: Sequence[str]) -> list[tuple[str, str]]:
+        found = []
+        for session_id in session_ids:
+            problem = self._inspect_one(session_id)
+            if problem is not None:
+                found.append((session_id, problem))
+        return found
+
+    def _inspect_one(self, session_id: str) -> str | None:
+        try:
+            self._load_sync([session_id])
+        except StoreCorruptionError as exc:
+            return str(exc)
+        return None
+
+    async def _check_backend(self) -> list[CheckProblem]:
+        rows = await self._call(self._rows_sync, "PRAGMA quick_check")
+        if rows == [("ok",)]:
+            return []
+        found = "; ".join(str(row[0]) for row in rows[:5])
+        return [
+            CheckProblem(
+                kind="database",
+                target=self._label,
+                problem=f"PRAGMA quick_check reports: {found}; restore the database from a backup",
+            )
+        ]
+
+    async def _repair_backend(self, problem: CheckProblem) -> str | None:
+        if problem.kind != "session":
+            return None
+        return await self._call(self._locked, lambda: self._set_aside(problem))
+
+    def _set_aside(self, problem: CheckProblem) -> str | None:
+        """Inside the write transaction: save a damaged row's raw columns, then delete it."""
+        session_id, p = problem.target, self._prefix
+        if self._inspect_one(session_id) is None:
+            return None  # fine now (rewritten or deleted meanwhile)
+        cursor = self._conn.execute(
+            f"SELECT * FROM {p}sessions WHERE session_id = ?", (session_id,)
+        )
+        columns = [description[0] for description in cursor.description]
+        row = cursor.fetchone()
+        interactions = self._rows_sync(
+            f"SELECT seq, data FROM {p}interactions WHERE session_id = ? ORDER BY seq",
+            (session_id,),
+        )
+        where = "deleted it (an in-memory database has nowhere to keep it)"
+        if not self._memory:
+            folder = self._path.with_name(self._path.name + "-quarantine")
+            folder.mkdir(mode=self._dir_mode, exist_ok=True)
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+            target = folder / f"{session_id}.{stamp}.{os.urandom(3).hex()}.json"
+            found = {
+                "reason": problem.problem,
+                "table_prefix": p,
+                "session": dict(zip(columns, row, strict=True)) if row is not None else None,
+                "interactions": [{"seq": seq, "data": data} for seq, data in interactions],
+            }
+            FileIO().replace_file(
+                target,
+                orjson.dumps(found, option=orjson.OPT_INDENT_2, default=str) + b"\n",
+                temp_dir=folder,
+                mode=self._file_mode,
+                durable=self._durable_backups,
+            )
+            if self._durable_backups:
+                FileIO().fsync_dir(folder)
+            where = f"saved its rows to {target} and removed it from the store"
+        self._conn.execute(f"DELETE FROM {p}sessions WHERE session_id = ?", (session_id,))
+        if self._known is not None:
+            self._known.pop(session_id, None)
+        return where
 
     # == backups =================================================================================
 
