@@ -18,6 +18,8 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) examples/processor_pipeline.py
+	@echo
+	@echo "Look at what it stored: $(VENV)/bin/session-persistence ls | show ID | stats | backup create"
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
