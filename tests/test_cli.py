@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import click
 import orjson
 import pytest
 from click.testing import CliRunner, Result
+from rich.console import Console
 
 from session_persistence import (
     BackupError,
@@ -35,7 +37,7 @@ from session_persistence import (
     StoreLockTimeoutError,
 )
 from session_persistence.cli import cli
-from session_persistence.cli._support import Exit, NotFoundError, StoreSpec, exit_code_for
+from session_persistence.cli._support import Exit, NotFoundError, Output, StoreSpec, exit_code_for
 from session_persistence.documents import session_to_document
 from session_persistence.serialization import default_codec
 from session_persistence.testing import session_object
@@ -661,3 +663,21 @@ def test_after_the_demo_the_readme_commands_work(
     readme = (ROOT / "README.md").read_text()
     for command in ("ls", "show", "stats", "backup create", "backup list"):
         assert f"session-persistence {command}" in readme
+
+
+def test_progress_bars_show_counts_on_a_terminal() -> None:
+    """On a terminal the bar shows done/total and a rate; for JSON and pipes, nothing."""
+    output = Output(json=False)
+    screen = io.StringIO()
+    output.err = Console(file=screen, force_terminal=True, width=100)
+    with output.progress("checking") as progress:
+        for done in range(1, 11):
+            progress(done, 10)
+    shown = screen.getvalue()
+    assert "checking" in shown
+    assert "10/10" in shown
+    quiet = Output(json=True)
+    quiet.err = Console(file=io.StringIO(), force_terminal=True)
+    with quiet.progress("checking") as progress:
+        progress(1, 1)
+    assert quiet.err.file.getvalue() == ""  # type: ignore[attr-defined]

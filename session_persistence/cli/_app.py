@@ -232,8 +232,7 @@ def _backup_source(argument: str) -> str | Path:
 
 
 async def _known_backup(store: SessionStore, backup_id: str) -> None:
-    ids = {info.backup_id for info in await store.list_backups()}
-    if backup_id not in ids and backup_id not in await store._backups.ids():
+    if backup_id not in await store._backups.ids():
         where = store._backups.vault.location
         raise NotFoundError(
             f"no backup {backup_id} in {where}; 'session-persistence backup list' shows them"

@@ -638,6 +638,8 @@ class SQLiteSessionStore(SessionStore):
         while True:
             await asyncio.sleep(self._poll_interval)
             listening = any(self._events.has_listeners(name) for name in names)
+            if not listening and self._known is None:
+                continue  # nobody listens and nothing is tracked: no hop to the worker
             try:
                 changes = await self._call(self._poll_sync, listening)
                 for kind, session_id in changes:
