@@ -31,7 +31,7 @@ from typing import Any
 
 from ulid import ULID
 
-from ._ids import is_valid_session_id
+from ._ids import is_valid_session_id, ulid_from_str
 from .errors import InvalidSessionIdError, SerializationError
 from .models import Interaction, InteractionMessage, PersistedSession, SessionHeader
 from .serialization import FORMAT_VERSION, Codec
@@ -121,13 +121,9 @@ def document_to_session(document: Any, codec: Codec) -> PersistedSession:
         InvalidSessionIdError: The session id is not valid.
     """
     _check_document_format(document)
-    session_id = document.get("session_id")
-    if not is_valid_session_id(session_id):
-        raise InvalidSessionIdError(session_id)
+    session_id = _session_id(document)
     interactions = _field(document, "interactions", list)
-    metadata = codec.from_json_value(_field(document, "metadata", dict), "metadata")
-    if type(metadata) is not dict or not all(type(key) is str for key in metadata):
-        raise SerializationError("metadata must be an object", "metadata")
+    metadata = _metadata(document, codec)
     return PersistedSession(
         session_id=session_id,
         processor_id=_field(document, "processor_id", str),
@@ -145,6 +141,50 @@ def document_to_session(document: Any, codec: Codec) -> PersistedSession:
         tags=_tags(document),
         version=_version(document),
     )
+
+
+def header_from_document(
+    document: dict[str, Any], codec: Codec, *, interaction_count: int, size_bytes: int
+) -> SessionHeader:
+    """Validate a document's header fields and build its header directly.
+
+    The checks are those of :func:`document_to_session`; no session, no interactions and no
+    copies are made (the index's fast path).
+
+    Raises:
+        SerializationError: A field is missing or has the wrong type.
+        InvalidSessionIdError: The session id is not valid.
+    """
+    return SessionHeader(
+        session_id=_session_id(document),
+        processor_id=_field(document, "processor_id", str),
+        activity_id=_decode_id(document, "activity_id"),
+        request_id=_decode_id(document, "request_id"),
+        created_at=_timestamp(document, "created_at"),
+        updated_at=_timestamp(document, "updated_at"),
+        expires_at=_timestamp(document, "expires_at", optional=True),
+        last_accessed_at=_timestamp(document, "last_accessed_at"),
+        metadata=_metadata(document, codec),
+        tags=tuple(_tags(document)),
+        version=_version(document),
+        interaction_count=interaction_count,
+        size_bytes=size_bytes,
+    )
+
+
+def _session_id(document: dict[str, Any]) -> str:
+    session_id = document.get("session_id")
+    if not is_valid_session_id(session_id):
+        raise InvalidSessionIdError(session_id)
+    assert isinstance(session_id, str)
+    return session_id
+
+
+def _metadata(document: dict[str, Any], codec: Codec) -> dict[str, Any]:
+    metadata = codec.from_json_value(_field(document, "metadata", dict), "metadata")
+    if type(metadata) is not dict or not all(type(key) is str for key in metadata):
+        raise SerializationError("metadata must be an object", "metadata")
+    return metadata
 
 
 def _check_document_format(document: Any) -> None:
@@ -226,7 +266,7 @@ def _decode_id(document: dict[str, Any], name: str) -> ULID | str:
         return raw
     if type(raw) is dict and set(raw) == {"$ulid"} and type(raw["$ulid"]) is str:
         try:
-            return ULID.from_str(raw["$ulid"])
+            return ulid_from_str(raw["$ulid"])
         except ValueError as exc:
             raise SerializationError(f"bad ULID: {exc}", name) from exc
     raise SerializationError("must be a string or a $ulid", name)

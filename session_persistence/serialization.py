@@ -50,6 +50,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import orjson
 from ulid import ULID
 
+from ._ids import ulid_from_str
 from .errors import SerializationError
 
 __all__ = [
@@ -519,7 +520,7 @@ _SIMPLE_ENCODERS: dict[type[Any], _Encoder] = {
 }
 
 _SIMPLE_DECODERS: dict[str, _Decoder] = {
-    "$ulid": _str_only(ULID.from_str),
+    "$ulid": _str_only(ulid_from_str),
     "$datetime": _decode_datetime,
     "$date": _str_only(date.fromisoformat),
     "$time": _str_only(time.fromisoformat),

@@ -17,6 +17,7 @@ from session_persistence import (
     SessionStoreConfig,
     StoreCorruptionError,
 )
+from session_persistence.stores.filesystem import store as fs_store
 from session_persistence.testing import StoreConformance, interaction, session_object
 
 
@@ -370,3 +371,59 @@ async def test_other_instances_writes_fire_events(tmp_path: Path) -> None:
         await until(3)
         sid = created.session_id
         assert events == [("created", sid), ("updated", sid), ("deleted", sid)]
+
+
+# -- the read cache ---------------------------------------------------------------------------
+
+
+async def test_warm_reads_come_from_the_cache_and_never_go_stale(tmp_path: Path) -> None:
+    """A session read from its files is served from memory after; any change shows at once."""
+    root = tmp_path / "store"
+    async with (
+        FileSystemSessionStore(root, watch=False) as reader,
+        FileSystemSessionStore(root, watch=False) as writer,
+    ):
+        created = await writer.create_session(session_object(interactions=2), metadata={"n": 0})
+        await writer.optimize()  # in its file now, not pending in memory
+        first = await reader.get_session(created.session_id)
+        assert first is not None
+        assert created.session_id in reader._read_cache
+        first.metadata["n"] = 99  # the caller's copy: the cache must not see this
+        first.interactions.clear()
+        again = await reader.get_session(created.session_id)
+        assert again is not None
+        assert (again.metadata, len(again.interactions)) == ({"n": 0}, 2)
+        assert again.last_accessed_at >= first.last_accessed_at
+        for number in (1, 2):  # another process's update, checkpointed or still in the journal
+            await writer.update_session(created.session_id, {"metadata": {"n": number}})
+            if number == 1:
+                await writer.optimize()
+            seen = await reader.get_session(created.session_id)
+            assert seen is not None
+            assert seen.metadata == {"n": number}
+        await reader.update_session(created.session_id, {"metadata": {"n": 3}})  # our own
+        await reader.optimize()
+        mine = await reader.get_session(created.session_id)
+        assert mine is not None
+        assert mine.metadata == {"n": 3}
+        await writer.delete_session(created.session_id)
+        assert await reader.get_session(created.session_id) is None
+        assert created.session_id not in reader._read_cache
+
+
+async def test_the_read_cache_keeps_to_its_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The least recently read sessions are evicted once the byte budget is passed."""
+    monkeypatch.setattr(fs_store, "_READ_CACHE_BYTES", 40_000)
+    async with FileSystemSessionStore(tmp_path / "store", watch=False) as store:
+        ids = [
+            (await store.create_session(session_object(), metadata={"x": "y" * 3_000})).session_id
+            for _ in range(20)
+        ]
+        await store.optimize()
+        for session_id in ids:
+            assert await store.get_session(session_id) is not None
+        assert 0 < store._read_cache_bytes <= 40_000
+        assert list(store._read_cache) == ids[-len(store._read_cache) :]
+        assert len(store._read_cache) < len(ids)

@@ -25,6 +25,7 @@ from session_persistence import (
     SerializationError,
     SessionObject,
 )
+from session_persistence._ids import ulid_from_str
 from session_persistence.documents import document_to_session, session_to_document
 from session_persistence.errors import InvalidSessionIdError
 from session_persistence.serialization import FORMAT_VERSION, Codec
@@ -422,3 +423,38 @@ def test_misc_values_round_trip(codec: Codec) -> None:
         "color": Color.GREEN,
     }
     assert_identical(codec.loads(codec.dumps(value)), value)
+
+
+@settings(max_examples=500)
+@given(st.binary(min_size=16, max_size=16), st.sampled_from(["upper", "lower"]))
+def test_fast_ulid_decoding_agrees_with_python_ulid(raw: bytes, case: str) -> None:
+    """ulid_from_str decodes exactly what ULID.from_str decodes, canonical or not.
+
+    (python-ulid 3 refuses lower case and 4 accepts it: whichever is installed decides.)
+    """
+    text = str(ULID(raw))
+    text = text.lower() if case == "lower" else text
+    assert _outcome(ulid_from_str, text) == _outcome(ULID.from_str, text)
+
+
+def _outcome(decode: Any, text: str) -> object:
+    try:
+        return decode(text)
+    except ValueError:
+        return ValueError
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "0" * 25, "0" * 27, "8" + "0" * 25, "ZZZZZZZZZZZZZZZZZZZZZZZZZZ", "0" * 25 + "!",
+     "0" * 25 + "U", "0" * 25 + "é"],
+)  # fmt: skip
+def test_fast_ulid_decoding_refuses_what_python_ulid_refuses(text: str) -> None:
+    """Too short, too long, overflowing or foreign characters: the same ValueError or value."""
+    try:
+        expected: object = ULID.from_str(text)
+    except ValueError:
+        with pytest.raises(ValueError):  # noqa: PT011 - python-ulid's message varies by version
+            ulid_from_str(text)
+    else:
+        assert ulid_from_str(text) == expected

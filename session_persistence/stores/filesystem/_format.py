@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from ...documents import _encode_id, document_to_session, header_of
+from ...documents import _encode_id, header_from_document
 from ...errors import InvalidInputError, SerializationError
 from ...models import PersistedSession, SessionHeader
 from ...ops import AppendOp, CheckOp, DeleteOp, PutOp, WriteOp
@@ -146,13 +146,10 @@ def header_from_json(data: Any, codec: Codec) -> SessionHeader:
     count, size = data.get("interaction_count"), data.get("size_bytes")
     if type(count) is not int or count < 0 or type(size) is not int or size < 0:
         raise BadFile("a session header lacks interaction_count or size_bytes")
-    document = {**data, "format": FORMAT_VERSION, "interactions": []}
     try:
-        session = document_to_session(document, codec)
+        return header_from_document(data, codec, interaction_count=count, size_bytes=size)
     except (InvalidInputError, SerializationError) as exc:
         raise BadFile(f"bad session header: {exc}") from exc
-    # header_of counts the (empty) interactions; the stored count is the header's own.
-    return replace(header_of(session, size), interaction_count=count)
 
 
 def with_header(session: PersistedSession, header: SessionHeader) -> PersistedSession:

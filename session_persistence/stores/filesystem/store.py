@@ -79,16 +79,18 @@ kernel crash.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import enum
+import gc
 import logging
 import os
 import stat
 import threading
 import time
 import warnings
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -97,7 +99,7 @@ from typing import Any, ClassVar
 import filelock
 import orjson
 
-from ..._copy import clone_session
+from ..._copy import accessed, clone_session
 from ..._fileio import FileIO
 from ..._ids import is_valid_session_id
 from ...config import Durability, SessionStoreConfig
@@ -138,11 +140,29 @@ from ._watch import JournalWatcher, network_filesystem
 
 __all__ = ["FileSystemSessionStore"]
 
+
+@contextlib.contextmanager
+def _no_gc_pauses() -> Iterator[None]:
+    """Hold the cyclic garbage collector off while a large index is built.
+
+    Building 100,000 headers allocates millions of objects and none of them is garbage; the
+    collector would otherwise walk the growing heap over and over (a third of the load time).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 logger = logging.getLogger(__name__)
 
 
 _STORE_KIND = "session-persistence-filesystem-store"
 _READ_ATTEMPTS = 50
+_READ_CACHE_BYTES = 32 * 1024 * 1024  # decoded sessions kept for warm reads (by stored size)
 
 
 class _Moved(enum.Enum):
@@ -243,6 +263,14 @@ class FileSystemSessionStore(SessionStore):
         self._write_mutex = threading.Lock()
         self._index: dict[str, SessionHeader] = {}
         self._pending: dict[str, _Pending] = {}
+        # Sessions decoded from their files, most recently read last (see _load). Any change to
+        # a session (ours or another process's, replayed or live) drops its entry, and an entry
+        # is only stored if no change at all happened while its files were read.
+        self._read_cache: collections.OrderedDict[str, tuple[PersistedSession, int]] = (
+            collections.OrderedDict()
+        )
+        self._read_cache_bytes = 0
+        self._changes = 0
         self._touched: set[str] = set()
         self._generation = 0
         self._fd: int | None = None
@@ -428,6 +456,9 @@ class FileSystemSessionStore(SessionStore):
             rebuilt = bool(generations or headers) or snapshot is not None
         with self._lock:
             self._index = {header.session_id: header for header in headers}
+            self._read_cache.clear()
+            self._read_cache_bytes = 0
+            self._changes += 1
             self._pending.clear()
             self._touched.clear()
             self._generation = start
@@ -527,6 +558,12 @@ class FileSystemSessionStore(SessionStore):
     def _apply_change(
         self, change: Change, foreign: bool, session: PersistedSession | None = None
     ) -> None:
+        self._changes += 1
+        cached = self._read_cache.pop(
+            change.session_id if isinstance(change, Delete) else change.header.session_id, None
+        )
+        if cached is not None:
+            self._read_cache_bytes -= cached[1]
         if isinstance(change, Delete):
             existed = self._index.pop(change.session_id, None) is not None
             self._pending.pop(change.session_id, None)
@@ -567,10 +604,11 @@ class FileSystemSessionStore(SessionStore):
             generation = head.get("generation")
             if type(generation) is not int or generation < 1:
                 raise BadFile("bad generation")
-            items = orjson.loads(body)
-            if type(items) is not list:
-                raise BadFile("the body must be an array of headers")
-            return generation, [header_from_json(item, self._codec) for item in items]
+            with _no_gc_pauses():
+                items = orjson.loads(body)
+                if type(items) is not list:
+                    raise BadFile("the body must be an array of headers")
+                return generation, [header_from_json(item, self._codec) for item in items]
         except FileNotFoundError:
             return None
         except (BadFile, orjson.JSONDecodeError, OSError) as exc:
@@ -648,7 +686,7 @@ class FileSystemSessionStore(SessionStore):
         with self._lock:
             header = self._index.get(session_id)
             if header is not None and header.last_accessed_at < when:
-                self._index[session_id] = dataclasses.replace(header, last_accessed_at=when)
+                self._index[session_id] = accessed(header, when)
 
     def _lookup(
         self, session_id: str, *, locked: bool = False
@@ -667,15 +705,45 @@ class FileSystemSessionStore(SessionStore):
         return header, None, list(pending.appends)
 
     async def _load(self, session_id: str) -> PersistedSession | None:
+        """Serve from memory (pending changes, then the read cache), else read the files.
+
+        A warm read is one lookup and one copy; a cold one is a thread hop and a decode.
+        """
         with self._lock:
             header, session, _ = self._lookup(session_id)
-        if header is None or session is not None:
-            return session
-        return await asyncio.to_thread(self._load_from_files, session_id)
+            if header is None or session is not None:
+                return session
+            cached = self._read_cache.get(session_id)
+            if cached is not None and cached[0].version == header.version:
+                self._read_cache.move_to_end(session_id)
+                return clone_session(cached[0], header.last_accessed_at)
+            changes = self._changes
+        found = await asyncio.to_thread(self._load_from_files, session_id)
+        if found is not None:
+            with self._lock:
+                if self._changes == changes:  # nothing changed while we read: still current
+                    self._cache_read(clone_session(found))
+        return found
+
+    def _cache_read(self, session: PersistedSession) -> None:
+        """Keep a decoded session, evicting the least recently read beyond the budget."""
+        size = self._index[session.session_id].size_bytes
+        if size > _READ_CACHE_BYTES // 8:
+            return  # a huge session would push everything else out
+        previous = self._read_cache.pop(session.session_id, None)
+        if previous is not None:
+            self._read_cache_bytes -= previous[1]
+        self._read_cache[session.session_id] = (session, size)
+        self._read_cache_bytes += size
+        while self._read_cache_bytes > _READ_CACHE_BYTES:
+            _, (_, evicted) = self._read_cache.popitem(last=False)
+            self._read_cache_bytes -= evicted
 
     def _from_pending(self, pending: _Pending, header: SessionHeader) -> PersistedSession:
         assert pending.doc is not None
         if pending.session is not None:
+            if not pending.appends:
+                return clone_session(pending.session, header.last_accessed_at)
             session = clone_session(pending.session)
         else:
             session = document_to_session(orjson.loads(pending.doc), self._codec)
