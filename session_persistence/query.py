@@ -7,7 +7,9 @@ Expiry is the caller's business: it passes ``now`` and the idle timeout to :func
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
+import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,6 +27,7 @@ from .models import (
 
 __all__ = [
     "Search",
+    "compile_filter",
     "is_expired",
     "matches_filter",
     "matches_search",
@@ -97,6 +100,60 @@ def matches_filter(header: SessionHeader, flt: SessionFilter) -> bool:
     if flt.tags is not None and not any(tag in header.tags for tag in flt.tags):
         return False
     return flt.tags_all is None or all(tag in header.tags for tag in flt.tags_all)
+
+
+def compile_filter(flt: SessionFilter) -> Callable[[SessionHeader], bool]:
+    """Return a predicate equal to ``matches_filter(header, flt)``, checking only what is set.
+
+    Built once per query: for a filter with two conditions, each header costs two checks
+    instead of walking every field of the filter (the difference on 100,000 headers is tens
+    of milliseconds).
+    """
+    checks: list[Callable[[SessionHeader], bool]] = []
+    for name in ("processor_id", "activity_id", "request_id"):
+        wanted = getattr(flt, name)
+        if wanted is None:
+            continue
+        texts = {str(wanted)} if isinstance(wanted, str | ULID) else {str(w) for w in wanted}
+        checks.append(_id_check(name, frozenset(texts)))
+    if flt.created_after is not None or flt.created_before is not None:
+        after, before = flt.created_after, flt.created_before
+        checks.append(lambda h: _in_range(h.created_at, after, before))
+    if flt.updated_after is not None or flt.updated_before is not None:
+        u_after, u_before = flt.updated_after, flt.updated_before
+        checks.append(lambda h: _in_range(h.updated_at, u_after, u_before))
+    remaining = dataclasses.replace(
+        flt,
+        processor_id=None,
+        activity_id=None,
+        request_id=None,
+        created_after=None,
+        created_before=None,
+        updated_after=None,
+        updated_before=None,
+        tags=None,
+    )
+    if remaining != SessionFilter(include_expired=flt.include_expired):
+        checks.append(lambda h: matches_filter(h, remaining))
+    if flt.tags is not None:
+        tags = frozenset(flt.tags)
+        checks.append(lambda h: not tags.isdisjoint(h.tags))
+    if not checks:
+        return lambda h: True
+    if len(checks) == 1:
+        return checks[0]
+    if len(checks) == 2:
+        first, second = checks
+        return lambda h: first(h) and second(h)
+    return lambda h: all(check(h) for check in checks)
+
+
+def _id_check(name: str, texts: frozenset[str]) -> Callable[[SessionHeader], bool]:
+    """A check that the id field ``name`` is one of ``texts`` (ULIDs as their strings)."""
+    if name == "processor_id":  # always a str: no conversion
+        return lambda h: h.processor_id in texts
+    field = operator.attrgetter(name)
+    return lambda h: str(field(h)) in texts
 
 
 def _id_in(value: ULID | str, wanted: ULID | str | Sequence[ULID | str]) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import stat
 from pathlib import Path
@@ -13,7 +14,9 @@ import pytest
 from session_persistence import (
     ConfigurationError,
     FileSystemSessionStore,
+    RestoreOptions,
     SessionConflictError,
+    SessionFilter,
     SessionStoreConfig,
     StoreCorruptionError,
 )
@@ -427,3 +430,47 @@ async def test_the_read_cache_keeps_to_its_budget(
         assert 0 < store._read_cache_bytes <= 40_000
         assert list(store._read_cache) == ids[-len(store._read_cache) :]
         assert len(store._read_cache) < len(ids)
+
+
+# -- the processor index ----------------------------------------------------------------------
+
+
+def _processor_index_is_exact(store: FileSystemSessionStore) -> bool:
+    expected: dict[str, set[str]] = {}
+    for header in store._index.values():
+        expected.setdefault(header.processor_id, set()).add(header.session_id)
+    return store._by_processor == expected
+
+
+async def test_queries_by_processor_use_an_index_that_stays_exact(tmp_path: Path) -> None:
+    """Creates, deletes, another process's writes and a restore that changes a processor."""
+    root = tmp_path / "store"
+    async with (
+        FileSystemSessionStore(root, watch=False) as store,
+        FileSystemSessionStore(root, watch=False) as other,
+    ):
+        a = [await store.create_session(session_object("a")) for _ in range(3)]
+        b = await other.create_session(session_object("b"))
+        backup = await store.create_backup()
+        await store.delete_session(a[0].session_id)
+        assert await store.count_sessions(SessionFilter(processor_id="a")) == 2
+        assert await store.count_sessions(SessionFilter(processor_id=["a", "b", "zzz"])) == 3
+        assert _processor_index_is_exact(store)
+        replaced = dataclasses.replace(backup, sessions=[
+            dataclasses.replace(s, processor_id="c") if s.session_id == a[1].session_id else s
+            for s in backup.sessions
+        ])  # fmt: skip
+        await other.restore_from_backup(replaced, RestoreOptions(merge_strategy="overwrite"))
+        found = await store.list_sessions(SessionFilter(processor_id="c"))
+        assert [s.session_id for s in found] == [a[1].session_id]
+        assert await store.count_sessions(SessionFilter(processor_id="a")) == 2  # a[0] restored
+        assert await store.count_sessions(SessionFilter(processor_id="b")) == 1
+        async with store.transaction():
+            await store.create_session(session_object("b"))
+            await store.delete_session(b.session_id)
+            assert await store.count_sessions(SessionFilter(processor_id="b")) == 1
+        assert _processor_index_is_exact(store)
+        assert _processor_index_is_exact(other)
+    async with FileSystemSessionStore(root, watch=False) as again:
+        assert _processor_index_is_exact(again)
+        assert await again.count_sessions(SessionFilter(processor_id="a")) == 2

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
+from ulid import ULID
 
-from session_persistence import SessionHeader, SessionQueryOptions
-from session_persistence.query import sort_and_page
+from session_persistence import SessionFilter, SessionHeader, SessionQueryOptions
+from session_persistence.query import compile_filter, matches_filter, sort_and_page
 
 BASE = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -61,3 +63,61 @@ def test_page_equals_slice_of_full_sort(
     end = None if limit is None else offset + limit
     assert page == everything[offset:end]
     assert len({h.session_id for h in everything}) == len(headers)
+
+
+def _times() -> st.SearchStrategy[datetime | None]:
+    return st.one_of(st.none(), st.integers(0, 5).map(lambda s: BASE + timedelta(seconds=s)))
+
+
+ulids = [ULID.from_str("01JD0000000000000000000000"), ULID.from_str("01JD0000000000000000000001")]
+ids = st.sampled_from(["p", "q", "a0", "a1", str(ulids[0]), ulids[0], ulids[1]])
+filters = st.builds(
+    SessionFilter,
+    processor_id=st.one_of(st.none(), ids.filter(lambda v: isinstance(v, str)), st.lists(
+        st.sampled_from(["p", "q"]), max_size=2)),
+    activity_id=st.one_of(st.none(), ids, st.lists(ids, max_size=2)),
+    request_id=st.one_of(st.none(), ids),
+    created_after=_times(),
+    created_before=_times(),
+    updated_after=_times(),
+    updated_before=_times(),
+    expires_after=_times(),
+    expires_before=_times(),
+    has_interactions=st.one_of(st.none(), st.booleans()),
+    interaction_count_min=st.one_of(st.none(), st.integers(0, 3)),
+    interaction_count_max=st.one_of(st.none(), st.integers(0, 3)),
+    metadata=st.one_of(st.none(), st.just({"k": 1}), st.just({"k": "1"})),
+    tags=st.one_of(st.none(), st.lists(st.sampled_from(["x", "y", "z"]), max_size=2)),
+    tags_all=st.one_of(st.none(), st.lists(st.sampled_from(["x", "y"]), max_size=2)),
+    include_expired=st.booleans(),
+)  # fmt: skip
+headers = st.builds(
+    lambda n, c, u, e, processor, activity, count, meta, tags: dataclasses.replace(
+        header(n, c, u, e),
+        processor_id=processor,
+        activity_id=activity,
+        interaction_count=count,
+        metadata=meta,
+        tags=tuple(tags),
+    ),
+    st.integers(0, 99),
+    st.integers(0, 5),
+    st.integers(0, 5),
+    st.one_of(st.none(), st.integers(0, 5)),
+    st.sampled_from(["p", "q"]),
+    st.sampled_from(["a0", str(ulids[0]), ulids[0], ulids[1]]),
+    st.integers(0, 3),
+    st.sampled_from([{}, {"k": 1}, {"k": "1"}, {"k": 1, "j": 2}]),
+    st.lists(st.sampled_from(["x", "y", "z"]), max_size=3),
+)
+
+
+@settings(max_examples=1500)
+@given(filters, st.lists(headers, max_size=8))
+def test_compiled_filters_agree_with_matches_filter(
+    flt: SessionFilter, candidates: list[SessionHeader]
+) -> None:
+    """compile_filter(flt) selects exactly what matches_filter selects, for any filter."""
+    matches = compile_filter(flt)
+    for candidate in candidates:
+        assert matches(candidate) == matches_filter(candidate, flt)

@@ -80,7 +80,13 @@ from ..models import (
     Unset,
 )
 from ..ops import DeleteOp, WriteOp
-from ..query import Search, is_expired, matches_filter, matches_search, sort_and_page
+from ..query import (
+    Search,
+    compile_filter,
+    is_expired,
+    matches_search,
+    sort_and_page,
+)
 from ..query import search_interactions as search_interactions_of
 from ..serialization import Codec, default_codec
 from ..transactions import (
@@ -234,6 +240,14 @@ class SessionStore(BackupMethods, abc.ABC):
         Never called inside a transaction (its overlay needs :meth:`_scan`).
         """
         return None
+
+    async def _scan_for(self, flt: SessionFilter) -> Sequence[SessionHeader]:
+        """Optional: the headers of at least every session ``flt`` can select.
+
+        A backend with a secondary index (the filesystem store indexes ``processor_id``)
+        returns fewer than :meth:`_scan`; the filter is applied to what it returns anyway.
+        """
+        return await self._scan()
 
     async def _count(self, flt: SessionFilter, now: datetime) -> int | None:
         """Push a count down to the backend, or return ``None`` to count :meth:`_scan`."""
@@ -596,17 +610,15 @@ class SessionStore(BackupMethods, abc.ABC):
     async def _matching(self, flt: SessionFilter) -> list[SessionHeader]:
         """Headers of the sessions ``flt`` selects, as the current transaction sees them."""
         self._ensure_open()
-        headers: Sequence[SessionHeader] = await self._scan()
+        headers: Sequence[SessionHeader] = await self._scan_for(flt)
         tx = self._joined()
         if tx is not None:
             headers = tx._overlay(headers)
-        now = self._now()
-        include_expired = flt.include_expired
-        return [
-            h
-            for h in headers
-            if (include_expired or not self._expired(h, now)) and matches_filter(h, flt)
-        ]
+        matches = compile_filter(flt)
+        if flt.include_expired:
+            return [h for h in headers if matches(h)]
+        now, idle = self._now(), self._idle
+        return [h for h in headers if matches(h) and not is_expired(h, now, idle)]
 
     async def _sessions_for(self, headers: Sequence[SessionHeader]) -> list[PersistedSession]:
         tx = self._joined()

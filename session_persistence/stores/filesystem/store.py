@@ -115,7 +115,7 @@ from ...errors import (
     StoreLockTimeoutError,
 )
 from ...events import EventName
-from ...models import CheckProblem, PersistedSession, SessionHeader
+from ...models import CheckProblem, PersistedSession, SessionFilter, SessionHeader
 from ...ops import AppendOp, DeleteOp, PutOp, WriteOp, check_versions
 from ...serialization import FORMAT_VERSION, Codec, dump_json
 from ..base import SessionStore
@@ -271,6 +271,8 @@ class FileSystemSessionStore(SessionStore):
         )
         self._read_cache_bytes = 0
         self._changes = 0
+        # processor_id -> ids of its sessions: queries by processor read only those headers.
+        self._by_processor: dict[str, set[str]] = {}
         self._touched: set[str] = set()
         self._generation = 0
         self._fd: int | None = None
@@ -456,6 +458,9 @@ class FileSystemSessionStore(SessionStore):
             rebuilt = bool(generations or headers) or snapshot is not None
         with self._lock:
             self._index = {header.session_id: header for header in headers}
+            self._by_processor = {}
+            for header in headers:
+                self._by_processor.setdefault(header.processor_id, set()).add(header.session_id)
             self._read_cache.clear()
             self._read_cache_bytes = 0
             self._changes += 1
@@ -565,14 +570,21 @@ class FileSystemSessionStore(SessionStore):
         if cached is not None:
             self._read_cache_bytes -= cached[1]
         if isinstance(change, Delete):
-            existed = self._index.pop(change.session_id, None) is not None
+            old = self._index.pop(change.session_id, None)
+            existed = old is not None
+            if old is not None:
+                self._unindex(old)
             self._pending.pop(change.session_id, None)
             self._touched.add(change.session_id)
             if foreign and existed and change.reason is None and self._collect_foreign:
                 self._foreign.append(("session_deleted", change.session_id))
             return
         session_id = change.header.session_id
-        existed = session_id in self._index
+        old = self._index.get(session_id)
+        existed = old is not None
+        if old is not None and old.processor_id != change.header.processor_id:
+            self._unindex(old)  # a restore may replace a session with another processor's
+        self._by_processor.setdefault(change.header.processor_id, set()).add(session_id)
         self._index[session_id] = change.header
         self._touched.add(session_id)
         if isinstance(change, Put):
@@ -582,6 +594,13 @@ class FileSystemSessionStore(SessionStore):
         if foreign and self._collect_foreign:
             kind: EventName = "session_updated" if existed else "session_created"
             self._foreign.append((kind, session_id))
+
+    def _unindex(self, header: SessionHeader) -> None:
+        ids = self._by_processor.get(header.processor_id)
+        if ids is not None:
+            ids.discard(header.session_id)
+            if not ids:
+                del self._by_processor[header.processor_id]
 
     def _reload(self, why: str, *, locked: bool = False) -> None:
         """Start over from the snapshot or the files (``_lock`` held; rare).
@@ -676,6 +695,20 @@ class FileSystemSessionStore(SessionStore):
         with self._lock:
             self._catch_up(locked=False)
             return list(self._index.values())
+
+    async def _scan_for(self, flt: SessionFilter) -> Sequence[SessionHeader]:
+        wanted = flt.processor_id
+        if wanted is None:
+            return await self._scan()
+        processors = {wanted} if isinstance(wanted, str) else set(wanted)
+        with self._lock:
+            self._catch_up(locked=False)
+            index = self._index
+            return [
+                index[session_id]
+                for processor in processors
+                for session_id in self._by_processor.get(processor, ())
+            ]
 
     async def _session_count(self) -> int:
         with self._lock:
