@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck pytest test-compat test-slow crash-test clean
+.PHONY: install demo test lint typecheck pytest test-compat test-slow crash-test bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +33,7 @@ pytest: $(STAMP)
 	$(PY) -m pytest -m "not slow" -q --cov=session_persistence --cov-branch \
 		--cov-report=term:skip-covered --cov-fail-under=92
 
-test: lint typecheck pytest test-compat
+test: lint typecheck pytest test-compat bench-quick
 
 # The spec promises python-ulid 3.x as well as 4.x: run the suite once more against 3.x.
 COMPAT := .venv-ulid3
@@ -54,6 +54,20 @@ test-slow: $(STAMP)
 crash-test: $(STAMP)
 	SP_CRASH_RUNS=$${SP_CRASH_RUNS:-1000} $(PY) -m pytest -q -p no:cacheprovider --timeout 0 \
 		tests/test_filesystem_processes.py -k sigkill_at_random
+
+# Benchmarks against the peers (docs/benchmarks.md). `bench` writes the JSON, the Markdown
+# report and the chart to benchmarks/results/; `bench-quick` (under a minute) runs every
+# workload small, so the harness cannot rot, and writes *-quick.* files (git-ignored).
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	@touch $@
+
+bench: $(BENCH_STAMP)
+	$(PY) benchmarks/run.py
+
+bench-quick: $(BENCH_STAMP)
+	$(PY) benchmarks/run.py --quick
 
 clean:
 	rm -rf $(VENV) $(COMPAT) .mypy_cache .pytest_cache .ruff_cache build *.egg-info
