@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -48,14 +49,15 @@ class Sizes:
     each_writer: int  # updates per coroutine in the concurrency workload
     process_writes: int
     sustained_s: float  # how long the sustained-writes workload runs
+    watch_events: int  # sessions created while another process watches
 
     @classmethod
     def pick(cls, quick: bool) -> Sizes:
         """The quick sizes or the full ones."""
         if quick:
-            return cls(20, 5, 500, 3, (10, 100, 1_000), (1_000,), 5, 1, 3, 20, 1.0)
+            return cls(20, 5, 500, 3, (10, 100, 1_000), (1_000,), 5, 1, 3, 20, 1.0, 3)
         return cls(
-            400, 60, 20_000, 20, (10, 1_000, 10_000), (10_000, 100_000), 30, 3, 30, 300, 30.0
+            400, 60, 20_000, 20, (10, 1_000, 10_000), (10_000, 100_000), 30, 3, 30, 300, 30.0, 30
         )
 
 
@@ -566,6 +568,54 @@ async def sustained(root: Path, sizes: Sizes) -> list[Result]:
     return results
 
 
+async def watching(root: Path, sizes: Sizes) -> list[Result]:
+    """How soon ``session-persistence watch`` in another process shows a session we create.
+
+    Latency is from just before ``create_session`` is called here to the watcher's own
+    timestamp of the event (both processes read the same clock).
+    """
+    results = []
+    for kind, path in (
+        ("filesystem", root / "fs"),
+        ("sqlite", root / "db" / "sessions.db"),
+    ):
+        store: SessionStore = (
+            FileSystemSessionStore(path, watch=False)
+            if kind == "filesystem"
+            else SQLiteSessionStore(path, watch=False)
+        )
+        await store.initialize()  # the store exists before the watcher looks for it
+        command = [sys.executable, "-m", "session_persistence", "watch", "--json"]
+        command += ["--count", str(sizes.watch_events), "--timeout", "60"]
+        watcher = subprocess.Popen(
+            [*command, "--store", f"{kind}:{path}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert watcher.stderr is not None
+            ready = await asyncio.to_thread(watcher.stderr.readline)
+            assert ready.startswith("watching"), ready
+            started: dict[str, float] = {}
+            for _ in range(sizes.watch_events):
+                before = time.time()
+                created = await store.create_session(session_object())
+                started[created.session_id] = before
+                await asyncio.sleep(0.05)
+            out, _ = await asyncio.to_thread(watcher.communicate)
+        finally:
+            watcher.kill()
+            await store.shutdown()
+        events = [json.loads(line) for line in out.splitlines()]
+        assert len(events) == sizes.watch_events, out
+        latencies = [
+            datetime.fromisoformat(e["at"]).timestamp() - started[e["session_id"]] for e in events
+        ]
+        results.append(summarize("watch sees another process's create", f"{kind}/full", latencies))
+    return results
+
+
 WORKLOADS: dict[str, Workload] = {
     "create": creates,
     "update": updates,
@@ -580,4 +630,5 @@ WORKLOADS: dict[str, Workload] = {
     "sqlite-overhead": sqlite_same_statements,
     "backup": backups,
     "sustained": sustained,
+    "watch": watching,
 }

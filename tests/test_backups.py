@@ -10,28 +10,24 @@ import stat
 import tracemalloc
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 import pytest_asyncio
+from backup_samples import document, sealed
 
 from session_persistence import (
     BackupError,
     BackupOptions,
     FileSystemSessionStore,
     InMemorySessionStore,
-    PersistedSession,
     RestoreOptions,
     SessionFilter,
     SessionStore,
     SessionStoreConfig,
 )
-from session_persistence.backups._format import encode_backup
-from session_persistence.documents import session_to_document
-from session_persistence.serialization import default_codec, dump_json
 from session_persistence.testing import session_object
 
 STORES = ["memory", "filesystem"]
@@ -55,46 +51,6 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 def backup_path(store: SessionStore, backup_id: str) -> Path:
     """The file of a backup in the store's backup directory."""
     return Path(store._backups.vault.location) / f"{backup_id}.backup"
-
-
-def document(session_id: str, **changes: Any) -> bytes:
-    """A valid session document with ``changes`` applied to its JSON."""
-    moment = datetime(2030, 1, 1, tzinfo=UTC)
-    session = PersistedSession(
-        session_id=session_id,
-        processor_id="p",
-        activity_id="a",
-        request_id="r",
-        interactions=[],
-        created_at=moment,
-        updated_at=moment,
-        expires_at=None,
-        last_accessed_at=moment,
-        metadata={},
-        tags=[],
-        version=1,
-    )
-    raw = session_to_document(session, default_codec)
-    for key, value in changes.items():
-        if value is None:
-            del raw[key]
-        else:
-            raw[key] = value
-    return dump_json(raw)
-
-
-def sealed(documents: list[bytes], **fields: Any) -> bytes:
-    """A backup file with a valid checksum around ``documents`` (a hostile one can have it)."""
-    header = {
-        "backup_id": "01JD0000000000000000000000",
-        "created_at": "2030-01-01T00:00:00+00:00",
-        "store_type": "memory",
-        "include_expired": False,
-        "filter": None,
-        "metadata": {},
-        **fields,
-    }
-    return encode_backup(header, documents, compress=False)
 
 
 async def stored_state(store: SessionStore) -> list[tuple[str, int]]:

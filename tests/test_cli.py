@@ -7,7 +7,6 @@ import io
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 import click
 import orjson
 import pytest
+from backup_samples import document, sealed
 from click.testing import CliRunner, Result
 from rich.console import Console
 
@@ -389,41 +389,11 @@ async def _delete(text: str, session_id: str) -> None:
 
 def _sealed_hostile(tmp_path: Path) -> Path:
     """A backup file with a valid checksum holding a session whose id is a path."""
-    from session_persistence.backups._format import encode_backup  # noqa: PLC0415 - test only
-
-    good = session_to_document(_a_session("01JD0000000000000000000001"), default_codec)
-    bad = dict(good, session_id="../../etc/cron.d/x")
-    header = {
-        "backup_id": "01JD0000000000000000000000",
-        "created_at": "2030-01-01T00:00:00+00:00",
-        "store_type": "memory",
-        "include_expired": False,
-        "filter": None,
-        "metadata": {},
-    }
     path = tmp_path / "hostile.backup"
-    path.write_bytes(encode_backup(header, [orjson.dumps(good), orjson.dumps(bad)], compress=False))
-    return path
-
-
-def _a_session(session_id: str) -> Any:
-    from session_persistence import PersistedSession  # noqa: PLC0415 - test only
-
-    moment = datetime(2030, 1, 1, tzinfo=UTC)
-    return PersistedSession(
-        session_id=session_id,
-        processor_id="p",
-        activity_id="a",
-        request_id="r",
-        interactions=[],
-        created_at=moment,
-        updated_at=moment,
-        expires_at=None,
-        last_accessed_at=moment,
-        metadata={},
-        tags=[],
-        version=1,
+    path.write_bytes(
+        sealed([document("01JD0000000000000000000001"), document("../../etc/cron.d/x")])
     )
+    return path
 
 
 def test_a_hostile_backup_is_refused_and_changes_nothing(store_text: str, tmp_path: Path) -> None:
@@ -508,7 +478,7 @@ def test_migrate_filesystem_to_sqlite_and_back_keeps_every_session(tmp_path: Pat
 # -- watch -----------------------------------------------------------------------------------------
 
 CREATE = """
-import asyncio, sys, time
+import asyncio, sys
 from session_persistence import FileSystemSessionStore, SQLiteSessionStore, SessionObject
 from ulid import ULID
 
@@ -517,7 +487,7 @@ async def main():
     cls = FileSystemSessionStore if kind == "filesystem" else SQLiteSessionStore
     async with cls(path, watch=False) as store:
         session = await store.create_session(SessionObject("writer", ULID(), ULID()))
-        print(session.session_id, time.time(), flush=True)
+        print(session.session_id, flush=True)
 
 asyncio.run(main())
 """
@@ -543,7 +513,11 @@ def watcher(store_text: str) -> Iterator[subprocess.Popen[str]]:
 def test_watch_shows_another_process_creating_a_session(
     watcher: subprocess.Popen[str], store_text: str
 ) -> None:
-    """Watch in one process prints, within a second, a session created by a second one."""
+    """Watch in one process prints a session created by a second one.
+
+    How soon (the issue asks for within a second) is a timing: the benchmark's ``watch``
+    workload measures it, p99 against 1,000 ms, on both stores.
+    """
     assert watcher.stderr is not None
     assert watcher.stdout is not None
     ready = watcher.stderr.readline()
@@ -551,16 +525,13 @@ def test_watch_shows_another_process_creating_a_session(
     writer = subprocess.run(
         [sys.executable, "-c", CREATE, store_text], capture_output=True, text=True, check=True
     )
-    session_id, written_at = writer.stdout.split()
-    line = watcher.stdout.readline()
-    seen_at = time.time()
-    event = orjson.loads(line)
+    session_id = writer.stdout.strip()
+    event = orjson.loads(watcher.stdout.readline())
     assert (event["event"], event["session_id"], event["processor_id"]) == (
         "created",
         session_id,
         "writer",
     )
-    assert seen_at - float(written_at) < 1.0
     assert watcher.wait(timeout=10) == 0
 
 

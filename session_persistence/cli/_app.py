@@ -18,6 +18,7 @@ import orjson
 from rich.markup import escape
 from rich.table import Table
 
+from .._ids import validate_session_id
 from .._version import __version__
 from ..documents import session_to_document
 from ..errors import BackupError, InvalidInputError
@@ -216,6 +217,24 @@ def _print_restore(output: Output, result: RestoreResult, what: str) -> int:
     return int(Exit.REFUSED) if result.errors else 0
 
 
+def _merge_options(command: Callable[..., None]) -> Callable[..., None]:
+    """``--strategy`` and ``--dry-run``, shared by ``backup restore`` and ``import``."""
+    command = click.option("--dry-run", is_flag=True, help="Validate and report; write nothing.")(
+        command
+    )
+    return click.option(
+        "--strategy",
+        type=click.Choice(_STRATEGIES),
+        default="skip_existing",
+        show_default=True,
+        help="What to do with sessions that exist already.",
+    )(command)
+
+
+def _restore_options(strategy: str, dry_run: bool) -> RestoreOptions:
+    return RestoreOptions(merge_strategy=strategy, dry_run=dry_run)  # type: ignore[arg-type]
+
+
 def _require_file(path: Path) -> None:
     if not path.is_file():
         raise NotFoundError(f"no file {path}")
@@ -323,8 +342,9 @@ async def ls_command(
 async def show_command(session_id: str, raw: bool, *, spec: StoreSpec, output: Output) -> int:
     """Show one session and its interactions."""
     async with open_store(spec) as store:
-        header = await store.get_session_header(session_id)
-        session = None if header is None else await store._load(session_id)
+        # The store's own read, which validates nothing and counts no access: an operator's
+        # look must not extend an idle TTL.
+        session = await store._load(validate_session_id(session_id))
         if session is None:
             raise NotFoundError(f"no session {session_id} in {spec}")
         expired = store.is_expired(session)
@@ -583,21 +603,14 @@ async def backup_verify(backup: str, *, spec: StoreSpec, output: Output) -> int:
 
 @backup_group.command("restore")
 @click.argument("backup")
-@click.option(
-    "--strategy",
-    type=click.Choice(_STRATEGIES),
-    default="skip_existing",
-    show_default=True,
-    help="What to do with sessions that exist already.",
-)
-@click.option("--dry-run", is_flag=True, help="Validate and report; write nothing.")
+@_merge_options
 @_command
 async def backup_restore(
     backup: str, strategy: str, dry_run: bool, *, spec: StoreSpec, output: Output
 ) -> int:
     """Restore a backup (an id, or a backup file from anywhere); it is validated first."""
     source = _backup_source(backup)
-    options = RestoreOptions(merge_strategy=strategy, dry_run=dry_run)  # type: ignore[arg-type]
+    options = _restore_options(strategy, dry_run)
     async with open_store(spec) as store:
         if isinstance(source, str):
             await _known_backup(store, source)
@@ -655,14 +668,7 @@ async def export_command(
 
 @cli.command("import")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "--strategy",
-    type=click.Choice(_STRATEGIES),
-    default="skip_existing",
-    show_default=True,
-    help="What to do with sessions that exist already.",
-)
-@click.option("--dry-run", is_flag=True, help="Validate and report; write nothing.")
+@_merge_options
 @_command
 async def import_command(
     file: Path, strategy: str, dry_run: bool, *, spec: StoreSpec, output: Output
@@ -672,7 +678,7 @@ async def import_command(
     Creates the store if it does not exist yet.
     """
     _require_file(file)
-    options = RestoreOptions(merge_strategy=strategy, dry_run=dry_run)  # type: ignore[arg-type]
+    options = _restore_options(strategy, dry_run)
     async with open_store(spec, create=True, dry_run=dry_run) as store:
         with output.progress("importing") as progress:
             result = await store.import_sessions(file, options, progress=progress)

@@ -262,13 +262,12 @@ def to_jsonable(value: Any) -> Any:
 class Output:
     """Where a command writes: tables for people, JSON for scripts, errors on stderr."""
 
-    def __init__(self, *, json: bool, quiet_progress: bool = False) -> None:
+    def __init__(self, *, json: bool) -> None:
         self.json = json
         self.out = Console(highlight=False, soft_wrap=True)
         if not self.out.is_terminal and "COLUMNS" not in os.environ:
             self.out = Console(highlight=False, soft_wrap=True, width=120)
         self.err = Console(stderr=True, highlight=False, soft_wrap=True)
-        self._quiet_progress = quiet_progress
 
     def emit(self, value: Any) -> None:
         """Print ``value`` as JSON (in ``--json`` mode)."""
@@ -286,7 +285,7 @@ class Output:
     @contextlib.contextmanager
     def progress(self, description: str) -> Iterator[ProgressCallback]:
         """A progress bar with counts and rate, on stderr; a no-op callback for JSON/pipes."""
-        if self.json or self._quiet_progress or not self.err.is_terminal:
+        if self.json or not self.err.is_terminal:
             yield _ignore
             return
         columns = (

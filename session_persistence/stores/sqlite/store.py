@@ -168,18 +168,9 @@ class SQLiteSessionStore(SessionStore):
             raise ConfigurationError(
                 "table_prefix", "must be letters, digits and '_' (not starting with a digit)"
             )
-        if (
-            isinstance(busy_timeout, bool)
-            or not isinstance(busy_timeout, int | float)
-            or not busy_timeout > 0
-        ):
-            raise ConfigurationError("busy_timeout", "must be a number of seconds above zero")
-        if (
-            isinstance(poll_interval, bool)
-            or not isinstance(poll_interval, int | float)
-            or not poll_interval > 0
-        ):
-            raise ConfigurationError("poll_interval", "must be a number of seconds above zero")
+        for name, value in (("busy_timeout", busy_timeout), ("poll_interval", poll_interval)):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise ConfigurationError(name, "must be a number of seconds above zero")
         self._memory = os.fspath(path) == ":memory:"
         self._path = Path(path)
         self._label = ":memory:" if self._memory else str(self._path)
