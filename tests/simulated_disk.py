@@ -23,6 +23,7 @@ class SimulatedDisk(FileIO):
     """Counts every mutating step; raises at ``fail_at``; can drop un-fsynced data."""
 
     def __init__(self, root: Path) -> None:
+        super().__init__()
         self.root = root
         self.steps = 0
         self.fail_at: int | None = None

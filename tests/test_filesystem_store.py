@@ -244,7 +244,7 @@ async def test_check_reports_a_damaged_journal_line(tmp_path: Path) -> None:
             journal.write(b"00000000 garbage\nmore\n")
         report = await store.check()
         assert [(p.kind, p.target) for p in report.problems] == [("journal", str(segment))]
-        assert "copy journal/ aside" in report.problems[0].problem
+        assert "fails its checksum" in report.problems[0].problem
         repaired = await store.check(repair=True)
         assert repaired.problems[0].action is None  # never "repaired" by deleting lines
         segment.write_bytes(segment.read_bytes().rsplit(b"00000000", 1)[0])  # undo, for shutdown

@@ -258,8 +258,21 @@ class SessionStore(BackupMethods, abc.ABC):
         return [h for h in await self._scan() if self._expired(h, now)]
 
     async def _load_many(self, session_ids: Sequence[str]) -> list[PersistedSession | None]:
-        """Load several sessions (``None`` for each missing one); a backend may batch it."""
-        return [await self._load(session_id) for session_id in session_ids]
+        """Load several sessions (``None`` for each missing one); a backend may batch it.
+
+        A session found damaged is ``None`` too, so one damaged session never hides the
+        others from a listing: the error is counted for :meth:`health_check`, and the
+        backend has set the damage aside or reports it.
+        """
+        loaded: list[PersistedSession | None] = []
+        for session_id in session_ids:
+            try:
+                loaded.append(await self._load(session_id))
+            except StoreCorruptionError as exc:
+                self._record_error(exc)
+                logger.error("leaving damaged session %s out: %s", session_id, exc)
+                loaded.append(None)
+        return loaded
 
     @contextlib.asynccontextmanager
     async def _frozen(self) -> AsyncIterator[None]:

@@ -9,7 +9,6 @@ and removing the old tail) and is ignored.
 
 from __future__ import annotations
 
-import errno
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from ..._fileio import FileIO
+from ..._fileio import FileIO, NotRegularFile
 from ...documents import document_to_session, header_of, interaction_from_json
 from ...errors import InvalidInputError, SerializationError
 from ...models import Interaction, PersistedSession, SessionHeader
@@ -28,9 +27,9 @@ from ._format import (
     decode_document,
     encode_document,
     header_from_json,
-    iter_frames,
     with_header,
 )
+from ._journal import split_lines
 
 __all__ = ["OnDisk", "SessionFiles", "decode_items", "extend", "merged_document"]
 
@@ -43,6 +42,7 @@ class OnDisk:
 
     session: PersistedSession
     header: SessionHeader
+    tail_problem: str | None = None  # why reading the tail stopped early, if it did
 
 
 def decode_items(items: list[Any], codec: Any, first_index: int) -> list[Interaction]:
@@ -91,12 +91,8 @@ class SessionFiles:
             return self.io.read_file(path)
         except FileNotFoundError:
             return None
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise BadFile("the file is a symbolic link; links are never followed") from exc
-            if exc.errno == errno.EINVAL:
-                raise BadFile("not a regular file") from exc
-            raise
+        except NotRegularFile as exc:
+            raise BadFile(f"{path.name} is {exc.what}; only regular files are read") from exc
 
     def read(self, session_id: str) -> OnDisk | None:
         """Read a session from its base and tail; ``None`` if it has no base file.
@@ -120,27 +116,55 @@ class SessionFiles:
             raise BadFile(f"the file holds session {session.session_id!r}, not {session_id!r}")
         header = header_of(session, len(body))
         tail = self._read(self.tail(session_id)) or b""
-        for _end, payload in iter_frames(tail):
-            record = orjson.loads(payload)
+        session, header, problem = self._apply_tail(session, header, token, tail)
+        return OnDisk(session, header, problem)
+
+    def _apply_tail(
+        self, session: PersistedSession, header: SessionHeader, token: str, tail: bytes
+    ) -> tuple[PersistedSession, SessionHeader, str | None]:
+        """Apply the tail's records that extend the base; say why it stopped early, if so.
+
+        A torn last record (no newline) is normal after a crash during a checkpoint: the
+        journal still holds it. Anything else that stops the reading is reported, and the
+        caller decides, against the journal, whether the session is damaged.
+        """
+        lines, intact_end = split_lines(tail)
+        for line in lines:
+            if line.payload is None:
+                return session, header, f"tail record at byte {line.start} fails its checksum"
+            try:
+                record = orjson.loads(line.payload)
+            except orjson.JSONDecodeError:
+                record = None
+            if type(record) is not dict:
+                return session, header, f"tail record at byte {line.start} is not an object"
             if record.get("token") != token:
                 break  # a stale tail, left by a crash before it was removed
-            after = header_from_json(record.get("header"), self.codec)
-            if after.version <= header.version:
-                continue  # already folded into the base by a compaction
-            if record.get("expected") != header.version:
-                break
-            items = record.get("items")
-            if type(items) is not list:
-                break
-            first = len(session.interactions)
-            session.interactions.extend(decode_items(items, self.codec, first))
+            items, expected = record.get("items"), record.get("expected")
+            try:
+                after = header_from_json(record.get("header"), self.codec)
+                if type(items) is not list or type(expected) is not int:
+                    raise BadFile("no items or expected version")
+                if after.version <= header.version:
+                    continue  # already folded into the base by a compaction
+                if expected != header.version or after.session_id != session.session_id:
+                    raise BadFile(f"it expects version {expected}, the base has {header.version}")
+                new = decode_items(items, self.codec, len(session.interactions))
+            except BadFile as exc:
+                return session, header, f"tail record at byte {line.start} is invalid ({exc})"
+            session.interactions.extend(new)
             session = with_header(session, after)
             header = after
-        return OnDisk(session, header)
+        if b"\n" in tail[intact_end:]:
+            return session, header, f"tail bytes from {intact_end} fail their checksum"
+        return session, header, None
 
     def read_token(self, session_id: str) -> str:
         """Return the token of a session's base by reading only its first line."""
-        fd = self.io.open_read(self.base(session_id))
+        try:
+            fd = self.io.open_read(self.base(session_id))
+        except NotRegularFile as exc:
+            raise BadFile(f"the base is {exc.what}; only regular files are read") from exc
         try:
             start = self.io.read_at(fd, _HEAD_PROBE, 0)
         finally:
@@ -187,7 +211,7 @@ class SessionFiles:
         sizes = []
         for path in (self.base(session_id), self.tail(session_id)):
             try:
-                sizes.append(os.lstat(path).st_size)
+                sizes.append(self.io.lstat(path).st_size)
             except FileNotFoundError:
                 sizes.append(0)
         return sizes[0], sizes[1]
@@ -197,6 +221,28 @@ class SessionFiles:
         self.io.unlink(self.base(session_id))
         self.io.unlink(self.tail(session_id))
 
+    def set_aside(self, session_id: str, reason: str) -> Path | None:
+        """Move a session's base and tail (those that exist) to ``quarantine/``.
+
+        Returns where the base went, or ``None`` if it had none.
+        """
+        moved = None
+        for path in (self.base(session_id), self.tail(session_id)):
+            if self.io.exists(path):
+                target = self.quarantine(path.name, reason)
+                if path.suffix == ".json":
+                    moved = target
+        return moved
+
+    def keep_in_quarantine(self, name: str, content: bytes, reason: str) -> Path:
+        """Write a copy of damaged content into ``quarantine/<name>`` beside a ``.reason``."""
+        target = self.quarantine_dir / name
+        self.io.replace_file(
+            target, content, temp_dir=self.tmp, mode=self.file_mode, durable=self.durable
+        )
+        self._note(target, reason, f"a copy of {name}")
+        return target
+
     def quarantine(self, name: str, reason: str) -> Path:
         """Move ``sessions/<name>`` into ``quarantine/`` beside a ``.reason`` file.
 
@@ -205,7 +251,13 @@ class SessionFiles:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         target = self.quarantine_dir / f"{name}.{stamp}.{os.urandom(3).hex()}"
         self.io.rename(self.dir / name, target)
-        note = f"{reason}\nfrom: sessions/{name}\nat: {datetime.now(UTC).isoformat()}\n"
+        self._note(target, reason, f"sessions/{name}")
+        if self.durable:
+            self.io.fsync_dir(self.dir)
+        return target
+
+    def _note(self, target: Path, reason: str, origin: str) -> None:
+        note = f"{reason}\nfrom: {origin}\nat: {datetime.now(UTC).isoformat()}\n"
         self.io.replace_file(
             target.with_name(target.name + ".reason"),
             note.encode(),
@@ -215,8 +267,6 @@ class SessionFiles:
         )
         if self.durable:
             self.io.fsync_dir(self.quarantine_dir)
-            self.io.fsync_dir(self.dir)
-        return target
 
 
 def merged_document(doc: bytes, appends: list[Append], codec: Any) -> bytes:

@@ -12,6 +12,7 @@ Two framings, both checksummed with CRC-32 (to catch torn and damaged writes, no
 
 from __future__ import annotations
 
+import contextlib
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -19,7 +20,13 @@ from typing import Any
 
 import orjson
 
-from ...documents import _encode_id, header_from_document
+from ..._ids import is_valid_session_id
+from ...documents import (
+    _encode_id,
+    document_to_session,
+    header_from_document,
+    interaction_from_json,
+)
 from ...errors import InvalidInputError, SerializationError
 from ...models import PersistedSession, SessionHeader
 from ...ops import AppendOp, CheckOp, DeleteOp, PutOp, WriteOp
@@ -146,10 +153,8 @@ def header_from_json(data: Any, codec: Codec) -> SessionHeader:
     count, size = data.get("interaction_count"), data.get("size_bytes")
     if type(count) is not int or count < 0 or type(size) is not int or size < 0:
         raise BadFile("a session header lacks interaction_count or size_bytes")
-    try:
+    with _invalid("a session header"):
         return header_from_document(data, codec, interaction_count=count, size_bytes=size)
-    except (InvalidInputError, SerializationError) as exc:
-        raise BadFile(f"bad session header: {exc}") from exc
 
 
 def with_header(session: PersistedSession, header: SessionHeader) -> PersistedSession:
@@ -224,34 +229,76 @@ def control_record(seq: int, **fields: Any) -> bytes:
 
 
 def parse_changes(record: dict[str, Any], codec: Codec) -> list[Change]:
-    """Decode the ops of a journal record.
+    """Decode and validate the ops of a journal record.
+
+    Everything is checked as the API checks it: session ids by the id rule (so no record can
+    name a path outside the store), headers field by field, a ``put``'s document and every
+    appended interaction decoded in full, and the document re-encoded the way a write would.
 
     Raises:
-        BadFile: The record is malformed (its checksum passed, so this is a bug or tampering).
+        BadFile: The record is malformed (its checksum passed, so this is damage or tampering).
     """
     ops = record.get("ops")
-    if type(ops) is not list:
+    if type(ops) is not list or not ops:
         raise BadFile("journal record without ops")
     changes: list[Change] = []
     for op in ops:
-        if type(op) is not dict:
-            raise BadFile("journal op must be an object")
+        if type(op) is not dict or len(op) > 3:
+            raise BadFile("journal op must be a small object")
         if "put" in op:
-            doc = op.get("doc")
-            if type(doc) is not dict:
-                raise BadFile("journal put without a document")
-            changes.append(Put(header_from_json(op["put"], codec), orjson.dumps(doc)))
+            changes.append(_parse_put(op, codec))
         elif "append" in op:
-            items, expected = op.get("items"), op.get("expected")
-            if type(items) is not list or type(expected) is not int:
-                raise BadFile("journal append without items or expected version")
-            header = header_from_json(op["append"], codec)
-            changes.append(Append(header, [orjson.dumps(item) for item in items], expected))
-        elif "delete" in op and type(op["delete"]) is str:
-            changes.append(Delete(op["delete"]))
+            changes.append(_parse_append(op, codec))
+        elif "delete" in op:
+            session_id = op["delete"]
+            if len(op) != 1 or not is_valid_session_id(session_id):
+                raise BadFile(f"journal delete of an invalid session id {session_id!r:.80}")
+            changes.append(Delete(session_id))
         else:
-            raise BadFile(f"unknown journal op {sorted(op)}")
+            raise BadFile(f"unknown journal op {sorted(op)!r:.80}")
     return changes
+
+
+def _parse_put(op: dict[str, Any], codec: Codec) -> Put:
+    header = header_from_json(op["put"], codec)
+    doc = op.get("doc")
+    if type(doc) is not dict:
+        raise BadFile("journal put without a document")
+    with _invalid("journal put document"):
+        session = document_to_session(doc, codec)
+        data = orjson.dumps(doc)
+    if session.session_id != header.session_id or session.version != header.version:
+        raise BadFile("journal put whose document does not match its header")
+    if len(session.interactions) != header.interaction_count:
+        raise BadFile("journal put whose interaction count does not match its header")
+    return Put(header, data)
+
+
+def _parse_append(op: dict[str, Any], codec: Codec) -> Append:
+    items, expected = op.get("items"), op.get("expected")
+    if type(items) is not list or not items or type(expected) is not int or expected < 1:
+        raise BadFile("journal append without items or expected version")
+    header = header_from_json(op["append"], codec)
+    if header.version <= expected or header.interaction_count < len(items):
+        raise BadFile("journal append whose header does not follow its expected version")
+    with _invalid("journal append"):
+        for index, item in enumerate(items):
+            interaction_from_json(item, codec, f"interactions[+{index}]")
+        encoded = [orjson.dumps(item) for item in items]
+    return Append(header, encoded, expected)
+
+
+@contextlib.contextmanager
+def _invalid(what: str) -> Iterator[None]:
+    """Turn any failure to decode or re-encode data read from disk into :class:`BadFile`.
+
+    ``RecursionError`` and orjson's ``TypeError`` come from nesting no write can produce;
+    ``ValueError`` from numbers or text no write can produce.
+    """
+    try:
+        yield
+    except (InvalidInputError, SerializationError, RecursionError, ValueError, TypeError) as exc:
+        raise BadFile(f"{what} is invalid: {type(exc).__name__}: {exc}"[:300]) from exc
 
 
 def tail_record(token: str, append: Append, codec: Codec) -> bytes:

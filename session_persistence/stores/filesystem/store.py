@@ -86,7 +86,6 @@ import enum
 import gc
 import logging
 import os
-import stat
 import threading
 import time
 import warnings
@@ -100,7 +99,7 @@ import filelock
 import orjson
 
 from ..._copy import accessed, clone_session
-from ..._fileio import FileIO
+from ..._fileio import FileIO, NotRegularFile
 from ..._ids import is_valid_session_id
 from ...config import Durability, SessionStoreConfig
 from ...documents import document_to_session, session_to_document
@@ -131,11 +130,11 @@ from ._format import (
     encode_document,
     header_from_json,
     header_to_json,
-    iter_frames,
     journal_record,
     parse_changes,
     tail_record,
 )
+from ._journal import Damage, DamageLog, Line, sessions_named, split_lines
 from ._watch import JournalWatcher, network_filesystem
 
 __all__ = ["FileSystemSessionStore"]
@@ -165,6 +164,32 @@ _READ_ATTEMPTS = 50
 _READ_CACHE_BYTES = 32 * 1024 * 1024  # decoded sessions kept for warm reads (by stored size)
 
 
+def _invalid_record(payload: bytes, generation: int, codec: Codec) -> str | None:
+    """Why a checksummed journal line is not a valid record of ``generation``, or ``None``."""
+    try:
+        record = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return "is not JSON"
+    if type(record) is not dict or type(record.get("seq")) is not int:
+        return "is not a journal record"
+    if "rotate" in record:
+        ok = type(record["rotate"]) is int and record["rotate"] == generation + 1
+        return None if ok else "rotates to a wrong generation"
+    if "checkpoint" in record:
+        return None if record["checkpoint"] == "begin" else "is an unknown marker"
+    if "quarantine" in record:
+        return None if is_valid_session_id(record["quarantine"]) else "names an invalid id"
+    try:
+        parse_changes(record, codec)
+    except BadFile as exc:
+        return f"is not a valid record ({exc})"
+    return None
+
+
+class _GenerationGap(Exception):
+    """Replay reached a generation whose segment is gone while a newer one exists."""
+
+
 class _Moved(enum.Enum):
     """What ``_read_matching`` returns when the files do not match the index."""
 
@@ -172,6 +197,7 @@ class _Moved(enum.Enum):
 
 
 _MIN_COMPACT_BYTES = 64 * 1024
+_DIRECTORIES = ("sessions", "journal", "tmp", "quarantine", "backups")
 
 
 @dataclass(slots=True)
@@ -279,8 +305,12 @@ class FileSystemSessionStore(SessionStore):
         self._position = 0
         self._seq = 0
         self._careful = False  # a checkpoint began in this generation and has not finished
+        self._recovering = False  # replaying during _recover: a missing segment is a gap
+        self._damage = DamageLog()
+        self._inspect_only = False  # never set damage aside (read-only inspection)
         self._writing = False  # our group is between its write and its in-memory apply
         self._rollback_to: int | None = None
+        self._rollback_size: int | None = None  # the segment's size when _rollback_to was set
         self._foreign: list[tuple[EventName, str]] = []
         self._collect_foreign = False
         # Group commit.
@@ -340,6 +370,7 @@ class FileSystemSessionStore(SessionStore):
                 if self._fd is not None:
                     self._io.close(self._fd)
                     self._fd = None
+            self._io.release()
 
     def _open_sync(self) -> None:
         self._prepare_directories()
@@ -353,36 +384,54 @@ class FileSystemSessionStore(SessionStore):
             warnings.warn(message, RuntimeWarning, stacklevel=4)
         self._acquire()
         try:
-            for orphan in os.listdir(self._root / "tmp"):
+            for orphan in self._io.listdir(self._root / "tmp"):
                 self._io.unlink(self._root / "tmp" / orphan)
             rebuilt = self._recover()
+            self._remove_stray_generations()
             if rebuilt or self._careful:
-                self._checkpoint_locked()
+                self._checkpoint_at_open()
         except BaseException:
             with self._lock:
                 if self._fd is not None:
                     self._io.close(self._fd)
                     self._fd = None
+            self._io.release()
             raise
         finally:
             self._flock.release()
 
+    def _checkpoint_at_open(self) -> None:
+        """Checkpoint after a rebuild or an interrupted checkpoint, if it can be done now.
+
+        Opening never depends on it: on a full disk the store opens and serves everything
+        from the journal, and a later checkpoint (the next write past ``checkpoint_bytes``,
+        ``optimize()`` or shutdown) retries.
+        """
+        try:
+            self._checkpoint_locked()
+        except (OSError, StoreIOError) as exc:
+            self._record_error(exc)
+            logger.warning(
+                "checkpoint at open failed (%s); serving from the journal until one succeeds", exc
+            )
+
     def _prepare_directories(self) -> None:
         self._root.mkdir(mode=self._dir_mode, parents=True, exist_ok=True)
-        for name in ("sessions", "journal", "tmp", "quarantine", "backups"):
-            path = self._root / name
-            try:
-                path.mkdir(mode=self._dir_mode)
-            except FileExistsError:
-                mode = os.lstat(path).st_mode
-                if not stat.S_ISDIR(mode):
-                    raise StoreCorruptionError(
-                        f"{path} must be a directory, not a link or a file; move it aside",
-                        str(path),
-                    ) from None
+        try:
+            self._io.anchor(self._root, _DIRECTORIES, self._dir_mode)
+        except NotRegularFile as exc:
+            raise StoreCorruptionError(
+                f"{exc.filename} must be a directory, not {exc.what}; move it aside",
+                str(exc.filename),
+            ) from exc
         marker = self._root / "store.json"
         try:
             raw = self._io.read_file(marker)
+        except NotRegularFile as exc:
+            raise StoreCorruptionError(
+                f"{marker} is {exc.what}, not the store's marker file; move it aside",
+                str(marker),
+            ) from exc
         except FileNotFoundError:
             document = {"format": FORMAT_VERSION, "kind": _STORE_KIND}
             self._io.replace_file(
@@ -430,7 +479,7 @@ class FileSystemSessionStore(SessionStore):
 
     def _generations(self) -> list[int]:
         found = []
-        for name in os.listdir(self._journal_dir):
+        for name in self._io.listdir(self._journal_dir):
             stem, dot, suffix = name.partition(".")
             if dot and suffix == "wal" and stem.isdigit():
                 found.append(int(stem))
@@ -441,21 +490,42 @@ class FileSystemSessionStore(SessionStore):
 
         ``locked``: we hold the store lock, so damaged files may be quarantined and a missing
         segment created.
+
+        The snapshot is used when its generation's segment exists; replay then follows the
+        ``rotate`` records from one segment to the next. Without a usable snapshot, or when
+        the chain of segments has a gap (stray generations left by a crash), the index is
+        rebuilt from the session files and only the newest segment is replayed: every older
+        one ended with a ``rotate``, which is written only after its changes are in the files.
         """
         generations = self._generations()
         snapshot = self._load_snapshot()
-        rebuilt = False
-        if snapshot is not None and (
-            (not generations and snapshot[0] == 1)
-            or (generations and generations[0] <= snapshot[0] <= generations[-1])
-        ):
-            start, headers = snapshot
-        else:
-            if snapshot is not None or generations:
-                logger.info("rebuilding the index of %s from its session files", self._root)
-            headers = self._scan_files(locked)
-            start = generations[0] if generations else 1
-            rebuilt = bool(generations or headers) or snapshot is not None
+        usable = snapshot is not None and (
+            snapshot[0] in generations or (not generations and snapshot[0] == 1)
+        )
+        if usable:
+            assert snapshot is not None
+            try:
+                self._replay(snapshot[0], snapshot[1], locked=locked)
+            except _GenerationGap as gap:
+                logger.warning("index snapshot of %s is unusable (%s); rebuilding", self._root, gap)
+            else:
+                return False
+        if snapshot is not None or generations:
+            logger.info("rebuilding the index of %s from its session files", self._root)
+        headers = self._scan_files(locked)
+        start = generations[-1] if generations else 1
+        try:
+            self._replay(start, headers, locked=locked)
+        except _GenerationGap as gap:  # pragma: no cover - the newest segment has no successor
+            message = f"the journal of {self._root} is inconsistent: {gap}"
+            raise StoreCorruptionError(message) from gap
+        if locked and snapshot is None and not generations and not headers:
+            self._write_snapshot(start, [])  # a new store: the next open needs no rebuild
+            return False
+        return True
+
+    def _replay(self, start: int, headers: list[SessionHeader], *, locked: bool) -> None:
+        """Reset the in-memory state to ``headers`` at generation ``start`` and replay."""
         with self._lock:
             self._index = {header.session_id: header for header in headers}
             self._by_processor = {}
@@ -466,13 +536,17 @@ class FileSystemSessionStore(SessionStore):
             self._changes += 1
             self._pending.clear()
             self._touched.clear()
+            self._damage.broken.clear()
             self._generation = start
+            if self._fd is not None:
+                self._io.close(self._fd)
             self._fd = None
             self._position = 0
-            self._catch_up(locked=locked, replaying=True)
-        if locked and snapshot is None and not generations and not headers:
-            self._write_snapshot(start, [])  # a new store: the next open needs no rebuild
-        return rebuilt
+            self._recovering = True
+            try:
+                self._catch_up(locked=locked, replaying=True)
+            finally:
+                self._recovering = False
 
     def _open_segment(self, locked: bool) -> bool:
         """Open the current generation's segment; create it if we hold the lock.
@@ -480,16 +554,27 @@ class FileSystemSessionStore(SessionStore):
         A missing segment with a newer one beside it means other processes checkpointed past
         our generation and deleted it while we were not looking: start over from the
         snapshot. (Creating it instead would hide our next writes from every other process.)
+        During recovery that is a gap in the chain of segments instead (:class:`_GenerationGap`).
         """
         path = self._segment(self._generation)
-        if not path.exists():
+        if not self._io.exists(path):
             generations = self._generations()
             if generations and generations[-1] > self._generation:
+                if self._recovering:
+                    raise _GenerationGap(
+                        f"generation {self._generation} is missing, {generations[-1]} exists"
+                    )
                 self._reload(f"generation {self._generation} was checkpointed away", locked=locked)
                 return self._fd is not None
             if not locked:
                 return False
-        self._fd = self._io.open_append(path, self._file_mode)
+        try:
+            self._fd = self._io.open_append(path, self._file_mode)
+        except NotRegularFile as exc:
+            raise StoreCorruptionError(
+                f"{path} is {exc.what}, not a journal segment; move it out of journal/",
+                str(path),
+            ) from exc
         self._position = 0
         if locked:
             self._fsync_dir(self._journal_dir)
@@ -498,8 +583,9 @@ class FileSystemSessionStore(SessionStore):
     def _catch_up(self, *, locked: bool, replaying: bool = False) -> None:
         """Read journal lines we have not seen yet and apply them (``_lock`` held).
 
-        ``locked``: we hold the store lock, so an incomplete last line is a torn tail to cut off
-        (for a reader it may be a line being written right now).
+        ``locked``: we hold the store lock, so the segment's tail (see :mod:`._journal`) is a
+        torn write to cut off; for a reader it may be a line being written right now. Damage
+        in the middle of a segment is skipped, recorded and reported, never cut.
         """
         if self._writing:
             return  # our own group holds the store lock; nothing foreign can be pending
@@ -512,52 +598,150 @@ class FileSystemSessionStore(SessionStore):
                 self._reload("the journal was cut back by a failed write")
                 return
             if size == self._position:
+                if locked:
+                    self._keep_damaged_segments()
                 return
             data = self._io.read_at(self._fd, size - self._position, self._position)
-            consumed = 0
+            lines, intact_end = split_lines(data)
             rotated = False
-            for end, payload in iter_frames(data):
-                consumed = end
-                if self._apply_record(payload, foreign=not replaying):
+            for line in lines:
+                if self._apply_line(line, data, foreign=not replaying):
                     rotated = True
+                    intact_end = line.end
                     break
-            self._position += consumed
+            tail = data[intact_end:] if not rotated else b""
+            self._position += intact_end
             if rotated:
                 self._io.close(self._fd)
                 self._fd = None
                 continue
-            if consumed < len(data) and locked:
+            if tail and locked:
+                if b"\n" in tail:  # a complete line that fails its checksum: suspect
+                    self._note_damage(
+                        self._position,
+                        self._position + len(tail),
+                        "the last line of the segment fails its checksum and was cut off: a "
+                        "write torn by a power cut (never acknowledged), or a damaged last record",
+                        tail,
+                    )
+                    self._keep_damaged_segments(cut_tail=tail)
                 logger.warning("cutting a torn journal tail at %d bytes", self._position)
                 self._io.truncate(self._fd, self._position)
+            if locked:
+                self._keep_damaged_segments()
             return
 
-    def _apply_record(self, payload: bytes, *, foreign: bool) -> bool:
-        """Apply one journal line to the in-memory state. Return True if it rotates."""
+    def _apply_line(self, line: Line, data: bytes, *, foreign: bool) -> bool:
+        """Apply one complete line; damage is recorded and skipped. Return True if it rotates."""
+        start = self._position + line.start
+        end = self._position + line.end
+        if line.payload is None:
+            self._note_damage(start, end, "a line fails its checksum", data[line.start : line.end])
+            return False
+        try:
+            return self._apply_record(line.payload, foreign=foreign, at=(start, end))
+        except BadFile as exc:
+            self._note_damage(start, end, f"a checksummed line is not a valid record ({exc})", b"")
+            return False
+
+    def _note_damage(self, start: int, end: int, reason: str, raw: bytes) -> None:
+        """Record damage in the current segment (once), for reports and for quarantine."""
+        damage = Damage(self._generation, start, end, reason, sessions_named(raw))
+        if any(
+            (d.generation, d.start) == (damage.generation, damage.start)
+            for d in self._damage.journal
+        ):
+            return
+        logger.error("journal damage in %s: %s", self._root, damage.describe())
+        self._damage.journal.append(damage)
+        self._damage.unkept.append(damage)
+        self._changes += 1
+
+    def _keep_damaged_segments(self, cut_tail: bytes = b"") -> None:
+        """With the store lock: copy each damaged segment to ``quarantine/`` before it changes.
+
+        The copy is named after the generation and the damaged offset, so every process that
+        finds the same damage keeps one copy. ``cut_tail`` is a suspect tail about to be cut.
+        """
+        while self._damage.unkept:
+            damage = self._damage.unkept[0]
+            name = f"journal-{damage.generation:016d}-at-{damage.start}.wal"
+            target = self._root / "quarantine" / name
+            if not self._io.exists(target):
+                try:
+                    content = self._io.read_file(self._segment(damage.generation))
+                except FileNotFoundError:
+                    content = cut_tail  # checkpointed away meanwhile: keep what we have
+                if cut_tail and damage.generation == self._generation:
+                    content = content[: damage.start] + cut_tail
+                self._files.keep_in_quarantine(name, content, damage.describe())
+            self._damage.unkept.pop(0)
+
+    def _apply_record(self, payload: bytes, *, foreign: bool, at: tuple[int, int]) -> bool:
+        """Apply one journal record to the in-memory state. Return True if it rotates.
+
+        Raises:
+            BadFile: The record is malformed; nothing was applied.
+        """
         try:
             record = orjson.loads(payload)
-            if type(record) is not dict or type(record.get("seq")) is not int:
-                raise BadFile("a journal line without a sequence number")
+        except orjson.JSONDecodeError as exc:
+            raise BadFile(f"not JSON: {exc}") from exc
+        if type(record) is not dict or type(record.get("seq")) is not int:
+            raise BadFile("a journal line without a sequence number")
+        if "rotate" in record:
+            target = record["rotate"]
+            if type(target) is not int or target != self._generation + 1:
+                raise BadFile(f"rotate to {target!r:.40} in generation {self._generation}")
             self._seq = record["seq"]
-            if "rotate" in record:
-                self._generation = int(record["rotate"])
-                self._pending.clear()
-                self._touched.clear()
-                self._careful = False
-                return True
-            if record.get("checkpoint") == "begin":
-                self._careful = True
-                return False
-            if "quarantine" in record:
-                self._apply_change(Delete(str(record["quarantine"]), "quarantined"), foreign)
-                return False
-            for change in parse_changes(record, self._codec):
-                self._apply_change(change, foreign)
-        except (orjson.JSONDecodeError, BadFile, ValueError) as exc:
-            raise StoreCorruptionError(
-                f"journal generation {self._generation} has a checksummed but invalid line "
-                f"({exc}); copy journal/ aside and report it",
-                str(self._segment(self._generation)),
-            ) from exc
+            self._generation = target
+            self._pending.clear()
+            self._touched.clear()
+            self._damage.broken.clear()  # the files now hold the kept state; quarantine/ the report
+            self._careful = False
+            return True
+        if "checkpoint" in record:
+            if record["checkpoint"] != "begin":
+                raise BadFile("an unknown checkpoint marker")
+            self._seq = record["seq"]
+            self._careful = True
+            return False
+        if "quarantine" in record:
+            session_id = record["quarantine"]
+            if not is_valid_session_id(session_id):
+                raise BadFile(f"quarantine of an invalid session id {session_id!r:.80}")
+            self._seq = record["seq"]
+            self._apply_change(Delete(session_id, "quarantined"), foreign)
+            return False
+        changes = parse_changes(record, self._codec)
+        self._seq = record["seq"]
+        for change in changes:
+            if isinstance(change, Append) and not self._extends(change, at):
+                continue
+            self._apply_change(change, foreign)
+        return False
+
+    def _extends(self, append: Append, at: tuple[int, int]) -> bool:
+        """Whether ``append`` follows the session's version chain (else it is not applied).
+
+        An append the session's files already hold (an index rebuilt from files that a
+        checkpoint had partly written) is skipped quietly. One that expects a version the
+        journal never reached follows lost records: the session keeps its last intact state
+        and the break is reported.
+        """
+        session_id = append.header.session_id
+        header = self._index.get(session_id)
+        if header is not None and header.version == append.expected:
+            return True
+        if header is not None and append.header.version <= header.version:
+            return False
+        have = "absent" if header is None else f"at version {header.version}"
+        self._damage.broken[session_id] = (
+            f"journal generation {self._generation} appends to it at version "
+            f"{append.expected}, but the journal leaves it {have}: records of it were lost to "
+            "journal damage, so it keeps its last intact state"
+        )
+        self._note_damage(*at, f"a record of session {session_id} follows lost records", b"")
         return False
 
     def _apply_change(
@@ -609,9 +793,6 @@ class FileSystemSessionStore(SessionStore):
         deadlock with our own writer), a rebuild here reads files but quarantines nothing.
         """
         logger.info("reloading the index of %s: %s", self._root, why)
-        if self._fd is not None:
-            self._io.close(self._fd)
-            self._fd = None
         self._recover(locked=locked)
 
     # == index snapshot and rebuild ==============================================================
@@ -654,11 +835,11 @@ class FileSystemSessionStore(SessionStore):
         """
         headers = []
         directory = self._files.dir
-        for name in sorted(os.listdir(directory)):
+        for name in sorted(self._io.listdir(directory)):
             stem, _, suffix = name.rpartition(".")
             path = directory / name
             if suffix == "tail":
-                if locked and not (directory / f"{stem}.json").exists():
+                if locked and not self._io.exists(directory / f"{stem}.json"):
                     self._io.unlink(path)  # left by a crash between deleting base and tail
                 continue
             if suffix != "json" or not is_valid_session_id(stem):
@@ -785,31 +966,39 @@ class FileSystemSessionStore(SessionStore):
         return dataclasses.replace(session, last_accessed_at=header.last_accessed_at)
 
     def _load_from_files(self, session_id: str) -> PersistedSession | None:
+        """Read a session's files, retrying while other processes' checkpoints move them.
+
+        Files that fail their checksum or do not parse are damage at once. Files that parse
+        but do not match the journal may just be mid-checkpoint; once they still do not match
+        with the store lock held (no checkpoint can run then), that is proven damage too.
+        Damage is set aside (quarantined, and journaled so every process forgets the session)
+        and reported with :class:`StoreCorruptionError`; an ``OSError`` propagates as is.
+        """
         for attempt in range(_READ_ATTEMPTS):
             found = self._read_matching(session_id, locked=False)
             if found is not _Moved.MOVED:
                 return found
             # A checkpoint in another process moved the files under us: look again.
             time.sleep(0.0005 * min(attempt, 20))
-        if not self._freezing:  # (a backup already holds the locks: the files cannot move)
-            # Under heavy load other processes' checkpoints can keep moving the files: read
-            # once more holding the store lock, which every checkpoint holds.
-            with self._write_mutex:
-                self._acquire()
-                try:
-                    found = self._read_matching(session_id, locked=True)
-                finally:
-                    self._flock.release()
-            if found is not _Moved.MOVED:
-                return found
-        raise StoreCorruptionError(
-            f"session {session_id} is in the index but its file does not match it; "
-            "run optimize() or reopen the store",
-            str(self._files.base(session_id)),
-        )
+        if self._freezing:
+            # A backup holds every lock, so nothing can be moving the files: they are damaged,
+            # and the next read after the backup sets them aside.
+            raise self._damaged(session_id, "its files do not match the journal", moved=False)
+        with self._write_mutex:
+            self._acquire()
+            try:
+                found = self._read_matching(session_id, locked=True)
+            finally:
+                self._flock.release()
+        if found is _Moved.MOVED:  # (_read_matching sets proven damage aside when locked)
+            raise AssertionError("unreachable")  # pragma: no cover
+        return found
 
     def _read_matching(self, session_id: str, *, locked: bool) -> PersistedSession | _Moved | None:
-        """Read the session's files; return ``_Moved.MOVED`` if they do not match the index."""
+        """Read the session's files; return ``_Moved.MOVED`` if they do not match the index.
+
+        With the store lock held (``locked``) a mismatch is damage: it is set aside.
+        """
         with self._lock:
             header, cached, appends = self._lookup(session_id, locked=locked)
         if header is None or cached is not None:
@@ -817,18 +1006,37 @@ class FileSystemSessionStore(SessionStore):
         try:
             on_disk = self._files.read(session_id)
         except BadFile as exc:
-            self._quarantine_bad(session_id, str(exc))
-            raise StoreCorruptionError(
-                f"session {session_id} was damaged ({exc}); it was moved to quarantine/",
-                str(self._files.base(session_id)),
-            ) from exc
+            raise self._set_aside_bad(session_id, str(exc), locked=locked) from exc
         if on_disk is not None:
             session = self._with_appends(on_disk, appends)
             if session is not None and (
                 session.version == header.version and session.created_at == header.created_at
             ):
                 return dataclasses.replace(session, last_accessed_at=header.last_accessed_at)
-        return _Moved.MOVED
+        if not locked:
+            return _Moved.MOVED
+        problem = "its base file is missing" if on_disk is None else on_disk.tail_problem
+        reason = f"its files do not match the journal ({problem or 'versions differ'})"
+        raise self._set_aside_bad(session_id, reason, locked=True)
+
+    def _set_aside_bad(self, session_id: str, reason: str, *, locked: bool) -> Exception:
+        """Set a damaged session aside (unless inspecting); return the error to raise."""
+        if self._inspect_only or self._freezing:
+            return self._damaged(session_id, reason, moved=False)
+        if locked:
+            self._set_aside_locked(session_id, reason)
+        else:
+            self._quarantine_bad(session_id, reason)
+        return self._damaged(session_id, reason, moved=True)
+
+    def _damaged(self, session_id: str, reason: str, *, moved: bool) -> StoreCorruptionError:
+        self._damage.sessions[session_id] = reason
+        where = "it was moved to quarantine/" if moved else "nothing was moved"
+        return StoreCorruptionError(
+            f"session {session_id} is damaged ({reason}); {where}. Restore it from a backup, "
+            "or run 'check --repair' to set it aside",
+            str(self._files.base(session_id)),
+        )
 
     def _with_appends(self, on_disk: OnDisk, appends: list[Append]) -> PersistedSession | None:
         session, version = on_disk.session, on_disk.header.version
@@ -843,44 +1051,48 @@ class FileSystemSessionStore(SessionStore):
 
     def _quarantine_bad(self, session_id: str, reason: str) -> None:
         """Move a damaged base aside and journal its removal, so every process forgets it."""
-        if self._freezing:
-            return  # a backup holds the write locks; the next read after it quarantines
         with self._write_mutex:
             self._acquire()
             try:
-                self._set_aside_locked(session_id, reason, forget_missing=False)
+                self._set_aside_locked(session_id, reason)
             finally:
                 self._flock.release()
 
-    def _set_aside_locked(
-        self, session_id: str, reason: str, *, forget_missing: bool = True
-    ) -> str | None:
+    def _set_aside_locked(self, session_id: str, reason: str) -> str | None:
         """With the store lock: if the session is still damaged, quarantine and forget it.
 
-        A session whose base file is missing is forgotten too if ``forget_missing``. Returns
-        what was done, or ``None`` if the session was deleted, rewritten or repaired meanwhile.
+        Returns what was done, or ``None`` if the session was deleted, rewritten or repaired
+        meanwhile.
         """
-        with self._lock:
-            self._catch_up(locked=True)
-            pending = self._pending.get(session_id)
-            if session_id not in self._index or (pending and pending.doc is not None):
-                return None  # deleted or rewritten meanwhile
-        try:
-            on_disk = self._files.read(session_id)
-        except BadFile:
-            target: Path | None = self._quarantine_file(f"{session_id}.json", reason)
-        else:
-            if on_disk is not None or not forget_missing:
-                return None  # repaired meanwhile
-            target = None  # the base is missing: only the journal still names it
-        self._io.unlink(self._files.tail(session_id))
-        with self._lock:
-            line = control_record(self._seq + 1, quarantine=session_id, reason=reason)
-            self._append_lines(line)
-            self._apply_record(line[9:-1], foreign=False)
+        if self._problem_locked(session_id) is None:
+            return None
+        target = self._files.set_aside(session_id, reason)
+        self._journal_removal(session_id, reason)
         if target is None:
             return "removed from the store (its file was missing)"
         return f"moved to {target} and removed from the store"
+
+    def _problem_locked(self, session_id: str) -> str | None:
+        """With the store lock: what is wrong with a session's files, or ``None``.
+
+        No checkpoint can run meanwhile, so files that do not match the journal are damaged.
+        """
+        with self._lock:
+            header, cached, appends = self._lookup(session_id, locked=True)
+        if header is None or cached is not None:
+            return None  # deleted, or its latest state is a whole document in the journal
+        try:
+            on_disk = self._files.read(session_id)
+        except BadFile as exc:
+            return f"damaged: {exc}"
+        if on_disk is None:
+            return "its base file is missing"
+        session = self._with_appends(on_disk, appends)
+        if session is not None and (
+            session.version == header.version and session.created_at == header.created_at
+        ):
+            return None
+        return f"its files do not match the journal ({on_disk.tail_problem or 'versions differ'})"
 
     # == check ===================================================================================
 
@@ -897,7 +1109,7 @@ class FileSystemSessionStore(SessionStore):
 
     def _inspect(self, session_id: str) -> str | None:
         """Read a session's files like a read does, but never quarantine; return what is wrong."""
-        problem = "its files do not match the journal; run optimize() or reopen the store"
+        problem = "its files do not match the journal"
         for attempt in range(_READ_ATTEMPTS // 5):
             with self._lock:
                 header, cached, appends = self._lookup(session_id)
@@ -917,6 +1129,8 @@ class FileSystemSessionStore(SessionStore):
                     session.version == header.version and session.created_at == header.created_at
                 ):
                     return None
+                why = on_disk.tail_problem or "versions differ"
+                problem = f"its files do not match the journal ({why})"
             time.sleep(0.001 * attempt)  # a checkpoint may have moved the files: look again
         return problem
 
@@ -924,9 +1138,14 @@ class FileSystemSessionStore(SessionStore):
         return await asyncio.to_thread(self._check_files)
 
     def _check_files(self) -> list[CheckProblem]:
-        problems = self._check_session_dir()
+        problems = [
+            CheckProblem(kind="file", target=str(path), problem=f"{path.name}/ was moved or "
+                         "replaced while the store was open; put it back and reopen the store")
+            for path in self._io.moved_anchors()
+        ]  # fmt: skip
+        problems.extend(self._check_session_dir())
         index = self._root / "index.json"
-        if index.exists() and self._load_snapshot() is None:
+        if self._io.exists(index) and self._load_snapshot() is None:
             problems.append(
                 CheckProblem(
                     kind="index",
@@ -936,18 +1155,28 @@ class FileSystemSessionStore(SessionStore):
                 )
             )
         problems.extend(self._check_journal())
+        with self._lock:
+            unkept = list(self._damage.unkept)
+            broken = dict(self._damage.broken)
+        for damage in unkept:  # (once kept, the copy in quarantine/ is reported below)
+            target = str(self._segment(damage.generation))
+            problems.append(CheckProblem(kind="journal", target=target, problem=damage.describe()))
+        for session_id, why in sorted(broken.items()):
+            problems.append(CheckProblem(kind="journal", target=session_id, problem=why))
         for name in self._quarantined():
             path = self._root / "quarantine" / name
             try:
-                reason = (path.parent / f"{name}.reason").read_text().partition("\n")[0]
+                reason = self._io.read_file(path.with_name(f"{name}.reason")).decode(
+                    errors="replace"
+                )
             except OSError:
                 reason = "no .reason file"
             problems.append(
                 CheckProblem(
                     kind="quarantine",
                     target=str(path),
-                    problem=f"quarantined earlier ({reason}); inspect it, then restore the "
-                    "session from a backup or delete the file",
+                    problem=f"quarantined earlier ({reason.partition(chr(10))[0]}); inspect "
+                    "it, then restore what it held from a backup and delete the file",
                 )
             )
         return problems
@@ -955,7 +1184,7 @@ class FileSystemSessionStore(SessionStore):
     def _check_session_dir(self) -> list[CheckProblem]:
         """Files in ``sessions/`` that belong to no stored session."""
         directory = self._files.dir
-        names = sorted(os.listdir(directory))
+        names = sorted(self._io.listdir(directory))
         with self._lock:
             self._catch_up(locked=False)
             known = set(self._index)
@@ -964,13 +1193,13 @@ class FileSystemSessionStore(SessionStore):
             stem, _, suffix = name.rpartition(".")
             path = directory / name
             if suffix == "tail" and is_valid_session_id(stem):
-                if not (directory / f"{stem}.json").exists() and path.exists():
+                if not self._io.exists(directory / f"{stem}.json") and self._io.exists(path):
                     problem = "an orphan tail: its session file is gone"
                     problems.append(CheckProblem(kind="file", target=str(path), problem=problem))
             elif suffix != "json" or not is_valid_session_id(stem):
                 problem = "not a session file name (<session id>.json)"
                 problems.append(CheckProblem(kind="file", target=str(path), problem=problem))
-            elif stem not in known and path.exists():
+            elif stem not in known and self._io.exists(path):
                 with self._lock:
                     self._catch_up(locked=False)
                     stray = stem not in self._index and stem not in self._touched
@@ -980,46 +1209,60 @@ class FileSystemSessionStore(SessionStore):
         return problems
 
     def _check_journal(self) -> list[CheckProblem]:
-        """Every kept journal generation: checksummed lines that parse, nothing after a bad one."""
+        """Every kept generation: stray ones, damaged lines, invalid records, a suspect end."""
         problems = []
         generations = self._generations()
+        with self._lock:
+            current = self._generation
         for generation in generations:
             path = self._segment(generation)
-            try:
-                data = self._io.read_file(path)
-            except FileNotFoundError:
-                continue  # checkpointed away meanwhile
-            consumed = 0
-            for end, payload in iter_frames(data):
-                try:
-                    record = orjson.loads(payload)
-                except orjson.JSONDecodeError:
-                    record = None
-                if type(record) is not dict or type(record.get("seq")) is not int:
-                    problems.append(
-                        CheckProblem(
-                            kind="journal",
-                            target=str(path),
-                            problem=f"the line at byte {consumed} has a valid checksum but is "
-                            "not a journal record; copy journal/ aside and report it",
-                        )
-                    )
-                    break
-                consumed = end
-            rest = data[consumed:]
-            last = generation == generations[-1]
-            if rest and not (last and b"\n" not in rest):  # (a line being written is fine)
+            if generation < current - 1:
                 problems.append(
                     CheckProblem(
                         kind="journal",
                         target=str(path),
-                        problem=f"{len(rest)} byte(s) from byte {consumed} are not valid journal "
-                        "lines; copy journal/ aside and report it",
+                        problem="a stale generation left by a crash; 'check --repair' or the "
+                        "next checkpoint deletes it",
                     )
                 )
+                continue
+            try:
+                data = self._io.read_file(path)
+            except FileNotFoundError:
+                continue  # checkpointed away meanwhile
+            except NotRegularFile as exc:
+                problem = f"it is {exc.what}, not a segment; move it out of journal/"
+                problems.append(CheckProblem(kind="journal", target=str(path), problem=problem))
+                continue
+            lines, intact_end = split_lines(data)
+            for line in lines:
+                why = "fails its checksum" if line.payload is None else None
+                if line.payload is not None:
+                    why = _invalid_record(line.payload, generation, self._codec)
+                if why is not None:
+                    problem = (
+                        f"the line at bytes {line.start}-{line.end} {why}; what it recorded is "
+                        "lost: restore the sessions it named from a backup (its copy is kept "
+                        "in quarantine/ once the store has read it)"
+                    )
+                    problems.append(CheckProblem(kind="journal", target=str(path), problem=problem))
+            rest = data[intact_end:]
+            if b"\n" in rest:
+                problem = (
+                    f"a complete line at byte {intact_end} ends the segment and fails its "
+                    "checksum: a write torn by a power cut, or the last acknowledged record "
+                    "damaged. The next writer cuts it off and keeps a copy in quarantine/; "
+                    "restore the sessions it named from a backup if it was acknowledged"
+                )
+                problems.append(CheckProblem(kind="journal", target=str(path), problem=problem))
+            elif rest and generation != generations[-1]:
+                problem = f"{len(rest)} torn byte(s) from byte {intact_end}, never acknowledged"
+                problems.append(CheckProblem(kind="journal", target=str(path), problem=problem))
         return problems
 
     async def _repair_backend(self, problem: CheckProblem) -> str | None:
+        if problem.kind == "journal" and problem.problem.startswith("a stale generation"):
+            return await asyncio.to_thread(self._repair_stray_generation)
         if problem.kind == "session":
             return await asyncio.to_thread(self._repair_session, problem)
         if problem.kind == "file":
@@ -1028,6 +1271,18 @@ class FileSystemSessionStore(SessionStore):
             await asyncio.to_thread(self._checkpoint_now)
             return "checkpointed, which wrote a new index snapshot"
         return None
+
+    def _repair_stray_generation(self) -> str | None:
+        with self._write_mutex:
+            self._acquire()
+            try:
+                with self._lock:
+                    self._catch_up(locked=True)
+                before = len(self._generations())
+                self._remove_stray_generations()
+                return "deleted" if len(self._generations()) < before else None
+            finally:
+                self._flock.release()
 
     def _repair_session(self, problem: CheckProblem) -> str | None:
         with self._write_mutex:
@@ -1047,10 +1302,10 @@ class FileSystemSessionStore(SessionStore):
                     self._catch_up(locked=True)
                 name = path.name
                 stem, _, suffix = name.rpartition(".")
-                if not path.exists():
+                if path.parent != self._files.dir or not self._io.exists(path):
                     return None
                 if suffix == "tail":
-                    if (path.with_name(f"{stem}.json")).exists():
+                    if self._io.exists(path.with_name(f"{stem}.json")):
                         return None
                     self._io.unlink(path)
                     self._fsync_dir(path.parent)
@@ -1245,11 +1500,19 @@ class FileSystemSessionStore(SessionStore):
         with self._lock:
             self._writing = False
             self._rollback_to = start
+            self._rollback_size = None
             with contextlib.suppress(OSError):
+                self._rollback_size = self._io.size(self._fd_checked())
                 self._repair()
 
     def _repair(self) -> None:
         if self._rollback_to is not None and self._fd is not None:
+            if self._io.size(self._fd) != self._rollback_size:
+                # The lock was released since, and another process has already cut what we
+                # left (it was torn) or written after it: cutting now would destroy its lines.
+                logger.error("not cutting the journal back: it changed since our write failed")
+                self._rollback_to = None
+                return
             self._io.truncate(self._fd, self._rollback_to)
             if self._durable:
                 self._io.fsync(self._fd)
@@ -1269,9 +1532,15 @@ class FileSystemSessionStore(SessionStore):
         if self._fd is None:
             self._open_segment(locked=True)
         fd = self._fd_checked()
-        self._io.write(fd, data)
-        if self._durable:
-            self._io.fsync(fd)
+        try:
+            self._io.write(fd, data)
+            if self._durable:
+                self._io.fsync(fd)
+        except BaseException:
+            # A partial line must not stay: the next lines would follow it and make it look
+            # like damage. Cut it now, or before the next write (_repair).
+            self._abandon_group(self._position)
+            raise
         self._position += len(data)
 
     # == checkpoint ==============================================================================
@@ -1288,7 +1557,13 @@ class FileSystemSessionStore(SessionStore):
                 self._flock.release()
 
     def _checkpoint_locked(self) -> None:
-        """Write pending changes into session files and start a new journal generation."""
+        """Write pending changes into session files and start a new journal generation.
+
+        An ``OSError`` (a full disk, ``EIO``, too many open files) aborts it where it is: the
+        journal still holds every change and the next checkpoint, careful now, redoes it. Only
+        files proven damaged are set aside (see :meth:`_materialize`).
+        """
+        self._check_anchors()
         with self._lock:
             generation = self._generation
             careful = self._careful
@@ -1318,10 +1593,36 @@ class FileSystemSessionStore(SessionStore):
             headers = list(self._index.values())
         self._counters["checkpoints"] += 1
         self._write_snapshot(generation + 1, headers)
-        if generation > 1:
-            self._io.unlink(self._segment(generation - 1))
+        self._remove_stray_generations()
+
+    def _remove_stray_generations(self) -> None:
+        """Delete every segment older than the one before the current (store lock held).
+
+        A checkpoint deletes ``g - 1`` as its last step, so a crash just before leaves it
+        behind; the next checkpoint or open removes it. No process needs it: one still
+        reading it finds it gone and reloads from the snapshot.
+        """
+        for generation in self._generations():
+            if generation < self._generation - 1:
+                self._io.unlink(self._segment(generation))
+
+    def _check_anchors(self) -> None:
+        """Refuse to go on if a store directory was moved or replaced (by a link) meanwhile."""
+        moved = self._io.moved_anchors()
+        if moved:
+            raise StoreCorruptionError(
+                f"{moved[0]} was moved or replaced while the store was open; writes went to "
+                "the original directory, never through a link. Put it back and reopen",
+                str(moved[0]),
+            )
 
     def _materialize(self, session_id: str, pending: _Pending, careful: bool) -> None:
+        """Write one session's pending changes into its files (store lock held).
+
+        Proven damage (a base or tail that fails its checksum or does not parse, a missing
+        base, something other than a regular file) sets the session aside; an I/O error
+        propagates and aborts the checkpoint.
+        """
         if pending.doc is not None:
             self._files.write_base(
                 session_id, merged_document(pending.doc, pending.appends, self._codec)
@@ -1330,14 +1631,20 @@ class FileSystemSessionStore(SessionStore):
         base_size, tail_size = self._files.tail_size(session_id)
         try:
             token = self._files.read_token(session_id)
-        except (BadFile, OSError) as exc:
-            self._quarantine_lost(session_id, f"base unreadable at checkpoint: {exc}")
+        except FileNotFoundError:
+            self._quarantine_lost(session_id, "its base file is missing at checkpoint")
+            return
+        except BadFile as exc:
+            self._quarantine_lost(session_id, f"base damaged at checkpoint: {exc}")
             return
         records = b"".join(tail_record(token, a, self._codec) for a in pending.appends)
         if careful or tail_size + len(records) > max(base_size, _MIN_COMPACT_BYTES):
             self._compact(session_id, pending.appends)
-        else:
+            return
+        try:
             self._files.append_tail(session_id, records)
+        except NotRegularFile as exc:
+            self._quarantine_lost(session_id, f"its tail is {exc.what}")
 
     def _compact(self, session_id: str, appends: list[Append]) -> None:
         """Rewrite a session's base with its tail and pending appends folded in."""
@@ -1348,18 +1655,25 @@ class FileSystemSessionStore(SessionStore):
             return
         session = None if on_disk is None else self._with_appends(on_disk, appends)
         if session is None:
-            self._quarantine_lost(session_id, "its files do not match the journal")
+            problem = "its base file is missing" if on_disk is None else on_disk.tail_problem
+            self._quarantine_lost(
+                session_id, f"its files do not match the journal ({problem or 'versions differ'})"
+            )
             return
         self._files.write_base(session_id, dump_json(session_to_document(session, self._codec)))
 
     def _quarantine_lost(self, session_id: str, reason: str) -> None:
+        """Set a session whose files are damaged aside during a checkpoint (store lock held)."""
         logger.error("session %s cannot be checkpointed: %s", session_id, reason)
-        with contextlib.suppress(FileNotFoundError):
-            self._quarantine_file(f"{session_id}.json", reason)
+        self._files.set_aside(session_id, reason)
+        self._journal_removal(session_id, reason)
+
+    def _journal_removal(self, session_id: str, reason: str) -> None:
+        """Journal that a damaged session left the store, so every process forgets it."""
         with self._lock:
-            line = control_record(self._seq + 1, quarantine=session_id, reason=reason)
-            self._append_lines(line)
-            self._apply_record(line[9:-1], foreign=False)
+            self._append_lines(control_record(self._seq + 1, quarantine=session_id, reason=reason))
+            self._seq += 1
+            self._apply_change(Delete(session_id, "quarantined"), False)
 
     # == following other processes ===============================================================
 
@@ -1406,7 +1720,7 @@ class FileSystemSessionStore(SessionStore):
 
     def _quarantined(self) -> list[str]:
         try:
-            names = os.listdir(self._root / "quarantine")
+            names = self._io.listdir(self._root / "quarantine")
         except FileNotFoundError:
             return []
         return sorted(name for name in names if not name.endswith(".reason"))
@@ -1440,6 +1754,18 @@ class FileSystemSessionStore(SessionStore):
             )
         if self._rollback_to is not None:
             problems.append("a failed journal write could not be cut back yet; writes will retry")
+        problems.extend(
+            f"{path} was moved or replaced while the store was open; put it back and reopen"
+            for path in self._io.moved_anchors()
+        )
+        with self._lock:
+            problems.extend(damage.describe() for damage in self._damage.unkept)
+            problems.extend(f"session {sid}: {why}" for sid, why in self._damage.broken.items())
+            problems.extend(
+                f"session {sid} is damaged ({why}); run 'check --repair' to set it aside"
+                for sid, why in self._damage.sessions.items()
+                if sid in self._index
+            )
         return problems
 
     async def _optimize_backend(self) -> list[str]:
