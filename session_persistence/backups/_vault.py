@@ -137,12 +137,13 @@ class DirectoryVault(Vault):
         durable: bool = True,
         file_mode: int = 0o600,
         dir_mode: int = 0o700,
+        io: FileIO | None = None,
     ) -> None:
         self._dir = directory
         self._durable = durable
         self._file_mode = file_mode
         self._dir_mode = dir_mode
-        self._io = FileIO()
+        self._io = io or FileIO()  # a store's own seam anchors its backups/ (no link followed)
 
     def _path(self, backup_id: str) -> Path:
         return self._dir / f"{backup_id}{_SUFFIX}"
@@ -192,7 +193,7 @@ class DirectoryVault(Vault):
     def ids(self) -> list[str]:
         """Return the ids of the ``*.backup`` files with valid names, oldest first."""
         try:
-            names = os.listdir(self._dir)
+            names = self._io.listdir(self._dir)
         except FileNotFoundError:
             return []
         found = []
@@ -204,9 +205,7 @@ class DirectoryVault(Vault):
 
     def delete(self, backup_id: str) -> bool:
         """Remove the file; return whether it existed."""
-        try:
-            os.unlink(self._path(backup_id))
-        except FileNotFoundError:
+        if not self._io.unlink(self._path(backup_id)):
             return False
         if self._durable:
             self._io.fsync_dir(self._dir)
@@ -235,7 +234,7 @@ class DirectoryVault(Vault):
     def sweep(self) -> None:
         """Remove temp files left by a write that a crash interrupted."""
         try:
-            names = os.listdir(self._dir)
+            names = self._io.listdir(self._dir)
         except FileNotFoundError:
             return
         for name in names:

@@ -133,13 +133,17 @@ class Backups:
         """Choose the vault (config ``backup_dir``, else the store's default) and sweep it."""
         config = self._store.config
         directory = config.backup_dir
+        io = None
         if directory is None:
             directory = self._store._default_backup_dir()
+            io = self._store._backup_io()
         if directory is None:
             if self._vault is None:  # keep in-memory backups across a reopen of the store
                 self._vault = MemoryVault()
         else:
-            self._vault = DirectoryVault(Path(directory), durable=self._store._durable_backups)
+            self._vault = DirectoryVault(
+                Path(directory), durable=self._store._durable_backups, io=io
+            )
         self._vault.sweep()
 
     @property

@@ -48,6 +48,7 @@ from .._gate import WriteGate
 from .._ids import validate_session_id
 from ..backups import Backups
 from ..config import SessionStoreConfig, seconds
+from .._fileio import FileIO
 from ..errors import (
     BackupError,
     ConfigurationError,
@@ -284,6 +285,10 @@ class SessionStore(BackupMethods, abc.ABC):
         """
         async with self._gate.frozen():
             yield
+
+    def _backup_io(self) -> FileIO | None:
+        """Hook: the I/O seam for backup files in the default directory (``None``: a new one)."""
+        return None
 
     def _default_backup_dir(self) -> Path | None:
         """Where backups go when ``backup_dir`` is not configured (``None``: in memory)."""
@@ -1058,10 +1063,11 @@ class SessionStore(BackupMethods, abc.ABC):
         started = time.perf_counter()
         removed = await self.cleanup_expired_sessions()
         operations = [f"removed {removed} expired session(s)"]
-        pruned = await self._backups.rotate()
-        if pruned:
-            operations.append(f"deleted {len(pruned)} backup(s) beyond max_backups")
-        operations.extend(await self._optimize_backend())
+        with self._storage_errors("optimizing the store failed: {}; nothing was lost"):
+            pruned = await self._backups.rotate()
+            if pruned:
+                operations.append(f"deleted {len(pruned)} backup(s) beyond max_backups")
+            operations.extend(await self._optimize_backend())
         return OptimizeResult(
             operations_performed=operations,
             performance_impact={

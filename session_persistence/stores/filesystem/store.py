@@ -1324,6 +1324,9 @@ class FileSystemSessionStore(SessionStore):
     def _default_backup_dir(self) -> Path:
         return self._root / "backups"
 
+    def _backup_io(self) -> FileIO:
+        return self._io  # backups/ is anchored: a link swapped in is never followed
+
     @contextlib.asynccontextmanager
     async def _frozen(self) -> AsyncIterator[None]:
         """Hold off writers in every process: our own at the gate, others at the store lock.
@@ -1340,6 +1343,7 @@ class FileSystemSessionStore(SessionStore):
                 raise
             self._freezing = True
             try:
+                self._check_anchors()  # a backup is never written through a swapped link
                 yield
             finally:
                 self._freezing = False
