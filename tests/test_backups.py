@@ -102,6 +102,10 @@ async def test_damaged_backup_files_are_refused(
     assert await stored_state(store) == before
 
 
+DEEP = b"[" * 300 + b"]" * 300  # JSON reads it (up to 1,024 levels); it cannot be written
+LONG = b"9" * 5000  # more digits than int() converts by default
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
@@ -112,6 +116,8 @@ async def test_damaged_backup_files_are_refused(
         ([document("ok", format=99)], "newer"),
         ([document("twice"), document("twice")], "twice"),
         ([b"not json"], "not JSON"),
+        ([document("ok", metadata={"x": 0}).replace(b":0}", b":%s}" % DEEP)], "cannot be stored"),
+        ([document("ok", metadata={"x": 0}).replace(b":0}", b':{"$int":"%s"}}' % LONG)], r"\$int"),
     ],
     ids=[
         "path-id",
@@ -121,6 +127,8 @@ async def test_damaged_backup_files_are_refused(
         "future-record",
         "dup",
         "json",
+        "too-deep-to-write-back",
+        "int-too-long",
     ],
 )
 async def test_hostile_backup_with_valid_checksum_is_refused(

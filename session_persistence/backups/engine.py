@@ -500,7 +500,14 @@ class Backups:
             if session.session_id in ids:
                 raise BackupError(f"{label} holds session {session.session_id} twice")
             ids.add(session.session_id)
-            data = dump_json(session_to_document(session, self._store._codec))
+            try:
+                # Decoding accepts more than can be written back (nesting up to orjson's
+                # read limit, 1,024 levels, against MAX_DEPTH for writing).
+                data = dump_json(session_to_document(session, self._store._codec))
+            except SerializationError as exc:
+                raise BackupError(
+                    f"{label}: session {session.session_id} cannot be stored: {exc}"
+                ) from exc
             if len(data) > limit:
                 raise BackupError(
                     f"{label}: session {session.session_id} encodes to {len(data)} bytes, over "
