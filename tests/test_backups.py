@@ -27,6 +27,7 @@ from session_persistence import (
     SessionFilter,
     SessionStore,
     SessionStoreConfig,
+    StoreIOError,
 )
 from session_persistence.testing import session_object
 
@@ -371,10 +372,10 @@ async def test_export_import_memory_measured_at_ten_thousand(tmp_path: Path) -> 
     check_flat(small, large, (2_000, 10_000))
 
 
-async def test_export_to_unwritable_place_is_a_backup_error(store: SessionStore) -> None:
-    """Exporting into a missing directory raises BackupError and leaves nothing behind."""
+async def test_export_to_unwritable_place_is_a_store_io_error(store: SessionStore) -> None:
+    """Exporting into a missing directory raises StoreIOError (an OSError), naming the path."""
     await store.create_session(session_object())
-    with pytest.raises(BackupError, match="cannot write"):
+    with pytest.raises(StoreIOError, match=r"export to /nonexistent-dir/export\.jsonl failed"):
         await store.export_sessions("/nonexistent-dir/export.jsonl")
 
 

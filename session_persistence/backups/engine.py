@@ -51,6 +51,7 @@ from ..errors import (
     SessionConflictError,
     SessionLimitError,
     StoreCorruptionError,
+    StoreIOError,
 )
 from ..models import (
     BackupInfo,
@@ -139,7 +140,9 @@ class Backups:
             if self._vault is None:  # keep in-memory backups across a reopen of the store
                 self._vault = MemoryVault()
         else:
-            self._vault = DirectoryVault(Path(directory), durable=self._store._durable_backups)
+            self._vault = DirectoryVault(
+                Path(directory), durable=self._store._durable_backups, io=self._store._io
+            )
         self._vault.sweep()
 
     @property
@@ -208,7 +211,17 @@ class Backups:
         if damaged:
             fields["skipped_damaged"] = damaged
         data = await asyncio.to_thread(self._encode, fields, sessions, options.compress)
-        await asyncio.to_thread(self.vault.write, backup_id, data)
+        try:
+            await asyncio.to_thread(self.vault.write, backup_id, data)
+        except StoreIOError:
+            raise
+        except OSError as exc:  # a full disk: the vault has removed what it wrote
+            location = self.vault.location
+            raise StoreIOError(
+                f"writing backup {backup_id} to {location} failed: {exc}; no backup was "
+                "written and the older ones are kept",
+                location,
+            ) from exc
         header = parse_header(*split_header(data, backup_id), label=f"backup {backup_id}")
         self._created += 1
         self._last_backup = created_at
@@ -598,7 +611,7 @@ class Backups:
             "store_type": store.store_type,
         }
         total = None if progress is None else await store.count_sessions(flt)
-        async with open_for_writing(target, store._durable_backups) as write:
+        async with open_for_writing(target, store._durable_backups, store._io) as write:
             buffer = [dump_json(head) + b"\n"]
             buffered = 0
             count = 0
