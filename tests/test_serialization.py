@@ -313,6 +313,21 @@ def test_absurd_nesting_is_refused_by_the_copy_without_recursion_error() -> None
     assert info.value.path == "interactions[0].request.event" + "[0]" * MAX_DEPTH
 
 
+def test_registered_objects_nesting_without_end_are_refused(codec: Codec) -> None:
+    """A dataclass inside itself, or a chain of 3,000, is a SerializationError, not a crash."""
+    looped = Point(1, None)
+    looped.y = looped
+    with pytest.raises(SerializationError, match="levels deep") as info:
+        codec.to_json_value({"p": looped}, "metadata", depth=1)
+    assert info.value.path.startswith("metadata.p.y.y")
+    chain: Any = None
+    for number in range(3000):
+        chain = Point(number, chain)
+    with pytest.raises(SerializationError, match="levels deep") as info:
+        clone_value({"p": chain}, "metadata")
+    assert info.value.path == "metadata"
+
+
 def test_int_beyond_the_digit_limit_is_a_serialization_error() -> None:
     """An int too long for str() raises SerializationError naming it, not ValueError."""
     huge = 10 ** (sys.get_int_max_str_digits() + 1)
