@@ -50,7 +50,8 @@ test-compat: $(COMPAT)/.installed
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow -q --timeout 0
 
-# The SIGKILL crash test at length: 1,000 kills (override with SP_CRASH_RUNS=n).
+# The SIGKILL crash tests at length: 1,000 rounds each (override with SP_CRASH_RUNS=n) of a
+# killed writer, and of a killed writer plus optimizer with frequent checkpoints.
 crash-test: $(STAMP)
 	SP_CRASH_RUNS=$${SP_CRASH_RUNS:-1000} $(PY) -m pytest -q -p no:cacheprovider --timeout 0 \
 		tests/test_filesystem_processes.py -k sigkill_at_random

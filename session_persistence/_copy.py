@@ -4,6 +4,13 @@
 (str, int, ULID, datetime, ...), so this walks lists, dicts, sets and tuples itself, shares the
 immutable leaves, and falls back to ``copy.deepcopy`` only for other objects (registered user
 types).
+
+Copying is where values enter a store (and a ``DefaultSession``), so it is also the first
+guard: the walk counts its depth, and a value nesting more than ``MAX_DEPTH`` levels, which no
+document can hold, stops it before Python's recursion limit would. A value that contains itself
+nests without end, so it stops there too, and :func:`~session_persistence.serialization.
+nesting_error` then tells the two apart: either way a ``SerializationError`` naming the path,
+never a ``RecursionError``.
 """
 
 from __future__ import annotations
@@ -17,7 +24,9 @@ from typing import Any
 
 from ulid import ULID
 
+from .errors import SerializationError
 from .models import Interaction, InteractionMessage, PersistedSession, SessionHeader
+from .serialization import DEPTH_MESSAGE, MAX_DEPTH, nesting_error
 
 _IMMUTABLE: frozenset[type[Any]] = frozenset(
     {str, int, float, bool, type(None), bytes, frozenset, uuid.UUID, Decimal}
@@ -25,52 +34,106 @@ _IMMUTABLE: frozenset[type[Any]] = frozenset(
 )
 
 
-def clone_value(value: Any) -> Any:
-    """Return a deep copy of ``value`` that shares only immutable parts."""
+class _TooDeep(Exception):
+    """Internal: the copy went past ``MAX_DEPTH`` levels."""
+
+
+def clone_value(value: Any, path: str = "") -> Any:
+    """Return a deep copy of ``value`` that shares only immutable parts.
+
+    Args:
+        value: The value to copy.
+        path: Where ``value`` sits in its session, the prefix of an error's path.
+
+    Raises:
+        SerializationError: ``value`` contains itself, or nests more than ``MAX_DEPTH``
+            levels; ``.path`` says where.
+    """
+    if type(value) in _IMMUTABLE:
+        return value
+    try:
+        return _clone(value, 0)
+    except _TooDeep:
+        pass
+    raise nesting_error(value, path) or SerializationError(DEPTH_MESSAGE, path)
+
+
+def _clone(value: Any, depth: int) -> Any:
     kind = type(value)
     if kind in _IMMUTABLE:
         return value
     # Leaves are tested inline: most values are, and a call per leaf is the main cost.
     if kind is dict:
+        if depth >= MAX_DEPTH:
+            raise _TooDeep
+        depth += 1
         return {
-            key: item if type(item) in _IMMUTABLE else clone_value(item)
+            key: item if type(item) in _IMMUTABLE else _clone(item, depth)
             for key, item in value.items()
         }
     if kind is list:
-        return [item if type(item) in _IMMUTABLE else clone_value(item) for item in value]
+        if depth >= MAX_DEPTH:
+            raise _TooDeep
+        depth += 1
+        return [item if type(item) in _IMMUTABLE else _clone(item, depth) for item in value]
     if kind is set:
         return set(value)  # members are hashable, hence treated as immutable
     if kind is tuple:
-        return tuple(clone_value(item) for item in value)
+        if depth >= MAX_DEPTH:
+            raise _TooDeep
+        return tuple(_clone(item, depth + 1) for item in value)
     if kind is bytearray:
         return bytearray(value)
     if isinstance(value, enum.Enum):
         return value
     if kind is PersistedSession:
         return clone_session(value)
-    return copy.deepcopy(value)
+    try:
+        return copy.deepcopy(value)
+    except RecursionError as exc:  # a registered type nesting without end: too deep
+        raise _TooDeep from exc
 
 
-def clone_message(message: InteractionMessage) -> InteractionMessage:
-    """Return a deep copy of an interaction message."""
+def clone_message(message: InteractionMessage, path: str = "") -> InteractionMessage:
+    """Return a deep copy of an interaction message.
+
+    Raises:
+        SerializationError: See :func:`clone_value`; ``path`` is the message's path.
+    """
     return InteractionMessage(
-        event=clone_value(message.event),
+        event=clone_value(message.event, f"{path}.event".removeprefix(".")),
         sender=message.sender,
-        recipients=None if message.recipients is None else clone_value(message.recipients),
+        recipients=(
+            None
+            if message.recipients is None
+            else clone_value(message.recipients, f"{path}.recipients".removeprefix("."))
+        ),
     )
 
 
-def clone_interaction(interaction: Interaction) -> Interaction:
-    """Return a deep copy of an interaction."""
+def clone_interaction(interaction: Interaction, index: int = 0) -> Interaction:
+    """Return a deep copy of an interaction, the ``index``-th of its session (for errors).
+
+    Raises:
+        SerializationError: See :func:`clone_value`.
+    """
+    path = f"interactions[{index}]"
     return Interaction(
-        request=clone_message(interaction.request),
-        responses=[clone_message(response) for response in interaction.responses],
+        request=clone_message(interaction.request, f"{path}.request"),
+        responses=[
+            clone_message(response, f"{path}.responses[{number}]")
+            for number, response in enumerate(interaction.responses)
+        ],
     )
 
 
-def clone_interactions(interactions: list[Interaction]) -> list[Interaction]:
-    """Return deep copies of ``interactions``, in order."""
-    return [clone_interaction(interaction) for interaction in interactions]
+def clone_interactions(interactions: list[Interaction], start: int = 0) -> list[Interaction]:
+    """Return deep copies of ``interactions``, in order; the first is the ``start``-th.
+
+    Raises:
+        SerializationError: See :func:`clone_value`.
+    """
+    return [clone_interaction(item, start + i) for i, item in enumerate(interactions)]
 
 
 def accessed(header: SessionHeader, when: datetime) -> SessionHeader:

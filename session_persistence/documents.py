@@ -20,6 +20,11 @@ columns, backups, exports) uses these functions, so the schema is defined once::
       ]
     }
 
+Values are encoded at the depth they have in this document (``metadata`` inside one object,
+an event four or five levels down), also when an interaction is encoded alone to be appended,
+so whatever is accepted can always be written as a whole document (JSON stops at
+:data:`~session_persistence.serialization.MAX_DEPTH` levels).
+
 Documents read back are untrusted: :func:`document_to_session` checks every field's type and
 the session id, and refuses a newer ``format`` with a message saying to upgrade.
 """
@@ -62,7 +67,7 @@ def session_to_document(session: PersistedSession, codec: Codec) -> dict[str, An
         "last_accessed_at": session.last_accessed_at.isoformat(),
         "expires_at": None if session.expires_at is None else session.expires_at.isoformat(),
         "version": session.version,
-        "metadata": codec.to_json_value(session.metadata, "metadata"),
+        "metadata": codec.to_json_value(session.metadata, "metadata", depth=1),
         "tags": list(session.tags),
         "interactions": [
             interaction_to_json(interaction, codec, f"interactions[{index}]")
@@ -71,8 +76,12 @@ def session_to_document(session: PersistedSession, codec: Codec) -> dict[str, An
     }
 
 
+#: Containers around an interaction in a session document: the document and its array.
+_INTERACTION_DEPTH = 2
+
+
 def interaction_to_json(interaction: Interaction, codec: Codec, path: str) -> dict[str, Any]:
-    """Return the JSON-native form of one interaction.
+    """Return the JSON-native form of one interaction, as it sits in a session document.
 
     Raises:
         SerializationError: Not an :class:`Interaction`, or a value inside cannot be encoded.
@@ -82,15 +91,20 @@ def interaction_to_json(interaction: Interaction, codec: Codec, path: str) -> di
     if not isinstance(interaction.responses, list):
         raise SerializationError("responses must be a list", f"{path}.responses")
     return {
-        "request": _message_to_json(interaction.request, codec, f"{path}.request"),
+        # request: {event}: inside the interaction; responses: [{event}]: one array more.
+        "request": _message_to_json(
+            interaction.request, codec, f"{path}.request", _INTERACTION_DEPTH + 2
+        ),
         "responses": [
-            _message_to_json(response, codec, f"{path}.responses[{index}]")
+            _message_to_json(response, codec, f"{path}.responses[{index}]", _INTERACTION_DEPTH + 3)
             for index, response in enumerate(interaction.responses)
         ],
     }
 
 
-def _message_to_json(message: InteractionMessage, codec: Codec, path: str) -> dict[str, Any]:
+def _message_to_json(
+    message: InteractionMessage, codec: Codec, path: str, depth: int
+) -> dict[str, Any]:
     if type(message) is not InteractionMessage:
         raise SerializationError(
             f"expected an InteractionMessage, got {type(message).__name__}", path
@@ -98,9 +112,9 @@ def _message_to_json(message: InteractionMessage, codec: Codec, path: str) -> di
     if message.sender is not None and type(message.sender) is not str:
         raise SerializationError("sender must be a str or None", f"{path}.sender")
     return {
-        "event": codec.to_json_value(message.event, f"{path}.event"),
+        "event": codec.to_json_value(message.event, f"{path}.event", depth=depth),
         "sender": message.sender,
-        "recipients": codec.to_json_value(message.recipients, f"{path}.recipients"),
+        "recipients": codec.to_json_value(message.recipients, f"{path}.recipients", depth=depth),
     }
 
 

@@ -29,6 +29,10 @@ subclasses (other than registered ones) are refused rather than silently narrowe
 
 A value that cannot be encoded raises :class:`~session_persistence.errors.SerializationError`
 naming where it sits (``interactions[3].request.event.payload``), before anything is written.
+That includes a value that contains itself, one that would nest deeper than :data:`MAX_DEPTH`
+levels in its document (orjson writes no deeper), and an int whose decimal form is longer
+than the interpreter allows (:func:`sys.get_int_max_str_digits`): each is refused by a check,
+never by a ``RecursionError`` or ``ValueError`` escaping.
 
 Documents written by stores carry ``FORMAT_VERSION``; a reader refuses a newer one.
 """
@@ -40,8 +44,9 @@ import binascii
 import dataclasses
 import enum
 import math
+import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
@@ -55,6 +60,7 @@ from .errors import SerializationError
 
 __all__ = [
     "FORMAT_VERSION",
+    "MAX_DEPTH",
     "Codec",
     "default_codec",
     "dump_json",
@@ -65,6 +71,11 @@ __all__ = [
 
 #: Version of the tagged encoding and of the session documents built on it.
 FORMAT_VERSION = 1
+
+#: How many levels of arrays and objects a document may nest, counted from its root (the
+#: session document, whose own object is level 1): orjson writes nothing deeper. Tagged values
+#: take their levels too (``{"$tuple": [...]}`` is two).
+MAX_DEPTH = 254
 
 _INT_MIN = -(2**63)
 _INT_MAX = 2**64 - 1
@@ -85,6 +96,42 @@ class _EncodeFailure(Exception):
 
 class _DecodeFailure(_EncodeFailure):
     """Internal: the same for decoding."""
+
+
+class _TooDeep(_EncodeFailure):
+    """Internal: a container would sit deeper than ``MAX_DEPTH`` (or the value loops)."""
+
+    def __init__(self) -> None:
+        super().__init__(DEPTH_MESSAGE)
+
+
+#: Why a value is refused for its depth, and what to do.
+DEPTH_MESSAGE = (
+    f"value nests more than {MAX_DEPTH} levels deep in its session, deeper than JSON is "
+    "written; flatten it (e.g. store the deep part as a JSON string)"
+)
+#: Why a value that contains itself is refused, and what to do.
+CYCLE_MESSAGE = (
+    "value contains itself (a reference cycle), which JSON cannot hold; store a copy "
+    "without the loop"
+)
+
+
+def _room(depth: int, levels: int) -> None:
+    """Raise ``_TooDeep`` unless ``levels`` more containers fit below ``depth``."""
+    if depth + levels > MAX_DEPTH:
+        raise _TooDeep()
+
+
+def _int_text(value: int) -> str:
+    try:
+        return str(value)
+    except ValueError as exc:  # over sys.get_int_max_str_digits()
+        raise _EncodeFailure(
+            f"an int of more than {sys.get_int_max_str_digits()} digits cannot be written "
+            "(Python's int/str conversion limit); store it as a str, or raise the limit with "
+            "sys.set_int_max_str_digits() in every process that uses the store"
+        ) from exc
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -195,26 +242,34 @@ class Codec:
 
     # -- encoding ------------------------------------------------------------------------------
 
-    def to_json_value(self, value: Any, path: str = "") -> Any:
+    def to_json_value(self, value: Any, path: str = "", *, depth: int = 0) -> Any:
         """Return ``value`` as a tree of JSON-native values with type tags.
 
         Args:
             value: The value to encode.
             path: Where ``value`` sits, used as the prefix of error paths.
+            depth: How many arrays and objects enclose ``value`` in the document it is
+                written into; the result may add at most ``MAX_DEPTH - depth`` levels.
 
         Raises:
             SerializationError: Something inside cannot be encoded; ``.path`` says where.
         """
         try:
-            return self._encode(value)
+            return self._encode(value, depth)
+        except _TooDeep as failure:
+            too_deep = _join_path(path, failure.parts)
         except _EncodeFailure as failure:
             raise SerializationError(
                 failure.message, _join_path(path, failure.parts)
             ) from failure.__cause__
-        except RecursionError as exc:
+        except RecursionError as exc:  # a registered type's own encoder recursing
             raise SerializationError(
                 "value is nested too deeply or contains a reference cycle", path
             ) from exc
+        # A value that contains itself also runs out of depth: say so, where the loop closes.
+        raise nesting_error(value, path, depth=depth, cycles_only=True) or SerializationError(
+            DEPTH_MESSAGE, too_deep
+        )
 
     def dumps(self, value: Any, *, indent: bool = False) -> bytes:
         """Encode ``value`` to JSON bytes (UTF-8).
@@ -224,27 +279,46 @@ class Codec:
         """
         return dump_json(self.to_json_value(value), indent=indent)
 
-    def _encode(self, value: Any) -> Any:
+    def _encode(self, value: Any, depth: int) -> Any:
+        # ``depth`` counts the arrays and objects enclosing ``value`` in its document; every
+        # container built here checks it has room below MAX_DEPTH (a leaf needs none).
         kind = type(value)
         if kind is str or kind is bool or value is None:
             return value
         if kind is int:
-            return value if _INT_MIN <= value <= _INT_MAX else {"$int": str(value)}
+            if _INT_MIN <= value <= _INT_MAX:
+                return value
+            _room(depth, 1)
+            return {"$int": _int_text(value)}
         if kind is float:
-            return value if math.isfinite(value) else {"$float": repr(value)}
+            if math.isfinite(value):
+                return value
+            _room(depth, 1)
+            return {"$float": repr(value)}
         if kind is dict:
-            return self._encode_dict(value)
+            if depth >= MAX_DEPTH:
+                raise _TooDeep()
+            return self._encode_dict(value, depth + 1)
         if kind is list:
-            return self._encode_items(value)
+            if depth >= MAX_DEPTH:
+                raise _TooDeep()
+            return self._encode_items(value, depth + 1)
         simple = _SIMPLE_ENCODERS.get(kind)
         if simple is not None:
-            return simple(value)
+            encoded = simple(value)
+            if depth >= MAX_DEPTH - 1:  # near the limit only: a tag holding a list is two
+                _room(depth, 1 + any(type(inner) is list for inner in encoded.values()))
+            return encoded
         if kind is tuple:
-            return {"$tuple": self._encode_items(value)}
+            _room(depth, 2)
+            return {"$tuple": self._encode_items(value, depth + 2)}
         if kind is set or kind is frozenset:
-            return {"$set" if kind is set else "$frozenset": self._encode_items(_ordered(value))}
+            _room(depth, 2)
+            items = self._encode_items(_ordered(value), depth + 2)
+            return {"$set" if kind is set else "$frozenset": items}
         entry = self._by_type.get(kind)
         if entry is not None:
+            _room(depth, 2)
             try:
                 payload = entry.encode(value)
             except _EncodeFailure:
@@ -253,39 +327,42 @@ class Codec:
                 raise _EncodeFailure(f"encoder for {entry.name} failed: {exc}") from exc
             if entry.tag == "$enum":
                 return {"$enum": [entry.name, payload]}
-            return {"$object": [entry.name, self._encode(payload)]}
+            return {"$object": [entry.name, self._encode(payload, depth + 2)]}
         raise _EncodeFailure(_unsupported_message(value))
 
-    def _encode_items(self, items: Any) -> list[Any]:
+    def _encode_items(self, items: Any, depth: int) -> list[Any]:
         out = []
         for index, item in enumerate(items):
             try:
-                out.append(self._encode(item))
+                out.append(self._encode(item, depth))
             except _EncodeFailure as failure:
                 failure.parts.append(f"[{index}]")
                 raise
         return out
 
-    def _encode_dict(self, value: dict[Any, Any]) -> Any:
+    def _encode_dict(self, value: dict[Any, Any], depth: int) -> Any:
+        # An escaped dict ({"$esc": {...}}) is one level deeper than counted here; orjson
+        # still refuses it past the limit (without a path), so nothing unwritable passes.
         out: dict[str, Any] = {}
         escape = False
         for key, item in value.items():
             if type(key) is not str:
-                return self._encode_pairs(value)
+                return self._encode_pairs(value, depth)
             if key[:1] == "$":
                 escape = True
             try:
-                out[key] = self._encode(item)
+                out[key] = self._encode(item, depth)
             except _EncodeFailure as failure:
                 failure.parts.append(_key_segment(key))
                 raise
         return {"$esc": out} if escape else out
 
-    def _encode_pairs(self, value: dict[Any, Any]) -> dict[str, Any]:
+    def _encode_pairs(self, value: dict[Any, Any], depth: int) -> dict[str, Any]:
+        _room(depth, 2)  # {"$dict": [[key, value], ...]}: the array and each pair
         pairs = []
         for key, item in value.items():
             try:
-                pairs.append([self._encode(key), self._encode(item)])
+                pairs.append([self._encode(key, depth + 2), self._encode(item, depth + 2)])
             except _EncodeFailure as failure:
                 failure.parts.append(f"[{key!r}]")
                 raise
@@ -565,6 +642,63 @@ def _join_path(prefix: str, parts: list[str]) -> str:
     if not prefix:
         return inner.removeprefix(".")
     return prefix + inner
+
+
+_CONTAINERS = frozenset({dict, list, tuple, set, frozenset})
+
+
+def nesting_error(
+    value: Any, path: str = "", *, depth: int = 0, cycles_only: bool = False
+) -> SerializationError | None:
+    """Return the error for a value that contains itself or nests past ``MAX_DEPTH``.
+
+    Follows dicts, lists, tuples, sets and frozensets (a registered type's contents are its
+    encoder's business). A shared object seen twice is fine; one inside itself is a cycle. It
+    walks every container, so it runs only once a cheap depth count has tripped (a value that
+    contains itself always trips it).
+
+    Args:
+        value: The value to look into.
+        path: Where ``value`` sits, the prefix of the error's path.
+        depth: How many containers enclose ``value`` (each container inside counts one).
+        cycles_only: Look for a loop only, not looking below the depth limit.
+
+    Returns:
+        A :class:`SerializationError` whose path names where the loop closes (the first found)
+        or, failing that, the first container past the limit; ``None`` if there is neither
+        (with ``cycles_only``: if there is no loop within the limit).
+    """
+    ancestors: set[int] = set()
+    parts: list[str] = []
+
+    def walk(node: Any, level: int) -> str | None:  # at most MAX_DEPTH + 1 frames deep
+        if id(node) in ancestors:
+            return CYCLE_MESSAGE
+        if level > MAX_DEPTH:
+            return None if cycles_only else DEPTH_MESSAGE
+        ancestors.add(id(node))
+        if type(node) is dict:
+            children: Iterable[tuple[str, Any]] = (
+                (_key_segment(k) if type(k) is str else f"[{k!r}]", v) for k, v in node.items()
+            )
+        else:
+            children = ((f"[{i}]", v) for i, v in enumerate(node))
+        for segment, child in children:
+            if type(child) in _CONTAINERS:
+                parts.append(segment)
+                found = walk(child, level + 1)
+                if found is not None:
+                    return found
+                parts.pop()
+        ancestors.discard(id(node))
+        return None
+
+    if type(value) not in _CONTAINERS:
+        return None
+    message = walk(value, depth + 1)
+    if message is None:
+        return None
+    return SerializationError(message, _join_path(path, parts[::-1]))
 
 
 #: The process-wide codec used by default by every store.

@@ -166,12 +166,18 @@ class DefaultSession:
         )
 
     def add_interaction(self, interaction: Interaction) -> None:
-        """Append an interaction (copied). Persisting it appends it to the stored record."""
+        """Append an interaction (copied). Persisting it appends it to the stored record.
+
+        Raises:
+            InvalidInputError: Not an :class:`Interaction`.
+            SerializationError: A value inside contains itself or nests deeper than a session
+                can be written (``.path`` says where); nothing was added.
+        """
         if not isinstance(interaction, Interaction):
             raise InvalidInputError(
                 f"add_interaction needs an Interaction, got {type(interaction).__name__}"
             )
-        self._interactions.append(clone_interaction(interaction))
+        self._interactions.append(clone_interaction(interaction, len(self._interactions)))
         self._changed()
 
     def remove_interaction(self, interaction: Interaction | int) -> bool:

@@ -453,7 +453,7 @@ class Transaction:
             if not isinstance(update.interactions, Unset):
                 changes["interactions"] = clone_interactions(list(update.interactions))
             if not isinstance(update.metadata, Unset):
-                fresh = clone_value(dict(update.metadata))
+                fresh = clone_value(dict(update.metadata), "metadata")
                 changes["metadata"] = (
                     {**current.metadata, **fresh} if update.merge_metadata else fresh
                 )
@@ -479,7 +479,7 @@ class Transaction:
             if not interactions:
                 return header
             codec = self._store._codec
-            new = clone_interactions(list(interactions))
+            new = clone_interactions(list(interactions), header.interaction_count)
             encoded = [
                 dump_json(
                     interaction_to_json(
@@ -676,7 +676,7 @@ def _checked_metadata(value: Mapping[str, Any] | None) -> dict[str, Any]:
         return {}
     if not isinstance(value, Mapping) or not all(isinstance(key, str) for key in value):
         raise InvalidInputError("metadata must be a dict with str keys")
-    copied: dict[str, Any] = clone_value(dict(value))
+    copied: dict[str, Any] = clone_value(dict(value), "metadata")
     return copied
 
 

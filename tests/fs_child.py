@@ -1,6 +1,9 @@
 """Child processes for the multi-process tests: ``python fs_child.py <mode> <store dir> [...]``.
 
-``crash``: write forever, printing one JSON line per acknowledged write, until killed.
+``crash``: write forever, printing one JSON line per acknowledged write, until killed
+(``crash <dir> <seed> [checkpoint_bytes]``).
+``optimize``: call ``optimize()`` (a checkpoint) in a loop, printing a line after each, until
+killed.
 ``counter``: run coroutines that increment shared counters with ``expected_version`` and
 retry; print the number of successful increments.
 """
@@ -27,9 +30,11 @@ def report(**fields: object) -> None:
     sys.stdout.buffer.flush()
 
 
-async def crash(root: str, seed: int) -> None:
+async def crash(root: str, seed: int, checkpoint_bytes: int = 4096) -> None:
     rng = random.Random(seed)
-    async with FileSystemSessionStore(root, checkpoint_bytes=4096, watch=False) as store:
+    async with FileSystemSessionStore(
+        root, checkpoint_bytes=checkpoint_bytes, watch=False
+    ) as store:
         by_name = {s.metadata["name"]: s for s in await store.list_sessions()}
         for name in ["s0", "s1", "s2", "s3", *GROUP]:
             if name not in by_name:
@@ -59,6 +64,16 @@ async def crash(root: str, seed: int) -> None:
                             ids[member], {"metadata": {"name": member, "tx": tx}}
                         )
                 report(kind="tx", tx=tx)
+
+
+async def optimize(root: str) -> None:
+    async with FileSystemSessionStore(root, checkpoint_bytes=4096, watch=False) as store:
+        report(kind="ready")
+        rounds = 0
+        while True:
+            await store.optimize()
+            rounds += 1
+            report(kind="optimized", rounds=rounds)
 
 
 async def counter(root: str, coroutines: int, increments: int) -> None:
@@ -93,6 +108,8 @@ async def counter(root: str, coroutines: int, increments: int) -> None:
 if __name__ == "__main__":
     mode, directory = sys.argv[1], sys.argv[2]
     if mode == "crash":
-        asyncio.run(crash(directory, int(sys.argv[3])))
+        asyncio.run(crash(directory, *(int(arg) for arg in sys.argv[3:5])))
+    elif mode == "optimize":
+        asyncio.run(optimize(directory))
     else:
         asyncio.run(counter(directory, int(sys.argv[3]), int(sys.argv[4])))

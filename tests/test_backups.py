@@ -27,6 +27,7 @@ from session_persistence import (
     SessionFilter,
     SessionStore,
     SessionStoreConfig,
+    StoreIOError,
 )
 from session_persistence.testing import session_object
 
@@ -102,6 +103,10 @@ async def test_damaged_backup_files_are_refused(
     assert await stored_state(store) == before
 
 
+DEEP = b"[" * 300 + b"]" * 300  # JSON reads it (up to 1,024 levels); it cannot be written
+LONG = b"9" * 5000  # more digits than int() converts by default
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
@@ -112,6 +117,8 @@ async def test_damaged_backup_files_are_refused(
         ([document("ok", format=99)], "newer"),
         ([document("twice"), document("twice")], "twice"),
         ([b"not json"], "not JSON"),
+        ([document("ok", metadata={"x": 0}).replace(b":0}", b":%s}" % DEEP)], "cannot be stored"),
+        ([document("ok", metadata={"x": 0}).replace(b":0}", b':{"$int":"%s"}}' % LONG)], r"\$int"),
     ],
     ids=[
         "path-id",
@@ -121,6 +128,8 @@ async def test_damaged_backup_files_are_refused(
         "future-record",
         "dup",
         "json",
+        "too-deep-to-write-back",
+        "int-too-long",
     ],
 )
 async def test_hostile_backup_with_valid_checksum_is_refused(
@@ -363,10 +372,10 @@ async def test_export_import_memory_measured_at_ten_thousand(tmp_path: Path) -> 
     check_flat(small, large, (2_000, 10_000))
 
 
-async def test_export_to_unwritable_place_is_a_backup_error(store: SessionStore) -> None:
-    """Exporting into a missing directory raises BackupError and leaves nothing behind."""
+async def test_export_to_unwritable_place_is_a_store_io_error(store: SessionStore) -> None:
+    """Exporting into a missing directory raises StoreIOError (an OSError), naming the path."""
     await store.create_session(session_object())
-    with pytest.raises(BackupError, match="cannot write"):
+    with pytest.raises(StoreIOError, match=r"export to /nonexistent-dir/export\.jsonl failed"):
         await store.export_sessions("/nonexistent-dir/export.jsonl")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,8 +12,11 @@ from ulid import ULID
 
 from session_persistence import (
     DefaultSession,
+    Interaction,
+    InteractionMessage,
     InvalidInputError,
     InvalidUpdateError,
+    SerializationError,
     SessionConflictError,
     SessionFilter,
     SessionNotFoundError,
@@ -215,6 +219,32 @@ async def test_dirty_tracking_and_append_only_writes(
     assert calls[-1] == ("update", 52)
     assert (await stored_texts(manager, session_id))[-1] == "new 3"
     assert len(await stored_texts(manager, session_id)) == 52
+
+
+async def test_values_that_cannot_be_stored_fail_typed_and_write_nothing(
+    manager: SessionPersistenceManager,
+) -> None:
+    """A looping event is refused when added; an over-long int when persisted; nothing written."""
+    session = DefaultSession(session_object(interactions=1), persistence_manager=manager)
+    session_id = await session.persist()
+    looped: dict[str, Any] = {}
+    looped["self"] = looped
+    with pytest.raises(SerializationError) as info:
+        session.add_interaction(Interaction(request=InteractionMessage(event={"a": looped})))
+    assert info.value.path == "interactions[1].request.event.a.self"
+    assert not session.has_unsaved_changes
+    huge = 10 ** (sys.get_int_max_str_digits() + 10)
+    session.add_interaction(Interaction(request=InteractionMessage(event={"n": huge})))
+    with pytest.raises(SerializationError) as info:
+        await session.persist()
+    assert info.value.path == "interactions[1].request.event.n"
+    assert session.has_unsaved_changes
+    assert session_id is not None
+    stored = await manager.get_session(session_id)
+    assert stored is not None
+    assert stored.version == 1
+    assert len(stored.interactions) == 1
+    await manager.unmanage_session(session_id, flush=False)
 
 
 async def test_one_record_per_session(manager: SessionPersistenceManager) -> None:

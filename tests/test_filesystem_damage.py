@@ -1,5 +1,7 @@
-"""The filesystem store under faults and damage: no single fault or byte loses, hides or
-resurrects acknowledged data (one test per contract of the reliability issue).
+"""The filesystem store under faults and damage: nothing acknowledged is lost, hidden or revived.
+
+One test per contract of the reliability issue: no single fault or damaged byte may lose, hide
+or resurrect acknowledged data.
 
 Faults come through the I/O seam or the real kernel (a lowered ``RLIMIT_NOFILE``, FIFOs,
 links swapped in while the store is open); damage is made to real files on disk.
@@ -74,7 +76,8 @@ def open_files_limited(spare: int = 0) -> Iterator[None]:
         while True:  # take every free descriptor below the limit
             fillers.append(os.open(os.devnull, os.O_RDONLY))
     except OSError as exc:
-        assert exc.errno == errno.EMFILE
+        if exc.errno != errno.EMFILE:
+            raise
     for _ in range(spare):
         os.close(fillers.pop())
     try:
@@ -103,11 +106,14 @@ async def test_emfile_during_a_checkpoint_aborts_it_and_keeps_the_session(tmp_pa
                 await store.optimize()
         assert quarantined(root) == []
         again = await store.get_session(session.session_id)
-        assert again is not None and len(again.interactions) == 2
+        assert again is not None
+        assert len(again.interactions) == 2
         await store.optimize()  # the fault cleared: the checkpoint goes through
     async with store_at(root) as store:
         again = await store.get_session(session.session_id)
-        assert again is not None and again.version == 3 and len(again.interactions) == 2
+        assert again is not None
+        assert again.version == 3
+        assert len(again.interactions) == 2
 
 
 class FailingReads(FileIO):
@@ -142,10 +148,12 @@ async def test_read_errors_at_a_checkpoint_are_never_taken_for_damage(
         io.armed = False
         assert quarantined(root) == []
         again = await store.get_session(session.session_id)
-        assert again is not None and len(again.interactions) == 3
+        assert again is not None
+        assert len(again.interactions) == 3
     async with store_at(root) as store:
         again = await store.get_session(session.session_id)
-        assert again is not None and len(again.interactions) == 3
+        assert again is not None
+        assert len(again.interactions) == 3
 
 
 # -- 2. a flipped bit early in a journal generation -------------------------------------------
@@ -173,7 +181,9 @@ async def test_a_damaged_line_followed_by_intact_ones_is_damage_not_a_torn_tail(
     async with store_at(root) as store:
         assert await store.get_session(doomed.session_id) is None  # no resurrection
         again = await store.get_session(kept.session_id)
-        assert again is not None and again.metadata == {"n": 1} and len(again.interactions) == 1
+        assert again is not None
+        assert again.metadata == {"n": 1}
+        assert len(again.interactions) == 1
         assert await store.get_session(later.session_id) is not None
         assert await store.get_session(lost.session_id) is None  # its line is lost: loudly
         health = await store.health_check()
@@ -197,7 +207,9 @@ async def test_an_append_after_lost_records_keeps_the_last_intact_state(tmp_path
     flip(segment(root), 20)
     async with store_at(root) as store:
         again = await store.get_session(session.session_id)
-        assert again is not None and again.version == 1 and again.interactions == []
+        assert again is not None
+        assert again.version == 1
+        assert again.interactions == []
         assert await store.get_session(other.session_id) is not None
         issues = " ".join((await store.health_check()).issues)
         assert session.session_id in issues
@@ -222,7 +234,8 @@ async def test_stray_generations_are_reported_removed_and_never_break_a_rebuild(
         report = await store.check()
         assert [(p.kind, p.target) for p in report.problems] == [("journal", str(stray))]
         repaired = await store.check(repair=True)
-        assert repaired.problems[0].action == "deleted" and not stray.exists()
+        assert repaired.problems[0].action == "deleted"
+        assert not stray.exists()
         stray.write_bytes(old)
     for damage in ("missing", "garbage"):
         if damage == "missing":
@@ -231,7 +244,8 @@ async def test_stray_generations_are_reported_removed_and_never_break_a_rebuild(
             (root / "index.json").write_bytes(b"garbage")
         async with store_at(root) as store:
             again = await store.get_session(first.session_id)
-            assert again is not None and len(again.interactions) == 4
+            assert again is not None
+            assert len(again.interactions) == 4
             assert not stray.exists()
             stray.write_bytes(old)
         stray.write_bytes(old)
@@ -276,14 +290,15 @@ async def test_a_damaged_tail_stays_confined_to_its_session(tmp_path: Path, how:
 
 
 async def test_check_repair_sets_a_damaged_tail_aside(tmp_path: Path) -> None:
-    """check finds a damaged tail without moving it; check --repair sets it aside for real."""
+    """Check finds a damaged tail without moving it; check --repair sets it aside for real."""
     root = tmp_path / "store"
     damaged, other = await _store_with_a_tail(root)
     flip(root / "sessions" / f"{damaged}.tail", 30)
     async with store_at(root) as store:
         report = await store.check()
         assert [(p.kind, p.target) for p in report.problems] == [("session", damaged)]
-        assert "tail" in report.problems[0].problem and "optimize" not in report.problems[0].problem
+        assert "tail" in report.problems[0].problem
+        assert "optimize" not in report.problems[0].problem
         assert quarantined(root) == []
         repaired = await store.check(repair=True)
         assert repaired.problems[0].action is not None
@@ -436,7 +451,8 @@ async def test_a_put_with_an_empty_document_then_an_append_shuts_down_cleanly(
         await store.append_interactions(session.session_id, interaction())
     async with store_at(root) as store:
         again = await store.get_session(session.session_id)
-        assert again is not None and len(again.interactions) == 1
+        assert again is not None
+        assert len(again.interactions) == 1
 
 
 # -- 8. a full disk ---------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
+import sys
 import uuid
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from decimal import Decimal
@@ -25,10 +26,11 @@ from session_persistence import (
     SerializationError,
     SessionObject,
 )
+from session_persistence._copy import clone_value
 from session_persistence._ids import ulid_from_str
 from session_persistence.documents import document_to_session, session_to_document
 from session_persistence.errors import InvalidSessionIdError
-from session_persistence.serialization import FORMAT_VERSION, Codec
+from session_persistence.serialization import FORMAT_VERSION, MAX_DEPTH, Codec
 
 
 class Color(enum.Enum):
@@ -224,6 +226,115 @@ def test_cycles_are_refused() -> None:
     loop.append(loop)
     with pytest.raises(SerializationError, match="cycle"):
         Codec().dumps(loop)
+
+
+def _wrapped(levels: int, wrap: Any, leaf: Any = 0) -> Any:
+    value = leaf
+    for _ in range(levels):
+        value = wrap(value)
+    return value
+
+
+@pytest.mark.parametrize(
+    ("wrap", "leaf"),
+    [
+        (lambda v: [v], 0),
+        (lambda v: {"k": v}, ULID()),
+        (lambda v: (v,), 1.5),
+        (lambda v: {1: v}, "x"),
+        (lambda v: frozenset({(v,)}), 0),
+        (lambda v: [v], timedelta(seconds=1)),
+        (lambda v: [v], 2**70),
+    ],
+    ids=["list", "dict-ulid", "tuple", "int-keys", "frozenset-tuple", "timedelta", "big-int"],
+)
+def test_depth_check_agrees_with_what_json_can_write(wrap: Any, leaf: Any) -> None:
+    """The codec accepts values up to exactly the depth orjson writes, and refuses the next."""
+    codec = Codec()
+    cost = _json_depth(codec.to_json_value(wrap(leaf))) - _json_depth(codec.to_json_value(leaf))
+    levels = 0
+    while _accepts(codec, _wrapped(levels + 1, wrap, leaf)):
+        levels += 1
+    deepest = codec.to_json_value(_wrapped(levels, wrap, leaf))
+    orjson.dumps(deepest)  # the deepest accepted value is writable...
+    assert _json_depth(deepest) + cost > MAX_DEPTH  # ...and one more level would not be
+    with pytest.raises(SerializationError, match="levels deep") as info:
+        codec.to_json_value(_wrapped(levels + 1, wrap, leaf))
+    assert info.value.path.startswith(("[", "k")), info.value.path
+
+
+def _accepts(codec: Codec, value: Any) -> bool:
+    try:
+        codec.to_json_value(value)
+    except SerializationError:
+        return False
+    return True
+
+
+def _json_depth(data: Any) -> int:
+    if type(data) is dict:
+        return 1 + max((_json_depth(v) for v in data.values()), default=0)
+    if type(data) is list:
+        return 1 + max((_json_depth(v) for v in data), default=0)
+    return 0
+
+
+def test_depth_counts_from_where_the_value_sits() -> None:
+    """A value that fits alone is refused when it sits deeper in its document."""
+    value = _wrapped(MAX_DEPTH - 1, lambda v: [v])
+    Codec().to_json_value(value, depth=1)
+    with pytest.raises(SerializationError) as info:
+        Codec().to_json_value(value, "metadata.x", depth=2)
+    assert info.value.path == "metadata.x" + "[0]" * (MAX_DEPTH - 2)
+
+
+def test_self_containing_values_are_refused_where_the_loop_closes() -> None:
+    """A dict or list inside itself is a cycle at the path of the inner reference."""
+    looped: dict[str, Any] = {"a": [1, 2]}
+    looped["a"].append({"back": looped})
+    for refuse in (Codec().to_json_value, clone_value):
+        with pytest.raises(SerializationError, match="contains itself") as info:
+            refuse({"top": looped}, "metadata")
+        assert info.value.path == "metadata.top.a[2].back"
+
+
+def test_shared_values_are_not_cycles() -> None:
+    """The same list reached twice (not inside itself) is copied and encoded twice."""
+    shared = [1, 2]
+    value = {"a": shared, "b": [shared, shared]}
+    assert clone_value(value) == value
+    assert Codec().to_json_value(value) == value
+
+
+def test_absurd_nesting_is_refused_by_the_copy_without_recursion_error() -> None:
+    """2,000 nested lists: the copy stops at MAX_DEPTH with the path, not RecursionError."""
+    with pytest.raises(SerializationError, match="levels deep") as info:
+        clone_value(_wrapped(2000, lambda v: [v]), "interactions[0].request.event")
+    assert info.value.path == "interactions[0].request.event" + "[0]" * MAX_DEPTH
+
+
+def test_registered_objects_nesting_without_end_are_refused(codec: Codec) -> None:
+    """A dataclass inside itself, or a chain of 3,000, is a SerializationError, not a crash."""
+    looped = Point(1, None)
+    looped.y = looped
+    with pytest.raises(SerializationError, match="levels deep") as info:
+        codec.to_json_value({"p": looped}, "metadata", depth=1)
+    assert info.value.path.startswith("metadata.p.y.y")
+    chain: Any = None
+    for number in range(3000):
+        chain = Point(number, chain)
+    with pytest.raises(SerializationError, match="levels deep") as info:
+        clone_value({"p": chain}, "metadata")
+    assert info.value.path == "metadata"
+
+
+def test_int_beyond_the_digit_limit_is_a_serialization_error() -> None:
+    """An int too long for str() raises SerializationError naming it, not ValueError."""
+    huge = 10 ** (sys.get_int_max_str_digits() + 1)
+    with pytest.raises(SerializationError, match="digits") as info:
+        Codec().to_json_value({"n": [huge]}, "metadata")
+    assert info.value.path == "metadata.n[0]"
+    assert isinstance(info.value.__cause__, ValueError)
 
 
 def test_register_type_with_functions(codec: Codec) -> None:

@@ -1,25 +1,25 @@
 """JSON Lines plumbing for export and import: opening targets and sources, reading lines.
 
 The export file's layout is described in :mod:`._format`. Writing a path goes through a temp
-file in the same directory: write → flush → fsync (in a durable store) → rename → fsync the
-directory, so a crash leaves the old file or the complete new one, never a partial export.
+file in the same directory: write → fsync (in a durable store) → rename → fsync the
+directory, so a crash leaves the old file or the complete new one, never a partial export, and
+a failed write (a full disk) removes the temp file and raises ``StoreIOError``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
+import io as _io
 import os
-import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, Protocol, TypeAlias, cast
 
 import orjson
 
 from .._fileio import FileIO
-from ..errors import BackupError, InvalidInputError
+from ..errors import BackupError, InvalidInputError, StoreIOError
 from ._format import EXPORT_KIND, check_kind
 
 __all__ = [
@@ -46,41 +46,98 @@ def describe(target: object) -> str:
 
 
 @contextlib.asynccontextmanager
-async def open_for_writing(target: PathOrStream, durable: bool) -> AsyncIterator[Any]:
-    """Yield ``write(bytes)``; a path is written to a temp file and renamed when complete."""
+async def open_for_writing(
+    target: PathOrStream, durable: bool, io: FileIO
+) -> AsyncIterator[Callable[[bytes], object]]:
+    """Yield ``write(bytes)``; a path is written to a temp file and renamed when complete.
+
+    Every file operation goes through ``io`` (the store's I/O seam).
+
+    Raises:
+        StoreIOError: Writing failed (the cause kept). A path is left as it was, with no temp
+            file beside it, unless only the last step, syncing its directory, failed: then the
+            export is complete and the message says so.
+    """
     if isinstance(target, str | os.PathLike):
-        path = Path(target)
-        try:
-            handle, temp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.")
-        except OSError as exc:
-            raise BackupError(f"cannot write the export to {path}: {exc}") from exc
-        stream = os.fdopen(handle, "wb")
-        try:
-            yield stream.write
-            stream.flush()
-            if durable:
-                os.fsync(stream.fileno())  # the data, then the rename that publishes it
-            stream.close()
-            os.replace(temp, path)
-        except BaseException:
-            stream.close()
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temp)
-            raise
-        if durable:
-            FileIO().fsync_dir(path.parent.resolve())
+        async with _writing_path(Path(target), durable, io) as write_path:
+            yield write_path
         return
-    if isinstance(target, io.TextIOBase):
+    label = describe(target)
+    if isinstance(target, _io.TextIOBase):
         text = target
 
-        def write_text(data: bytes) -> None:
-            text.write(data.decode())
+        def write_text(data: bytes) -> object:
+            return text.write(data.decode())
 
-        yield write_text
+        yield _typed(write_text, label, None)
         return
     if not hasattr(target, "write"):
         raise InvalidInputError("export target must be a path or a writable file")
-    yield target.write
+    yield _typed(cast(Callable[[bytes], object], target.write), label, None)
+
+
+@contextlib.asynccontextmanager
+async def _writing_path(
+    path: Path, durable: bool, io: FileIO
+) -> AsyncIterator[Callable[[bytes], object]]:
+    # Order: temp file in the same directory → write → fsync (durable) → rename over the
+    # path → fsync the directory. A failure before the rename removes the temp file, so the
+    # path keeps its old content; a crash leaves at most a temp file, never a partial export.
+    directory = path.parent
+    temp = directory / f".{path.name}.{os.urandom(8).hex()}.tmp"
+    try:
+        fd = io.open_new(temp, 0o600)
+    except OSError as exc:
+        raise _failed(path, exc) from exc
+    try:
+        yield _typed(lambda data: io.write(fd, data), str(path), path)
+        if durable:
+            io.fsync(fd)
+        io.close(fd)
+        fd = -1
+        io.rename(temp, path)
+    except BaseException as error:
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                io.close(fd)
+        with contextlib.suppress(OSError):  # the original error matters, not this one
+            io.unlink(temp)
+        if isinstance(error, OSError) and not isinstance(error, StoreIOError):
+            raise _failed(path, error) from error
+        raise
+    if durable:
+        try:
+            io.fsync_dir(directory.resolve())
+        except OSError as exc:
+            raise StoreIOError(
+                f"the export to {path} is complete, but syncing its directory failed ({exc}); "
+                "it may not survive a power cut",
+                str(path),
+            ) from exc
+
+
+def _failed(path: Path, exc: OSError) -> StoreIOError:
+    return StoreIOError(
+        f"writing the export to {path} failed: {exc}; {path} was left as it was", str(path)
+    )
+
+
+def _typed(
+    write: Callable[[bytes], object], label: str, path: Path | None
+) -> Callable[[bytes], object]:
+    """Wrap ``write`` so an ``OSError`` from it is a :class:`StoreIOError` (cause kept)."""
+
+    def checked(data: bytes) -> object:
+        try:
+            return write(data)
+        except StoreIOError:
+            raise
+        except OSError as exc:
+            if path is not None:
+                raise _failed(path, exc) from exc
+            raise StoreIOError(f"writing the export to {label} failed: {exc}") from exc
+
+    return checked
 
 
 @contextlib.asynccontextmanager
@@ -93,7 +150,7 @@ async def open_for_reading(source: PathOrStream) -> AsyncIterator[LineReader]:
         with stream:
             yield stream
         return
-    if isinstance(source, io.TextIOBase):
+    if isinstance(source, _io.TextIOBase):
         yield _TextAsBytes(source)
         return
     if not hasattr(source, "readline"):
@@ -113,7 +170,7 @@ class LineReader(Protocol):
 class _TextAsBytes:
     """Read a text stream as UTF-8 lines of bytes (what the line reader expects)."""
 
-    def __init__(self, text: io.TextIOBase) -> None:
+    def __init__(self, text: _io.TextIOBase) -> None:
         self._text = text
 
     def readline(self, limit: int = -1) -> bytes:

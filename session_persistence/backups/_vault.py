@@ -13,11 +13,17 @@ session-id alphabet, never a ``/`` or ``..``.
 A crash before 2 leaves only a temp file (removed by the next :meth:`DirectoryVault.sweep`);
 after 2 the backup is complete, and after 3 its name survives power loss too. A backup is
 never visible half-written.
+
+A step that *fails* (``ENOSPC``, ``EIO``) leaves nothing: the temp file is removed, and if
+only step 3 failed, the renamed backup is removed again, so a write that raised never leaves
+a backup that looks made (should that removal be lost to a power cut, what comes back is a
+complete backup, not a partial one).
 """
 
 from __future__ import annotations
 
 import abc
+import contextlib
 import os
 import threading
 from datetime import UTC, datetime
@@ -149,17 +155,25 @@ class DirectoryVault(Vault):
         return self._dir / f"{backup_id}{_SUFFIX}"
 
     def write(self, backup_id: str, data: bytes) -> None:
-        """Write the file: temp → fsync → rename → fsync the directory (see the module doc)."""
+        """Write the file: temp → fsync → rename → fsync the directory (see the module doc).
+
+        Raises:
+            OSError: A step failed (a full disk); nothing of this backup is left.
+        """
         self._dir.mkdir(mode=self._dir_mode, parents=True, exist_ok=True)
+        path = self._path(backup_id)
         self._io.replace_file(
-            self._path(backup_id),
-            data,
-            temp_dir=self._dir,
-            mode=self._file_mode,
-            durable=self._durable,
+            path, data, temp_dir=self._dir, mode=self._file_mode, durable=self._durable
         )
-        if self._durable:
+        if not self._durable:
+            return
+        try:
             self._io.fsync_dir(self._dir)
+        except OSError:
+            # The caller is told the backup failed, so it must not stay listed.
+            with contextlib.suppress(OSError):
+                self._io.unlink(path)
+            raise
 
     def read(self, backup_id: str) -> bytes:
         """Return the backup file's bytes (never following a symlink)."""

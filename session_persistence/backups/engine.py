@@ -51,6 +51,7 @@ from ..errors import (
     SessionConflictError,
     SessionLimitError,
     StoreCorruptionError,
+    StoreIOError,
 )
 from ..models import (
     BackupInfo,
@@ -133,16 +134,14 @@ class Backups:
         """Choose the vault (config ``backup_dir``, else the store's default) and sweep it."""
         config = self._store.config
         directory = config.backup_dir
-        io = None
         if directory is None:
             directory = self._store._default_backup_dir()
-            io = self._store._backup_io()
         if directory is None:
             if self._vault is None:  # keep in-memory backups across a reopen of the store
                 self._vault = MemoryVault()
         else:
             self._vault = DirectoryVault(
-                Path(directory), durable=self._store._durable_backups, io=io
+                Path(directory), durable=self._store._durable_backups, io=self._store._io
             )
         self._vault.sweep()
 
@@ -212,7 +211,17 @@ class Backups:
         if damaged:
             fields["skipped_damaged"] = damaged
         data = await asyncio.to_thread(self._encode, fields, sessions, options.compress)
-        await asyncio.to_thread(self.vault.write, backup_id, data)
+        try:
+            await asyncio.to_thread(self.vault.write, backup_id, data)
+        except StoreIOError:
+            raise
+        except OSError as exc:  # a full disk: the vault has removed what it wrote
+            location = self.vault.location
+            raise StoreIOError(
+                f"writing backup {backup_id} to {location} failed: {exc}; no backup was "
+                "written and the older ones are kept",
+                location,
+            ) from exc
         header = parse_header(*split_header(data, backup_id), label=f"backup {backup_id}")
         self._created += 1
         self._last_backup = created_at
@@ -504,7 +513,14 @@ class Backups:
             if session.session_id in ids:
                 raise BackupError(f"{label} holds session {session.session_id} twice")
             ids.add(session.session_id)
-            data = dump_json(session_to_document(session, self._store._codec))
+            try:
+                # Decoding accepts more than can be written back (nesting up to orjson's
+                # read limit, 1,024 levels, against MAX_DEPTH for writing).
+                data = dump_json(session_to_document(session, self._store._codec))
+            except SerializationError as exc:
+                raise BackupError(
+                    f"{label}: session {session.session_id} cannot be stored: {exc}"
+                ) from exc
             if len(data) > limit:
                 raise BackupError(
                     f"{label}: session {session.session_id} encodes to {len(data)} bytes, over "
@@ -595,7 +611,7 @@ class Backups:
             "store_type": store.store_type,
         }
         total = None if progress is None else await store.count_sessions(flt)
-        async with open_for_writing(target, store._durable_backups) as write:
+        async with open_for_writing(target, store._durable_backups, store._io) as write:
             buffer = [dump_json(head) + b"\n"]
             buffered = 0
             count = 0

@@ -39,7 +39,8 @@ class BackupMethods:
 
         Raises:
             InvalidInputError: ``options`` is malformed.
-            StoreIOError: The backup could not be written.
+            StoreIOError: The backup could not be written (a full disk, an I/O error; the
+                cause is kept); no backup file is left and no older backup was deleted.
         """
         return await self._backups.create(options)
 
@@ -116,6 +117,11 @@ class BackupMethods:
             filter: Which sessions (default: every unexpired one).
             progress: Called as ``progress(done, total)`` as sessions are written; ``total``
                 is counted first, so it can be off by sessions written meanwhile.
+
+        Raises:
+            StoreIOError: Writing failed (a full disk, an I/O error; the cause is kept). A
+                path is then left as it was, with no temp file beside it, unless only the
+                final sync of its directory failed: the message then says it is complete.
         """
         return await self._backups.export(path_or_stream, filter, progress)
 

@@ -44,11 +44,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Self, TypeVar
 
+from .._fileio import FileIO
 from .._gate import WriteGate
 from .._ids import validate_session_id
 from ..backups import Backups
 from ..config import SessionStoreConfig, seconds
-from .._fileio import FileIO
 from ..errors import (
     BackupError,
     ConfigurationError,
@@ -126,6 +126,11 @@ class SessionStore(BackupMethods, abc.ABC):
 
     #: Whether backup and export files are fsynced (a backend without durability says no).
     _durable_backups: bool = True
+
+    #: The I/O seam for the files written beside the backend's own storage (backups, exports
+    #: to a path). A backend with its own seam (the filesystem store's ``_io=``) sets it in its
+    #: constructor, so tests inject faults into those files the same way.
+    _io: FileIO = FileIO()
 
     def __init__(
         self, config: SessionStoreConfig | None = None, *, codec: Codec | None = None
@@ -285,10 +290,6 @@ class SessionStore(BackupMethods, abc.ABC):
         """
         async with self._gate.frozen():
             yield
-
-    def _backup_io(self) -> FileIO | None:
-        """Hook: the I/O seam for backup files in the default directory (``None``: a new one)."""
-        return None
 
     def _default_backup_dir(self) -> Path | None:
         """Where backups go when ``backup_dir`` is not configured (``None``: in memory)."""

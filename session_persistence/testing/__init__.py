@@ -24,6 +24,7 @@ from ._monitoring import MonitoringConformance
 from ._query import QueryConformance
 from ._stateful import StatefulConformance
 from ._transactions import TransactionConformance
+from ._values import ValueConformance
 
 __all__ = [
     "BackupConformance",
@@ -38,6 +39,7 @@ __all__ = [
     "StoreConformance",
     "StoreTestBase",
     "TransactionConformance",
+    "ValueConformance",
     "interaction",
     "session_object",
 ]
@@ -52,6 +54,7 @@ class StoreConformance(
     EventConformance,
     MonitoringConformance,
     BackupConformance,
+    ValueConformance,
     StatefulConformance,
 ):
     """Every capability of the store contract; subclass it once per store."""

@@ -1324,9 +1324,6 @@ class FileSystemSessionStore(SessionStore):
     def _default_backup_dir(self) -> Path:
         return self._root / "backups"
 
-    def _backup_io(self) -> FileIO:
-        return self._io  # backups/ is anchored: a link swapped in is never followed
-
     @contextlib.asynccontextmanager
     async def _frozen(self) -> AsyncIterator[None]:
         """Hold off writers in every process: our own at the gate, others at the store lock.
