@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck pytest test-compat test-slow crash-test bench bench-quick clean
+.PHONY: install demo test lint typecheck pytest test-compat test-slow crash-test fuzz bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,12 @@ test-slow: $(STAMP)
 crash-test: $(STAMP)
 	SP_CRASH_RUNS=$${SP_CRASH_RUNS:-1000} $(PY) -m pytest -q -p no:cacheprovider --timeout 0 \
 		tests/test_filesystem_processes.py -k sigkill_at_random
+
+# The reader fuzzer at length: 20,000 damaged stores (SP_FUZZ_RUNS=n to change), stopping after
+# 50 failing ones (SP_FUZZ_MAX_FAILURES=0: never). Replay with the SP_FUZZ_SEED it prints.
+fuzz: $(STAMP)
+	SP_FUZZ_RUNS=$${SP_FUZZ_RUNS:-20000} SP_FUZZ_MAX_FAILURES=$${SP_FUZZ_MAX_FAILURES:-50} \
+		$(PY) -m pytest -q -s -p no:cacheprovider --timeout 0 tests/test_fuzz_readers.py
 
 # Benchmarks against the peers (docs/benchmarks.md). `bench` writes the JSON, the Markdown
 # report and the chart to benchmarks/results/; `bench-quick` (under a minute) runs every
