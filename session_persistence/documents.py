@@ -195,7 +195,7 @@ def _session_id(document: dict[str, Any]) -> str:
 
 
 def _metadata(document: dict[str, Any], codec: Codec) -> dict[str, Any]:
-    metadata = codec.from_json_value(_field(document, "metadata", dict), "metadata")
+    metadata = codec.from_json_value(_field(document, "metadata", dict), "metadata", depth=1)
     if type(metadata) is not dict or not all(type(key) is str for key in metadata):
         raise SerializationError("metadata must be an object", "metadata")
     return metadata
@@ -226,25 +226,31 @@ def interaction_from_json(data: Any, codec: Codec, path: str) -> Interaction:
     responses = data.get("responses")
     if type(responses) is not list:
         raise SerializationError("responses must be an array", f"{path}.responses")
-    return Interaction(
-        request=_message_from_json(data.get("request"), codec, f"{path}.request"),
+    return Interaction(  # (at the depths interaction_to_json writes them)
+        request=_message_from_json(
+            data.get("request"), codec, f"{path}.request", _INTERACTION_DEPTH + 2
+        ),
         responses=[
-            _message_from_json(item, codec, f"{path}.responses[{index}]")
+            _message_from_json(
+                item, codec, f"{path}.responses[{index}]", _INTERACTION_DEPTH + 3
+            )
             for index, item in enumerate(responses)
         ],
     )
 
 
-def _message_from_json(data: Any, codec: Codec, path: str) -> InteractionMessage:
+def _message_from_json(data: Any, codec: Codec, path: str, depth: int) -> InteractionMessage:
     if type(data) is not dict or "event" not in data:
         raise SerializationError("a message must be an object with an event", path)
     sender = data.get("sender")
     if sender is not None and type(sender) is not str:
         raise SerializationError("sender must be a string or null", f"{path}.sender")
     return InteractionMessage(
-        event=codec.from_json_value(data["event"], f"{path}.event"),
+        event=codec.from_json_value(data["event"], f"{path}.event", depth=depth),
         sender=sender,
-        recipients=codec.from_json_value(data.get("recipients"), f"{path}.recipients"),
+        recipients=codec.from_json_value(
+            data.get("recipients"), f"{path}.recipients", depth=depth
+        ),
     )
 
 

@@ -370,14 +370,22 @@ class Codec:
 
     # -- decoding ------------------------------------------------------------------------------
 
-    def from_json_value(self, data: Any, path: str = "") -> Any:
+    def from_json_value(self, data: Any, path: str = "", *, depth: int = 0) -> Any:
         """Rebuild the value that :meth:`to_json_value` encoded.
 
+        Args:
+            data: The JSON-native value.
+            path: Where it sits, used as the prefix of error paths.
+            depth: How many arrays and objects enclose it in its document; as when writing,
+                it may add at most ``MAX_DEPTH - depth`` levels (no write produces more, so
+                deeper data read from storage is damage).
+
         Raises:
-            SerializationError: Malformed or unknown tags, or an unregistered type name.
+            SerializationError: Malformed or unknown tags, an unregistered type name, or
+                nesting deeper than any write produces.
         """
         try:
-            return self._decode(data)
+            return self._decode(data, depth)
         except _EncodeFailure as failure:
             raise SerializationError(
                 failure.message, _join_path(path, failure.parts)
@@ -397,41 +405,44 @@ class Codec:
             raise SerializationError(f"not valid JSON: {exc}") from exc
         return self.from_json_value(data)
 
-    def _decode(self, data: Any) -> Any:
+    def _decode(self, data: Any, depth: int) -> Any:
         kind = type(data)
         if kind is list:
-            return self._decode_items(data)
+            _room(depth, 1)
+            return self._decode_items(data, depth + 1)
         if kind is not dict:
             return data
+        _room(depth, 1)
         if len(data) == 1:
             ((key, inner),) = data.items()
             if key[:1] == "$":
-                return self._decode_tag(key, inner)
+                return self._decode_tag(key, inner, depth + 1)
         out = {}
         for key, item in data.items():
             if key[:1] == "$":
                 raise _DecodeFailure(f"unexpected tag {key!r} beside other keys")
-            out[key] = self._decode_member(key, item)
+            out[key] = self._decode_member(key, item, depth + 1)
         return out
 
-    def _decode_member(self, key: str, item: Any) -> Any:
+    def _decode_member(self, key: str, item: Any, depth: int) -> Any:
         try:
-            return self._decode(item)
+            return self._decode(item, depth)
         except _EncodeFailure as failure:
             failure.parts.append(_key_segment(key))
             raise
 
-    def _decode_items(self, items: list[Any]) -> list[Any]:
+    def _decode_items(self, items: list[Any], depth: int) -> list[Any]:
         out = []
         for index, item in enumerate(items):
             try:
-                out.append(self._decode(item))
+                out.append(self._decode(item, depth))
             except _EncodeFailure as failure:
                 failure.parts.append(f"[{index}]")
                 raise
         return out
 
-    def _decode_tag(self, tag: str, inner: Any) -> Any:
+    def _decode_tag(self, tag: str, inner: Any, depth: int) -> Any:
+        """Decode a tagged value; ``depth`` counts the tag's own object."""
         simple = _SIMPLE_DECODERS.get(tag)
         if simple is not None:
             try:
@@ -441,11 +452,13 @@ class Codec:
         if tag == "$esc":
             if type(inner) is not dict:
                 raise _DecodeFailure("$esc must hold an object")
-            return {key: self._decode_member(key, item) for key, item in inner.items()}
+            _room(depth, 1)
+            return {key: self._decode_member(key, item, depth + 1) for key, item in inner.items()}
         if tag in ("$set", "$frozenset", "$tuple"):
             if type(inner) is not list:
                 raise _DecodeFailure(f"{tag} must hold an array")
-            items = self._decode_items(inner)
+            _room(depth, 1)
+            items = self._decode_items(inner, depth + 1)
             try:
                 return (
                     set(items)
@@ -455,26 +468,27 @@ class Codec:
             except TypeError as exc:
                 raise _DecodeFailure(f"{tag} holds an unhashable item: {exc}") from exc
         if tag == "$dict":
-            return self._decode_pairs(inner)
+            return self._decode_pairs(inner, depth)
         if tag in ("$enum", "$object"):
-            return self._decode_registered(tag, inner)
+            return self._decode_registered(tag, inner, depth)
         raise _DecodeFailure(f"unknown type tag {tag!r} (written by a newer version?)")
 
-    def _decode_pairs(self, inner: Any) -> dict[Any, Any]:
+    def _decode_pairs(self, inner: Any, depth: int) -> dict[Any, Any]:
         if type(inner) is not list:
             raise _DecodeFailure("$dict must hold an array of pairs")
+        _room(depth, 2)  # the array of pairs, and each pair
         out: dict[Any, Any] = {}
         for index, pair in enumerate(inner):
             if type(pair) is not list or len(pair) != 2:
                 raise _DecodeFailure(f"$dict entry {index} is not a [key, value] pair")
-            key = self._decode(pair[0])
+            key = self._decode(pair[0], depth + 2)
             try:
-                out[key] = self._decode(pair[1])
+                out[key] = self._decode(pair[1], depth + 2)
             except TypeError as exc:
                 raise _DecodeFailure(f"$dict key is unhashable: {exc}") from exc
         return out
 
-    def _decode_registered(self, tag: str, inner: Any) -> Any:
+    def _decode_registered(self, tag: str, inner: Any, depth: int) -> Any:
         if type(inner) is not list or len(inner) != 2 or type(inner[0]) is not str:
             raise _DecodeFailure(f"{tag} must hold [type name, payload]")
         name, payload = inner
@@ -484,7 +498,7 @@ class Codec:
                 f"type {name!r} is not registered with this codec; register it before reading"
             )
         if tag == "$object":
-            payload = self._decode(payload)
+            payload = self._decode(payload, depth + 1)
         try:
             return entry.decode(payload)
         except _EncodeFailure:
