@@ -20,7 +20,9 @@ from session_persistence import FileSystemSessionStore
 from session_persistence.testing import session_object
 
 CHILD = str(Path(__file__).with_name("fs_child.py"))
-CRASH_RUNS = int(os.environ.get("SP_CRASH_RUNS", "50"))
+# 12 kills in the default run (each spawns a writer process, ~0.5 s); `make test-slow` and
+# `make crash-test` run 1,000.
+CRASH_RUNS = int(os.environ.get("SP_CRASH_RUNS", "12"))
 
 
 def spawn(*args: str) -> subprocess.Popen[bytes]:
