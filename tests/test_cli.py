@@ -612,6 +612,55 @@ def test_the_console_script_and_python_m_run(tmp_path: Path) -> None:
         assert "session-persistence" in version.stdout
 
 
+# Installed without the cli extra: click and rich cannot be imported (a sitecustomize on
+# PYTHONPATH hides them from the interpreter the entry points start).
+HIDE_THE_EXTRA = """
+import importlib.abc, sys
+
+class HideTheExtra(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in ("click", "rich"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, HideTheExtra())
+"""
+
+
+@pytest.mark.parametrize("entry", ["console script", "python -m"])
+def test_without_the_cli_extra_both_entry_points_say_so_in_one_line(
+    tmp_path: Path, entry: str
+) -> None:
+    """Without click and rich, --help and a command print one line naming the extra: exit 2."""
+    (tmp_path / "sitecustomize.py").write_text(HIDE_THE_EXTRA)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    script = Path(sys.executable).with_name("session-persistence")
+    command = (
+        [str(script)]
+        if entry == "console script"
+        else [sys.executable, "-m", "session_persistence"]
+    )
+    hidden = subprocess.run(
+        [sys.executable, "-c", "import click"], env=env, capture_output=True, text=True, check=False
+    )
+    assert "No module named 'click'" in hidden.stderr  # the extra is really hidden
+    for arguments in (["--help"], ["ls"]):
+        result = subprocess.run(
+            [*command, *arguments],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == Exit.USAGE
+        assert result.stdout == ""
+        assert result.stderr.startswith("error: the command-line tool needs the 'cli' extra")
+        assert "pip install 'session-persistence[cli]'" in result.stderr
+        assert result.stderr.count("\n") == 1, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sitecustomize.py"]
+
+
 def test_after_the_demo_the_readme_commands_work(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
