@@ -440,6 +440,25 @@ def test_export_then_import_into_a_new_store(tmp_path: Path) -> None:
     assert run("import", str(tmp_path / "none.jsonl"), "--store", target).exit_code == 3
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_failed_import_creates_no_store(tmp_path: Path, kind: str) -> None:
+    """An import refused by validation (a damaged file, too many sessions) creates nothing."""
+    source = spec_text("filesystem", tmp_path / "source")
+    fill(source)
+    good = tmp_path / "all.jsonl"
+    assert run("export", str(good), "--include-expired", "--store", source).exit_code == 0
+    broken = tmp_path / "broken.jsonl"
+    broken.write_bytes(good.read_bytes()[:-40])
+    target = spec_text(kind, tmp_path / "new")
+    refused = run("import", str(broken), "--store", target)
+    assert refused.exit_code == Exit.REFUSED, refused.stderr
+    assert refused.stderr.startswith("error: ")
+    full = run("import", str(good), "--store", target, env={"SESSION_STORE_MAX_SESSIONS": "2"})
+    assert full.exit_code == Exit.REFUSED, full.stderr
+    assert not (tmp_path / "new").exists()  # no database, no directory tree
+    assert run("import", str(good), "--store", target).exit_code == 0
+
+
 async def _contents(text: str) -> list[dict[str, Any]]:
     async with build(text) as store:
         found = await store.list_sessions(SessionFilter(include_expired=True))

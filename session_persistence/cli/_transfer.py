@@ -51,10 +51,15 @@ async def import_command(
 ) -> int:
     """Read sessions exported by any store (validated before anything is written).
 
-    Creates the store if it does not exist yet.
+    Creates the store if it does not exist yet, once the file has passed validation.
     """
     require_file(file)
     options = restore_options(strategy, dry_run)
+    if not dry_run and not spec.exists():
+        # Validate into an empty stand-in first (as --dry-run does): a file that is refused
+        # must not leave an empty store, or its directories, behind.
+        async with open_store(spec, dry_run=True) as empty:
+            await empty.import_sessions(file, restore_options(strategy, True))
     async with open_store(spec, create=True, dry_run=dry_run) as store:
         with output.progress("importing") as progress:
             result = await store.import_sessions(file, options, progress=progress)
