@@ -7,7 +7,6 @@ from typing import Any
 
 import click
 from rich.markup import escape
-from rich.table import Table
 
 from ..errors import BackupError, InvalidInputError
 from ..models import BackupOptions, RestoreOptions
@@ -18,10 +17,12 @@ from ._common import (
     merge_options,
     print_restore,
     restore_options,
+    ulid_upper,
     when,
 )
 from ._group import cli, command
 from ._support import NotFoundError, Output, StoreSpec, open_store
+from ._tables import Column, id_table
 
 __all__ = [
     "backup_create",
@@ -71,17 +72,24 @@ async def backup_list(*, spec: StoreSpec, output: Output) -> int:
     if output.json:
         output.emit({"location": where, "backups": [backup_json(i) for i in infos]})
         return 0
-    table = Table(title=f"backups in {escape(where)}", title_justify="left", box=None)
-    for column in ("BACKUP", "CREATED", "SESSIONS", "BYTES", "COMPRESSED"):
-        table.add_column(column, justify="right" if column in ("SESSIONS", "BYTES") else "left")
-    for info in infos:
-        table.add_row(
+    columns = [
+        Column("BACKUP"),
+        Column("CREATED"),
+        Column("SESSIONS", "right"),
+        Column("BYTES", "right"),
+        Column("COMPRESSED"),
+    ]
+    cells = [
+        [
             info.backup_id,
             when(info.created_at),
             str(info.session_count),
             f"{info.size_bytes:,}",
             "yes" if info.compressed else "no",
-        )
+        ]
+        for info in infos
+    ]
+    table = id_table(f"backups in {where}", columns, cells, output.out.width)
     output.out.print(table)
     output.out.print(f"{len(infos)} backup(s)")
     return 0
@@ -135,6 +143,7 @@ async def backup_restore(
 @command
 async def backup_delete(backup_id: str, *, spec: StoreSpec, output: Output) -> int:
     """Delete a backup."""
+    backup_id = ulid_upper(backup_id)
     async with open_store(spec) as store:
         try:
             deleted = await store.delete_backup(backup_id)

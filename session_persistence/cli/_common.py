@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +30,7 @@ __all__ = [
     "restore_options",
     "short",
     "to_json",
+    "ulid_upper",
     "when",
 ]
 
@@ -139,14 +141,23 @@ def require_file(path: Path) -> None:
         raise NotFoundError(f"no file {path}")
 
 
+# A ULID in any case: 26 Crockford base32 digits, the first at most 7.
+_ANY_CASE_ULID = re.compile(r"[0-7][0-9A-HJKMNP-TV-Z]{25}", re.IGNORECASE)
+
+
+def ulid_upper(text: str) -> str:
+    """``text`` in upper case if it is a ULID in any case (as ids are stored), else as is."""
+    return text.upper() if _ANY_CASE_ULID.fullmatch(text) else text
+
+
 def backup_source(argument: str) -> str | Path:
-    """A backup id, or a file when it names one (a path separator or ``.backup``)."""
+    """A backup id (a ULID, in any case), or a file when it names one (``/`` or ``.backup``)."""
     if os.sep in argument or "/" in argument or argument.endswith(".backup"):
         path = Path(argument)
         if not path.is_file():
             raise NotFoundError(f"no backup file {argument}")
         return path
-    return argument
+    return ulid_upper(argument)
 
 
 async def known_backup(store: SessionStore, backup_id: str) -> None:

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import sys
 import traceback
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from typing import Any
 
 import click
 
 from .._version import __version__
-from ._support import DEFAULT_STORE, Exit, Output, StoreSpec, describe_error, exit_code_for
+from ._support import (
+    DEFAULT_STORE,
+    Exit,
+    Output,
+    StoreSpec,
+    describe_error,
+    exit_code_for,
+    print_error,
+)
 
 __all__ = ["STORE_HELP", "cli", "command", "main"]
 
@@ -66,7 +75,52 @@ def command(body: Callable[..., Coroutine[Any, Any, int | None]]) -> Callable[..
     return run
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _Tool(click.Group):
+    """The group: usage errors are reported as every other error is, in one line."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        with _one_line_usage_errors():
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with _one_line_usage_errors():  # a subcommand's options and arguments are parsed here
+            return super().invoke(ctx)
+
+
+class _UsageError(click.UsageError):
+    """A usage error shown as ``error: ...`` on one line, with where to find help."""
+
+    def show(self, file: Any = None) -> None:
+        print_error(self.format_message())
+
+
+@contextlib.contextmanager
+def _one_line_usage_errors() -> Iterator[None]:
+    """Turn click's usage errors (three lines, "Usage: ...") into one ``error:`` line."""
+    try:
+        yield
+    except click.exceptions.NoArgsIsHelpError:
+        raise  # no command at all: the help is the answer
+    except _UsageError:
+        raise
+    except click.UsageError as error:
+        message = error.format_message().strip()
+        message = message[:1].lower() + message[1:]
+        if error.ctx is not None:
+            message = f"{message.rstrip('.')} (see '{error.ctx.command_path} --help')"
+        raise _UsageError(message, error.ctx) from error
+
+
+@click.group(
+    cls=_Tool,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, prog_name="session-persistence")
 @click.option("--store", "store_text", metavar="TYPE:PATH", help=STORE_HELP)
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")

@@ -1,4 +1,4 @@
-"""Looking at a store: ``ls``, ``show``, ``stats``, ``health``."""
+"""Looking at a store: ``ls``, ``show``, ``health`` (``stats`` is in ``_stats``)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ from .._ids import validate_session_id
 from ..documents import session_to_document
 from ..models import SessionFilter, SessionQueryOptions
 from ..serialization import default_codec
-from ._common import header_json, short, to_json, when
+from ._common import header_json, short, to_json, ulid_upper, when
 from ._group import cli, command
 from ._support import Exit, NotFoundError, Output, StoreSpec, open_store, parse_when
+from ._tables import Column, id_table
 
-__all__ = ["health_command", "ls_command", "show_command", "stats_command"]
+__all__ = ["health_command", "ls_command", "show_command"]
 
 
 _SORT_FIELDS = ("created_at", "updated_at", "expires_at", "activity_id", "session_id")
@@ -69,25 +70,28 @@ async def ls_command(
     if output.json:
         output.emit({"store": str(spec), "total": total, "sessions": rows})
         return 0
-    table = Table(
-        title=f"{spec}", title_justify="left", box=None, header_style="bold", pad_edge=False
-    )
-    table.add_column("SESSION", no_wrap=True, min_width=26)  # ids are never cut
-    table.add_column("PROCESSOR", no_wrap=True, overflow="ellipsis", min_width=9)
-    table.add_column("INTERACTIONS", justify="right", no_wrap=True)
-    table.add_column("TAGS", overflow="fold")
-    table.add_column("UPDATED", no_wrap=True, min_width=16)
-    table.add_column("EXPIRES", no_wrap=True, min_width=16)
+    columns = [
+        Column("SESSION"),
+        Column("PROCESSOR"),
+        Column("INTERACTIONS", "right"),
+        Column("TAGS"),
+        Column("UPDATED"),
+        Column("EXPIRES"),
+    ]
+    cells = []
     for row in rows:
         expires = "never" if row["expires_at"] is None else when(row["expires_at"], short=True)
-        table.add_row(
-            row["session_id"],
-            escape(row["processor_id"]),
-            str(row["interaction_count"]),
-            escape(", ".join(row["tags"])),
-            when(row["updated_at"], short=True),
-            expires + (" (expired)" if row["expired"] else ""),
+        cells.append(
+            [
+                row["session_id"],
+                row["processor_id"],
+                str(row["interaction_count"]),
+                ", ".join(row["tags"]),
+                when(row["updated_at"], short=True),
+                expires + (" (expired)" if row["expired"] else ""),
+            ]
         )
+    table = id_table(str(spec), columns, cells, output.out.width)
     output.out.print(table)
     shown = f"{len(rows)} of {total} session(s)"
     output.out.print(shown + (" (raise --limit to see more)" if total > len(rows) else ""))
@@ -104,6 +108,8 @@ async def show_command(session_id: str, raw: bool, *, spec: StoreSpec, output: O
         # The store's own read, which validates nothing and counts no access: an operator's
         # look must not extend an idle TTL.
         session = await store._load(validate_session_id(session_id))
+        if session is None and ulid_upper(session_id) != session_id:
+            session = await store._load(ulid_upper(session_id))  # a ULID typed in lower case
         if session is None:
             raise NotFoundError(f"no session {session_id} in {spec}")
         expired = store.is_expired(session)
@@ -115,7 +121,7 @@ async def show_command(session_id: str, raw: bool, *, spec: StoreSpec, output: O
     out.print(f"[bold]session {session.session_id}[/]" + (" [red](expired)[/]" if expired else ""))
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="dim")
-    facts.add_column()
+    facts.add_column(overflow="fold")  # metadata may hold ids: fold it, never cut it
     for label, value in (
         ("processor", escape(session.processor_id)),
         ("activity", str(session.activity_id)),
@@ -150,36 +156,6 @@ async def show_command(session_id: str, raw: bool, *, spec: StoreSpec, output: O
             replies or "-",
         )
     out.print(table)
-    return 0
-
-
-@cli.command("stats")
-@command
-async def stats_command(*, spec: StoreSpec, output: Output) -> int:
-    """Counts, sizes, ages and the backend's figures."""
-    async with open_store(spec) as store:
-        stats = await store.get_stats()
-    if output.json:
-        output.emit(stats)
-        return 0
-    table = Table(title=str(spec), title_justify="left", box=None, show_header=False)
-    table.add_column(style="dim")
-    table.add_column()
-    for label, value in (
-        ("sessions", stats.total_sessions),
-        ("active", stats.active_sessions),
-        ("expired", stats.expired_sessions),
-        ("stored bytes", f"{stats.storage_size_bytes:,}"),
-        ("oldest", when(stats.oldest_session)),
-        ("newest", when(stats.newest_session)),
-    ):
-        table.add_row(label, str(value))
-    for processor, count in sorted(stats.sessions_by_processor.items()):
-        table.add_row(f"  {escape(processor)}", str(count))
-    for key, figure in stats.backend.items():
-        shown = to_json(figure) if isinstance(figure, list | dict) else str(figure)
-        table.add_row(key.replace("_", " "), escape(shown))
-    output.out.print(table)
     return 0
 
 
