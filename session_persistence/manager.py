@@ -19,16 +19,14 @@ import asyncio
 import contextlib
 import functools
 import logging
-import os
-import tempfile
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from ulid import ULID
 
+from ._manager_stores import copy_sessions, open_configured_store, store_changed
 from .config import seconds, utc_now
 from .errors import (
     ConfigurationError,
@@ -42,13 +40,12 @@ from .errors import (
 )
 from .events import EventName, Listener, Unsubscribe
 from .manager_config import SessionPersistenceConfig
+from .manager_results import BulkUpdateResult, ManagerStats, SessionSummary
 from .models import (
     UNSET,
     HealthStatus,
     OptimizeResult,
     PersistedSession,
-    ProgressCallback,
-    RestoreOptions,
     SessionFilter,
     SessionObject,
     SessionQueryOptions,
@@ -57,7 +54,6 @@ from .models import (
     Unset,
 )
 from .session import DefaultSession
-from .stores import FileSystemSessionStore, InMemorySessionStore, SQLiteSessionStore
 from .stores.base import SessionStore
 from .transactions import TransactionContext
 
@@ -75,65 +71,6 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _SHUTDOWN_ATTEMPTS = 3
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ManagerStats(StoreStats):
-    """The store's :class:`StoreStats` plus the manager's own figures.
-
-    Attributes:
-        store_type: The store in use.
-        auto_persist_enabled: Whether background persistence is on.
-        last_persist_time: When a managed session was last written (``None``: never).
-        persist_count: Writes of managed sessions since the manager started.
-        error_count: Failed writes of managed sessions (each retry that fails counts).
-        managed_sessions: ``DefaultSession`` objects the manager tracks.
-        unsaved_sessions: Of those, how many hold changes not yet written.
-        sessions_needing_attention: Ids of managed sessions in state ``"conflict"`` or
-            ``"missing"``, which background persistence does not retry.
-    """
-
-    store_type: str
-    auto_persist_enabled: bool
-    last_persist_time: datetime | None = None
-    persist_count: int = 0
-    error_count: int = 0
-    managed_sessions: int = 0
-    unsaved_sessions: int = 0
-    sessions_needing_attention: list[str] | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SessionSummary:
-    """A session at a glance (:meth:`SessionPersistenceManager.get_session_summary`)."""
-
-    session_id: str
-    processor_id: str
-    interaction_count: int
-    version: int
-    created_at: datetime
-    updated_at: datetime
-    expires_at: datetime | None
-    last_accessed_at: datetime
-    age: timedelta
-    time_since_update: timedelta
-    is_expired: bool
-    is_managed: bool
-    has_unsaved_changes: bool
-    size_bytes: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BulkUpdateResult:
-    """What :meth:`SessionPersistenceManager.bulk_update_sessions` changed (atomically).
-
-    Attributes:
-        updated_count: How many sessions were updated.
-        session_ids: Their ids.
-    """
-
-    updated_count: int
-    session_ids: list[str]
 
 
 def _delegated(
@@ -217,7 +154,7 @@ class SessionPersistenceManager:
         """
         if self._store is not None:
             return
-        self._store, self._owns_store = await _open_store(self._config)
+        self._store, self._owns_store = await open_configured_store(self._config)
         self._stopping = asyncio.Event()
         self._subscribe_all()
         self._start_interval()
@@ -562,7 +499,7 @@ class SessionPersistenceManager:
         if old_store is None:
             self._config = new
             return new
-        if _store_changed(self._config, new):
+        if store_changed(self._config, new):
             if old_store._joined() is not None:
                 raise ConfigurationError("store_type", "cannot switch stores inside a transaction")
             await self._migrate(old_store, new)
@@ -585,7 +522,7 @@ class SessionPersistenceManager:
         try:
             await self._idle.wait()
             try:
-                target, owned = await _open_store(new)
+                target, owned = await open_configured_store(new)
             except SessionStoreError as error:
                 raise MigrationError(
                     f"cannot open {target_name}: {error}; still using the old store",
@@ -852,98 +789,3 @@ class _Registration:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
-
-
-def _store_changed(old: SessionPersistenceConfig, new: SessionPersistenceConfig) -> bool:
-    if old.store_type != new.store_type:
-        return True
-    if new.store_type == "custom":
-        return old.custom_store is not new.custom_store
-    if new.store_type == "memory":
-        return old.effective_store_config() != new.effective_store_config()
-    return (
-        os.path.realpath(old.store_location()) != os.path.realpath(new.store_location())
-        or old.effective_store_config() != new.effective_store_config()
-        or old.durability != new.durability
-    )
-
-
-async def _open_store(config: SessionPersistenceConfig) -> tuple[SessionStore, bool]:
-    """Build and open the store ``config`` names; return it and whether we own it."""
-    store: SessionStore
-    if config.store_type == "custom":
-        assert config.custom_store is not None  # validated by the config
-        store = config.custom_store
-        if store.is_initialized:
-            return store, False
-        await store.initialize()
-        return store, True
-    store_config = config.effective_store_config()
-    if config.store_type == "memory":
-        store = InMemorySessionStore(store_config)
-    elif config.store_type == "sqlite":
-        store = SQLiteSessionStore(config.sqlite_path, store_config, durability=config.durability)
-    else:
-        store = FileSystemSessionStore(
-            config.filesystem_base_dir, store_config, durability=config.durability
-        )
-    await store.initialize()
-    return store, True
-
-
-async def copy_sessions(
-    source: SessionStore,
-    target: SessionStore,
-    target_name: str | None = None,
-    *,
-    export_progress: ProgressCallback | None = None,
-    import_progress: ProgressCallback | None = None,
-) -> int:
-    """Copy every session (expired ones too) from ``source`` into the empty ``target``.
-
-    Streams through a temporary JSON Lines export, so memory stays flat; ids, versions and
-    timestamps are kept. Afterwards the target's count must equal the number exported. On
-    failure, what was copied is deleted again and :class:`MigrationError` is raised; the
-    source is only read. Returns how many sessions were copied.
-
-    Args:
-        source: The store to copy from (open).
-        target: The store to copy into (open and empty).
-        target_name: How messages name the target (default: its type).
-        export_progress: ``progress(done, total)`` while the source is exported.
-        import_progress: ``progress(done, total)`` while the target is written.
-
-    Raises:
-        MigrationError: The target is not empty, or copying failed or came out short.
-    """
-    target_name = target_name or target.store_type
-    everything = SessionFilter(include_expired=True)
-    existing = await target.count_sessions(everything)
-    if existing:
-        raise MigrationError(
-            f"{target_name} already holds {existing} session(s); migrate into an empty store",
-            target_name,
-        )
-    try:
-        with tempfile.TemporaryDirectory(prefix="session-migration-") as folder:
-            path = os.path.join(folder, "sessions.jsonl")
-            exported = await source.export_sessions(path, everything, progress=export_progress)
-            result = await target.import_sessions(path, RestoreOptions(), progress=import_progress)
-        copied = await target.count_sessions(everything)
-        if result.restored_count != exported or copied != exported:
-            raise MigrationError(
-                f"copied {copied} of {exported} session(s) into {target_name}",
-                target_name,
-            )
-    except Exception as error:
-        with contextlib.suppress(Exception):
-            async for session in target.iter_sessions(everything):
-                await target.delete_session(session.session_id)
-        if isinstance(error, MigrationError):
-            raise
-        raise MigrationError(
-            f"migrating into {target_name} failed: {error}; the source is unchanged and what "
-            "was copied has been removed again",
-            target_name,
-        ) from error
-    return exported
