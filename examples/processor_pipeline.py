@@ -145,7 +145,7 @@ async def main() -> None:
             f"second process: resumed {found} chats, skipped {handled.count(False)} requests "
             f"already stored, handled {handled.count(True)}"
         )
-        ids = [s.persistence_session_id for s in processor.sessions.values()]
+        ids = [s.session_id for s in processor.sessions.values()]
 
     async with SessionPersistenceManager(config) as manager:
         print()

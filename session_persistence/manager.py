@@ -26,6 +26,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from ulid import ULID
 
+from ._deprecation import warn_deprecated
 from ._manager_stores import copy_sessions, open_configured_store, store_changed
 from .config import seconds, utc_now
 from .errors import (
@@ -35,6 +36,7 @@ from .errors import (
     SessionConflictError,
     SessionNotFoundError,
     SessionStoreError,
+    SessionTooLargeError,
     StoreClosedError,
     UnsavedChangesError,
 )
@@ -159,7 +161,7 @@ class SessionPersistenceManager:
         self._subscribe_all()
         self._start_interval()
         for session in self._managed:
-            if session.is_auto_persistence_enabled and session.has_unsaved_changes:
+            if session.is_auto_persist_enabled and session.has_unsaved_changes:
                 self._schedule(session)
 
     async def shutdown(self) -> None:
@@ -191,7 +193,7 @@ class SessionPersistenceManager:
         finally:
             self._store = None
         if failed:
-            ids = [s.persistence_session_id or "(new)" for s in failed]
+            ids = [s.session_id or "(new)" for s in failed]
             raise UnsavedChangesError(
                 f"{len(failed)} managed session(s) could not be saved at shutdown "
                 f"({', '.join(ids[:5])}{', ...' if len(ids) > 5 else ''}); "
@@ -215,7 +217,8 @@ class SessionPersistenceManager:
         expires_at: datetime | Unset | None = UNSET,
         metadata: Mapping[str, Any] | None = None,
         tags: Sequence[str] | None = None,
-        enable_auto_persist: bool = True,
+        auto_persist: bool = True,
+        enable_auto_persist: bool | None = None,
     ) -> DefaultSession:
         """Create a stored session and return it as a managed :class:`DefaultSession`.
 
@@ -225,34 +228,71 @@ class SessionPersistenceManager:
             expires_at: When it expires (``None``: never; left out: the default TTL).
             metadata: Free-form data.
             tags: Labels.
-            enable_auto_persist: Persist its changes in the background.
+            auto_persist: Persist its changes in the background.
+            enable_auto_persist: Deprecated spelling of ``auto_persist``.
         """
+        if enable_auto_persist is not None:
+            warn_deprecated("create_managed_session(enable_auto_persist=...)", "auto_persist=...")
+            auto_persist = enable_auto_persist
         obj = session_object or SessionObject("default", ULID(), ULID())
         created = await self.create_session(
             obj, expires_at=expires_at, metadata=metadata, tags=tags
         )
         session = DefaultSession(obj)
         session._take(created)
-        session.set_persistence_manager(self, enable_auto_persist)
+        session.set_persistence_manager(self, auto_persist)
         return session
 
     async def load_managed_session(
-        self, session_id: str, *, enable_auto_persist: bool = True
+        self,
+        session_id: str,
+        *,
+        auto_persist: bool = True,
+        enable_auto_persist: bool | None = None,
     ) -> DefaultSession | None:
         """Return the managed session of a stored record (``None``: absent or expired).
 
         If this manager already manages a session for that record, that object is returned,
-        so one process has one local view of each record.
+        so one process has one local view of each record. :meth:`require_managed_session`
+        raises instead of returning ``None``.
+
+        Args:
+            session_id: The record.
+            auto_persist: Persist its changes in the background.
+            enable_auto_persist: Deprecated spelling of ``auto_persist``.
         """
+        if enable_auto_persist is not None:
+            warn_deprecated("load_managed_session(enable_auto_persist=...)", "auto_persist=...")
+            auto_persist = enable_auto_persist
         for session in self._managed:
-            if session.persistence_session_id == session_id:
+            if session.session_id == session_id:
                 return session
         stored = await self.get_session(session_id)
         if stored is None:
             return None
         session = DefaultSession(SessionObject(stored.processor_id, "", ""))
         session._take(stored)
-        session.set_persistence_manager(self, enable_auto_persist)
+        session.set_persistence_manager(self, auto_persist)
+        return session
+
+    async def require_managed_session(
+        self, session_id: str, *, auto_persist: bool = True
+    ) -> DefaultSession:
+        """Return the managed session of a stored record, which must exist.
+
+        :meth:`load_managed_session` without the ``None``: for code that holds the id of a
+        session it expects to be there.
+
+        Args:
+            session_id: The record.
+            auto_persist: Persist its changes in the background.
+
+        Raises:
+            SessionNotFoundError: No such session, or it has expired.
+        """
+        session = await self.load_managed_session(session_id, auto_persist=auto_persist)
+        if session is None:
+            raise SessionNotFoundError(session_id)
         return session
 
     async def persist_session(self, session: DefaultSession) -> str:
@@ -277,7 +317,7 @@ class SessionPersistenceManager:
 
         Returns whether this manager manages a session for that record.
         """
-        found = [s for s in self._managed if s.persistence_session_id == session_id]
+        found = [s for s in self._managed if s.session_id == session_id]
         for session in found:
             self._schedule(session, force=True)
         return bool(found)
@@ -294,7 +334,7 @@ class SessionPersistenceManager:
         Raises:
             SessionStoreError: ``flush`` failed; the session stays managed.
         """
-        found = [s for s in self._managed if s.persistence_session_id == session_id]
+        found = [s for s in self._managed if s.session_id == session_id]
         for session in found:
             if flush and session.has_unsaved_changes:
                 await session.persist()
@@ -350,7 +390,7 @@ class SessionPersistenceManager:
                 return None
             now = store.config.clock()
             expired = store.is_expired(header)
-        managed = [s for s in self._managed if s.persistence_session_id == session_id]
+        managed = [s for s in self._managed if s.session_id == session_id]
         return SessionSummary(
             session_id=header.session_id,
             processor_id=header.processor_id,
@@ -369,23 +409,49 @@ class SessionPersistenceManager:
         )
 
     async def bulk_update_sessions(
-        self, filter: SessionFilter, updates: SessionUpdate | Mapping[str, Any]
+        self,
+        filter: SessionFilter,
+        updates: SessionUpdate | Mapping[str, Any],
+        *,
+        atomic: bool = True,
     ) -> BulkUpdateResult:
         """Apply one update to every session ``filter`` selects, in one transaction.
 
-        All of them change or none does (a failure rolls everything back). Managed sessions
-        follow: their next persist sees the new version and reloads.
+        All-or-nothing by default: every selected session changes, or, if one cannot take
+        the update (it grew too large, it vanished), none does and the error is raised. With
+        ``atomic=False``, each session that can take the update does (still committed
+        together, as one transaction), and each one that cannot is left unchanged and named
+        in :attr:`BulkUpdateResult.errors`. Managed sessions follow: their next persist sees
+        the new version and reloads.
+
+        Args:
+            filter: The sessions to update.
+            updates: As for :meth:`SessionStore.update_session`.
+            atomic: ``False`` to update what can be updated and report the rest.
 
         Raises:
             InvalidUpdateError: ``updates`` is not a valid update (nothing changed).
+            SessionTooLargeError, SessionNotFoundError: ``atomic`` and a session could not be
+                updated (nothing changed).
+            TransactionError: Another writer changed a selected session meanwhile (nothing
+                changed; run it again).
         """
         if not isinstance(filter, SessionFilter):
             raise InvalidInputError("filter must be a SessionFilter")
+        updated: list[str] = []
+        errors: list[str] = []
         async with self._using() as store, store.transaction():
-            ids = [s.session_id for s in await store.list_sessions(filter)]
-            for session_id in ids:
-                await store.update_session(session_id, updates)
-        return BulkUpdateResult(updated_count=len(ids), session_ids=ids)
+            for session_id in [s.session_id for s in await store.list_sessions(filter)]:
+                try:
+                    async with store.transaction():  # a savepoint: undoes this session only
+                        await store.update_session(session_id, updates)
+                except (SessionTooLargeError, SessionNotFoundError) as error:
+                    if atomic:
+                        raise
+                    errors.append(f"{session_id}: {error}")
+                else:
+                    updated.append(session_id)
+        return BulkUpdateResult(updated_count=len(updated), session_ids=updated, errors=errors)
 
     # == monitoring ==============================================================================
 
@@ -461,9 +527,7 @@ class SessionPersistenceManager:
 
     def _needing_attention(self) -> list[str]:
         return [
-            s.persistence_session_id or "(new)"
-            for s in self._managed
-            if s.state in ("conflict", "missing")
+            s.session_id or "(new)" for s in self._managed if s.state in ("conflict", "missing")
         ]
 
     # == configuration ===========================================================================
@@ -603,7 +667,7 @@ class SessionPersistenceManager:
 
     def _record_gone(self, session_id: str) -> None:
         for session in self._managed:
-            if session.persistence_session_id == session_id:
+            if session.session_id == session_id:
                 session._failed("missing", SessionNotFoundError(session_id))
 
     # == transactions and delegated store methods ================================================
@@ -621,6 +685,7 @@ class SessionPersistenceManager:
 
     create_session = _delegated(SessionStore.create_session)
     get_session = _delegated(SessionStore.get_session)
+    require_session = _delegated(SessionStore.require_session)
     get_session_header = _delegated(SessionStore.get_session_header)
     has_session = _delegated(SessionStore.has_session)
     update_session = _delegated(SessionStore.update_session)
@@ -700,7 +765,7 @@ class SessionPersistenceManager:
                 await asyncio.wait_for(stopping.wait(), interval)
             if stopping.is_set():
                 return
-            candidates = [s for s in self._managed if s.is_auto_persistence_enabled]
+            candidates = [s for s in self._managed if s.is_auto_persist_enabled]
             await self._flush(candidates, background=True)
 
     async def _flush(
@@ -725,7 +790,7 @@ class SessionPersistenceManager:
                     raise result
                 logger.warning(
                     "persisting session %s failed: %s",
-                    session.persistence_session_id or "(new)",
+                    session.session_id or "(new)",
                     result,
                 )
                 if background and not isinstance(

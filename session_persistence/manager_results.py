@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from .models import StoreStats
@@ -58,12 +58,16 @@ class SessionSummary:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BulkUpdateResult:
-    """What :meth:`SessionPersistenceManager.bulk_update_sessions` changed (atomically).
+    """What :meth:`SessionPersistenceManager.bulk_update_sessions` changed.
 
     Attributes:
         updated_count: How many sessions were updated.
         session_ids: Their ids.
+        errors: One line per selected session that was not updated, ``"<id>: <why>"``; empty
+            when every one was (seed 003's ``errors``). Only ``atomic=False`` leaves sessions
+            out: an atomic bulk update raises instead, and changes nothing.
     """
 
     updated_count: int
     session_ids: list[str]
+    errors: list[str] = field(default_factory=list)
