@@ -27,6 +27,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from ulid import ULID
 
 from ._deprecation import warn_deprecated
+from ._manager_events import ManagerEvents, _Registration
 from ._manager_stores import copy_sessions, open_configured_store, store_changed
 from .config import seconds, utc_now
 from .errors import (
@@ -40,7 +41,7 @@ from .errors import (
     StoreClosedError,
     UnsavedChangesError,
 )
-from .events import EventName, Listener, Unsubscribe
+from .events import Unsubscribe
 from .manager_config import SessionPersistenceConfig
 from .manager_results import BulkUpdateResult, ManagerStats, SessionSummary
 from .models import (
@@ -90,7 +91,7 @@ def _delegated(
     return call
 
 
-class SessionPersistenceManager:
+class SessionPersistenceManager(ManagerEvents):
     """Opens the configured store and keeps managed sessions persisted.
 
     ``async with SessionPersistenceManager(config) as manager:`` initializes and shuts down.
@@ -606,70 +607,6 @@ class SessionPersistenceManager:
         finally:
             self._open_gate.set()
 
-    # == events ==================================================================================
-
-    def on_session_created(self, callback: Listener) -> Unsubscribe:
-        """Call ``callback(session)`` after each committed create (follows store switches)."""
-        return self._listen("session_created", callback)
-
-    def on_session_updated(self, callback: Listener) -> Unsubscribe:
-        """Call ``callback(new, old)`` after each committed update (follows store switches)."""
-        return self._listen("session_updated", callback)
-
-    def on_session_deleted(self, callback: Listener) -> Unsubscribe:
-        """Call ``callback(session_id)`` after each committed delete (follows store switches)."""
-        return self._listen("session_deleted", callback)
-
-    def on_session_expired(self, callback: Listener) -> Unsubscribe:
-        """Call ``callback(session)`` once when a session is found expired."""
-        return self._listen("session_expired", callback)
-
-    def on_backup_created(self, callback: Listener) -> Unsubscribe:
-        """Call ``callback(backup)`` after each backup is written."""
-        return self._listen("backup_created", callback)
-
-    def _listen(self, event: EventName, callback: Listener) -> Unsubscribe:
-        if not self._config.enable_event_listeners:
-            raise ConfigurationError(
-                "enable_event_listeners", "is False: enable it to register listeners"
-            )
-        if not callable(callback):
-            raise TypeError(f"listener must be callable, got {callback!r}")
-        registration = _Registration(event, callback)
-        self._listeners.append(registration)
-        if self._store is not None:
-            registration.attach(self._store)
-
-        def unsubscribe() -> None:
-            registration.detach()
-            if registration in self._listeners:
-                self._listeners.remove(registration)
-
-        return unsubscribe
-
-    def _subscribe_all(self) -> None:
-        store = self._store
-        if store is None or not self._config.enable_event_listeners:
-            return
-        for registration in self._listeners:
-            registration.attach(store)
-        self._own_unsubscribers = [
-            store.on_session_deleted(self._record_gone),
-            store.on_session_expired(lambda session: self._record_gone(session.session_id)),
-        ]
-
-    def _unsubscribe_all(self) -> None:
-        for registration in self._listeners:
-            registration.detach()
-        for unsubscribe in self._own_unsubscribers:
-            unsubscribe()
-        self._own_unsubscribers = []
-
-    def _record_gone(self, session_id: str) -> None:
-        for session in self._managed:
-            if session.session_id == session_id:
-                session._failed("missing", SessionNotFoundError(session_id))
-
     # == transactions and delegated store methods ================================================
 
     def transaction(self) -> TransactionContext:
@@ -836,21 +773,3 @@ class SessionPersistenceManager:
         self._persist_count += 1
         self._last_persist_time = store.config.clock()
         return self._last_persist_time
-
-
-class _Registration:
-    """A listener registered with the manager, attached to whichever store is current."""
-
-    def __init__(self, event: EventName, callback: Listener) -> None:
-        self.event = event
-        self.callback = callback
-        self._unsubscribe: Unsubscribe | None = None
-
-    def attach(self, store: SessionStore) -> None:
-        self.detach()
-        self._unsubscribe = store._events.subscribe(self.event, self.callback)
-
-    def detach(self) -> None:
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
