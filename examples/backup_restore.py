@@ -1,6 +1,7 @@
 """Backups: create, list, verify, restore (dry run and for real), export and import.
 
-Run with ``python examples/backup_restore.py`` (uses ./backup_demo_data).
+Run with ``python examples/backup_restore.py``: its store is ./backup_demo_data/store, its export
+./backup_demo_data/sessions-export.jsonl.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from session_persistence import (
 
 
 async def main() -> None:
-    config = SessionPersistenceConfig(filesystem_base_dir="./backup_demo_data")
+    config = SessionPersistenceConfig(filesystem_base_dir="./backup_demo_data/store")
     async with SessionPersistenceManager(config) as manager:
         ids = []
         for i in range(5):
@@ -62,12 +63,12 @@ async def main() -> None:
         )
 
         # Export to JSON Lines (streams; any store can import it).
-        count = await manager.export_sessions("./sessions-export.jsonl")
-        print(f"exported {count} sessions to sessions-export.jsonl")
+        count = await manager.export_sessions("./backup_demo_data/sessions-export.jsonl")
+        print(f"exported {count} sessions to backup_demo_data/sessions-export.jsonl")
         async with SessionPersistenceManager(
             SessionPersistenceConfig(store_type="memory")
         ) as other:
-            imported = await other.import_sessions("./sessions-export.jsonl")
+            imported = await other.import_sessions("./backup_demo_data/sessions-export.jsonl")
             print(f"imported {imported.restored_count} into an in-memory store")
         await manager.delete_backup(partial.backup_id)
         print(f"{len(await manager.list_backups())} backup(s) kept")

@@ -1,6 +1,6 @@
 """Basic persistence: create, append, read, update with versions, query, transact, observe.
 
-Run with ``make demo`` or ``python examples/basic_persistence.py``.
+Run with ``python examples/basic_persistence.py`` (uses ./basic_data).
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ def exchange(question: str, answer: str) -> Interaction:
 
 
 async def main() -> None:
-    # The default store: one JSON file per session under ./session_data, with a journal.
-    async with FileSystemSessionStore("./session_data") as store:
+    # The default kind of store: one JSON file per session, with a journal. Its own directory
+    # (./basic_data), so the demo's ./session_data only ever holds the demo's sessions.
+    async with FileSystemSessionStore("./basic_data") as store:
         store.on_session_created(lambda s: print(f"  [event] created {s.session_id}"))
 
         # 1. Create a session for a processor request (ids are ULIDs, as in Sentient).

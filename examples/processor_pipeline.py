@@ -1,5 +1,9 @@
 """A processor pipeline that survives a restart: ``make demo`` runs it.
 
+Run with ``make demo`` or ``python examples/processor_pipeline.py`` (uses ./session_data, the
+command-line tool's default store, so ``session-persistence ls`` shows what it stored; the other
+examples keep to directories of their own).
+
 A stream of simulated assist requests (Sentient-style: ULID ids, a chat per activity) is
 handled by a small processor. Each chat is a ``DefaultSession`` managed by a
 ``SessionPersistenceManager`` on the default filesystem store (``./session_data``): every
@@ -145,7 +149,7 @@ async def main() -> None:
             f"second process: resumed {found} chats, skipped {handled.count(False)} requests "
             f"already stored, handled {handled.count(True)}"
         )
-        ids = [s.persistence_session_id for s in processor.sessions.values()]
+        ids = [s.session_id for s in processor.sessions.values()]
 
     async with SessionPersistenceManager(config) as manager:
         print()

@@ -231,9 +231,7 @@ def interaction_from_json(data: Any, codec: Codec, path: str) -> Interaction:
             data.get("request"), codec, f"{path}.request", _INTERACTION_DEPTH + 2
         ),
         responses=[
-            _message_from_json(
-                item, codec, f"{path}.responses[{index}]", _INTERACTION_DEPTH + 3
-            )
+            _message_from_json(item, codec, f"{path}.responses[{index}]", _INTERACTION_DEPTH + 3)
             for index, item in enumerate(responses)
         ],
     )
@@ -248,9 +246,7 @@ def _message_from_json(data: Any, codec: Codec, path: str, depth: int) -> Intera
     return InteractionMessage(
         event=codec.from_json_value(data["event"], f"{path}.event", depth=depth),
         sender=sender,
-        recipients=codec.from_json_value(
-            data.get("recipients"), f"{path}.recipients", depth=depth
-        ),
+        recipients=codec.from_json_value(data.get("recipients"), f"{path}.recipients", depth=depth),
     )
 
 

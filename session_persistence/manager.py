@@ -19,16 +19,16 @@ import asyncio
 import contextlib
 import functools
 import logging
-import os
-import tempfile
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from ulid import ULID
 
+from ._deprecation import warn_deprecated
+from ._manager_events import ManagerEvents, _Registration
+from ._manager_stores import copy_sessions, open_configured_store, store_changed
 from .config import seconds, utc_now
 from .errors import (
     ConfigurationError,
@@ -37,18 +37,18 @@ from .errors import (
     SessionConflictError,
     SessionNotFoundError,
     SessionStoreError,
+    SessionTooLargeError,
     StoreClosedError,
     UnsavedChangesError,
 )
-from .events import EventName, Listener, Unsubscribe
+from .events import Unsubscribe
 from .manager_config import SessionPersistenceConfig
+from .manager_results import BulkUpdateResult, ManagerStats, SessionSummary
 from .models import (
     UNSET,
     HealthStatus,
     OptimizeResult,
     PersistedSession,
-    ProgressCallback,
-    RestoreOptions,
     SessionFilter,
     SessionObject,
     SessionQueryOptions,
@@ -57,7 +57,6 @@ from .models import (
     Unset,
 )
 from .session import DefaultSession
-from .stores import FileSystemSessionStore, InMemorySessionStore, SQLiteSessionStore
 from .stores.base import SessionStore
 from .transactions import TransactionContext
 
@@ -77,65 +76,6 @@ R = TypeVar("R")
 _SHUTDOWN_ATTEMPTS = 3
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ManagerStats(StoreStats):
-    """The store's :class:`StoreStats` plus the manager's own figures.
-
-    Attributes:
-        store_type: The store in use.
-        auto_persist_enabled: Whether background persistence is on.
-        last_persist_time: When a managed session was last written (``None``: never).
-        persist_count: Writes of managed sessions since the manager started.
-        error_count: Failed writes of managed sessions (each retry that fails counts).
-        managed_sessions: ``DefaultSession`` objects the manager tracks.
-        unsaved_sessions: Of those, how many hold changes not yet written.
-        sessions_needing_attention: Ids of managed sessions in state ``"conflict"`` or
-            ``"missing"``, which background persistence does not retry.
-    """
-
-    store_type: str
-    auto_persist_enabled: bool
-    last_persist_time: datetime | None = None
-    persist_count: int = 0
-    error_count: int = 0
-    managed_sessions: int = 0
-    unsaved_sessions: int = 0
-    sessions_needing_attention: list[str] | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SessionSummary:
-    """A session at a glance (:meth:`SessionPersistenceManager.get_session_summary`)."""
-
-    session_id: str
-    processor_id: str
-    interaction_count: int
-    version: int
-    created_at: datetime
-    updated_at: datetime
-    expires_at: datetime | None
-    last_accessed_at: datetime
-    age: timedelta
-    time_since_update: timedelta
-    is_expired: bool
-    is_managed: bool
-    has_unsaved_changes: bool
-    size_bytes: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BulkUpdateResult:
-    """What :meth:`SessionPersistenceManager.bulk_update_sessions` changed (atomically).
-
-    Attributes:
-        updated_count: How many sessions were updated.
-        session_ids: Their ids.
-    """
-
-    updated_count: int
-    session_ids: list[str]
-
-
 def _delegated(
     method: Callable[Concatenate[SessionStore, P], Awaitable[R]],
 ) -> Callable[Concatenate[SessionPersistenceManager, P], Awaitable[R]]:
@@ -151,7 +91,7 @@ def _delegated(
     return call
 
 
-class SessionPersistenceManager:
+class SessionPersistenceManager(ManagerEvents):
     """Opens the configured store and keeps managed sessions persisted.
 
     ``async with SessionPersistenceManager(config) as manager:`` initializes and shuts down.
@@ -217,12 +157,12 @@ class SessionPersistenceManager:
         """
         if self._store is not None:
             return
-        self._store, self._owns_store = await _open_store(self._config)
+        self._store, self._owns_store = await open_configured_store(self._config)
         self._stopping = asyncio.Event()
         self._subscribe_all()
         self._start_interval()
         for session in self._managed:
-            if session.is_auto_persistence_enabled and session.has_unsaved_changes:
+            if session.is_auto_persist_enabled and session.has_unsaved_changes:
                 self._schedule(session)
 
     async def shutdown(self) -> None:
@@ -254,7 +194,7 @@ class SessionPersistenceManager:
         finally:
             self._store = None
         if failed:
-            ids = [s.persistence_session_id or "(new)" for s in failed]
+            ids = [s.session_id or "(new)" for s in failed]
             raise UnsavedChangesError(
                 f"{len(failed)} managed session(s) could not be saved at shutdown "
                 f"({', '.join(ids[:5])}{', ...' if len(ids) > 5 else ''}); "
@@ -278,7 +218,8 @@ class SessionPersistenceManager:
         expires_at: datetime | Unset | None = UNSET,
         metadata: Mapping[str, Any] | None = None,
         tags: Sequence[str] | None = None,
-        enable_auto_persist: bool = True,
+        auto_persist: bool = True,
+        enable_auto_persist: bool | None = None,
     ) -> DefaultSession:
         """Create a stored session and return it as a managed :class:`DefaultSession`.
 
@@ -288,34 +229,71 @@ class SessionPersistenceManager:
             expires_at: When it expires (``None``: never; left out: the default TTL).
             metadata: Free-form data.
             tags: Labels.
-            enable_auto_persist: Persist its changes in the background.
+            auto_persist: Persist its changes in the background.
+            enable_auto_persist: Deprecated spelling of ``auto_persist``.
         """
+        if enable_auto_persist is not None:
+            warn_deprecated("create_managed_session(enable_auto_persist=...)", "auto_persist=...")
+            auto_persist = enable_auto_persist
         obj = session_object or SessionObject("default", ULID(), ULID())
         created = await self.create_session(
             obj, expires_at=expires_at, metadata=metadata, tags=tags
         )
         session = DefaultSession(obj)
         session._take(created)
-        session.set_persistence_manager(self, enable_auto_persist)
+        session.set_persistence_manager(self, auto_persist)
         return session
 
     async def load_managed_session(
-        self, session_id: str, *, enable_auto_persist: bool = True
+        self,
+        session_id: str,
+        *,
+        auto_persist: bool = True,
+        enable_auto_persist: bool | None = None,
     ) -> DefaultSession | None:
         """Return the managed session of a stored record (``None``: absent or expired).
 
         If this manager already manages a session for that record, that object is returned,
-        so one process has one local view of each record.
+        so one process has one local view of each record. :meth:`require_managed_session`
+        raises instead of returning ``None``.
+
+        Args:
+            session_id: The record.
+            auto_persist: Persist its changes in the background.
+            enable_auto_persist: Deprecated spelling of ``auto_persist``.
         """
+        if enable_auto_persist is not None:
+            warn_deprecated("load_managed_session(enable_auto_persist=...)", "auto_persist=...")
+            auto_persist = enable_auto_persist
         for session in self._managed:
-            if session.persistence_session_id == session_id:
+            if session.session_id == session_id:
                 return session
         stored = await self.get_session(session_id)
         if stored is None:
             return None
         session = DefaultSession(SessionObject(stored.processor_id, "", ""))
         session._take(stored)
-        session.set_persistence_manager(self, enable_auto_persist)
+        session.set_persistence_manager(self, auto_persist)
+        return session
+
+    async def require_managed_session(
+        self, session_id: str, *, auto_persist: bool = True
+    ) -> DefaultSession:
+        """Return the managed session of a stored record, which must exist.
+
+        :meth:`load_managed_session` without the ``None``: for code that holds the id of a
+        session it expects to be there.
+
+        Args:
+            session_id: The record.
+            auto_persist: Persist its changes in the background.
+
+        Raises:
+            SessionNotFoundError: No such session, or it has expired.
+        """
+        session = await self.load_managed_session(session_id, auto_persist=auto_persist)
+        if session is None:
+            raise SessionNotFoundError(session_id)
         return session
 
     async def persist_session(self, session: DefaultSession) -> str:
@@ -340,7 +318,7 @@ class SessionPersistenceManager:
 
         Returns whether this manager manages a session for that record.
         """
-        found = [s for s in self._managed if s.persistence_session_id == session_id]
+        found = [s for s in self._managed if s.session_id == session_id]
         for session in found:
             self._schedule(session, force=True)
         return bool(found)
@@ -357,7 +335,7 @@ class SessionPersistenceManager:
         Raises:
             SessionStoreError: ``flush`` failed; the session stays managed.
         """
-        found = [s for s in self._managed if s.persistence_session_id == session_id]
+        found = [s for s in self._managed if s.session_id == session_id]
         for session in found:
             if flush and session.has_unsaved_changes:
                 await session.persist()
@@ -413,7 +391,7 @@ class SessionPersistenceManager:
                 return None
             now = store.config.clock()
             expired = store.is_expired(header)
-        managed = [s for s in self._managed if s.persistence_session_id == session_id]
+        managed = [s for s in self._managed if s.session_id == session_id]
         return SessionSummary(
             session_id=header.session_id,
             processor_id=header.processor_id,
@@ -432,23 +410,49 @@ class SessionPersistenceManager:
         )
 
     async def bulk_update_sessions(
-        self, filter: SessionFilter, updates: SessionUpdate | Mapping[str, Any]
+        self,
+        filter: SessionFilter,
+        updates: SessionUpdate | Mapping[str, Any],
+        *,
+        atomic: bool = True,
     ) -> BulkUpdateResult:
         """Apply one update to every session ``filter`` selects, in one transaction.
 
-        All of them change or none does (a failure rolls everything back). Managed sessions
-        follow: their next persist sees the new version and reloads.
+        All-or-nothing by default: every selected session changes, or, if one cannot take
+        the update (it grew too large, it vanished), none does and the error is raised. With
+        ``atomic=False``, each session that can take the update does (still committed
+        together, as one transaction), and each one that cannot is left unchanged and named
+        in :attr:`BulkUpdateResult.errors`. Managed sessions follow: their next persist sees
+        the new version and reloads.
+
+        Args:
+            filter: The sessions to update.
+            updates: As for :meth:`SessionStore.update_session`.
+            atomic: ``False`` to update what can be updated and report the rest.
 
         Raises:
             InvalidUpdateError: ``updates`` is not a valid update (nothing changed).
+            SessionTooLargeError, SessionNotFoundError: ``atomic`` and a session could not be
+                updated (nothing changed).
+            TransactionError: Another writer changed a selected session meanwhile (nothing
+                changed; run it again).
         """
         if not isinstance(filter, SessionFilter):
             raise InvalidInputError("filter must be a SessionFilter")
+        updated: list[str] = []
+        errors: list[str] = []
         async with self._using() as store, store.transaction():
-            ids = [s.session_id for s in await store.list_sessions(filter)]
-            for session_id in ids:
-                await store.update_session(session_id, updates)
-        return BulkUpdateResult(updated_count=len(ids), session_ids=ids)
+            for session_id in [s.session_id for s in await store.list_sessions(filter)]:
+                try:
+                    async with store.transaction():  # a savepoint: undoes this session only
+                        await store.update_session(session_id, updates)
+                except (SessionTooLargeError, SessionNotFoundError) as error:
+                    if atomic:
+                        raise
+                    errors.append(f"{session_id}: {error}")
+                else:
+                    updated.append(session_id)
+        return BulkUpdateResult(updated_count=len(updated), session_ids=updated, errors=errors)
 
     # == monitoring ==============================================================================
 
@@ -524,9 +528,7 @@ class SessionPersistenceManager:
 
     def _needing_attention(self) -> list[str]:
         return [
-            s.persistence_session_id or "(new)"
-            for s in self._managed
-            if s.state in ("conflict", "missing")
+            s.session_id or "(new)" for s in self._managed if s.state in ("conflict", "missing")
         ]
 
     # == configuration ===========================================================================
@@ -562,7 +564,7 @@ class SessionPersistenceManager:
         if old_store is None:
             self._config = new
             return new
-        if _store_changed(self._config, new):
+        if store_changed(self._config, new):
             if old_store._joined() is not None:
                 raise ConfigurationError("store_type", "cannot switch stores inside a transaction")
             await self._migrate(old_store, new)
@@ -585,7 +587,7 @@ class SessionPersistenceManager:
         try:
             await self._idle.wait()
             try:
-                target, owned = await _open_store(new)
+                target, owned = await open_configured_store(new)
             except SessionStoreError as error:
                 raise MigrationError(
                     f"cannot open {target_name}: {error}; still using the old store",
@@ -605,70 +607,6 @@ class SessionPersistenceManager:
         finally:
             self._open_gate.set()
 
-    # == events ==================================================================================
-
-    def on_session_created(self, callback: Listener) -> Unsubscribe:
-        """Call ``callback(session)`` after each committed create (follows store switches)."""
-        return self._listen("session_created", callback)
-
-    def on_session_updated(self, callback: Listener) -> Unsubscribe:
-        """Call ``callback(new, old)`` after each committed update (follows store switches)."""
-        return self._listen("session_updated", callback)
-
-    def on_session_deleted(self, callback: Listener) -> Unsubscribe:
-        """Call ``callback(session_id)`` after each committed delete (follows store switches)."""
-        return self._listen("session_deleted", callback)
-
-    def on_session_expired(self, callback: Listener) -> Unsubscribe:
-        """Call ``callback(session)`` once when a session is found expired."""
-        return self._listen("session_expired", callback)
-
-    def on_backup_created(self, callback: Listener) -> Unsubscribe:
-        """Call ``callback(backup)`` after each backup is written."""
-        return self._listen("backup_created", callback)
-
-    def _listen(self, event: EventName, callback: Listener) -> Unsubscribe:
-        if not self._config.enable_event_listeners:
-            raise ConfigurationError(
-                "enable_event_listeners", "is False: enable it to register listeners"
-            )
-        if not callable(callback):
-            raise TypeError(f"listener must be callable, got {callback!r}")
-        registration = _Registration(event, callback)
-        self._listeners.append(registration)
-        if self._store is not None:
-            registration.attach(self._store)
-
-        def unsubscribe() -> None:
-            registration.detach()
-            if registration in self._listeners:
-                self._listeners.remove(registration)
-
-        return unsubscribe
-
-    def _subscribe_all(self) -> None:
-        store = self._store
-        if store is None or not self._config.enable_event_listeners:
-            return
-        for registration in self._listeners:
-            registration.attach(store)
-        self._own_unsubscribers = [
-            store.on_session_deleted(self._record_gone),
-            store.on_session_expired(lambda session: self._record_gone(session.session_id)),
-        ]
-
-    def _unsubscribe_all(self) -> None:
-        for registration in self._listeners:
-            registration.detach()
-        for unsubscribe in self._own_unsubscribers:
-            unsubscribe()
-        self._own_unsubscribers = []
-
-    def _record_gone(self, session_id: str) -> None:
-        for session in self._managed:
-            if session.persistence_session_id == session_id:
-                session._failed("missing", SessionNotFoundError(session_id))
-
     # == transactions and delegated store methods ================================================
 
     def transaction(self) -> TransactionContext:
@@ -684,6 +622,7 @@ class SessionPersistenceManager:
 
     create_session = _delegated(SessionStore.create_session)
     get_session = _delegated(SessionStore.get_session)
+    require_session = _delegated(SessionStore.require_session)
     get_session_header = _delegated(SessionStore.get_session_header)
     has_session = _delegated(SessionStore.has_session)
     update_session = _delegated(SessionStore.update_session)
@@ -763,7 +702,7 @@ class SessionPersistenceManager:
                 await asyncio.wait_for(stopping.wait(), interval)
             if stopping.is_set():
                 return
-            candidates = [s for s in self._managed if s.is_auto_persistence_enabled]
+            candidates = [s for s in self._managed if s.is_auto_persist_enabled]
             await self._flush(candidates, background=True)
 
     async def _flush(
@@ -788,7 +727,7 @@ class SessionPersistenceManager:
                     raise result
                 logger.warning(
                     "persisting session %s failed: %s",
-                    session.persistence_session_id or "(new)",
+                    session.session_id or "(new)",
                     result,
                 )
                 if background and not isinstance(
@@ -834,116 +773,3 @@ class SessionPersistenceManager:
         self._persist_count += 1
         self._last_persist_time = store.config.clock()
         return self._last_persist_time
-
-
-class _Registration:
-    """A listener registered with the manager, attached to whichever store is current."""
-
-    def __init__(self, event: EventName, callback: Listener) -> None:
-        self.event = event
-        self.callback = callback
-        self._unsubscribe: Unsubscribe | None = None
-
-    def attach(self, store: SessionStore) -> None:
-        self.detach()
-        self._unsubscribe = store._events.subscribe(self.event, self.callback)
-
-    def detach(self) -> None:
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
-
-
-def _store_changed(old: SessionPersistenceConfig, new: SessionPersistenceConfig) -> bool:
-    if old.store_type != new.store_type:
-        return True
-    if new.store_type == "custom":
-        return old.custom_store is not new.custom_store
-    if new.store_type == "memory":
-        return old.effective_store_config() != new.effective_store_config()
-    return (
-        os.path.realpath(old.store_location()) != os.path.realpath(new.store_location())
-        or old.effective_store_config() != new.effective_store_config()
-        or old.durability != new.durability
-    )
-
-
-async def _open_store(config: SessionPersistenceConfig) -> tuple[SessionStore, bool]:
-    """Build and open the store ``config`` names; return it and whether we own it."""
-    store: SessionStore
-    if config.store_type == "custom":
-        assert config.custom_store is not None  # validated by the config
-        store = config.custom_store
-        if store.is_initialized:
-            return store, False
-        await store.initialize()
-        return store, True
-    store_config = config.effective_store_config()
-    if config.store_type == "memory":
-        store = InMemorySessionStore(store_config)
-    elif config.store_type == "sqlite":
-        store = SQLiteSessionStore(config.sqlite_path, store_config, durability=config.durability)
-    else:
-        store = FileSystemSessionStore(
-            config.filesystem_base_dir, store_config, durability=config.durability
-        )
-    await store.initialize()
-    return store, True
-
-
-async def copy_sessions(
-    source: SessionStore,
-    target: SessionStore,
-    target_name: str | None = None,
-    *,
-    export_progress: ProgressCallback | None = None,
-    import_progress: ProgressCallback | None = None,
-) -> int:
-    """Copy every session (expired ones too) from ``source`` into the empty ``target``.
-
-    Streams through a temporary JSON Lines export, so memory stays flat; ids, versions and
-    timestamps are kept. Afterwards the target's count must equal the number exported. On
-    failure, what was copied is deleted again and :class:`MigrationError` is raised; the
-    source is only read. Returns how many sessions were copied.
-
-    Args:
-        source: The store to copy from (open).
-        target: The store to copy into (open and empty).
-        target_name: How messages name the target (default: its type).
-        export_progress: ``progress(done, total)`` while the source is exported.
-        import_progress: ``progress(done, total)`` while the target is written.
-
-    Raises:
-        MigrationError: The target is not empty, or copying failed or came out short.
-    """
-    target_name = target_name or target.store_type
-    everything = SessionFilter(include_expired=True)
-    existing = await target.count_sessions(everything)
-    if existing:
-        raise MigrationError(
-            f"{target_name} already holds {existing} session(s); migrate into an empty store",
-            target_name,
-        )
-    try:
-        with tempfile.TemporaryDirectory(prefix="session-migration-") as folder:
-            path = os.path.join(folder, "sessions.jsonl")
-            exported = await source.export_sessions(path, everything, progress=export_progress)
-            result = await target.import_sessions(path, RestoreOptions(), progress=import_progress)
-        copied = await target.count_sessions(everything)
-        if result.restored_count != exported or copied != exported:
-            raise MigrationError(
-                f"copied {copied} of {exported} session(s) into {target_name}",
-                target_name,
-            )
-    except Exception as error:
-        with contextlib.suppress(Exception):
-            async for session in target.iter_sessions(everything):
-                await target.delete_session(session.session_id)
-        if isinstance(error, MigrationError):
-            raise
-        raise MigrationError(
-            f"migrating into {target_name} failed: {error}; the source is unchanged and what "
-            "was copied has been removed again",
-            target_name,
-        ) from error
-    return exported

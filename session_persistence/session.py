@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 from ulid import ULID
 
 from ._copy import clone_interaction, clone_interactions, clone_value
+from ._deprecation import DeprecatedKeys, warn_deprecated
 from .errors import (
     InvalidInputError,
     InvalidUpdateError,
@@ -83,10 +84,12 @@ class DefaultSession:
         session_object: The processor's ids and interactions (copied). Left out: processor
             ``"default"`` with new ULIDs.
         persistence_manager: The manager that persists it (see :meth:`set_persistence_manager`).
-        enable_auto_persistence: Let the manager persist changes in the background.
-        persistence_session_id: Bind to this existing stored record. Its first persist reads
-            the record: the local interactions must start with the stored ones (the rest are
-            appended), else it raises ``SessionConflictError``.
+        auto_persist: Let the manager persist changes in the background.
+        session_id: Bind to this existing stored record. Its first persist reads the record:
+            the local interactions must start with the stored ones (the rest are appended),
+            else it raises ``SessionConflictError``.
+        enable_auto_persistence: Deprecated spelling of ``auto_persist``.
+        persistence_session_id: Deprecated spelling of ``session_id``.
     """
 
     def __init__(
@@ -94,9 +97,17 @@ class DefaultSession:
         session_object: SessionObject | None = None,
         *,
         persistence_manager: SessionPersistenceManager | None = None,
-        enable_auto_persistence: bool = False,
+        auto_persist: bool = False,
+        session_id: str | None = None,
+        enable_auto_persistence: bool | None = None,
         persistence_session_id: str | None = None,
     ) -> None:
+        if enable_auto_persistence is not None:
+            warn_deprecated("DefaultSession(enable_auto_persistence=...)", "auto_persist=...")
+            auto_persist = enable_auto_persistence
+        if persistence_session_id is not None:
+            warn_deprecated("DefaultSession(persistence_session_id=...)", "session_id=...")
+            session_id = persistence_session_id
         obj = session_object or SessionObject("default", ULID(), ULID())
         if not isinstance(obj, SessionObject):
             raise InvalidInputError(
@@ -110,8 +121,8 @@ class DefaultSession:
         self._rewrite = False  # a change that appending cannot express
         self._rewrites = 0  # counts rewrite changes, to notice one made while persisting
         self._record: _Record | None = None
-        if persistence_session_id is not None:
-            self._record = _Record(persistence_session_id, None)
+        if session_id is not None:
+            self._record = _Record(session_id, None)
         self._state: SessionState = "new" if self._record is None else "unsaved"
         self._manager: SessionPersistenceManager | None = None
         self._auto = False
@@ -120,12 +131,12 @@ class DefaultSession:
         self._last_persisted_at: datetime | None = None
         self._last_error: str | None = None
         if persistence_manager is not None:
-            self.set_persistence_manager(persistence_manager, enable_auto_persistence)
+            self.set_persistence_manager(persistence_manager, auto_persist)
 
     def __repr__(self) -> str:
         return (
             f"DefaultSession(processor_id={self._processor_id!r}, "
-            f"persistence_session_id={self.persistence_session_id!r}, "
+            f"session_id={self.session_id!r}, "
             f"interactions={len(self._interactions)}, state={self.state!r})"
         )
 
@@ -259,9 +270,15 @@ class DefaultSession:
     # == state ===================================================================================
 
     @property
-    def persistence_session_id(self) -> str | None:
-        """The id of the stored record (``None`` until the first persist)."""
+    def session_id(self) -> str | None:
+        """The id of the stored record, as in ``PersistedSession`` (``None`` until persisted)."""
         return None if self._record is None else self._record.session_id
+
+    @property
+    def persistence_session_id(self) -> str | None:
+        """Deprecated spelling of :attr:`session_id`."""
+        warn_deprecated("DefaultSession.persistence_session_id", "DefaultSession.session_id")
+        return self.session_id
 
     @property
     def has_unsaved_changes(self) -> bool:
@@ -282,46 +299,82 @@ class DefaultSession:
         return "unsaved" if self.has_unsaved_changes else "saved"
 
     @property
-    def is_auto_persistence_enabled(self) -> bool:
+    def is_auto_persist_enabled(self) -> bool:
         """Whether the manager persists this session's changes in the background."""
         return self._auto and self._manager is not None
 
+    @property
+    def is_auto_persistence_enabled(self) -> bool:
+        """Deprecated spelling of :attr:`is_auto_persist_enabled`."""
+        warn_deprecated(
+            "DefaultSession.is_auto_persistence_enabled", "DefaultSession.is_auto_persist_enabled"
+        )
+        return self.is_auto_persist_enabled
+
     def set_persistence_manager(
-        self, manager: SessionPersistenceManager | None, enable_auto: bool = False
+        self,
+        manager: SessionPersistenceManager | None,
+        auto_persist: bool = False,
+        *,
+        enable_auto: bool | None = None,
     ) -> None:
         """Attach this session to ``manager`` (which then flushes it at shutdown), or detach it.
 
         Args:
             manager: The manager; ``None`` detaches.
-            enable_auto: Let the manager persist changes in the background.
+            auto_persist: Let the manager persist changes in the background.
+            enable_auto: Deprecated spelling of ``auto_persist``.
         """
+        if enable_auto is not None:
+            warn_deprecated("set_persistence_manager(enable_auto=...)", "auto_persist=...")
+            auto_persist = enable_auto
         if self._manager is not None and self._manager is not manager:
             self._manager._forget(self)
         self._manager = manager
-        self._auto = bool(enable_auto) and manager is not None
+        self._auto = bool(auto_persist) and manager is not None
         if manager is not None:
             manager._adopt(self)
             if self.has_unsaved_changes:
                 self._changed()
 
-    def set_auto_persistence(self, enabled: bool) -> None:
+    def set_auto_persist(self, enabled: bool) -> None:
         """Turn background persistence on or off (it needs a manager to have an effect)."""
         self._auto = bool(enabled)
         if self._auto and self.has_unsaved_changes:
             self._changed()
 
+    def set_auto_persistence(self, enabled: bool) -> None:
+        """Deprecated spelling of :meth:`set_auto_persist`."""
+        warn_deprecated("DefaultSession.set_auto_persistence()", "set_auto_persist()")
+        self.set_auto_persist(enabled)
+
     def get_persistence_metadata(self) -> dict[str, Any]:
-        """Describe this session's persistence: id, state, version, counts, stored fields."""
+        """Describe this session's persistence: id, state, version, counts, stored fields.
+
+        Keys: ``session_id``, ``session_type`` (``"DefaultSession"``), ``state``,
+        ``is_persisted``, ``has_unsaved_changes``, ``has_manager``, ``auto_persist_enabled``,
+        ``version``, ``interaction_count``, ``unsaved_interactions``, ``persist_count``,
+        ``last_persisted_at``, ``last_error``, and the stored ``created_at``, ``updated_at``,
+        ``expires_at``, ``metadata`` and ``tags`` (``None`` until persisted).
+
+        Seed 003's names are there too, for code ported from it: ``auto_persistence_enabled``
+        and ``interactions_count`` (same values). ``persistence_session_id`` is a deprecated
+        spelling of ``session_id``: reading it warns.
+        """
         record = self._record
-        return {
-            "persistence_session_id": self.persistence_session_id,
+        auto = self.is_auto_persist_enabled
+        data: dict[str, Any] = {
+            "session_id": self.session_id,
+            "session_type": type(self).__name__,
             "state": self.state,
             "is_persisted": record is not None and record.version is not None,
             "has_unsaved_changes": self.has_unsaved_changes,
             "has_manager": self._manager is not None,
-            "auto_persistence_enabled": self.is_auto_persistence_enabled,
+            "auto_persist_enabled": auto,
+            "auto_persistence_enabled": auto,
             "version": None if record is None else record.version,
             "interaction_count": len(self._interactions),
+            "interactions_count": len(self._interactions),
             "unsaved_interactions": max(0, len(self._interactions) - self._synced),
             "persist_count": self._persist_count,
             "last_persisted_at": self._last_persisted_at,
@@ -331,7 +384,9 @@ class DefaultSession:
             "expires_at": None if record is None else record.expires_at,
             "metadata": None if record is None else clone_value(record.metadata),
             "tags": None if record is None or record.tags is None else list(record.tags),
+            "persistence_session_id": self.session_id,
         }
+        return DeprecatedKeys(data, {"persistence_session_id": "session_id"})
 
     # == persistence =============================================================================
 
@@ -367,7 +422,7 @@ class DefaultSession:
             except Exception as error:
                 self._last_error = f"{type(error).__name__}: {error}"
                 raise
-        return self.persistence_session_id
+        return self.session_id
 
     async def load_from_persistence(self, session_id: str | None = None) -> bool:
         """Replace the local view with the stored record (unsaved local changes are dropped).
@@ -380,7 +435,7 @@ class DefaultSession:
             has expired; ``True`` once loaded.
         """
         manager = self._manager
-        target = session_id or self.persistence_session_id
+        target = session_id or self.session_id
         if manager is None or target is None:
             return False
         if self._lock is None:

@@ -40,7 +40,7 @@ async def crash(root: str) -> None:
     config = SessionPersistenceConfig(filesystem_base_dir=root, auto_persist_delay=3600)
     async with SessionPersistenceManager(config) as manager:
         session = await manager.create_managed_session(session_object("crash"), expires_at=None)
-        report(kind="ready", id=session.persistence_session_id)
+        report(kind="ready", id=session.session_id)
         for i in itertools.count():
             session.add_interaction(interaction(str(i)))
             if i % 3 == 0:

@@ -29,7 +29,7 @@ from session_persistence import (
     SessionStoreConfig,
     StoreIOError,
 )
-from session_persistence.testing import session_object
+from session_persistence.testing import eventually, session_object
 
 STORES = ["memory", "filesystem"]
 
@@ -267,19 +267,20 @@ async def test_timed_backup_failure_is_counted_reported_and_retried(tmp_path: Pa
             real_write(backup_id, data)
 
         vault.write = write  # type: ignore[method-assign]
-        for _ in range(200):
-            if (await store.get_stats()).backend["backup_failures"] >= 2:
-                break
-            await asyncio.sleep(0.01)
+
+        async def failed_twice() -> bool:
+            return bool((await store.get_stats()).backend["backup_failures"] >= 2)
+
+        await eventually(failed_twice)
         health = await store.health_check()
         assert not health.healthy
         assert any("timed backup failed" in issue for issue in health.issues)
         failing = False
-        for _ in range(200):
-            if await store.list_backups():
-                break
-            await asyncio.sleep(0.01)
-        assert len(await store.list_backups()) >= 1
+
+        async def backed_up() -> bool:
+            return bool(await store.list_backups())
+
+        await eventually(backed_up)
         await asyncio.sleep(0.1)  # let the error window pass
         assert (await store.health_check()).healthy
 
@@ -353,20 +354,22 @@ def check_flat(small: tuple[int, ...], large: tuple[int, ...], counts: tuple[int
         assert many < few + 16 * (counts[1] - counts[0]) + 1_000_000
 
 
-async def test_export_import_ten_thousand_sessions_between_stores_in_flat_memory(
-    tmp_path: Path,
-) -> None:
-    """10,000 sessions go memory → filesystem → memory intact; memory does not grow with count."""
-    await round_trip(10_000, tmp_path / "ten-thousand", measure=False)
-    counts = (400, 2_000)  # measured on fewer: tracemalloc makes every allocation slow
+async def test_export_import_between_stores_in_flat_memory(tmp_path: Path) -> None:
+    """Sessions go memory → filesystem → memory intact; memory does not grow with their count.
+
+    200 against 1,000 sessions: were decoded sessions kept, the larger run would hold about
+    4 MB more, four times the slack :func:`check_flat` allows. The same at 2,000 and 10,000
+    runs in ``make test-slow``.
+    """
+    counts = (200, 1_000)
     small = await round_trip(counts[0], tmp_path / "small")
     large = await round_trip(counts[1], tmp_path / "large")
     check_flat(small, large, counts)
 
 
 @pytest.mark.slow
-async def test_export_import_memory_measured_at_ten_thousand(tmp_path: Path) -> None:
-    """The flat-memory measurement at 2,000 and 10,000 sessions (make test-slow)."""
+async def test_export_import_ten_thousand_sessions_in_flat_memory(tmp_path: Path) -> None:
+    """10,000 sessions round-trip intact, measured against 2,000 (make test-slow)."""
     small = await round_trip(2_000, tmp_path / "small")
     large = await round_trip(10_000, tmp_path / "large")
     check_flat(small, large, (2_000, 10_000))

@@ -271,6 +271,115 @@ def test_stats_and_health(store_text: str) -> None:
     assert run("health", "--store", store_text).stdout.startswith("healthy")
 
 
+# -- output for people -----------------------------------------------------------------------------
+
+
+def fill_wide(text: str) -> dict[str, str]:
+    """Sessions with a long processor name and tags, and a backup. Return the ids."""
+
+    async def body() -> dict[str, str]:
+        async with build(text) as store:
+            long = await store.create_session(
+                session_object("assist-pipeline-for-the-billing-team", interactions=1),
+                tags=["production", "user-session", "billing"],
+                metadata={"chat": "01JD0000000000000000000000", "user": "ada"},
+            )
+            short = await store.create_session(session_object("p"), tags=["x"])
+            backup = await store.create_backup()
+            return {"long": long.session_id, "short": short.session_id, "backup": backup.backup_id}
+
+    return asyncio.run(body())
+
+
+@pytest.mark.parametrize("columns", ["60", "80", "100"])
+def test_ids_names_and_tags_are_never_cut(store_text: str, columns: str) -> None:
+    """At 60 columns or more every table shows whole ids; ls folds names and tags, drops none."""
+    ids = fill_wide(store_text)
+    env = {"COLUMNS": columns}
+    listed = run("ls", "--store", store_text, env=env)
+    assert listed.exit_code == 0, listed.stderr
+    flat = "".join(listed.stdout.split())  # folded cells, joined again
+    for name in ("assist-pipeline-for-the-billing-team", "production", "user-session", "billing"):
+        assert name in flat, (name, listed.stdout)
+    for session_id in (ids["long"], ids["short"]):
+        assert session_id in listed.stdout, listed.stdout  # whole, on one line
+    assert "…" not in listed.stdout
+    backups = run("backup", "list", "--store", store_text, env=env)
+    assert ids["backup"] in backups.stdout, backups.stdout
+    assert "…" not in backups.stdout
+    shown = run("show", ids["long"], "--store", store_text, env=env)
+    assert ids["long"] in shown.stdout
+    assert "01JD0000000000000000000000" in "".join(shown.stdout.split())  # in the metadata
+    table = listed.stdout.splitlines()[1:-1]  # between the title (a path) and the count
+    assert all(len(line) <= int(columns) for line in table), listed.stdout
+
+
+def test_stats_prints_what_a_person_reads(tmp_path: Path) -> None:
+    """Stats shows dashes, "none" and FULL, and no per-process counters that are always 0."""
+    for kind in KINDS:
+        text = spec_text(kind, tmp_path / kind)
+        fill(text)
+        assert run("backup", "create", "--store", text).exit_code == 0
+        shown = run("stats", "--store", text)
+        assert shown.exit_code == 0
+        for python in ("None", "[]", "{}", "True", "False"):
+            assert python not in shown.stdout.split(), (python, shown.stdout)
+        for counter in ("commits", "batches", "fsyncs", "checkpoints", "conflicts", "created"):
+            assert counter not in shown.stdout, (counter, shown.stdout)
+        assert "last backup" in shown.stdout
+        if kind == "sqlite":
+            assert "synchronous" in shown.stdout
+            assert "FULL" in shown.stdout
+            assert "WAL" in shown.stdout
+        raw = as_json(run("stats", "--json", "--store", text))
+        assert "commits" in raw["backend"]  # scripts still get every figure
+
+
+def test_ulids_are_accepted_in_any_case(store_text: str) -> None:
+    """Show and the backup commands take a ULID in lower case (or mixed) as well."""
+    ids = fill_wide(store_text)
+    shown = run("show", ids["long"].lower(), "--store", store_text)
+    assert shown.exit_code == 0, shown.stderr
+    assert ids["long"] in shown.stdout
+    mixed = ids["short"][:13].lower() + ids["short"][13:]
+    assert run("show", mixed, "--store", store_text).exit_code == 0
+    backup = ids["backup"].lower()
+    assert run("backup", "verify", backup, "--store", store_text).exit_code == 0
+    restored = run("backup", "restore", backup, "--dry-run", "--store", store_text)
+    assert restored.exit_code == 0, restored.stderr
+    assert run("backup", "delete", backup, "--store", store_text).exit_code == 0
+    assert run("backup", "verify", backup, "--store", store_text).exit_code == Exit.NOT_FOUND
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        ["ls", "--bogus"],
+        ["show"],
+        ["ls", "--limit", "many"],
+        ["ls", "--sort", "size"],
+        ["backup", "frobnicate"],
+        ["frobnicate"],
+        ["ls", "--since", "yesterday"],  # ours
+        ["ls", "--store", "nowhere"],  # ours
+    ],
+)
+def test_usage_errors_are_one_line_and_exit_2(tmp_path: Path, arguments: list[str]) -> None:
+    """Usage errors, click's and ours alike: one line on stderr, ``error: ...``, exit 2."""
+    store_text = spec_text("filesystem", tmp_path)
+    fill(store_text)
+    if "--store" not in arguments:
+        arguments = (
+            [*arguments, "--store", store_text] if arguments[0] != "frobnicate" else arguments
+        )
+    result = run(*arguments)
+    assert result.exit_code == Exit.USAGE
+    assert result.stdout == ""
+    assert result.stderr.startswith("error: "), result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "Usage:" not in result.stderr
+
+
 # -- check -----------------------------------------------------------------------------------------
 
 
@@ -438,6 +547,25 @@ def test_export_then_import_into_a_new_store(tmp_path: Path) -> None:
     refused = run("import", str(broken), "--store", spec_text("filesystem", tmp_path / "x"))
     assert refused.exit_code == Exit.REFUSED
     assert run("import", str(tmp_path / "none.jsonl"), "--store", target).exit_code == 3
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_failed_import_creates_no_store(tmp_path: Path, kind: str) -> None:
+    """An import refused by validation (a damaged file, too many sessions) creates nothing."""
+    source = spec_text("filesystem", tmp_path / "source")
+    fill(source)
+    good = tmp_path / "all.jsonl"
+    assert run("export", str(good), "--include-expired", "--store", source).exit_code == 0
+    broken = tmp_path / "broken.jsonl"
+    broken.write_bytes(good.read_bytes()[:-40])
+    target = spec_text(kind, tmp_path / "new")
+    refused = run("import", str(broken), "--store", target)
+    assert refused.exit_code == Exit.REFUSED, refused.stderr
+    assert refused.stderr.startswith("error: ")
+    full = run("import", str(good), "--store", target, env={"SESSION_STORE_MAX_SESSIONS": "2"})
+    assert full.exit_code == Exit.REFUSED, full.stderr
+    assert not (tmp_path / "new").exists()  # no database, no directory tree
+    assert run("import", str(good), "--store", target).exit_code == 0
 
 
 async def _contents(text: str) -> list[dict[str, Any]]:
@@ -610,6 +738,55 @@ def test_the_console_script_and_python_m_run(tmp_path: Path) -> None:
             [*command, "--version"], capture_output=True, text=True, check=True
         )
         assert "session-persistence" in version.stdout
+
+
+# Installed without the cli extra: click and rich cannot be imported (a sitecustomize on
+# PYTHONPATH hides them from the interpreter the entry points start).
+HIDE_THE_EXTRA = """
+import importlib.abc, sys
+
+class HideTheExtra(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in ("click", "rich"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, HideTheExtra())
+"""
+
+
+@pytest.mark.parametrize("entry", ["console script", "python -m"])
+def test_without_the_cli_extra_both_entry_points_say_so_in_one_line(
+    tmp_path: Path, entry: str
+) -> None:
+    """Without click and rich, --help and a command print one line naming the extra: exit 2."""
+    (tmp_path / "sitecustomize.py").write_text(HIDE_THE_EXTRA)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    script = Path(sys.executable).with_name("session-persistence")
+    command = (
+        [str(script)]
+        if entry == "console script"
+        else [sys.executable, "-m", "session_persistence"]
+    )
+    hidden = subprocess.run(
+        [sys.executable, "-c", "import click"], env=env, capture_output=True, text=True, check=False
+    )
+    assert "No module named 'click'" in hidden.stderr  # the extra is really hidden
+    for arguments in (["--help"], ["ls"]):
+        result = subprocess.run(
+            [*command, *arguments],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == Exit.USAGE
+        assert result.stdout == ""
+        assert result.stderr.startswith("error: the command-line tool needs the 'cli' extra")
+        assert "pip install 'session-persistence[cli]'" in result.stderr
+        assert result.stderr.count("\n") == 1, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sitecustomize.py"]
 
 
 def test_after_the_demo_the_readme_commands_work(

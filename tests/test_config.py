@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from session_persistence import ConfigurationError, InMemorySessionStore, SessionStoreConfig
-from session_persistence.testing import session_object
+from session_persistence.testing import eventually, session_object
 
 
 def test_defaults() -> None:
@@ -65,11 +64,11 @@ async def test_auto_cleanup_runs_in_background_and_stops() -> None:
     )
     async with store:
         await store.create_session(session_object(), expires_at=datetime.now(UTC))
-        for _ in range(200):
-            if (await store.get_stats()).total_sessions == 0:
-                break
-            await asyncio.sleep(0.01)
-        assert (await store.get_stats()).total_sessions == 0
+
+        async def cleaned() -> bool:
+            return (await store.get_stats()).total_sessions == 0
+
+        await eventually(cleaned)
         tasks = list(store._tasks)
         assert tasks
     assert all(task.done() for task in tasks)

@@ -57,9 +57,9 @@ async def stored_texts(manager: SessionPersistenceManager, session_id: str | Non
 
 def test_persistence_id_is_none_until_persisted_or_given() -> None:
     """A new session has no persistence id; one bound in the constructor reports it."""
-    assert DefaultSession().persistence_session_id is None
-    bound = DefaultSession(session_object(), persistence_session_id="01JABCDEFGHJKMNPQRSTVWXYZ0")
-    assert bound.persistence_session_id == "01JABCDEFGHJKMNPQRSTVWXYZ0"
+    assert DefaultSession().session_id is None
+    bound = DefaultSession(session_object(), session_id="01JABCDEFGHJKMNPQRSTVWXYZ0")
+    assert bound.session_id == "01JABCDEFGHJKMNPQRSTVWXYZ0"
 
 
 async def test_persist_without_a_manager_returns_none_and_load_returns_false() -> None:
@@ -76,7 +76,7 @@ async def test_persist_then_load_into_a_fresh_session(manager: SessionPersistenc
     session = DefaultSession(obj, persistence_manager=manager)
     session_id = await session.persist()
     assert session_id is not None
-    assert session.persistence_session_id == session_id
+    assert session.session_id == session_id
     assert not session.has_unsaved_changes
 
     fresh = DefaultSession(persistence_manager=manager)
@@ -85,7 +85,7 @@ async def test_persist_then_load_into_a_fresh_session(manager: SessionPersistenc
     assert fresh.activity_id == obj.activity_id
     assert isinstance(fresh.request_id, ULID)
     assert fresh.interactions == obj.interactions
-    assert fresh.persistence_session_id == session_id
+    assert fresh.session_id == session_id
     assert not fresh.has_unsaved_changes
     assert await fresh.load_from_persistence("01JABCDEFGHJKMNPQRSTVWXYZ0") is False
 
@@ -93,10 +93,10 @@ async def test_persist_then_load_into_a_fresh_session(manager: SessionPersistenc
 async def test_persistence_metadata_and_enhanced_info(manager: SessionPersistenceManager) -> None:
     """get_persistence_metadata reports id, state, version, counts and the stored fields."""
     session = await manager.create_managed_session(
-        session_object(), metadata={"user": 7}, tags=["vip"], enable_auto_persist=False
+        session_object(), metadata={"user": 7}, tags=["vip"], auto_persist=False
     )
     info = session.get_persistence_metadata()
-    assert info["persistence_session_id"] == session.persistence_session_id
+    assert info["session_id"] == session.session_id
     assert info["state"] == "saved"
     assert info["is_persisted"] is True
     assert info["version"] == 1
@@ -114,6 +114,72 @@ async def test_persistence_metadata_and_enhanced_info(manager: SessionPersistenc
     assert info["persist_count"] == 1
     assert info["last_persisted_at"] is not None
     assert info["last_error"] is None
+
+
+async def test_get_persistence_metadata_carries_the_seed_keys(
+    manager: SessionPersistenceManager,
+) -> None:
+    """Seed 003's getPersistenceMetadata keys: session_type, auto_persistence_enabled, ...
+
+    ... and interactions_count, beside this library's own names for the same values.
+    """
+    session = DefaultSession(session_object(interactions=2))
+    info = session.get_persistence_metadata()
+    assert info["session_type"] == "DefaultSession"
+    assert info["auto_persistence_enabled"] is False
+    assert info["interactions_count"] == info["interaction_count"] == 2
+    session.set_persistence_manager(manager, auto_persist=True)
+    session.add_interaction(interaction("three"))
+    info = session.get_persistence_metadata()
+    assert info["auto_persistence_enabled"] is info["auto_persist_enabled"] is True
+    assert info["interactions_count"] == 3
+
+    class ChatSession(DefaultSession):
+        pass
+
+    assert ChatSession().get_persistence_metadata()["session_type"] == "ChatSession"
+    await session.persist()
+
+
+# == one vocabulary, and the old spellings ========================================================
+
+
+async def test_old_spellings_still_work_and_warn(manager: SessionPersistenceManager) -> None:
+    """Every name replaced by session_id/auto_persist works, with a DeprecationWarning."""
+    stored = await manager.create_session(session_object())
+    with pytest.warns(DeprecationWarning, match="session_id"):
+        bound = DefaultSession(session_object(), persistence_session_id=stored.session_id)
+    assert bound.session_id == stored.session_id
+    with pytest.warns(DeprecationWarning, match="DefaultSession.session_id"):
+        assert bound.persistence_session_id == stored.session_id
+    with pytest.warns(DeprecationWarning, match="auto_persist"):
+        auto = DefaultSession(persistence_manager=manager, enable_auto_persistence=True)
+    assert auto.is_auto_persist_enabled
+    with pytest.warns(DeprecationWarning, match="is_auto_persist_enabled"):
+        assert auto.is_auto_persistence_enabled
+    with pytest.warns(DeprecationWarning, match="set_auto_persist"):
+        auto.set_auto_persistence(False)
+    assert not auto.is_auto_persist_enabled
+    with pytest.warns(DeprecationWarning, match="auto_persist"):
+        auto.set_persistence_manager(manager, enable_auto=True)
+    assert auto.is_auto_persist_enabled
+    info = auto.get_persistence_metadata()
+    with pytest.warns(DeprecationWarning, match="'session_id'"):
+        assert info["persistence_session_id"] is None
+    with pytest.warns(DeprecationWarning, match="'session_id'"):
+        assert info.get("persistence_session_id") is None
+    assert info["session_id"] is None
+    with pytest.warns(DeprecationWarning, match="auto_persist"):
+        managed = await manager.create_managed_session(enable_auto_persist=False)
+    assert not managed.is_auto_persist_enabled
+    assert managed.session_id is not None
+    manager_two = managed.session_id
+    await manager.unmanage_session(manager_two)
+    with pytest.warns(DeprecationWarning, match="auto_persist"):
+        loaded = await manager.load_managed_session(manager_two, enable_auto_persist=False)
+    assert loaded is not None
+    assert not loaded.is_auto_persist_enabled
+    auto.set_persistence_manager(None)
 
 
 # == the Sentient protocol and the local view ====================================================
@@ -297,7 +363,7 @@ async def test_additions_while_persisting_are_kept(manager: SessionPersistenceMa
     session.add_interaction(interaction("second"))
     await in_flight
     await session.persist()
-    assert await stored_texts(manager, session.persistence_session_id) == ["first", "second"]
+    assert await stored_texts(manager, session.session_id) == ["first", "second"]
     assert not session.has_unsaved_changes
 
 
@@ -365,7 +431,7 @@ async def test_an_expired_record_is_reported_missing() -> None:
     # Shutdown says which changes it could not save rather than dropping them quietly.
     with pytest.raises(UnsavedChangesError) as caught:
         await manager.shutdown()
-    assert caught.value.session_ids == [session.persistence_session_id]
+    assert caught.value.session_ids == [session.session_id]
     assert not manager.is_initialized
 
 
@@ -374,41 +440,39 @@ async def test_binding_by_id_checks_the_stored_prefix(manager: SessionPersistenc
     stored = await manager.create_session(session_object(interactions=2))
     local = SessionObject(stored.processor_id, stored.activity_id, stored.request_id)
     local.interactions = [*stored.interactions, interaction("local")]
-    session = DefaultSession(
-        local, persistence_manager=manager, persistence_session_id=stored.session_id
-    )
+    session = DefaultSession(local, persistence_manager=manager, session_id=stored.session_id)
     assert state(session) == "unsaved"
     await session.persist()
     assert await stored_texts(manager, stored.session_id) == ["message 0", "message 1", "local"]
     stranger = DefaultSession(
         session_object(interactions=1),
         persistence_manager=manager,
-        persistence_session_id=stored.session_id,
+        session_id=stored.session_id,
     )
     with pytest.raises(SessionConflictError, match="load_from_persistence"):
         await stranger.persist()
     absent = DefaultSession(
         session_object(interactions=1),
         persistence_manager=manager,
-        persistence_session_id="01JABCDEFGHJKMNPQRSTVWXYZ0",
+        session_id="01JABCDEFGHJKMNPQRSTVWXYZ0",
     )
     with pytest.raises(SessionNotFoundError):
         await absent.persist()
-    empty = DefaultSession(persistence_manager=manager, persistence_session_id=stored.session_id)
+    empty = DefaultSession(persistence_manager=manager, session_id=stored.session_id)
     assert not empty.has_unsaved_changes
     for failed in (stranger, absent):
         failed.set_persistence_manager(None)  # let go of the unsaveable changes
 
 
 async def test_auto_persistence_switches(manager: SessionPersistenceManager) -> None:
-    """set_auto_persistence and set_persistence_manager turn background writes on and off."""
+    """set_auto_persist and set_persistence_manager turn background writes on and off."""
     session = DefaultSession(session_object())
-    assert not session.is_auto_persistence_enabled
-    session.set_auto_persistence(True)
-    assert not session.is_auto_persistence_enabled  # no manager yet
-    session.set_persistence_manager(manager, enable_auto=True)
-    assert session.is_auto_persistence_enabled
+    assert not session.is_auto_persist_enabled
+    session.set_auto_persist(True)
+    assert not session.is_auto_persist_enabled  # no manager yet
+    session.set_persistence_manager(manager, auto_persist=True)
+    assert session.is_auto_persist_enabled
     assert session in manager.managed_sessions
     session.set_persistence_manager(None)
     assert session not in manager.managed_sessions
-    assert not session.is_auto_persistence_enabled
+    assert not session.is_auto_persist_enabled

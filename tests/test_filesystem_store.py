@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import os
 import stat
@@ -21,7 +20,7 @@ from session_persistence import (
     StoreCorruptionError,
 )
 from session_persistence.stores.filesystem import store as fs_store
-from session_persistence.testing import StoreConformance, interaction, session_object
+from session_persistence.testing import StoreConformance, eventually, interaction, session_object
 
 
 class TestFileSystemFullConformance(StoreConformance):
@@ -361,10 +360,7 @@ async def test_other_instances_writes_fire_events(tmp_path: Path) -> None:
         watcher.on_session_deleted(lambda sid: events.append(("deleted", sid)))
 
         async def until(count: int) -> None:
-            for _ in range(200):
-                if len(events) >= count:
-                    return
-                await asyncio.sleep(0.01)
+            await eventually(lambda: len(events) >= count)
 
         created = await writer.create_session(session_object())
         await until(1)

@@ -21,6 +21,7 @@ from session_persistence import (
     InvalidUpdateError,
     MigrationError,
     SessionFilter,
+    SessionNotFoundError,
     SessionPersistenceConfig,
     SessionPersistenceManager,
     SessionStore,
@@ -47,13 +48,13 @@ async def manager() -> AsyncIterator[SessionPersistenceManager]:
 
 
 async def version_of(manager: SessionPersistenceManager, session: DefaultSession) -> int:
-    assert session.persistence_session_id is not None
-    header = await manager.get_session_header(session.persistence_session_id)
+    assert session.session_id is not None
+    header = await manager.get_session_header(session.session_id)
     assert header is not None
     return header.version
 
 
-async def wait_until_saved(session: DefaultSession, within: float = 5.0) -> None:
+async def wait_until_saved(session: DefaultSession, within: float = 60.0) -> None:
     async with asyncio.timeout(within):
         while session.has_unsaved_changes:  # noqa: ASYNC110 - written by background tasks
             await asyncio.sleep(0.01)
@@ -100,8 +101,8 @@ async def test_shutdown_flushes_and_never_deletes(tmp_path: Path) -> None:
         assert session.has_unsaved_changes
     assert not session.has_unsaved_changes
     async with SessionPersistenceManager(config) as manager:
-        assert session.persistence_session_id is not None
-        stored = await manager.get_session(session.persistence_session_id)
+        assert session.session_id is not None
+        stored = await manager.get_session(session.session_id)
         assert stored is not None
         assert len(stored.interactions) == 5
 
@@ -133,11 +134,11 @@ async def test_create_and_load_managed_sessions(manager: SessionPersistenceManag
     session = await manager.create_managed_session(
         session_object("p"), metadata={"k": 1}, tags=["t"], expires_at=None
     )
-    assert session.persistence_session_id is not None
-    stored = await manager.get_session(session.persistence_session_id)
+    assert session.session_id is not None
+    stored = await manager.get_session(session.session_id)
     assert stored is not None
     assert (stored.metadata, stored.tags, stored.expires_at) == ({"k": 1}, ["t"], None)
-    assert await manager.load_managed_session(session.persistence_session_id) is session
+    assert await manager.load_managed_session(session.session_id) is session
     default = await manager.create_managed_session()
     assert default.processor_id == "default"
     other = await manager.create_session(session_object("q", interactions=2))
@@ -168,12 +169,12 @@ async def test_mark_for_persistence_writes_without_auto_persist(
     manager: SessionPersistenceManager,
 ) -> None:
     """mark_session_for_persistence schedules a write even with auto-persistence off."""
-    session = await manager.create_managed_session(session_object(), enable_auto_persist=False)
+    session = await manager.create_managed_session(session_object(), auto_persist=False)
     session.add_interaction(interaction())
     await asyncio.sleep(0.3)
     assert session.has_unsaved_changes  # nothing writes it on its own
-    assert session.persistence_session_id is not None
-    assert manager.mark_session_for_persistence(session.persistence_session_id)
+    assert session.session_id is not None
+    assert manager.mark_session_for_persistence(session.session_id)
     await wait_until_saved(session)
     assert not manager.mark_session_for_persistence("01JABCDEFGHJKMNPQRSTVWXYZ0")
 
@@ -184,17 +185,31 @@ async def test_unmanage_flushes_or_drops(manager: SessionPersistenceManager) -> 
     dropped = await manager.create_managed_session(session_object())
     for session in (kept, dropped):
         session.add_interaction(interaction())
-    assert kept.persistence_session_id is not None
-    assert dropped.persistence_session_id is not None
-    assert await manager.unmanage_session(kept.persistence_session_id)
-    assert await manager.unmanage_session(dropped.persistence_session_id, flush=False)
-    assert not await manager.unmanage_session(kept.persistence_session_id)
+    assert kept.session_id is not None
+    assert dropped.session_id is not None
+    assert await manager.unmanage_session(kept.session_id)
+    assert await manager.unmanage_session(dropped.session_id, flush=False)
+    assert not await manager.unmanage_session(kept.session_id)
     assert manager.managed_sessions == []
     assert await version_of(manager, kept) == 2
     assert await version_of(manager, dropped) == 1
 
 
 # == queries, summaries, bulk ====================================================================
+
+
+async def test_require_session_and_require_managed_session(
+    manager: SessionPersistenceManager,
+) -> None:
+    """The manager's require_* return what exists and raise SessionNotFoundError otherwise."""
+    stored = await manager.create_session(session_object("r"))
+    assert (await manager.require_session(stored.session_id)).processor_id == "r"
+    managed = await manager.require_managed_session(stored.session_id, auto_persist=False)
+    assert managed.session_id == stored.session_id
+    assert await manager.require_managed_session(stored.session_id) is managed
+    for call in (manager.require_session, manager.require_managed_session):
+        with pytest.raises(SessionNotFoundError):
+            await call("01JABCDEFGHJKMNPQRSTVWXYZ0")
 
 
 async def test_find_sessions_and_summary() -> None:
@@ -267,6 +282,36 @@ async def test_bulk_update_is_all_or_nothing() -> None:
             await manager.bulk_update_sessions({"processor_id": "p"}, {"tags": []})  # type: ignore[arg-type]
 
 
+async def test_bulk_update_sessions_returns_errors() -> None:
+    """Seed 003's bulkUpdateSessions result: errors, one line per session not updated.
+
+    Empty when every session was updated. All-or-nothing by default (a failure raises and
+    changes nothing, as above); with atomic=False the sessions that can take the update
+    take it, in one transaction, and the others are named in ``errors``.
+    """
+    config = memory(
+        auto_persist_enabled=False, store_config=SessionStoreConfig(max_session_bytes=6000)
+    )
+    async with SessionPersistenceManager(config) as manager:
+        ids = [(await manager.create_session(session_object("p"))).session_id for _ in range(3)]
+        done = await manager.bulk_update_sessions(SessionFilter(processor_id="p"), {"tags": ["a"]})
+        assert (done.updated_count, done.errors) == (3, [])
+        await manager.append_interactions(ids[1], *[interaction("x" * 300) for _ in range(6)])
+        big = {"metadata": {"blob": "y" * 1500}}
+        partial = await manager.bulk_update_sessions(
+            SessionFilter(processor_id="p"), big, atomic=False
+        )
+        assert partial.updated_count == 2
+        assert sorted(partial.session_ids) == sorted([ids[0], ids[2]])
+        assert len(partial.errors) == 1
+        assert partial.errors[0].startswith(f"{ids[1]}: ")
+        assert "max_session_bytes" in partial.errors[0]
+        versions = {s.session_id: s.version for s in await manager.list_sessions()}
+        assert versions == {ids[0]: 3, ids[1]: 3, ids[2]: 3}  # create, tags, blob / append
+        with pytest.raises(InvalidUpdateError):  # a bad update is nobody's error: it raises
+            await manager.bulk_update_sessions(SessionFilter(), {"version": 9}, atomic=False)
+
+
 # == monitoring ==================================================================================
 
 
@@ -332,15 +377,13 @@ async def test_sessions_needing_attention_show_in_health(
 ) -> None:
     """A managed session whose record was deleted is reported until resolved."""
     session = await manager.create_managed_session(session_object())
-    assert session.persistence_session_id is not None
-    await manager.delete_session(session.persistence_session_id)
+    assert session.session_id is not None
+    await manager.delete_session(session.session_id)
     assert state(session) == "missing"  # the manager listens to deletions
     health = await manager.health_check()
     assert not health.healthy
     assert "need attention" in health.issues[-1]
-    assert (await manager.get_stats()).sessions_needing_attention == [
-        session.persistence_session_id
-    ]
+    assert (await manager.get_stats()).sessions_needing_attention == [session.session_id]
     await session.persist(recreate=True)
     assert (await manager.health_check()).healthy
 
@@ -420,8 +463,8 @@ async def test_disabled_event_listeners() -> None:
             manager.on_session_created(print)
         assert caught.value.option == "enable_event_listeners"
         session = await manager.create_managed_session(session_object())
-        assert session.persistence_session_id is not None
-        await manager.delete_session(session.persistence_session_id)
+        assert session.session_id is not None
+        await manager.delete_session(session.session_id)
         assert state(session) == "saved"  # nobody told it
         session.add_interaction(interaction())
         with pytest.raises(Exception, match="not found"):
@@ -446,8 +489,8 @@ async def test_a_burst_of_100_interactions_becomes_few_writes(tmp_path: Path) ->
         writes = await version_of(manager, session) - 1  # every write adds one version
         assert 1 <= writes <= 3
         assert (await manager.get_stats()).persist_count == writes
-        assert session.persistence_session_id is not None
-        stored = await manager.get_session(session.persistence_session_id)
+        assert session.session_id is not None
+        stored = await manager.get_session(session.session_id)
         assert stored is not None
         assert [i.request.event["content"] for i in stored.interactions] == [
             f"m{i}" for i in range(100)
@@ -484,7 +527,7 @@ async def test_on_interaction_is_prompt_with_a_long_interval() -> None:
     async with SessionPersistenceManager(config) as manager:
         session = await manager.create_managed_session(session_object())
         session.add_interaction(interaction())
-        await wait_until_saved(session, within=2)
+        await wait_until_saved(session)  # far below the 3,600 s interval
 
 
 async def test_auto_persist_disabled_writes_only_on_request() -> None:
@@ -506,8 +549,8 @@ async def test_auto_persist_disabled_writes_only_on_request() -> None:
             assert session.has_unsaved_changes
             assert (await manager.get_stats()).persist_count == 0
         assert not session.has_unsaved_changes  # shutdown wrote it
-    assert session.persistence_session_id is not None
-    stored = await store.get_session(session.persistence_session_id)
+    assert session.session_id is not None
+    stored = await store.get_session(session.session_id)
     assert stored is not None
     assert len(stored.interactions) == 1
     await store.shutdown()
@@ -536,8 +579,8 @@ async def test_background_failures_are_retried_and_counted(
         stats = await manager.get_stats()
         assert stats.error_count == 3
         assert stats.persist_count == 1
-        assert session.persistence_session_id is not None
-        stored = await manager.get_session(session.persistence_session_id)
+        assert session.session_id is not None
+        stored = await manager.get_session(session.session_id)
         assert stored is not None
         assert len(stored.interactions) == 1
 
@@ -561,7 +604,7 @@ async def test_store_options_take_effect(tmp_path: Path) -> None:
         created = await manager.create_session(session_object())
         assert created.expires_at == clock.now + timedelta(seconds=10)
         clock.advance(11)
-        async with asyncio.timeout(5):
+        async with asyncio.timeout(60):
             while await manager.count_sessions(EVERYTHING):  # noqa: ASYNC110 - cleanup timer
                 await asyncio.sleep(0.02)
     async with SessionPersistenceManager(
@@ -605,7 +648,7 @@ async def test_switching_stores_keeps_every_session(tmp_path: Path) -> None:
         assert len(after) == 26
         assert set(by_id) == {s.session_id for s in after}
         for session in after:
-            if session.session_id == managed.persistence_session_id:
+            if session.session_id == managed.session_id:
                 assert len(session.interactions) == 1  # flushed before the switch
             else:
                 assert session == by_id[session.session_id]  # every field, exactly
@@ -680,8 +723,8 @@ async def test_a_manager_persists_sessions_changed_before_it_opened() -> None:
     manager = SessionPersistenceManager(
         SessionPersistenceConfig(store_type="custom", custom_store=store, auto_persist_delay=0)
     )
-    session = DefaultSession(session_object(), persistence_session_id=stored.session_id)
-    session.set_persistence_manager(manager, enable_auto=True)
+    session = DefaultSession(session_object(), session_id=stored.session_id)
+    session.set_persistence_manager(manager, auto_persist=True)
     session.add_interaction(interaction())
     async with manager:
         await wait_until_saved(session)

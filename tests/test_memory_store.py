@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import gc
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from session_persistence import (
     SessionStoreConfig,
     StoreCorruptionError,
 )
-from session_persistence.testing import FakeClock, StoreConformance, session_object
+from session_persistence.testing import FakeClock, StoreConformance, eventually, session_object
 
 
 class TestInMemoryConformance(StoreConformance):
@@ -60,11 +59,7 @@ async def test_snapshot_timer_writes_periodically(tmp_path: Path) -> None:
     path = tmp_path / "sessions.json"
     async with InMemorySessionStore(persistence_path=path, persistence_interval=0.05) as store:
         await store.create_session(session_object())
-        for _ in range(100):
-            if path.exists():
-                break
-            await asyncio.sleep(0.02)
-        assert path.exists()
+        await eventually(path.exists)
         stats = await store.get_stats()
         assert stats.backend["snapshots_written"] >= 1
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from ulid import ULID
@@ -112,12 +113,26 @@ headers = st.builds(
 )
 
 
-@settings(max_examples=1500)
+def _agree(flt: SessionFilter, candidates: list[SessionHeader]) -> None:
+    matches = compile_filter(flt)
+    for candidate in candidates:
+        assert matches(candidate) == matches_filter(candidate, flt)
+
+
+@settings(max_examples=400)
 @given(filters, st.lists(headers, max_size=8))
 def test_compiled_filters_agree_with_matches_filter(
     flt: SessionFilter, candidates: list[SessionHeader]
 ) -> None:
     """compile_filter(flt) selects exactly what matches_filter selects, for any filter."""
-    matches = compile_filter(flt)
-    for candidate in candidates:
-        assert matches(candidate) == matches_filter(candidate, flt)
+    _agree(flt, candidates)
+
+
+@pytest.mark.slow
+@settings(max_examples=10_000)
+@given(filters, st.lists(headers, max_size=8))
+def test_compiled_filters_agree_at_length(
+    flt: SessionFilter, candidates: list[SessionHeader]
+) -> None:
+    """The same, on 10,000 filters (make test-slow)."""
+    _agree(flt, candidates)

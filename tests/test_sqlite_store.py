@@ -40,7 +40,7 @@ from session_persistence import (
 from session_persistence.config import Durability
 from session_persistence.stores.sqlite import _schema as schema
 from session_persistence.stores.sqlite._schema import SCHEMA_VERSION
-from session_persistence.testing import FakeClock, StoreConformance, session_object
+from session_persistence.testing import FakeClock, StoreConformance, eventually, session_object
 
 FIXTURES = Path(__file__).with_name("fixtures")
 CHILD = str(Path(__file__).with_name("sqlite_child.py"))
@@ -743,10 +743,7 @@ async def test_another_connections_writes_fire_events_once(db_path: Path) -> Non
         await watcher.count_sessions()  # the baseline is taken before this returns
 
         async def until(count: int) -> None:
-            for _ in range(300):
-                if len(events) >= count:
-                    return
-                await asyncio.sleep(0.01)
+            await eventually(lambda: len(events) >= count)
 
         created = await writer.create_session(session_object())
         await until(1)

@@ -31,6 +31,7 @@ from typing import Any, Literal, NoReturn
 import click
 import orjson
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -69,6 +70,7 @@ __all__ = [
     "exit_code_for",
     "open_store",
     "parse_when",
+    "print_error",
     "to_jsonable",
 ]
 
@@ -279,7 +281,7 @@ class Output:
 
     def fail(self, message: str, code: Exit) -> NoReturn:
         """Print ``error: message`` on stderr and exit with ``code``."""
-        self.err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+        print_error(message, self.err)
         raise SystemExit(int(code))
 
     @contextlib.contextmanager
@@ -305,6 +307,12 @@ class Output:
                 bar.update(task, completed=done, total=total, rate=rate)
 
             yield update
+
+
+def print_error(message: str, console: Console | None = None) -> None:
+    """Print ``error: message`` as one line on stderr: every error of the tool looks like this."""
+    console = console or Console(stderr=True, highlight=False, soft_wrap=True)
+    console.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False)
 
 
 def _ignore(done: int, total: int | None) -> None:

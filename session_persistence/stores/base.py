@@ -56,6 +56,7 @@ from ..errors import (
     SerializationError,
     SessionConflictError,
     SessionLimitError,
+    SessionNotFoundError,
     SessionTooLargeError,
     StoreClosedError,
     StoreCorruptionError,
@@ -526,6 +527,22 @@ class SessionStore(BackupMethods, abc.ABC):
             return None
         self._touch(session_id, now)
         return await self._read_session(session_id)
+
+    async def require_session(self, session_id: str) -> PersistedSession:
+        """Return the session, which must exist: :meth:`get_session` without the ``None``.
+
+        For code that expects the session to be there, such as a request carrying its id: the
+        result needs no check (``mypy --strict`` is satisfied), and a missing session is an
+        error that says which.
+
+        Raises:
+            SessionNotFoundError: No such session, or it has expired.
+            InvalidSessionIdError: ``session_id`` is not a valid id.
+        """
+        session = await self.get_session(session_id)
+        if session is None:
+            raise SessionNotFoundError(session_id)
+        return session
 
     async def has_session(self, session_id: str) -> bool:
         """Return whether the session exists and has not expired."""

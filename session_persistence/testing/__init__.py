@@ -15,7 +15,7 @@ Requires ``pytest``, ``pytest-asyncio`` and ``hypothesis`` (the ``testing`` extr
 """
 
 from ._backups import BackupConformance
-from ._base import FakeClock, StoreTestBase, interaction, session_object
+from ._base import FakeClock, StoreTestBase, eventually, interaction, session_object
 from ._crud import CrudConformance
 from ._events import EventConformance
 from ._expiry import ExpiryConformance
@@ -40,6 +40,7 @@ __all__ = [
     "StoreTestBase",
     "TransactionConformance",
     "ValueConformance",
+    "eventually",
     "interaction",
     "session_object",
 ]

@@ -22,7 +22,7 @@ from ..models import (
     SessionFilter,
 )
 from ..stores.base import SessionStore
-from ._base import FakeClock, StoreTestBase, interaction, session_object
+from ._base import FakeClock, StoreTestBase, eventually, interaction, session_object
 
 
 async def _populate(store: SessionStore, count: int = 4) -> list[PersistedSession]:
@@ -341,11 +341,7 @@ class BackupConformance(StoreTestBase):
         made: list[str] = []
         store.on_backup_created(lambda b: made.append(b.backup_id))
         await store.create_session(session_object())
-        for _ in range(100):
-            if len(made) >= 3:
-                break
-            await asyncio.sleep(0.02)
-        assert len(made) >= 3
+        await eventually(lambda: len(made) >= 3)
         assert len(await store.list_backups()) >= 3
         await store.shutdown()
         count = len(made)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import abc
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ from ..config import SessionStoreConfig
 from ..models import Interaction, InteractionMessage, SessionObject
 from ..stores.base import SessionStore
 
-__all__ = ["FakeClock", "StoreTestBase", "interaction", "session_object"]
+__all__ = ["FakeClock", "StoreTestBase", "eventually", "interaction", "session_object"]
 
 
 class FakeClock:
@@ -59,6 +61,35 @@ def interaction(text: str = "hello", *, responses: int = 1) -> Interaction:
             for i in range(responses)
         ],
     )
+
+
+async def eventually(
+    condition: Callable[[], bool | Awaitable[bool]],
+    *,
+    within: float = 60.0,
+    interval: float = 0.01,
+) -> None:
+    """Wait until ``condition()`` is true, for background work (timers, other processes).
+
+    The deadline is generous on purpose: it only bounds a test that would otherwise hang, so a
+    busy machine makes the test slower, never wrong. Nothing here measures how soon.
+
+    Args:
+        condition: A callable returning a bool, or an awaitable of one; called until true.
+        within: Seconds before giving up.
+        interval: Seconds between calls.
+
+    Raises:
+        TimeoutError: ``condition`` stayed false for ``within`` seconds.
+    """
+    async with asyncio.timeout(within):
+        while True:
+            result = condition()
+            if inspect.isawaitable(result):
+                result = await result
+            if result:
+                return
+            await asyncio.sleep(interval)
 
 
 class StoreTestBase(abc.ABC):

@@ -60,6 +60,26 @@ class CrudConformance(StoreTestBase):
         assert await store.get_session("01J0000000000000000000MISS") is None
         assert await store.has_session("nothing-here") is False
 
+    async def test_require_session_returns_the_session_or_raises(
+        self, store: SessionStore, clock: FakeClock
+    ) -> None:
+        """require_session returns what get_session would, or raises SessionNotFoundError."""
+        created = await store.create_session(session_object(interactions=1), expires_at=None)
+        required = await store.require_session(created.session_id)
+        assert required == await store.get_session(created.session_id)
+        with pytest.raises(SessionNotFoundError) as missing:
+            await store.require_session("01J0000000000000000000MISS")
+        assert missing.value.session_id == "01J0000000000000000000MISS"
+        short = await store.create_session(session_object(), expires_at=clock.now + timedelta(1))
+        clock.advance(2 * 86400)
+        with pytest.raises(SessionNotFoundError):
+            await store.require_session(short.session_id)  # expired: invisible, as for get
+        with pytest.raises(InvalidSessionIdError):
+            await store.require_session("../x")
+        async with store.transaction():
+            staged = await store.create_session(session_object())
+            assert (await store.require_session(staged.session_id)).version == 1
+
     async def test_returned_sessions_do_not_alias_stored_state(self, store: SessionStore) -> None:
         """Mutating a returned session, or the object passed in, never changes the store."""
         obj = session_object(interactions=1)

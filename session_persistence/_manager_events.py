@@ -1,0 +1,112 @@
+"""The manager's listeners: registered once, attached to whichever store is current.
+
+A listener registered with :class:`~session_persistence.SessionPersistenceManager` follows
+store switches (``update_config``): it is detached from the old store and attached to the new
+one. The manager also listens itself, to flag a managed session whose record another writer
+deleted or that expired (state ``"missing"``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from .errors import ConfigurationError, SessionNotFoundError
+from .events import EventName, Listener, Unsubscribe
+from .manager_config import SessionPersistenceConfig
+from .stores.base import SessionStore
+
+if TYPE_CHECKING:
+    from .session import DefaultSession
+
+__all__ = ["ManagerEvents"]
+
+
+class ManagerEvents:
+    """The ``on_*`` registrations of the manager (a mixin of it)."""
+
+    _config: SessionPersistenceConfig
+    _store: SessionStore | None
+    _listeners: list[_Registration]
+    _own_unsubscribers: list[Unsubscribe]
+    _managed: Iterable[DefaultSession]
+
+    def on_session_created(self, callback: Listener) -> Unsubscribe:
+        """Call ``callback(session)`` after each committed create (follows store switches)."""
+        return self._listen("session_created", callback)
+
+    def on_session_updated(self, callback: Listener) -> Unsubscribe:
+        """Call ``callback(new, old)`` after each committed update (follows store switches)."""
+        return self._listen("session_updated", callback)
+
+    def on_session_deleted(self, callback: Listener) -> Unsubscribe:
+        """Call ``callback(session_id)`` after each committed delete (follows store switches)."""
+        return self._listen("session_deleted", callback)
+
+    def on_session_expired(self, callback: Listener) -> Unsubscribe:
+        """Call ``callback(session)`` once when a session is found expired."""
+        return self._listen("session_expired", callback)
+
+    def on_backup_created(self, callback: Listener) -> Unsubscribe:
+        """Call ``callback(backup)`` after each backup is written."""
+        return self._listen("backup_created", callback)
+
+    def _listen(self, event: EventName, callback: Listener) -> Unsubscribe:
+        if not self._config.enable_event_listeners:
+            raise ConfigurationError(
+                "enable_event_listeners", "is False: enable it to register listeners"
+            )
+        if not callable(callback):
+            raise TypeError(f"listener must be callable, got {callback!r}")
+        registration = _Registration(event, callback)
+        self._listeners.append(registration)
+        if self._store is not None:
+            registration.attach(self._store)
+
+        def unsubscribe() -> None:
+            registration.detach()
+            if registration in self._listeners:
+                self._listeners.remove(registration)
+
+        return unsubscribe
+
+    def _subscribe_all(self) -> None:
+        store = self._store
+        if store is None or not self._config.enable_event_listeners:
+            return
+        for registration in self._listeners:
+            registration.attach(store)
+        self._own_unsubscribers = [
+            store.on_session_deleted(self._record_gone),
+            store.on_session_expired(lambda session: self._record_gone(session.session_id)),
+        ]
+
+    def _unsubscribe_all(self) -> None:
+        for registration in self._listeners:
+            registration.detach()
+        for unsubscribe in self._own_unsubscribers:
+            unsubscribe()
+        self._own_unsubscribers = []
+
+    def _record_gone(self, session_id: str) -> None:
+        for session in self._managed:
+            if session.session_id == session_id:
+                session._failed("missing", SessionNotFoundError(session_id))
+
+
+class _Registration:
+    """A listener registered with the manager, attached to whichever store is current."""
+
+    def __init__(self, event: EventName, callback: Listener) -> None:
+        self.event = event
+        self.callback = callback
+        self._unsubscribe: Unsubscribe | None = None
+
+    def attach(self, store: SessionStore) -> None:
+        self.detach()
+        self._unsubscribe = store._events.subscribe(self.event, self.callback)
+
+    def detach(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
