@@ -30,6 +30,7 @@ from .errors import (
     StoreCorruptionError,
     StoreIOError,
     StoreLockTimeoutError,
+    StoreReadOnlyError,
     TransactionError,
     UnsavedChangesError,
 )
@@ -114,6 +115,7 @@ __all__ = [
     "StoreCorruptionError",
     "StoreIOError",
     "StoreLockTimeoutError",
+    "StoreReadOnlyError",
     "StoreStats",
     "Transaction",
     "TransactionError",

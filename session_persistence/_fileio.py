@@ -70,7 +70,9 @@ class FileIO:
 
     # -- anchored directories --------------------------------------------------------------
 
-    def anchor(self, root: Path, names: Iterable[str], dir_mode: int) -> None:
+    def anchor(
+        self, root: Path, names: Iterable[str], dir_mode: int, *, create: bool = True
+    ) -> None:
         """Open ``root`` and its subdirectories ``names`` (created if missing) and keep them.
 
         ``root`` is the caller's own path and may pass through links; the subdirectories are
@@ -85,8 +87,9 @@ class FileIO:
         self._anchors[Path(root)] = root_fd
         self._root = Path(root)
         for name in names:
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(name, dir_mode, dir_fd=root_fd)
+            if create:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(name, dir_mode, dir_fd=root_fd)
             try:
                 fd = os.open(name, _DIRECTORY | os.O_NOFOLLOW, dir_fd=root_fd)
             except OSError as exc:

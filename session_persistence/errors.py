@@ -21,6 +21,7 @@ keeps working::
     ├── StoreCorruptionError            STORE_CORRUPTION       .path
     ├── StoreIOError                    STORE_IO_ERROR         .path     + OSError
     ├── StoreLockTimeoutError           LOCK_TIMEOUT           + TimeoutError
+    ├── StoreReadOnlyError              READ_ONLY
     ├── BackupError                     BACKUP_ERROR           .backup_id
     ├── MigrationError                  MIGRATION_FAILED       .target
     └── UnsavedChangesError             UNSAVED_CHANGES        .session_ids
@@ -54,6 +55,7 @@ __all__ = [
     "StoreCorruptionError",
     "StoreIOError",
     "StoreLockTimeoutError",
+    "StoreReadOnlyError",
     "TransactionError",
     "UnsavedChangesError",
 ]
@@ -367,6 +369,12 @@ class StoreLockTimeoutError(SessionStoreError, TimeoutError):
     """The store's cross-process lock could not be obtained in time."""
 
     code = "LOCK_TIMEOUT"
+
+
+class StoreReadOnlyError(SessionStoreError):
+    """The store was opened read-only (to inspect it) and was asked to change something."""
+
+    code = "READ_ONLY"
 
 
 class BackupError(SessionStoreError):

@@ -56,6 +56,7 @@ def test_all_is_pinned() -> None:
         "StoreCorruptionError",
         "StoreIOError",
         "StoreLockTimeoutError",
+        "StoreReadOnlyError",
         "StoreStats",
         "Transaction",
         "TransactionError",

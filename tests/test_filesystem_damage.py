@@ -26,6 +26,7 @@ from session_persistence import (
     SessionStoreError,
     StoreCorruptionError,
     StoreIOError,
+    StoreReadOnlyError,
 )
 from session_persistence._fileio import FileIO
 from session_persistence.testing import interaction, session_object
@@ -517,3 +518,46 @@ async def test_a_directory_swapped_for_a_link_while_open_is_never_followed(
         os.unlink(root / directory)
         os.rename(tmp_path / f"{directory}.moved", root / directory)
     assert os.listdir(outside) == []
+
+
+# -- looking never changes a store (read_only) ------------------------------------------------
+
+
+def _snapshot(root: Path) -> dict[str, bytes | None]:
+    found: dict[str, bytes | None] = {}
+    for directory, _dirs, files in os.walk(root):
+        for name in files:
+            path = Path(directory, name)
+            found[str(path.relative_to(root))] = None if path.is_fifo() else path.read_bytes()
+    return found
+
+
+async def test_a_read_only_store_reports_damage_and_changes_nothing(tmp_path: Path) -> None:
+    """Reads, lists, exports, check and health on a damaged store leave every byte as it was."""
+    root = tmp_path / "store"
+    damaged, other = await _store_with_a_tail(root)
+    flip(root / "sessions" / f"{damaged}.tail", 30)
+    async with store_at(root) as store:
+        await store.append_interactions(other, interaction("pending"))  # a journal to replay
+        die(store)
+    with (root / "journal" / segment(root).name).open("ab") as out:
+        out.write(b"0000 torn")
+    before = _snapshot(root)
+    async with store_at(root, read_only=True) as store:
+        with pytest.raises(StoreCorruptionError, match="nothing was moved"):
+            await store.get_session(damaged)
+        assert [s.session_id for s in await store.list_sessions()] == [other]
+        await store.export_sessions(tmp_path / "export.jsonl")
+        health = await store.health_check()
+        assert any(damaged in issue for issue in health.issues)
+        report = await store.check()
+        assert [(p.kind, p.target) for p in report.problems] == [("session", damaged)]
+        for change in (
+            store.create_session(session_object()),
+            store.optimize(),
+            store.check(repair=True),
+            store.create_backup(),
+        ):
+            with pytest.raises(StoreReadOnlyError):
+                await change
+    assert _snapshot(root) == before

@@ -143,7 +143,8 @@ class Backups:
             self._vault = DirectoryVault(
                 Path(directory), durable=self._store._durable_backups, io=self._store._io
             )
-        self._vault.sweep()
+        if not self._store._read_only:  # (inspecting a store changes nothing in it)
+            self._vault.sweep()
 
     @property
     def vault(self) -> Vault:

@@ -28,6 +28,9 @@ class BackupMethods:
 
     _backups: Backups
 
+    def _writable(self) -> None:  # (SessionStore's)
+        raise NotImplementedError
+
     async def create_backup(self, options: BackupOptions | None = None) -> SessionBackup:
         """Take a consistent snapshot of the selected sessions and store it as one backup.
 
@@ -42,6 +45,7 @@ class BackupMethods:
             StoreIOError: The backup could not be written (a full disk, an I/O error; the
                 cause is kept); no backup file is left and no older backup was deleted.
         """
+        self._writable()
         return await self._backups.create(options)
 
     async def list_backups(self) -> list[BackupInfo]:
@@ -62,6 +66,7 @@ class BackupMethods:
         Raises:
             BackupError: ``backup_id`` is not a valid backup id.
         """
+        self._writable()
         return await self._backups.delete(backup_id)
 
     async def verify_backup(self, backup_id: str) -> BackupInfo:

@@ -62,6 +62,7 @@ from ..errors import (
     StoreCorruptionError,
     StoreIOError,
     StoreLockTimeoutError,
+    StoreReadOnlyError,
 )
 from ..events import EventBus, EventName, Listener, Unsubscribe
 from ..models import (
@@ -132,6 +133,16 @@ class SessionStore(BackupMethods, abc.ABC):
     #: to a path). A backend with its own seam (the filesystem store's ``_io=``) sets it in its
     #: constructor, so tests inject faults into those files the same way.
     _io: FileIO = FileIO()
+    #: Opened to inspect only: nothing on disk changes (see the filesystem store's ``read_only``).
+    _read_only: bool = False
+
+    def _writable(self) -> None:
+        """Raise :class:`StoreReadOnlyError` if the store was opened read-only."""
+        if self._read_only:
+            raise StoreReadOnlyError(
+                f"{self!r} was opened read-only (to inspect it); open it without read_only "
+                "to change it"
+            )
 
     def __init__(
         self, config: SessionStoreConfig | None = None, *, codec: Codec | None = None

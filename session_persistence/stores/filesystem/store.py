@@ -236,6 +236,11 @@ class FileSystemSessionStore(SessionStore):
         poll_interval: Seconds between polls of the journal when following.
         file_mode: Permission bits of files the store creates.
         dir_mode: Permission bits of directories the store creates.
+        read_only: Open to inspect: nothing on disk changes. Recovery runs in memory only
+            (a torn journal end is skipped, not cut; no checkpoint; nothing is created,
+            cleaned up or quarantined); damage is reported by reads (``StoreCorruptionError``),
+            ``check()`` and ``health_check()``; any write, ``optimize()`` or repair raises
+            :class:`StoreReadOnlyError`. The store must exist.
     """
 
     store_type: ClassVar[str] = "filesystem"
@@ -253,6 +258,7 @@ class FileSystemSessionStore(SessionStore):
         poll_interval: float = 1.0,
         file_mode: int = 0o600,
         dir_mode: int = 0o700,
+        read_only: bool = False,
         _io: FileIO | None = None,
     ) -> None:
         super().__init__(config, codec=codec)
@@ -276,6 +282,7 @@ class FileSystemSessionStore(SessionStore):
         self._file_mode = file_mode
         self._dir_mode = dir_mode
         self._io = _io or FileIO()
+        self._read_only = read_only
         self._files = SessionFiles(
             self._io, self._root, self._codec, file_mode=file_mode, durable=self._durable
         )
@@ -307,7 +314,6 @@ class FileSystemSessionStore(SessionStore):
         self._careful = False  # a checkpoint began in this generation and has not finished
         self._recovering = False  # replaying during _recover: a missing segment is a gap
         self._damage = DamageLog()
-        self._inspect_only = False  # never set damage aside (read-only inspection)
         self._writing = False  # our group is between its write and its in-memory apply
         self._rollback_to: int | None = None
         self._rollback_size: int | None = None  # the segment's size when _rollback_to was set
@@ -359,7 +365,7 @@ class FileSystemSessionStore(SessionStore):
         if self._leader is not None:
             await asyncio.gather(self._leader, return_exceptions=True)
         try:
-            if self._touched:
+            if self._touched and not self._read_only:
                 await asyncio.to_thread(self._checkpoint_now)
         except (OSError, SessionStoreError) as exc:
             # Everything is in the journal; the next open replays it.
@@ -382,6 +388,13 @@ class FileSystemSessionStore(SessionStore):
             )
             self._warnings.append(message)
             warnings.warn(message, RuntimeWarning, stacklevel=4)
+        if self._read_only:
+            try:
+                self._recover(locked=False)
+            except BaseException:
+                self._io.release()
+                raise
+            return
         self._acquire()
         try:
             for orphan in self._io.listdir(self._root / "tmp"):
@@ -416,9 +429,14 @@ class FileSystemSessionStore(SessionStore):
             )
 
     def _prepare_directories(self) -> None:
+        if self._read_only and not (self._root / "store.json").exists():
+            raise StoreCorruptionError(
+                f"{self._root} is not a session-persistence filesystem store (no store.json)",
+                str(self._root),
+            )
         self._root.mkdir(mode=self._dir_mode, parents=True, exist_ok=True)
         try:
-            self._io.anchor(self._root, _DIRECTORIES, self._dir_mode)
+            self._io.anchor(self._root, _DIRECTORIES, self._dir_mode, create=not self._read_only)
         except NotRegularFile as exc:
             raise StoreCorruptionError(
                 f"{exc.filename} must be a directory, not {exc.what}; move it aside",
@@ -980,9 +998,9 @@ class FileSystemSessionStore(SessionStore):
                 return found
             # A checkpoint in another process moved the files under us: look again.
             time.sleep(0.0005 * min(attempt, 20))
-        if self._freezing:
+        if self._freezing or self._read_only:
             # A backup holds every lock, so nothing can be moving the files: they are damaged,
-            # and the next read after the backup sets them aside.
+            # and the next read after the backup sets them aside. Read-only, we never lock.
             raise self._damaged(session_id, "its files do not match the journal", moved=False)
         with self._write_mutex:
             self._acquire()
@@ -1021,7 +1039,7 @@ class FileSystemSessionStore(SessionStore):
 
     def _set_aside_bad(self, session_id: str, reason: str, *, locked: bool) -> Exception:
         """Set a damaged session aside (unless inspecting); return the error to raise."""
-        if self._inspect_only or self._freezing:
+        if self._read_only or self._freezing:
             return self._damaged(session_id, reason, moved=False)
         if locked:
             self._set_aside_locked(session_id, reason)
@@ -1261,6 +1279,7 @@ class FileSystemSessionStore(SessionStore):
         return problems
 
     async def _repair_backend(self, problem: CheckProblem) -> str | None:
+        self._writable()
         if problem.kind == "journal" and problem.problem.startswith("a stale generation"):
             return await asyncio.to_thread(self._repair_stray_generation)
         if problem.kind == "session":
@@ -1331,6 +1350,7 @@ class FileSystemSessionStore(SessionStore):
         Holding ``_write_mutex`` as well keeps this process's checkpoints and quarantines out,
         so nothing changes the files while a backup reads its final instant.
         """
+        self._writable()  # (a backup writes a file; a restore writes sessions)
         async with super()._frozen():
             holding = asyncio.ensure_future(asyncio.to_thread(self._lock_out))
             try:
@@ -1365,6 +1385,7 @@ class FileSystemSessionStore(SessionStore):
     # == writes: group commit ====================================================================
 
     async def _apply(self, ops: Sequence[WriteOp], *, max_sessions: int | None) -> None:
+        self._writable()
         loop = asyncio.get_running_loop()
         batch = _Batch(ops, max_sessions, loop.create_future())
         self._queue.append(batch)
@@ -1770,6 +1791,7 @@ class FileSystemSessionStore(SessionStore):
         return problems
 
     async def _optimize_backend(self) -> list[str]:
+        self._writable()
         try:
             await asyncio.to_thread(self._checkpoint_now)
         except OSError as exc:
