@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from full_disk import mounted_tmpfs
 from hypothesis import HealthCheck, settings
 
 # Property tests must not depend on how busy the machine is: no per-example deadline and no
@@ -10,3 +15,10 @@ settings.register_profile(
     "suite", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
 )
 settings.load_profile("suite")
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 2 MiB tmpfs mounted for the test (skipped, with the reason, where mount fails)."""
+    with mounted_tmpfs(tmp_path / "disk") as where:
+        yield where

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from full_disk import fill
 import pytest_asyncio
 
 from session_persistence import (
@@ -233,43 +234,6 @@ async def test_timed_backups_on_a_full_disk_fail_typed_and_resume(tmp_path: Path
 
 
 # -- a real full disk ------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 2 MiB tmpfs mounted for the test (skipped, with the reason, where mount fails)."""
-    where = tmp_path / "disk"
-    where.mkdir()
-    try:
-        mounted = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(where)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    except OSError as exc:
-        pytest.skip(f"cannot run mount: {exc}")
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a 2 MiB tmpfs (needs root): {mounted.stderr.strip()}")
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", str(where)], check=True)
-
-
-def fill(directory: Path) -> Path:
-    """Write a file until the filesystem has no byte left; return it."""
-    filler = directory / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        for size in (1 << 16, 1 << 12, 1):
-            with pytest.raises(OSError, match="No space left") as info:
-                while True:
-                    os.write(fd, b"\0" * size)
-            assert info.value.errno == errno.ENOSPC
-    finally:
-        os.close(fd)
-    return filler
 
 
 @pytest.mark.parametrize("kind", ["filesystem", "sqlite"])

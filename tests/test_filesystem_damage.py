@@ -20,6 +20,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from full_disk import fill
 
 from session_persistence import (
     FileSystemSessionStore,
@@ -460,36 +461,85 @@ async def test_a_put_with_an_empty_document_then_an_append_shuts_down_cleanly(
 
 
 class FullDisk(FileIO):
-    """No room for new files (ENOSPC on create) while ``full``; appends still fit."""
+    """No room outside the journal while ``full``: new files and tails fail with ENOSPC.
+
+    The journal's segment keeps a little room (its last block has slack), so the checkpoint's
+    ``begin`` line fits and the checkpoint then fails writing session files.
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self.full = True
 
-    def open_new(self, path: Path, mode: int) -> int:
-        if self.full:
+    def _refuse(self, path: Path) -> None:
+        if self.full and path.parent.name != "journal":
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    def open_new(self, path: Path, mode: int) -> int:
+        self._refuse(path)
         return super().open_new(path, mode)
+
+    def open_append(self, path: Path, mode: int) -> int:
+        self._refuse(path)
+        return super().open_append(path, mode)
 
 
 async def test_a_store_whose_checkpoint_failed_for_space_opens_and_serves(
     tmp_path: Path,
 ) -> None:
-    """Opening never depends on a checkpoint: reads and writes go on, nothing is lost."""
+    """Through the seam: opening never depends on a checkpoint; nothing is lost."""
     root = tmp_path / "store"
     async with store_at(root) as store:
         ids = [(await store.create_session(session_object())).session_id for _ in range(4)]
+        await store.optimize()
     disk = FullDisk()
     async with store_at(root, _io=disk) as store:
         await store.append_interactions(ids[0], interaction())
-    # The shutdown checkpoint failed: the journal holds the append, and a checkpoint began.
+    # The shutdown checkpoint began, then failed: the journal holds the append.
     async with store_at(root, _io=disk) as store:
         assert [s.session_id for s in await store.list_sessions()] == ids
         await store.append_interactions(ids[1], interaction())
+        assert (await store.get_session(ids[0])) is not None
         disk.full = False
     async with store_at(root) as store:
         counts = [len(s.interactions) for s in await store.list_sessions()]
         assert counts == [1, 1, 0, 0]
+
+
+async def test_a_store_on_a_really_full_disk_opens_reads_and_loses_nothing(
+    small_disk: Path,
+) -> None:
+    """On a full tmpfs: typed errors, the store opens and reads, all is intact once freed."""
+    root = small_disk / "store"
+    async with store_at(root) as store:
+        ids = [(await store.create_session(session_object())).session_id for _ in range(4)]
+        await store.optimize()
+        filler = fill(small_disk, leave=4096)  # room for a journal line, not for a tail
+        try:
+            await store.append_interactions(ids[0], interaction("a" * 600))
+            with pytest.raises(StoreIOError):
+                await store.append_interactions(ids[1], interaction("b" * 20_000))
+            with pytest.raises(StoreIOError):
+                await store.optimize()
+        except BaseException:
+            filler.unlink()
+            raise
+    try:
+        async with store_at(root) as store:  # opens while the disk is still full
+            sessions = await store.list_sessions()
+            assert [s.session_id for s in sessions] == ids
+            assert [len(s.interactions) for s in sessions] == [1, 0, 0, 0]
+            with pytest.raises(StoreIOError):
+                await store.create_session(session_object(interactions=40))
+    finally:
+        filler.unlink()
+    async with store_at(root) as store:
+        await store.append_interactions(ids[1], interaction("after"))
+        await store.optimize()
+    async with store_at(root) as store:
+        sessions = await store.list_sessions()
+        assert [len(s.interactions) for s in sessions] == [1, 1, 0, 0]
+        assert (await store.check()).problems == []
 
 
 # -- 10. links swapped in while the store is open ---------------------------------------------
