@@ -14,9 +14,16 @@ On-disk layout under ``base_dir`` (directories ``0700``, files ``0600`` by defau
 
 **Journal.** Each write (a single change or a whole transaction) is one line
 ``<crc32> {"seq": n, "ops": [...]}``; ``put`` carries the whole document, ``append`` only the
-new interactions and the header after them, ``delete`` the id. A line that is incomplete or
-fails its checksum is a torn tail: it was never acknowledged and is ignored (and cut off by the
-next writer). Control lines mark checkpoints (``{"checkpoint": "begin"}``, ``{"rotate": g}``).
+new interactions and the header after them, ``delete`` the id. Bad lines at the end of a
+segment are a torn tail: never acknowledged, ignored, and cut off by the next writer. A bad line
+(bad checksum, or a checksummed line that is not a valid record) with intact lines after it is
+damage, never cut: it is skipped, every later record whose version chain is intact is applied,
+and a copy of the segment is kept in ``quarantine/`` (see :mod:`._journal`). Control lines mark
+checkpoints (``{"checkpoint": "begin"}``, ``{"rotate": g}``) and quarantines.
+
+**Directories** are opened once (``O_DIRECTORY | O_NOFOLLOW``) and every file is created,
+opened, renamed and removed relative to those descriptors (:meth:`FileIO.anchor`), so no link
+in the store's tree is followed, at open or later; files are read only once found regular.
 
 **Write path** (one commit group: every batch queued in this process while the previous group
 was being written; they share the lock, one ``write`` and one ``fsync``):
@@ -48,7 +55,12 @@ at shutdown; under the store lock):
 4. append ``{"rotate": g + 1}`` to the journal and fsync it;
 5. create ``journal/<g + 1>.wal`` and fsync ``journal/``;
 6. write ``index.json`` for generation ``g + 1`` (temp → fsync → rename → fsync ``base_dir``);
-7. delete generation ``g - 1`` (``g`` is kept for processes still reading it).
+7. delete every generation before ``g`` (``g`` is kept for processes still reading it).
+
+An ``OSError`` anywhere in 1-7 aborts the checkpoint as a crash would (without losing the
+process's state) and surfaces as :class:`StoreIOError`; only proven damage (bytes read that
+fail their checksum, parse or validation, or files that disagree with the journal under the
+store lock) is set aside, each session with a journal ``quarantine`` line.
 
 A crash during 1-3 leaves the generation's journal lines in place, and the files they describe
 either old or new, never torn (renames are atomic; tail lines are checksummed and a reader stops
@@ -58,12 +70,17 @@ at the first bad one). A crash during 4-7 leaves everything materialized; at wor
 **Recovery on open** (under the store lock; nothing to do by hand):
 
 1. remove orphan temp files from ``tmp/`` (only lock holders create them);
-2. load ``index.json`` if it is valid and the journal generations it needs all exist;
-   otherwise rebuild the index by reading every session file (damaged ones are quarantined);
+2. load ``index.json`` if it is valid and its generation's segment exists; otherwise, or when
+   the chain of segments has a gap, rebuild the index by reading every session file (damaged
+   ones are quarantined) and replay only the newest segment;
 3. replay the journal from that generation on: committed lines update the index and are kept
    in memory as *pending* changes until a checkpoint writes them into session files; a torn
-   tail is cut off;
-4. when the index had to be rebuilt, checkpoint at once so the next open is fast.
+   tail is cut off, damage in the middle is skipped and reported;
+4. delete generations older than the one before the current (left by a crashed checkpoint);
+5. when the index had to be rebuilt or a checkpoint was interrupted, checkpoint at once; if
+   that fails (a full disk), open anyway and serve from the journal.
+
+With ``read_only=True`` only 2-3 run, in memory, without the lock: nothing on disk changes.
 
 **Reads** first compare the journal's size with how far this process has read (one ``fstat``)
 and read any new lines, so a read never returns data older than a write another process has
