@@ -135,6 +135,7 @@ from ...models import CheckProblem, PersistedSession, SessionFilter, SessionHead
 from ...ops import AppendOp, DeleteOp, PutOp, WriteOp, check_versions
 from ...serialization import FORMAT_VERSION, Codec, dump_json
 from ..base import SessionStore
+from . import _check
 from ._files import OnDisk, SessionFiles, extend, merged_document
 from ._format import (
     Append,
@@ -179,28 +180,6 @@ logger = logging.getLogger(__name__)
 _STORE_KIND = "session-persistence-filesystem-store"
 _READ_ATTEMPTS = 50
 _READ_CACHE_BYTES = 32 * 1024 * 1024  # decoded sessions kept for warm reads (by stored size)
-
-
-def _invalid_record(payload: bytes, generation: int, codec: Codec) -> str | None:
-    """Why a checksummed journal line is not a valid record of ``generation``, or ``None``."""
-    try:
-        record = orjson.loads(payload)
-    except orjson.JSONDecodeError:
-        return "is not JSON"
-    if type(record) is not dict or type(record.get("seq")) is not int:
-        return "is not a journal record"
-    if "rotate" in record:
-        ok = type(record["rotate"]) is int and record["rotate"] == generation + 1
-        return None if ok else "rotates to a wrong generation"
-    if "checkpoint" in record:
-        return None if record["checkpoint"] == "begin" else "is an unknown marker"
-    if "quarantine" in record:
-        return None if is_valid_session_id(record["quarantine"]) else "names an invalid id"
-    try:
-        parse_changes(record, codec)
-    except BadFile as exc:
-        return f"is not a valid record ({exc})"
-    return None
 
 
 class _GenerationGap(Exception):
@@ -1132,228 +1111,23 @@ class FileSystemSessionStore(SessionStore):
     # == check ===================================================================================
 
     async def _check_sessions(self, session_ids: Sequence[str]) -> list[tuple[str, str]]:
-        return await asyncio.to_thread(self._inspect_all, session_ids)
-
-    def _inspect_all(self, session_ids: Sequence[str]) -> list[tuple[str, str]]:
-        found = []
-        for session_id in session_ids:
-            problem = self._inspect(session_id)
-            if problem is not None:
-                found.append((session_id, problem))
-        return found
-
-    def _inspect(self, session_id: str) -> str | None:
-        """Read a session's files like a read does, but never quarantine; return what is wrong."""
-        problem = "its files do not match the journal"
-        for attempt in range(_READ_ATTEMPTS // 5):
-            with self._lock:
-                header, cached, appends = self._lookup(session_id)
-            if header is None or cached is not None:
-                return None  # deleted meanwhile, or its latest state is still in the journal
-            try:
-                on_disk = self._files.read(session_id)
-            except BadFile as exc:
-                return f"damaged: {exc}"
-            except OSError as exc:
-                return f"unreadable: {exc}"
-            if on_disk is None:
-                problem = f"sessions/{session_id}.json is missing"
-            else:
-                session = self._with_appends(on_disk, appends)
-                if session is not None and (
-                    session.version == header.version and session.created_at == header.created_at
-                ):
-                    return None
-                why = on_disk.tail_problem or "versions differ"
-                problem = f"its files do not match the journal ({why})"
-            time.sleep(0.001 * attempt)  # a checkpoint may have moved the files: look again
-        return problem
+        return await asyncio.to_thread(_check.inspect_all, self, session_ids)
 
     async def _check_backend(self) -> list[CheckProblem]:
-        return await asyncio.to_thread(self._check_files)
-
-    def _check_files(self) -> list[CheckProblem]:
-        problems = [
-            CheckProblem(kind="file", target=str(path), problem=f"{path.name}/ was moved or "
-                         "replaced while the store was open; put it back and reopen the store")
-            for path in self._io.moved_anchors()
-        ]  # fmt: skip
-        problems.extend(self._check_session_dir())
-        index = self._root / "index.json"
-        if self._io.exists(index) and self._load_snapshot() is None:
-            problems.append(
-                CheckProblem(
-                    kind="index",
-                    target=str(index),
-                    problem="the index snapshot is damaged; the next open rebuilds it from the "
-                    "session files (slowly)",
-                )
-            )
-        problems.extend(self._check_journal())
-        with self._lock:
-            unkept = list(self._damage.unkept)
-            broken = dict(self._damage.broken)
-        for damage in unkept:  # (once kept, the copy in quarantine/ is reported below)
-            target = str(self._segment(damage.generation))
-            problems.append(CheckProblem(kind="journal", target=target, problem=damage.describe()))
-        for session_id, why in sorted(broken.items()):
-            problems.append(CheckProblem(kind="journal", target=session_id, problem=why))
-        for name in self._quarantined():
-            path = self._root / "quarantine" / name
-            try:
-                reason = self._io.read_file(path.with_name(f"{name}.reason")).decode(
-                    errors="replace"
-                )
-            except OSError:
-                reason = "no .reason file"
-            problems.append(
-                CheckProblem(
-                    kind="quarantine",
-                    target=str(path),
-                    problem=f"quarantined earlier ({reason.partition(chr(10))[0]}); inspect "
-                    "it, then restore what it held from a backup and delete the file",
-                )
-            )
-        return problems
-
-    def _check_session_dir(self) -> list[CheckProblem]:
-        """Files in ``sessions/`` that belong to no stored session."""
-        directory = self._files.dir
-        names = sorted(self._io.listdir(directory))
-        with self._lock:
-            self._catch_up(locked=False)
-            known = set(self._index)
-        problems = []
-        for name in names:
-            stem, _, suffix = name.rpartition(".")
-            path = directory / name
-            if suffix == "tail" and is_valid_session_id(stem):
-                if not self._io.exists(directory / f"{stem}.json") and self._io.exists(path):
-                    problem = "an orphan tail: its session file is gone"
-                    problems.append(CheckProblem(kind="file", target=str(path), problem=problem))
-            elif suffix != "json" or not is_valid_session_id(stem):
-                problem = "not a session file name (<session id>.json)"
-                problems.append(CheckProblem(kind="file", target=str(path), problem=problem))
-            elif stem not in known and self._io.exists(path):
-                with self._lock:
-                    self._catch_up(locked=False)
-                    stray = stem not in self._index and stem not in self._touched
-                if stray:
-                    problem = "a session file the journal does not know (deleted, or copied in)"
-                    problems.append(CheckProblem(kind="file", target=str(path), problem=problem))
-        return problems
-
-    def _check_journal(self) -> list[CheckProblem]:
-        """Every kept generation: stray ones, damaged lines, invalid records, a suspect end."""
-        problems = []
-        generations = self._generations()
-        with self._lock:
-            current = self._generation
-        for generation in generations:
-            path = self._segment(generation)
-            if generation < current - 1:
-                problems.append(
-                    CheckProblem(
-                        kind="journal",
-                        target=str(path),
-                        problem="a stale generation left by a crash; 'check --repair' or the "
-                        "next checkpoint deletes it",
-                    )
-                )
-                continue
-            try:
-                data = self._io.read_file(path)
-            except FileNotFoundError:
-                continue  # checkpointed away meanwhile
-            except NotRegularFile as exc:
-                problem = f"it is {exc.what}, not a segment; move it out of journal/"
-                problems.append(CheckProblem(kind="journal", target=str(path), problem=problem))
-                continue
-            lines, intact_end = split_lines(data)
-            for line in lines:
-                why = "fails its checksum" if line.payload is None else None
-                if line.payload is not None:
-                    why = _invalid_record(line.payload, generation, self._codec)
-                if why is not None:
-                    problem = (
-                        f"the line at bytes {line.start}-{line.end} {why}; what it recorded is "
-                        "lost: restore the sessions it named from a backup (its copy is kept "
-                        "in quarantine/ once the store has read it)"
-                    )
-                    problems.append(CheckProblem(kind="journal", target=str(path), problem=problem))
-            rest = data[intact_end:]
-            if b"\n" in rest:
-                problem = (
-                    f"a complete line at byte {intact_end} ends the segment and fails its "
-                    "checksum: a write torn by a power cut, or the last acknowledged record "
-                    "damaged. The next writer cuts it off and keeps a copy in quarantine/; "
-                    "restore the sessions it named from a backup if it was acknowledged"
-                )
-                problems.append(CheckProblem(kind="journal", target=str(path), problem=problem))
-            elif rest and generation != generations[-1]:
-                problem = f"{len(rest)} torn byte(s) from byte {intact_end}, never acknowledged"
-                problems.append(CheckProblem(kind="journal", target=str(path), problem=problem))
-        return problems
+        return await asyncio.to_thread(_check.check_files, self)
 
     async def _repair_backend(self, problem: CheckProblem) -> str | None:
         self._writable()
         if problem.kind == "journal" and problem.problem.startswith("a stale generation"):
-            return await asyncio.to_thread(self._repair_stray_generation)
+            return await asyncio.to_thread(_check.repair_stray_generation, self)
         if problem.kind == "session":
-            return await asyncio.to_thread(self._repair_session, problem)
+            return await asyncio.to_thread(_check.repair_session, self, problem)
         if problem.kind == "file":
-            return await asyncio.to_thread(self._repair_file, Path(problem.target))
+            return await asyncio.to_thread(_check.repair_file, self, Path(problem.target))
         if problem.kind == "index":
             await asyncio.to_thread(self._checkpoint_now)
             return "checkpointed, which wrote a new index snapshot"
         return None
-
-    def _repair_stray_generation(self) -> str | None:
-        with self._write_mutex:
-            self._acquire()
-            try:
-                with self._lock:
-                    self._catch_up(locked=True)
-                before = len(self._generations())
-                self._remove_stray_generations()
-                return "deleted" if len(self._generations()) < before else None
-            finally:
-                self._flock.release()
-
-    def _repair_session(self, problem: CheckProblem) -> str | None:
-        with self._write_mutex:
-            self._acquire()
-            try:
-                if self._inspect(problem.target) is None:
-                    return None  # fine now (rewritten or deleted meanwhile)
-                return self._set_aside_locked(problem.target, problem.problem)
-            finally:
-                self._flock.release()
-
-    def _repair_file(self, path: Path) -> str | None:
-        with self._write_mutex:
-            self._acquire()
-            try:
-                with self._lock:
-                    self._catch_up(locked=True)
-                name = path.name
-                stem, _, suffix = name.rpartition(".")
-                if path.parent != self._files.dir or not self._io.exists(path):
-                    return None
-                if suffix == "tail":
-                    if self._io.exists(path.with_name(f"{stem}.json")):
-                        return None
-                    self._io.unlink(path)
-                    self._fsync_dir(path.parent)
-                    return "deleted"
-                if is_valid_session_id(stem) and suffix == "json":
-                    with self._lock:
-                        if stem in self._index or stem in self._touched:
-                            return None
-                target = self._quarantine_file(name, "found by check: not a stored session")
-                return f"moved to {target}"
-            finally:
-                self._flock.release()
 
     # == backups ================================================================================
 
