@@ -638,7 +638,7 @@ class FileSystemSessionStore(SessionStore):
                         "write torn by a power cut (never acknowledged), or a damaged last record",
                         tail,
                     )
-                    self._keep_damaged_segments(cut_tail=tail)
+                    self._keep_damaged_segments()
                 logger.warning("cutting a torn journal tail at %d bytes", self._position)
                 self._io.truncate(self._fd, self._position)
             if locked:
@@ -669,26 +669,29 @@ class FileSystemSessionStore(SessionStore):
         logger.error("journal damage in %s: %s", self._root, damage.describe())
         self._damage.journal.append(damage)
         self._damage.unkept.append(damage)
-        self._changes += 1
 
-    def _keep_damaged_segments(self, cut_tail: bytes = b"") -> None:
+    def _keep_damaged_segments(self) -> None:
         """With the store lock: copy each damaged segment to ``quarantine/`` before it changes.
 
-        The copy is named after the generation and the damaged offset, so every process that
-        finds the same damage keeps one copy. ``cut_tail`` is a suspect tail about to be cut.
+        Called before a suspect tail is cut, so the copy holds it. The copy is named after the
+        generation and the damaged offset, so every process that finds the same damage keeps
+        one copy. If it cannot be written now (a full disk), the damage stays reported by
+        ``health_check()`` and the copy is retried by the next holder of the lock.
         """
         while self._damage.unkept:
             damage = self._damage.unkept[0]
             name = f"journal-{damage.generation:016d}-at-{damage.start}.wal"
-            target = self._root / "quarantine" / name
-            if not self._io.exists(target):
-                try:
-                    content = self._io.read_file(self._segment(damage.generation))
-                except FileNotFoundError:
-                    content = cut_tail  # checkpointed away meanwhile: keep what we have
-                if cut_tail and damage.generation == self._generation:
-                    content = content[: damage.start] + cut_tail
-                self._files.keep_in_quarantine(name, content, damage.describe())
+            try:
+                if not self._io.exists(self._root / "quarantine" / name):
+                    try:
+                        content = self._io.read_file(self._segment(damage.generation))
+                    except FileNotFoundError:
+                        content = b""  # checkpointed away meanwhile: the reason still tells
+                    self._files.keep_in_quarantine(name, content, damage.describe())
+            except OSError as exc:
+                self._record_error(exc)
+                logger.warning("cannot keep a copy of a damaged journal segment yet: %s", exc)
+                return
             self._damage.unkept.pop(0)
 
     def _apply_record(self, payload: bytes, *, foreign: bool, at: tuple[int, int]) -> bool:
