@@ -54,7 +54,7 @@ async def ls_command(
         include_expired=which in ("expired", "all"),
     )
     order = SessionQueryOptions(sort_by=sort, sort_order="asc" if asc else "desc")  # type: ignore[arg-type]
-    async with open_store(spec) as store:
+    async with open_store(spec, read_only=True) as store:
         if which == "expired":
             matching = [s for s in await store.list_sessions(flt, order) if store.is_expired(s)]
             total, sessions = len(matching), matching[:limit]
@@ -104,7 +104,7 @@ async def ls_command(
 @command
 async def show_command(session_id: str, raw: bool, *, spec: StoreSpec, output: Output) -> int:
     """Show one session and its interactions."""
-    async with open_store(spec) as store:
+    async with open_store(spec, read_only=True) as store:
         # The store's own read, which validates nothing and counts no access: an operator's
         # look must not extend an idle TTL.
         session = await store._load(validate_session_id(session_id))

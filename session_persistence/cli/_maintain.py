@@ -70,7 +70,7 @@ def _print_report(output: Output, report: CheckReport) -> None:
 @command
 async def cleanup_command(dry_run: bool, *, spec: StoreSpec, output: Output) -> int:
     """Remove expired sessions."""
-    async with open_store(spec) as store:
+    async with open_store(spec, read_only=dry_run) as store:
         if dry_run:
             expired = await store.get_expired_sessions()
             ids = [s.session_id for s in expired]
