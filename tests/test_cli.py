@@ -401,7 +401,9 @@ def test_check_reports_a_corrupt_session_file_and_repair_quarantines_it(tmp_path
     assert table.exit_code == Exit.PROBLEMS
     assert "check --repair" in table.stdout
     health = run("health", "--store", text)
-    assert health.exit_code == 0  # nothing quarantined yet, and no read has failed
+    assert health.exit_code == Exit.PROBLEMS  # health runs the check too: they agree
+    assert ids["other"] in health.stdout
+    assert damaged.exists()  # and neither moved it
     repaired = run("check", "--repair", "--store", text)
     assert repaired.exit_code == 0, repaired.stdout
     assert "moved to" in repaired.stdout
