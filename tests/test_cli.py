@@ -35,6 +35,7 @@ from session_persistence import (
     StoreCorruptionError,
     StoreIOError,
     StoreLockTimeoutError,
+    StoreReadOnlyError,
 )
 from session_persistence.cli import cli
 from session_persistence.cli._support import Exit, NotFoundError, Output, StoreSpec, exit_code_for
@@ -718,6 +719,8 @@ def test_exit_codes_are_documented_and_mapped() -> None:
         (StoreIOError("x"), Exit.UNAVAILABLE),
         (StoreLockTimeoutError("x"), Exit.UNAVAILABLE),
         (PermissionError("x"), Exit.UNAVAILABLE),
+        # Only commands that change nothing open a store read-only: a change refused is a bug.
+        (StoreReadOnlyError("x"), Exit.INTERNAL),
         (RuntimeError("bug"), Exit.INTERNAL),
     ]
     for error, code in cases:

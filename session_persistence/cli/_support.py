@@ -11,7 +11,8 @@ Exit codes (also in ``docs/cli.md``):
 4  refused: damaged or invalid data (a hostile backup, a corrupt session, a bad import)
 5  storage unavailable: I/O or permission error, a lock held too long
 6  refused by the store's state: a migration target that is not empty, a session limit
-70 internal error (a bug: please report it with the output of ``--debug``)
+70 internal error (a bug: please report it with the output of ``--debug``), such as a command
+   that only looks asking a store it opened read-only to change (``StoreReadOnlyError``)
 130 interrupted (Ctrl-C)
 == ===================================================================================
 """
@@ -55,6 +56,7 @@ from ..errors import (
     SessionNotFoundError,
     SessionStoreError,
     StoreCorruptionError,
+    StoreReadOnlyError,
 )
 from ..manager_config import SessionPersistenceConfig
 from ..models import ProgressCallback
@@ -97,6 +99,10 @@ class NotFoundError(Exception):
 
 def exit_code_for(error: BaseException) -> Exit:
     """The exit code an error ends the command with."""
+    if isinstance(error, StoreReadOnlyError):
+        # Only the commands that change nothing open a store read-only, so a change it
+        # refuses is the tool's bug, not the store's state or the storage.
+        return Exit.INTERNAL
     if isinstance(error, NotFoundError | SessionNotFoundError | FileNotFoundError):
         return Exit.NOT_FOUND
     if isinstance(error, BackupError) and isinstance(error.__cause__, OSError):
