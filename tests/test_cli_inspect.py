@@ -122,6 +122,10 @@ def test_read_only_commands_leave_a_damaged_store_byte_for_byte_unchanged(
     shown = run("show", damaged, "--store", store["store"])
     assert damaged in shown.stderr
     assert "nothing was moved" in shown.stderr
+    # The damaged session is not copied, and migrate says where to look.
+    copied = run("migrate", "--to", f"sqlite:{tmp_path / 'again.db'}", "--store", store["store"])
+    assert "counts differ" in copied.stdout
+    assert "'session-persistence check'" in copied.stdout
 
 
 @pytest.mark.parametrize("how", ["garbage", "tail"])

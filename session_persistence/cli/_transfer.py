@@ -111,4 +111,9 @@ async def migrate_command(target_text: str, *, spec: StoreSpec, output: Output) 
         output.out.print(table)
         verdict = "[green]counts match[/]" if match else "[bold red]counts differ[/]"
         output.out.print(f"copied {copied} session(s); {verdict}")
+        if not match:
+            output.out.print(
+                "a session the source cannot read is not copied (nor moved: the source is only "
+                "read); run 'session-persistence check' on the source to see what it is"
+            )
     return 0 if match else int(Exit.PROBLEMS)
