@@ -35,6 +35,7 @@ from session_persistence import (
     StoreCorruptionError,
     StoreIOError,
     StoreLockTimeoutError,
+    StoreReadOnlyError,
 )
 from session_persistence.cli import cli
 from session_persistence.cli._support import Exit, NotFoundError, Output, StoreSpec, exit_code_for
@@ -401,7 +402,9 @@ def test_check_reports_a_corrupt_session_file_and_repair_quarantines_it(tmp_path
     assert table.exit_code == Exit.PROBLEMS
     assert "check --repair" in table.stdout
     health = run("health", "--store", text)
-    assert health.exit_code == 0  # nothing quarantined yet, and no read has failed
+    assert health.exit_code == Exit.PROBLEMS  # health runs the check too: they agree
+    assert ids["other"] in health.stdout
+    assert damaged.exists()  # and neither moved it
     repaired = run("check", "--repair", "--store", text)
     assert repaired.exit_code == 0, repaired.stdout
     assert "moved to" in repaired.stdout
@@ -716,6 +719,8 @@ def test_exit_codes_are_documented_and_mapped() -> None:
         (StoreIOError("x"), Exit.UNAVAILABLE),
         (StoreLockTimeoutError("x"), Exit.UNAVAILABLE),
         (PermissionError("x"), Exit.UNAVAILABLE),
+        # Only commands that change nothing open a store read-only: a change refused is a bug.
+        (StoreReadOnlyError("x"), Exit.INTERNAL),
         (RuntimeError("bug"), Exit.INTERNAL),
     ]
     for error, code in cases:

@@ -66,7 +66,7 @@ async def backup_create(
 @command
 async def backup_list(*, spec: StoreSpec, output: Output) -> int:
     """List backups, oldest first."""
-    async with open_store(spec) as store:
+    async with open_store(spec, read_only=True) as store:
         infos = await store.list_backups()
         where = store._backups.vault.location
     if output.json:
@@ -101,7 +101,7 @@ async def backup_list(*, spec: StoreSpec, output: Output) -> int:
 async def backup_verify(backup: str, *, spec: StoreSpec, output: Output) -> int:
     """Check a backup (an id, or a backup file) completely; exit 4 if it is damaged."""
     source = backup_source(backup)
-    async with open_store(spec) as store:
+    async with open_store(spec, read_only=True) as store:
         if isinstance(source, Path):
             plan = await store.restore_from_backup(source, RestoreOptions(dry_run=True))
             count = plan.restored_count + plan.skipped_count + plan.overwritten_count
@@ -130,7 +130,7 @@ async def backup_restore(
     """Restore a backup (an id, or a backup file from anywhere); it is validated first."""
     source = backup_source(backup)
     options = restore_options(strategy, dry_run)
-    async with open_store(spec) as store:
+    async with open_store(spec, read_only=dry_run) as store:
         if isinstance(source, str):
             await known_backup(store, source)
         with output.progress("restoring") as progress:

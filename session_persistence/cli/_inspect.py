@@ -12,6 +12,7 @@ from ..models import SessionFilter, SessionQueryOptions
 from ..serialization import default_codec
 from ._common import header_json, short, to_json, ulid_upper, when
 from ._group import cli, command
+from ._maintain import inspect, problem_line, repair_advice
 from ._support import Exit, NotFoundError, Output, StoreSpec, open_store, parse_when
 from ._tables import Column, id_table
 
@@ -54,7 +55,7 @@ async def ls_command(
         include_expired=which in ("expired", "all"),
     )
     order = SessionQueryOptions(sort_by=sort, sort_order="asc" if asc else "desc")  # type: ignore[arg-type]
-    async with open_store(spec) as store:
+    async with open_store(spec, read_only=True) as store:
         if which == "expired":
             matching = [s for s in await store.list_sessions(flt, order) if store.is_expired(s)]
             total, sessions = len(matching), matching[:limit]
@@ -104,7 +105,7 @@ async def ls_command(
 @command
 async def show_command(session_id: str, raw: bool, *, spec: StoreSpec, output: Output) -> int:
     """Show one session and its interactions."""
-    async with open_store(spec) as store:
+    async with open_store(spec, read_only=True) as store:
         # The store's own read, which validates nothing and counts no access: an operator's
         # look must not extend an idle TTL.
         session = await store._load(validate_session_id(session_id))
@@ -162,15 +163,39 @@ async def show_command(session_id: str, raw: bool, *, spec: StoreSpec, output: O
 @cli.command("health")
 @command
 async def health_command(*, spec: StoreSpec, output: Output) -> int:
-    """Run the store's health probes; exit 1 when it is unhealthy."""
-    async with open_store(spec) as store:
+    """Run the store's health probes and its check; exit 1 when it is unhealthy."""
+    async with open_store(spec, read_only=True) as store:
         status = await store.health_check()
+        # The probes see only what this process has read; the check reads everything, so
+        # health and check agree on a damaged session no one has read yet.
+        report = await inspect(store, output)
+    issues = list(status.issues)
+    issues.extend(
+        problem_line(problem)
+        for problem in report.problems
+        if not any(problem.problem in issue for issue in status.issues)  # said already
+    )
+    healthy = status.healthy and report.ok
+    advice = repair_advice(report.problems)
     if output.json:
-        output.emit(status)
-    elif status.healthy:
+        output.emit(
+            {
+                "healthy": healthy,
+                "issues": issues,
+                "problems": report.problems,
+                "sessions_checked": report.sessions_checked,
+                "backups_checked": report.backups_checked,
+                "advice": advice,
+                "last_check": status.last_check,
+                "details": status.details,
+            }
+        )
+    elif healthy:
         output.out.print(f"[green]healthy[/]: {spec}")
     else:
         output.out.print(f"[bold red]unhealthy[/]: {spec}")
-        for issue in status.issues:
+        for issue in issues:
             output.out.print(f"  - {escape(issue)}")
-    return 0 if status.healthy else int(Exit.PROBLEMS)
+        if advice is not None:
+            output.out.print(advice)
+    return 0 if healthy else int(Exit.PROBLEMS)

@@ -2,29 +2,48 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import click
 from rich.markup import escape
 
-from ..models import CheckReport
+from ..models import CheckProblem, CheckReport
+from ..stores.base import SessionStore
 from ._group import cli, command
 from ._support import Exit, Output, StoreSpec, open_store
 
-__all__ = ["check_command", "cleanup_command"]
+__all__ = [
+    "check_command",
+    "cleanup_command",
+    "inspect",
+    "problem_line",
+    "repair_advice",
+    "repairable",
+]
 
 
 @cli.command("check")
-@click.option("--repair", is_flag=True, help="Quarantine what is damaged and say what was done.")
+@click.option(
+    "--repair", is_flag=True, help="Set aside what can be repaired and say what was done."
+)
 @command
 async def check_command(repair: bool, *, spec: StoreSpec, output: Output) -> int:
     """Verify every session, the store's own files and every backup.
 
-    Without --repair nothing is changed. Exit 1 when problems remain.
+    Without --repair nothing is changed; with it, the store is opened for writing only if a
+    problem found is one a repair acts on. Exit 1 when problems remain.
     """
-    async with open_store(spec) as store:
-        with output.progress("checking") as progress:
-            report = await store.check(repair=repair, progress=progress)
+    async with open_store(spec, read_only=True) as store:
+        report = await inspect(store, output)
+    if repair and any(repairable(problem) for problem in report.problems):
+        # Opened to change it only now, when there is something a repair acts on; the check
+        # runs again, as things may have changed since the look.
+        async with open_store(spec) as store:
+            with output.progress("repairing") as progress:
+                report = await store.check(repair=True, progress=progress)
+    elif repair:
+        report = dataclasses.replace(report, repair=True)  # nothing to act on: nothing opened
     if output.json:
         output.emit({**_report_json(report), "store": str(spec)})
     else:
@@ -34,6 +53,39 @@ async def check_command(repair: bool, *, spec: StoreSpec, output: Output) -> int
     return 0 if report.ok else int(Exit.PROBLEMS)
 
 
+async def inspect(store: SessionStore, output: Output) -> CheckReport:
+    """Run the store's check without repairing (on a read-only open it changes nothing)."""
+    with output.progress("checking") as progress:
+        return await store.check(progress=progress)
+
+
+def repairable(problem: CheckProblem) -> bool:
+    """Whether ``check --repair`` acts on this problem (what the stores' repairs handle).
+
+    A damaged session, a stray file, an orphan tail, a damaged index snapshot or backup, a
+    stale journal generation. Files quarantined earlier, damaged journal lines and a damaged
+    SQLite page need an operator: the problem itself says what to do.
+    """
+    if problem.kind in ("session", "file", "index", "backup"):
+        return True
+    return problem.kind == "journal" and problem.problem.startswith("a stale generation")
+
+
+def problem_line(problem: CheckProblem) -> str:
+    """One problem as ``check`` and ``health`` print it (plain text)."""
+    return f"{problem.kind} {problem.target}: {problem.problem}"
+
+
+def repair_advice(problems: list[CheckProblem]) -> str | None:
+    """What to run about ``problems`` (not yet repaired), or ``None`` if no repair applies."""
+    count = sum(repairable(problem) for problem in problems)
+    if not count:
+        return None
+    if count == len(problems):
+        return "run 'check --repair' to set aside what is damaged"
+    return f"run 'check --repair' to set aside the {count} it can; the others need an operator"
+
+
 def _report_json(report: CheckReport) -> dict[str, Any]:
     return {
         "ok": report.ok,
@@ -41,6 +93,7 @@ def _report_json(report: CheckReport) -> dict[str, Any]:
         "backups_checked": report.backups_checked,
         "repair": report.repair,
         "problems": report.problems,
+        "repairable": sum(map(repairable, report.unresolved)),  # what --repair would act on
         "unresolved": len(report.unresolved),
     }
 
@@ -57,11 +110,15 @@ def _print_report(output: Output, report: CheckReport) -> None:
         if problem.action is not None:
             output.out.print(f"  [green]repaired[/]: {escape(problem.action)}")
     left = len(report.unresolved)
+    done = len(report.problems) - left
     summary = f"{checked}: {len(report.problems)} problem(s)"
-    if report.repair:
-        summary += f", {len(report.problems) - left} repaired, {left} need an operator"
+    if report.repair and done:
+        summary += f", {done} repaired, {left} need an operator"
+    elif report.repair:
+        summary += ", nothing to repair: each needs an operator (what to do is above)"
     else:
-        summary += "; run 'check --repair' to quarantine what is damaged"
+        advice = repair_advice(report.problems)
+        summary += f"; {advice}" if advice else ", which need an operator (what to do is above)"
     output.out.print(summary)
 
 
@@ -70,7 +127,7 @@ def _print_report(output: Output, report: CheckReport) -> None:
 @command
 async def cleanup_command(dry_run: bool, *, spec: StoreSpec, output: Output) -> int:
     """Remove expired sessions."""
-    async with open_store(spec) as store:
+    async with open_store(spec, read_only=dry_run) as store:
         if dry_run:
             expired = await store.get_expired_sessions()
             ids = [s.session_id for s in expired]

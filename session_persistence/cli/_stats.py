@@ -64,7 +64,7 @@ def figure_text(key: str, value: Any) -> str:
 @command
 async def stats_command(*, spec: StoreSpec, output: Output) -> int:
     """Counts, sizes, ages and the backend's figures."""
-    async with open_store(spec) as store:
+    async with open_store(spec, read_only=True) as store:
         stats = await store.get_stats()
         backups = await store.list_backups()
     if output.json:

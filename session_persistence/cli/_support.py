@@ -11,7 +11,8 @@ Exit codes (also in ``docs/cli.md``):
 4  refused: damaged or invalid data (a hostile backup, a corrupt session, a bad import)
 5  storage unavailable: I/O or permission error, a lock held too long
 6  refused by the store's state: a migration target that is not empty, a session limit
-70 internal error (a bug: please report it with the output of ``--debug``)
+70 internal error (a bug: please report it with the output of ``--debug``), such as a command
+   that only looks asking a store it opened read-only to change (``StoreReadOnlyError``)
 130 interrupted (Ctrl-C)
 == ===================================================================================
 """
@@ -55,6 +56,7 @@ from ..errors import (
     SessionNotFoundError,
     SessionStoreError,
     StoreCorruptionError,
+    StoreReadOnlyError,
 )
 from ..manager_config import SessionPersistenceConfig
 from ..models import ProgressCallback
@@ -97,6 +99,10 @@ class NotFoundError(Exception):
 
 def exit_code_for(error: BaseException) -> Exit:
     """The exit code an error ends the command with."""
+    if isinstance(error, StoreReadOnlyError):
+        # Only the commands that change nothing open a store read-only, so a change it
+        # refuses is the tool's bug, not the store's state or the storage.
+        return Exit.INTERNAL
     if isinstance(error, NotFoundError | SessionNotFoundError | FileNotFoundError):
         return Exit.NOT_FOUND
     if isinstance(error, BackupError) and isinstance(error.__cause__, OSError):
@@ -176,30 +182,46 @@ class StoreSpec:
             "or create one with 'session-persistence import'"
         )
 
-    def build(self, *, watch: bool = False) -> SessionStore:
-        """A closed store for this spec, with nothing running in the background."""
+    def build(self, *, watch: bool = False, read_only: bool = False) -> SessionStore:
+        """A closed store for this spec, with nothing running in the background.
+
+        ``read_only`` opens a filesystem store to inspect it: nothing on disk changes, and
+        damage is reported, never moved. (SQLite needs no such mode: its reads move nothing.)
+        """
         config = self.config.effective_store_config()
         # An operator's look must not change the store: no cleanup, no timed backups.
         config = dataclasses.replace(config, auto_cleanup_enabled=False, backup_enabled=False)
-        return self._build(config, watch=watch)
+        return self._build(config, watch=watch, read_only=read_only)
 
-    def _build(self, config: SessionStoreConfig, *, watch: bool) -> SessionStore:
+    def _build(self, config: SessionStoreConfig, *, watch: bool, read_only: bool) -> SessionStore:
         durability = self.config.durability
         if self.kind == "filesystem":
             return FileSystemSessionStore(
-                self.path, config, durability=durability, watch=watch, poll_interval=0.25
+                self.path,
+                config,
+                durability=durability,
+                watch=watch,
+                poll_interval=0.25,
+                read_only=read_only,
             )
         return SQLiteSessionStore(self.path, config, durability=durability, watch=watch)
 
 
 @contextlib.asynccontextmanager
 async def open_store(
-    spec: StoreSpec, *, create: bool = False, watch: bool = False, dry_run: bool = False
+    spec: StoreSpec,
+    *,
+    create: bool = False,
+    watch: bool = False,
+    dry_run: bool = False,
+    read_only: bool = False,
 ) -> AsyncIterator[SessionStore]:
     """Open the store; unless ``create``, it must exist already (a typo creates nothing).
 
     With ``dry_run``, a store that does not exist yet is stood in for by an empty in-memory
-    store with the same options, so a dry run creates nothing.
+    store with the same options, so a dry run creates nothing; one that exists is opened
+    read-only. ``read_only``: the command only looks, so the store is opened to inspect it
+    (see :meth:`StoreSpec.build`); every command that changes nothing passes it.
 
     Raises:
         NotFoundError: There is no store there and ``create`` is false.
@@ -212,7 +234,7 @@ async def open_store(
         return
     if not create and not exists:
         raise NotFoundError(spec.missing_reason())
-    async with spec.build(watch=watch) as store:
+    async with spec.build(watch=watch, read_only=read_only or dry_run) as store:
         yield store
 
 

@@ -32,7 +32,7 @@ async def export_command(
 ) -> int:
     """Write sessions to FILE as JSON Lines (the file appears only when complete)."""
     flt = SessionFilter(processor_id=list(processor) or None, include_expired=include_expired)
-    async with open_store(spec) as store:
+    async with open_store(spec, read_only=True) as store:
         with output.progress("exporting") as progress:
             count = await store.export_sessions(file, flt, progress=progress)
     if output.json:
@@ -78,7 +78,10 @@ async def migrate_command(target_text: str, *, spec: StoreSpec, output: Output) 
     if target.kind == spec.kind and target.path.resolve() == spec.path.resolve():
         raise click.UsageError(f"--to {target} is the store being migrated")
     everything = SessionFilter(include_expired=True)
-    async with open_store(spec) as source, open_store(target, create=True) as destination:
+    async with (
+        open_store(spec, read_only=True) as source,
+        open_store(target, create=True) as destination,
+    ):
         with output.progress("exporting") as exported, output.progress("importing") as imported:
             copied = await copy_sessions(
                 source, destination, str(target), export_progress=exported, import_progress=imported
@@ -108,4 +111,9 @@ async def migrate_command(target_text: str, *, spec: StoreSpec, output: Output) 
         output.out.print(table)
         verdict = "[green]counts match[/]" if match else "[bold red]counts differ[/]"
         output.out.print(f"copied {copied} session(s); {verdict}")
+        if not match:
+            output.out.print(
+                "a session the source cannot read is not copied (nor moved: the source is only "
+                "read); run 'session-persistence check' on the source to see what it is"
+            )
     return 0 if match else int(Exit.PROBLEMS)

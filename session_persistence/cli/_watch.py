@@ -42,7 +42,7 @@ async def watch_command(
             )
         queue.put_nowait(item)
 
-    async with open_store(spec, watch=True) as store:
+    async with open_store(spec, watch=True, read_only=True) as store:
         store.on_session_created(lambda s: event("created", s, s.session_id))
         store.on_session_updated(lambda new, old: event("updated", new, new.session_id))
         store.on_session_deleted(lambda sid: event("deleted", None, sid))
