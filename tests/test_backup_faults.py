@@ -11,14 +11,13 @@ import asyncio
 import errno
 import io
 import os
-import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from full_disk import fill
 import pytest_asyncio
+from full_disk import fill
 
 from session_persistence import (
     BackupOptions,
