@@ -19,6 +19,7 @@ from ..._fileio import NotRegularFile
 from ..._ids import is_valid_session_id
 from ...models import CheckProblem
 from ...serialization import Codec
+from . import _checkpoint
 from ._format import BadFile, parse_changes
 from ._journal import split_lines
 
@@ -226,7 +227,7 @@ def repair_stray_generation(store: FileSystemSessionStore) -> str | None:
             with store._lock:
                 store._catch_up(locked=True)
             before = len(store._generations())
-            store._remove_stray_generations()
+            _checkpoint.remove_stray_generations(store)
             return "deleted" if len(store._generations()) < before else None
         finally:
             store._flock.release()

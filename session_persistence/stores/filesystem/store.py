@@ -42,30 +42,10 @@ succeeded). If the ``write`` or ``fsync`` raises, the journal is cut back to whe
 began and every batch in it gets :class:`StoreIOError`. Session files are **not** written on
 this path; that is why a write costs one sequential append however long the session is.
 
-**Checkpoint** (when the journal generation passes ``checkpoint_bytes``, on ``optimize()`` and
-at shutdown; under the store lock):
-
-1. append ``{"checkpoint": "begin"}`` and fsync it (a crash from here on makes the next
-   checkpoint rewrite whole bases rather than append to tails it cannot trust);
-2. for each session the generation touched: a put writes a new base (temp file in ``tmp/`` →
-   fsync → rename over ``sessions/<id>.json`` → unlink the old tail); appends are written to
-   the tail and fsynced (or, once the tail outgrows the base, base and tail are compacted into
-   a new base); a delete unlinks both files;
-3. fsync ``sessions/``, so every rename and unlink is durable;
-4. append ``{"rotate": g + 1}`` to the journal and fsync it;
-5. create ``journal/<g + 1>.wal`` and fsync ``journal/``;
-6. write ``index.json`` for generation ``g + 1`` (temp → fsync → rename → fsync ``base_dir``);
-7. delete every generation before ``g`` (``g`` is kept for processes still reading it).
-
-An ``OSError`` anywhere in 1-7 aborts the checkpoint as a crash would (without losing the
-process's state) and surfaces as :class:`StoreIOError`; only proven damage (bytes read that
-fail their checksum, parse or validation, or files that disagree with the journal under the
-store lock) is set aside, each session with a journal ``quarantine`` line.
-
-A crash during 1-3 leaves the generation's journal lines in place, and the files they describe
-either old or new, never torn (renames are atomic; tail lines are checksummed and a reader stops
-at the first bad one). A crash during 4-7 leaves everything materialized; at worst
-``index.json`` is older than the journal, which makes the next open rebuild the index.
+**Checkpoint** (:mod:`._checkpoint` has each step, its fsync and what a crash leaves): under
+the store lock, write what the generation holds into session files, append ``rotate``, start
+generation ``g + 1``, write ``index.json``, delete the generations before ``g``. An ``OSError``
+aborts it as a crash would; only proven damage is set aside.
 
 **Recovery on open** (under the store lock; nothing to do by hand):
 
@@ -119,7 +99,7 @@ from ..._copy import accessed, clone_session
 from ..._fileio import FileIO, NotRegularFile
 from ..._ids import is_valid_session_id
 from ...config import Durability, SessionStoreConfig
-from ...documents import document_to_session, session_to_document
+from ...documents import document_to_session
 from ...errors import (
     ConfigurationError,
     SerializationError,
@@ -135,8 +115,8 @@ from ...models import CheckProblem, PersistedSession, SessionFilter, SessionHead
 from ...ops import AppendOp, DeleteOp, PutOp, WriteOp, check_versions
 from ...serialization import FORMAT_VERSION, Codec, dump_json
 from ..base import SessionStore
-from . import _check
-from ._files import OnDisk, SessionFiles, extend, merged_document
+from . import _check, _checkpoint
+from ._files import OnDisk, SessionFiles, extend
 from ._format import (
     Append,
     BadFile,
@@ -150,7 +130,6 @@ from ._format import (
     header_to_json,
     journal_record,
     parse_changes,
-    tail_record,
 )
 from ._journal import Damage, DamageLog, Line, sessions_named, split_lines
 from ._watch import JournalWatcher, network_filesystem
@@ -192,7 +171,6 @@ class _Moved(enum.Enum):
     MOVED = enum.auto()
 
 
-_MIN_COMPACT_BYTES = 64 * 1024
 _DIRECTORIES = ("sessions", "journal", "tmp", "quarantine", "backups")
 
 
@@ -362,7 +340,7 @@ class FileSystemSessionStore(SessionStore):
             await asyncio.gather(self._leader, return_exceptions=True)
         try:
             if self._touched and not self._read_only:
-                await asyncio.to_thread(self._checkpoint_now)
+                await asyncio.to_thread(_checkpoint.checkpoint_now, self)
         except (OSError, SessionStoreError) as exc:
             # Everything is in the journal; the next open replays it.
             self._record_error(exc)
@@ -396,9 +374,9 @@ class FileSystemSessionStore(SessionStore):
             for orphan in self._io.listdir(self._root / "tmp"):
                 self._io.unlink(self._root / "tmp" / orphan)
             rebuilt = self._recover()
-            self._remove_stray_generations()
+            _checkpoint.remove_stray_generations(self)
             if rebuilt or self._careful:
-                self._checkpoint_at_open()
+                _checkpoint.checkpoint_at_open(self)
         except BaseException:
             with self._lock:
                 if self._fd is not None:
@@ -408,21 +386,6 @@ class FileSystemSessionStore(SessionStore):
             raise
         finally:
             self._flock.release()
-
-    def _checkpoint_at_open(self) -> None:
-        """Checkpoint after a rebuild or an interrupted checkpoint, if it can be done now.
-
-        Opening never depends on it: on a full disk the store opens and serves everything
-        from the journal, and a later checkpoint (the next write past ``checkpoint_bytes``,
-        ``optimize()`` or shutdown) retries.
-        """
-        try:
-            self._checkpoint_locked()
-        except (OSError, StoreIOError) as exc:
-            self._record_error(exc)
-            logger.warning(
-                "checkpoint at open failed (%s); serving from the journal until one succeeds", exc
-            )
 
     def _prepare_directories(self) -> None:
         if self._read_only and not (self._root / "store.json").exists():
@@ -1128,7 +1091,7 @@ class FileSystemSessionStore(SessionStore):
         if problem.kind == "file":
             return await asyncio.to_thread(_check.repair_file, self, Path(problem.target))
         if problem.kind == "index":
-            await asyncio.to_thread(self._checkpoint_now)
+            await asyncio.to_thread(_checkpoint.checkpoint_now, self)
             return "checkpointed, which wrote a new index snapshot"
         return None
 
@@ -1221,7 +1184,7 @@ class FileSystemSessionStore(SessionStore):
                 self._commit_locked(group)
                 if self._position >= self._checkpoint_bytes:
                     try:
-                        self._checkpoint_locked()
+                        _checkpoint.checkpoint_locked(self)
                     except (OSError, SessionStoreError) as exc:
                         # The group is durable in the journal; the checkpoint is retried later.
                         self._record_error(exc)
@@ -1361,67 +1324,6 @@ class FileSystemSessionStore(SessionStore):
 
     # == checkpoint ==============================================================================
 
-    def _checkpoint_now(self) -> None:
-        with self._write_mutex:
-            self._acquire()
-            try:
-                with self._lock:
-                    self._repair()
-                    self._catch_up(locked=True)
-                self._checkpoint_locked()
-            finally:
-                self._flock.release()
-
-    def _checkpoint_locked(self) -> None:
-        """Write pending changes into session files and start a new journal generation.
-
-        An ``OSError`` (a full disk, ``EIO``, too many open files) aborts it where it is: the
-        journal still holds every change and the next checkpoint, careful now, redoes it. Only
-        files proven damaged are set aside (see :meth:`_materialize`).
-        """
-        self._check_anchors()
-        with self._lock:
-            generation = self._generation
-            careful = self._careful
-            touched = sorted(self._touched)
-            index = dict(self._index)
-            pending = {sid: self._pending[sid] for sid in touched if sid in self._pending}
-            self._append_lines(control_record(self._seq + 1, checkpoint="begin"))
-            self._seq += 1
-            self._careful = True
-        for session_id in touched:
-            header = index.get(session_id)
-            if header is None:
-                self._files.remove(session_id)
-                continue
-            self._materialize(session_id, pending[session_id], careful)
-        self._fsync_dir(self._files.dir)
-        with self._lock:
-            self._append_lines(control_record(self._seq + 1, rotate=generation + 1))
-            self._seq += 1
-            self._io.close(self._fd_checked())
-            self._fd = None
-            self._generation = generation + 1
-            self._open_segment(locked=True)
-            self._pending.clear()
-            self._touched.clear()
-            self._careful = False
-            headers = list(self._index.values())
-        self._counters["checkpoints"] += 1
-        self._write_snapshot(generation + 1, headers)
-        self._remove_stray_generations()
-
-    def _remove_stray_generations(self) -> None:
-        """Delete every segment older than the one before the current (store lock held).
-
-        A checkpoint deletes ``g - 1`` as its last step, so a crash just before leaves it
-        behind; the next checkpoint or open removes it. No process needs it: one still
-        reading it finds it gone and reloads from the snapshot.
-        """
-        for generation in self._generations():
-            if generation < self._generation - 1:
-                self._io.unlink(self._segment(generation))
-
     def _check_anchors(self) -> None:
         """Refuse to go on if a store directory was moved or replaced (by a link) meanwhile."""
         moved = self._io.moved_anchors()
@@ -1431,58 +1333,6 @@ class FileSystemSessionStore(SessionStore):
                 "the original directory, never through a link. Put it back and reopen",
                 str(moved[0]),
             )
-
-    def _materialize(self, session_id: str, pending: _Pending, careful: bool) -> None:
-        """Write one session's pending changes into its files (store lock held).
-
-        Proven damage (a base or tail that fails its checksum or does not parse, a missing
-        base, something other than a regular file) sets the session aside; an I/O error
-        propagates and aborts the checkpoint.
-        """
-        if pending.doc is not None:
-            self._files.write_base(
-                session_id, merged_document(pending.doc, pending.appends, self._codec)
-            )
-            return
-        base_size, tail_size = self._files.tail_size(session_id)
-        try:
-            token = self._files.read_token(session_id)
-        except FileNotFoundError:
-            self._quarantine_lost(session_id, "its base file is missing at checkpoint")
-            return
-        except BadFile as exc:
-            self._quarantine_lost(session_id, f"base damaged at checkpoint: {exc}")
-            return
-        records = b"".join(tail_record(token, a, self._codec) for a in pending.appends)
-        if careful or tail_size + len(records) > max(base_size, _MIN_COMPACT_BYTES):
-            self._compact(session_id, pending.appends)
-            return
-        try:
-            self._files.append_tail(session_id, records)
-        except NotRegularFile as exc:
-            self._quarantine_lost(session_id, f"its tail is {exc.what}")
-
-    def _compact(self, session_id: str, appends: list[Append]) -> None:
-        """Rewrite a session's base with its tail and pending appends folded in."""
-        try:
-            on_disk = self._files.read(session_id)
-        except BadFile as exc:
-            self._quarantine_lost(session_id, str(exc))
-            return
-        session = None if on_disk is None else self._with_appends(on_disk, appends)
-        if session is None:
-            problem = "its base file is missing" if on_disk is None else on_disk.tail_problem
-            self._quarantine_lost(
-                session_id, f"its files do not match the journal ({problem or 'versions differ'})"
-            )
-            return
-        self._files.write_base(session_id, dump_json(session_to_document(session, self._codec)))
-
-    def _quarantine_lost(self, session_id: str, reason: str) -> None:
-        """Set a session whose files are damaged aside during a checkpoint (store lock held)."""
-        logger.error("session %s cannot be checkpointed: %s", session_id, reason)
-        self._files.set_aside(session_id, reason)
-        self._journal_removal(session_id, reason)
 
     def _journal_removal(self, session_id: str, reason: str) -> None:
         """Journal that a damaged session left the store, so every process forgets it."""
@@ -1587,7 +1437,7 @@ class FileSystemSessionStore(SessionStore):
     async def _optimize_backend(self) -> list[str]:
         self._writable()
         try:
-            await asyncio.to_thread(self._checkpoint_now)
+            await asyncio.to_thread(_checkpoint.checkpoint_now, self)
         except OSError as exc:
             self._record_error(exc)
             raise StoreIOError(
