@@ -39,7 +39,8 @@ from ._files import merged_document
 from ._format import Append, BadFile, control_record, tail_record
 
 if TYPE_CHECKING:
-    from .store import FileSystemSessionStore, _Pending
+    from ._replay import Pending
+    from .store import FileSystemSessionStore
 
 __all__ = ["checkpoint_at_open", "checkpoint_locked", "checkpoint_now", "remove_stray_generations"]
 
@@ -114,7 +115,7 @@ def remove_stray_generations(store: FileSystemSessionStore) -> None:
 
 
 def _materialize(
-    store: FileSystemSessionStore, session_id: str, pending: _Pending, careful: bool
+    store: FileSystemSessionStore, session_id: str, pending: Pending, careful: bool
 ) -> None:
     """Write one session's pending changes into its files (store lock held).
 

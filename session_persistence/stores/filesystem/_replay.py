@@ -1,0 +1,511 @@
+"""Journal replay: the in-memory state of a filesystem store, rebuilt and kept current.
+
+The index (every session's header), the *pending* changes (committed to the journal, not yet
+in session files) and the journal position are the state every read and write works from.
+This part builds them at open (from ``index.json``, or from the session files when it is
+missing, damaged, or the chain of segments has a gap) and keeps them current by reading the
+journal lines any process appended (:meth:`JournalReplay._catch_up`), following ``rotate``
+records from one segment to the next.
+
+Invariants: every process applies the same records in the same order (the classification of
+lines in :mod:`._journal` depends only on the bytes); a record is applied only when valid and,
+for an append, only when it follows its session's version chain; only the holder of the store
+lock cuts a torn tail, creates a segment, quarantines or writes ``index.json``. Replay writes
+nothing else, so a crash during it leaves the store as it was.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import gc
+import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import orjson
+
+from ..._fileio import FileIO, NotRegularFile
+from ..._ids import is_valid_session_id
+from ...errors import StoreCorruptionError
+from ...events import EventName
+from ...models import PersistedSession, SessionHeader
+from ...serialization import Codec, dump_json
+from ._files import SessionFiles
+from ._format import (
+    Append,
+    BadFile,
+    Change,
+    Delete,
+    Put,
+    decode_document,
+    encode_document,
+    header_from_json,
+    header_to_json,
+    parse_changes,
+)
+from ._journal import Damage, DamageLog, Line, sessions_named, split_lines
+
+__all__ = ["JournalReplay", "Pending"]
+
+logger = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def _no_gc_pauses() -> Iterator[None]:
+    """Hold the cyclic garbage collector off while a large index is built.
+
+    Building 100,000 headers allocates millions of objects and none of them is garbage; the
+    collector would otherwise walk the growing heap over and over (a third of the load time).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+class _GenerationGap(Exception):
+    """Replay reached a generation whose segment is gone while a newer one exists."""
+
+
+@dataclass(slots=True)
+class Pending:
+    """Committed changes to one session not yet written into its files."""
+
+    doc: bytes | None = None  # a whole document (a put), or None: the files are the base
+    session: PersistedSession | None = None  # ``doc`` decoded, when this process wrote it
+    appends: list[Append] = field(default_factory=list)
+
+
+class JournalReplay:
+    """Mixed into the store: builds and follows its in-memory state from the journal."""
+
+    # The store's state this part reads and keeps (set in FileSystemSessionStore.__init__).
+    _root: Path
+    _io: FileIO
+    _files: SessionFiles
+    _codec: Codec
+    _journal_dir: Path
+    _file_mode: int
+    _lock: threading.RLock
+    _index: dict[str, SessionHeader]
+    _by_processor: dict[str, set[str]]
+    _pending: dict[str, Pending]
+    _touched: set[str]
+    _read_cache: collections.OrderedDict[str, tuple[PersistedSession, int]]
+    _read_cache_bytes: int
+    _changes: int
+    _generation: int
+    _fd: int | None
+    _position: int
+    _seq: int
+    _careful: bool
+    _recovering: bool
+    _writing: bool
+    _damage: DamageLog
+    _foreign: list[tuple[EventName, str]]
+    _collect_foreign: bool
+    _durable: bool
+
+    if TYPE_CHECKING:
+
+        def _fsync_dir(self, path: Path) -> None: ...
+        def _record_error(self, error: BaseException) -> None: ...
+
+    # == segments =============================================================================
+
+    def _segment(self, generation: int) -> Path:
+        return self._journal_dir / f"{generation:016d}.wal"
+
+    def _generations(self) -> list[int]:
+        found = []
+        for name in self._io.listdir(self._journal_dir):
+            stem, dot, suffix = name.partition(".")
+            if dot and suffix == "wal" and stem.isdigit():
+                found.append(int(stem))
+        return sorted(found)
+
+    def _recover(self, *, locked: bool = True) -> bool:
+        """Load the index and replay the journal. Return True if the index was rebuilt.
+
+        ``locked``: we hold the store lock, so damaged files may be quarantined and a missing
+        segment created.
+
+        The snapshot is used when its generation's segment exists; replay then follows the
+        ``rotate`` records from one segment to the next. Without a usable snapshot, or when
+        the chain of segments has a gap (stray generations left by a crash), the index is
+        rebuilt from the session files and only the newest segment is replayed: every older
+        one ended with a ``rotate``, which is written only after its changes are in the files.
+        """
+        generations = self._generations()
+        snapshot = self._load_snapshot()
+        usable = snapshot is not None and (
+            snapshot[0] in generations or (not generations and snapshot[0] == 1)
+        )
+        if usable:
+            assert snapshot is not None
+            try:
+                self._replay(snapshot[0], snapshot[1], locked=locked)
+            except _GenerationGap as gap:
+                logger.warning("index snapshot of %s is unusable (%s); rebuilding", self._root, gap)
+            else:
+                return False
+        if snapshot is not None or generations:
+            logger.info("rebuilding the index of %s from its session files", self._root)
+        headers = self._scan_files(locked)
+        start = generations[-1] if generations else 1
+        try:
+            self._replay(start, headers, locked=locked)
+        except _GenerationGap as gap:  # pragma: no cover - the newest segment has no successor
+            message = f"the journal of {self._root} is inconsistent: {gap}"
+            raise StoreCorruptionError(message) from gap
+        if locked and snapshot is None and not generations and not headers:
+            self._write_snapshot(start, [])  # a new store: the next open needs no rebuild
+            return False
+        return True
+
+    def _replay(self, start: int, headers: list[SessionHeader], *, locked: bool) -> None:
+        """Reset the in-memory state to ``headers`` at generation ``start`` and replay."""
+        with self._lock:
+            self._index = {header.session_id: header for header in headers}
+            self._by_processor = {}
+            for header in headers:
+                self._by_processor.setdefault(header.processor_id, set()).add(header.session_id)
+            self._read_cache.clear()
+            self._read_cache_bytes = 0
+            self._changes += 1
+            self._pending.clear()
+            self._touched.clear()
+            self._damage.broken.clear()
+            self._generation = start
+            if self._fd is not None:
+                self._io.close(self._fd)
+            self._fd = None
+            self._position = 0
+            self._recovering = True
+            try:
+                self._catch_up(locked=locked, replaying=True)
+            finally:
+                self._recovering = False
+
+    def _open_segment(self, locked: bool) -> bool:
+        """Open the current generation's segment; create it if we hold the lock.
+
+        A missing segment with a newer one beside it means other processes checkpointed past
+        our generation and deleted it while we were not looking: start over from the
+        snapshot. (Creating it instead would hide our next writes from every other process.)
+        During recovery that is a gap in the chain of segments instead (:class:`_GenerationGap`).
+        """
+        path = self._segment(self._generation)
+        if not self._io.exists(path):
+            generations = self._generations()
+            if generations and generations[-1] > self._generation:
+                if self._recovering:
+                    raise _GenerationGap(
+                        f"generation {self._generation} is missing, {generations[-1]} exists"
+                    )
+                self._reload(f"generation {self._generation} was checkpointed away", locked=locked)
+                return self._fd is not None
+            if not locked:
+                return False
+        try:
+            self._fd = self._io.open_append(path, self._file_mode)
+        except NotRegularFile as exc:
+            raise StoreCorruptionError(
+                f"{path} is {exc.what}, not a journal segment; move it out of journal/",
+                str(path),
+            ) from exc
+        self._position = 0
+        if locked:
+            self._fsync_dir(self._journal_dir)
+        return True
+
+    def _catch_up(self, *, locked: bool, replaying: bool = False) -> None:
+        """Read journal lines we have not seen yet and apply them (``_lock`` held).
+
+        ``locked``: we hold the store lock, so the segment's tail (see :mod:`._journal`) is a
+        torn write to cut off; for a reader it may be a line being written right now. Damage
+        in the middle of a segment is skipped, recorded and reported, never cut.
+        """
+        if self._writing:
+            return  # our own group holds the store lock; nothing foreign can be pending
+        while True:
+            if self._fd is None and not self._open_segment(locked):
+                return
+            assert self._fd is not None
+            size = self._io.size(self._fd)
+            if size < self._position:
+                self._reload("the journal was cut back by a failed write")
+                return
+            if size == self._position:
+                if locked:
+                    self._keep_damaged_segments()
+                return
+            data = self._io.read_at(self._fd, size - self._position, self._position)
+            lines, intact_end = split_lines(data)
+            rotated = False
+            for line in lines:
+                if self._apply_line(line, data, foreign=not replaying):
+                    rotated = True
+                    intact_end = line.end
+                    break
+            tail = data[intact_end:] if not rotated else b""
+            self._position += intact_end
+            if rotated:
+                self._io.close(self._fd)
+                self._fd = None
+                continue
+            if tail and locked:
+                if b"\n" in tail:  # a complete line that fails its checksum: suspect
+                    self._note_damage(
+                        self._position,
+                        self._position + len(tail),
+                        "the last line of the segment fails its checksum and was cut off: a "
+                        "write torn by a power cut (never acknowledged), or a damaged last record",
+                        tail,
+                    )
+                    self._keep_damaged_segments()
+                logger.warning("cutting a torn journal tail at %d bytes", self._position)
+                self._io.truncate(self._fd, self._position)
+            if locked:
+                self._keep_damaged_segments()
+            return
+
+    def _apply_line(self, line: Line, data: bytes, *, foreign: bool) -> bool:
+        """Apply one complete line; damage is recorded and skipped. Return True if it rotates."""
+        start = self._position + line.start
+        end = self._position + line.end
+        if line.payload is None:
+            self._note_damage(start, end, "a line fails its checksum", data[line.start : line.end])
+            return False
+        try:
+            return self._apply_record(line.payload, foreign=foreign, at=(start, end))
+        except BadFile as exc:
+            self._note_damage(start, end, f"a checksummed line is not a valid record ({exc})", b"")
+            return False
+
+    def _note_damage(self, start: int, end: int, reason: str, raw: bytes) -> None:
+        """Record damage in the current segment (once), for reports and for quarantine."""
+        damage = Damage(self._generation, start, end, reason, sessions_named(raw))
+        if any(
+            (d.generation, d.start) == (damage.generation, damage.start)
+            for d in self._damage.journal
+        ):
+            return
+        logger.error("journal damage in %s: %s", self._root, damage.describe())
+        self._damage.journal.append(damage)
+        self._damage.unkept.append(damage)
+
+    def _keep_damaged_segments(self) -> None:
+        """With the store lock: copy each damaged segment to ``quarantine/`` before it changes.
+
+        Called before a suspect tail is cut, so the copy holds it. The copy is named after the
+        generation and the damaged offset, so every process that finds the same damage keeps
+        one copy. If it cannot be written now (a full disk), the damage stays reported by
+        ``health_check()`` and the copy is retried by the next holder of the lock.
+        """
+        while self._damage.unkept:
+            damage = self._damage.unkept[0]
+            name = f"journal-{damage.generation:016d}-at-{damage.start}.wal"
+            try:
+                if not self._io.exists(self._root / "quarantine" / name):
+                    try:
+                        content = self._io.read_file(self._segment(damage.generation))
+                    except FileNotFoundError:
+                        content = b""  # checkpointed away meanwhile: the reason still tells
+                    self._files.keep_in_quarantine(name, content, damage.describe())
+            except OSError as exc:
+                self._record_error(exc)
+                logger.warning("cannot keep a copy of a damaged journal segment yet: %s", exc)
+                return
+            self._damage.unkept.pop(0)
+
+    def _apply_record(self, payload: bytes, *, foreign: bool, at: tuple[int, int]) -> bool:
+        """Apply one journal record to the in-memory state. Return True if it rotates.
+
+        Raises:
+            BadFile: The record is malformed; nothing was applied.
+        """
+        try:
+            record = orjson.loads(payload)
+        except orjson.JSONDecodeError as exc:
+            raise BadFile(f"not JSON: {exc}") from exc
+        if type(record) is not dict or type(record.get("seq")) is not int:
+            raise BadFile("a journal line without a sequence number")
+        if "rotate" in record:
+            target = record["rotate"]
+            if type(target) is not int or target != self._generation + 1:
+                raise BadFile(f"rotate to {target!r:.40} in generation {self._generation}")
+            self._seq = record["seq"]
+            self._generation = target
+            self._pending.clear()
+            self._touched.clear()
+            self._damage.broken.clear()  # the files now hold the kept state; quarantine/ the report
+            self._careful = False
+            return True
+        if "checkpoint" in record:
+            if record["checkpoint"] != "begin":
+                raise BadFile("an unknown checkpoint marker")
+            self._seq = record["seq"]
+            self._careful = True
+            return False
+        if "quarantine" in record:
+            session_id = record["quarantine"]
+            if not is_valid_session_id(session_id):
+                raise BadFile(f"quarantine of an invalid session id {session_id!r:.80}")
+            self._seq = record["seq"]
+            self._apply_change(Delete(session_id, "quarantined"), foreign)
+            return False
+        changes = parse_changes(record, self._codec)
+        self._seq = record["seq"]
+        for change in changes:
+            if isinstance(change, Append) and not self._extends(change, at):
+                continue
+            self._apply_change(change, foreign)
+        return False
+
+    def _extends(self, append: Append, at: tuple[int, int]) -> bool:
+        """Whether ``append`` follows the session's version chain (else it is not applied).
+
+        An append the session's files already hold (an index rebuilt from files that a
+        checkpoint had partly written) is skipped quietly. One that expects a version the
+        journal never reached follows lost records: the session keeps its last intact state
+        and the break is reported.
+        """
+        session_id = append.header.session_id
+        header = self._index.get(session_id)
+        if header is not None and header.version == append.expected:
+            return True
+        if header is not None and append.header.version <= header.version:
+            return False
+        have = "absent" if header is None else f"at version {header.version}"
+        self._damage.broken[session_id] = (
+            f"journal generation {self._generation} appends to it at version "
+            f"{append.expected}, but the journal leaves it {have}: records of it were lost to "
+            "journal damage, so it keeps its last intact state"
+        )
+        self._note_damage(*at, f"a record of session {session_id} follows lost records", b"")
+        return False
+
+    def _apply_change(
+        self, change: Change, foreign: bool, session: PersistedSession | None = None
+    ) -> None:
+        self._changes += 1
+        cached = self._read_cache.pop(
+            change.session_id if isinstance(change, Delete) else change.header.session_id, None
+        )
+        if cached is not None:
+            self._read_cache_bytes -= cached[1]
+        if isinstance(change, Delete):
+            old = self._index.pop(change.session_id, None)
+            existed = old is not None
+            if old is not None:
+                self._unindex(old)
+            self._pending.pop(change.session_id, None)
+            self._touched.add(change.session_id)
+            if foreign and existed and change.reason is None and self._collect_foreign:
+                self._foreign.append(("session_deleted", change.session_id))
+            return
+        session_id = change.header.session_id
+        old = self._index.get(session_id)
+        existed = old is not None
+        if old is not None and old.processor_id != change.header.processor_id:
+            self._unindex(old)  # a restore may replace a session with another processor's
+        self._by_processor.setdefault(change.header.processor_id, set()).add(session_id)
+        self._index[session_id] = change.header
+        self._touched.add(session_id)
+        if isinstance(change, Put):
+            self._pending[session_id] = Pending(doc=change.doc, session=session)
+        else:
+            self._pending.setdefault(session_id, Pending()).appends.append(change)
+        if foreign and self._collect_foreign:
+            kind: EventName = "session_updated" if existed else "session_created"
+            self._foreign.append((kind, session_id))
+
+    def _unindex(self, header: SessionHeader) -> None:
+        ids = self._by_processor.get(header.processor_id)
+        if ids is not None:
+            ids.discard(header.session_id)
+            if not ids:
+                del self._by_processor[header.processor_id]
+
+    def _reload(self, why: str, *, locked: bool = False) -> None:
+        """Start over from the snapshot or the files (``_lock`` held; rare).
+
+        Without the store lock (``locked`` false: taking it while holding ``_lock`` could
+        deadlock with our own writer), a rebuild here reads files but quarantines nothing.
+        """
+        logger.info("reloading the index of %s: %s", self._root, why)
+        self._recover(locked=locked)
+
+    # == index snapshot and rebuild ==============================================================
+
+    def _load_snapshot(self) -> tuple[int, list[SessionHeader]] | None:
+        path = self._root / "index.json"
+        try:
+            head, body = decode_document(self._io.read_file(path), "index")
+            generation = head.get("generation")
+            if type(generation) is not int or generation < 1:
+                raise BadFile("bad generation")
+            with _no_gc_pauses():
+                items = orjson.loads(body)
+                if type(items) is not list:
+                    raise BadFile("the body must be an array of headers")
+                return generation, [header_from_json(item, self._codec) for item in items]
+        except FileNotFoundError:
+            return None
+        except (BadFile, orjson.JSONDecodeError, OSError) as exc:
+            logger.warning("ignoring index snapshot %s (%s); rebuilding", path, exc)
+            return None
+
+    def _write_snapshot(self, generation: int, headers: list[SessionHeader]) -> None:
+        body = dump_json([header_to_json(header, self._codec) for header in headers])
+        data = encode_document("index", body, generation=generation)
+        self._io.replace_file(
+            self._root / "index.json",
+            data,
+            temp_dir=self._root / "tmp",
+            mode=self._file_mode,
+            durable=self._durable,
+        )
+        self._fsync_dir(self._root)
+
+    def _scan_files(self, locked: bool) -> list[SessionHeader]:
+        """Read every session file: the fallback when there is no usable snapshot.
+
+        With the store lock held (``locked``), damaged files are quarantined and orphan tails
+        removed; without it they are only skipped.
+        """
+        headers = []
+        directory = self._files.dir
+        for name in sorted(self._io.listdir(directory)):
+            stem, _, suffix = name.rpartition(".")
+            path = directory / name
+            if suffix == "tail":
+                if locked and not self._io.exists(directory / f"{stem}.json"):
+                    self._io.unlink(path)  # left by a crash between deleting base and tail
+                continue
+            if suffix != "json" or not is_valid_session_id(stem):
+                if locked:
+                    self._quarantine_file(name, "not a session file name (<session id>.json)")
+                continue
+            try:
+                on_disk = self._files.read(stem)
+            except BadFile as exc:
+                if locked:
+                    self._quarantine_file(name, str(exc))
+                continue
+            if on_disk is not None:
+                headers.append(on_disk.header)
+        return headers
+
+    def _quarantine_file(self, name: str, reason: str) -> Path:
+        target = self._files.quarantine(name, reason)
+        logger.error("quarantined %s: %s (moved to %s)", name, reason, target)
+        return target
