@@ -117,7 +117,7 @@ LONG = b"9" * 5000  # more digits than int() converts by default
         ([document("ok", format=99)], "newer"),
         ([document("twice"), document("twice")], "twice"),
         ([b"not json"], "not JSON"),
-        ([document("ok", metadata={"x": 0}).replace(b":0}", b":%s}" % DEEP)], "cannot be stored"),
+        ([document("ok", metadata={"x": 0}).replace(b":0}", b":%s}" % DEEP)], "levels deep"),
         ([document("ok", metadata={"x": 0}).replace(b":0}", b':{"$int":"%s"}}' % LONG)], r"\$int"),
     ],
     ids=[

@@ -86,7 +86,6 @@ import threading
 import time
 import warnings
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -100,9 +99,6 @@ from ...config import Durability, SessionStoreConfig
 from ...documents import document_to_session
 from ...errors import (
     ConfigurationError,
-    SerializationError,
-    SessionConflictError,
-    SessionLimitError,
     SessionStoreError,
     StoreCorruptionError,
     StoreIOError,
@@ -110,21 +106,20 @@ from ...errors import (
 )
 from ...events import EventName
 from ...models import CheckProblem, PersistedSession, SessionFilter, SessionHeader
-from ...ops import AppendOp, DeleteOp, PutOp, WriteOp, check_versions
+from ...ops import WriteOp
 from ...serialization import FORMAT_VERSION, Codec
 from ..base import SessionStore
 from . import _check, _checkpoint
+from ._commit import Batch, JournalWriter
 from ._files import OnDisk, SessionFiles, extend
 from ._format import (
     Append,
     BadFile,
     Delete,
-    Put,
     control_record,
-    journal_record,
 )
 from ._journal import DamageLog
-from ._replay import JournalReplay, Pending
+from ._replay import Pending
 from ._watch import JournalWatcher, network_filesystem
 
 __all__ = ["FileSystemSessionStore"]
@@ -147,15 +142,7 @@ class _Moved(enum.Enum):
 _DIRECTORIES = ("sessions", "journal", "tmp", "quarantine", "backups")
 
 
-@dataclass(slots=True)
-class _Batch:
-    ops: Sequence[WriteOp]
-    max_sessions: int | None
-    future: asyncio.Future[None]
-    error: BaseException | None = None
-
-
-class FileSystemSessionStore(JournalReplay, SessionStore):
+class FileSystemSessionStore(JournalWriter, SessionStore):
     """The durable default store: one JSON file per session plus a write-ahead journal.
 
     Several processes on one machine may open the same directory. See the module docstring
@@ -258,7 +245,7 @@ class FileSystemSessionStore(JournalReplay, SessionStore):
         self._foreign: list[tuple[EventName, str]] = []
         self._collect_foreign = False
         # Group commit.
-        self._queue: list[_Batch] = []
+        self._queue: list[Batch] = []
         self._leader: asyncio.Task[None] | None = None
         self._watcher: JournalWatcher | None = None
         self._wake: asyncio.Event | None = None
@@ -716,7 +703,7 @@ class FileSystemSessionStore(JournalReplay, SessionStore):
     async def _apply(self, ops: Sequence[WriteOp], *, max_sessions: int | None) -> None:
         self._writable()
         loop = asyncio.get_running_loop()
-        batch = _Batch(ops, max_sessions, loop.create_future())
+        batch = Batch(ops, max_sessions, loop.create_future())
         self._queue.append(batch)
         if self._leader is None or self._leader.done():
             self._leader = loop.create_task(self._lead())
@@ -744,7 +731,7 @@ class FileSystemSessionStore(JournalReplay, SessionStore):
                 else:
                     batch.future.set_result(None)
 
-    def _commit_group(self, group: list[_Batch]) -> None:
+    def _commit_group(self, group: list[Batch]) -> None:
         with self._write_mutex:
             try:
                 self._acquire()
@@ -763,136 +750,6 @@ class FileSystemSessionStore(JournalReplay, SessionStore):
                         logger.warning("checkpoint failed (%s); will retry", exc)
             finally:
                 self._flock.release()
-
-    def _commit_locked(self, group: list[_Batch]) -> None:
-        with self._lock:
-            self._repair()
-            self._catch_up(locked=True)
-            lines, accepted, seq = self._plan(group)
-            if not lines:
-                return
-            start = self._position
-            self._writing = True
-        data = b"".join(lines)
-        try:
-            # The one durability point of a write: journal lines, then (full) one fsync.
-            self._io.write(self._fd_checked(), data)
-            if self._durable:
-                self._io.fsync(self._fd_checked())
-                self._counters["fsyncs"] += 1
-        except OSError as exc:
-            self._abandon_group(start)
-            failure = StoreIOError(f"writing the journal failed: {exc}; nothing was applied")
-            failure.__cause__ = exc
-            for batch in accepted:
-                batch.error = failure
-            return
-        except BaseException:
-            self._abandon_group(start)
-            raise
-        with self._lock:
-            self._writing = False
-            for batch in accepted:
-                for op in batch.ops:
-                    self._apply_own(op)
-            self._position = start + len(data)
-            self._seq = seq
-        self._counters["commits"] += 1
-        self._counters["batches"] += len(accepted)
-
-    def _plan(self, group: list[_Batch]) -> tuple[list[bytes], list[_Batch], int]:
-        """Check each batch against the latest state (and the batches before it in the group).
-
-        Returns the journal lines to write, the batches they acknowledge, and the last
-        sequence number used. A batch that fails its checks gets its error and is left out.
-        """
-        versions: dict[str, int | None] = {}
-        count = len(self._index)
-        lines: list[bytes] = []
-        accepted: list[_Batch] = []
-        seq = self._seq
-
-        def version_of(session_id: str) -> int | None:
-            if session_id in versions:
-                return versions[session_id]
-            header = self._index.get(session_id)
-            return None if header is None else header.version
-
-        for batch in group:
-            try:
-                check_versions(batch.ops, version_of)
-                created = sum(1 for o in batch.ops if isinstance(o, PutOp) and o.expected is None)
-                deleted = sum(1 for o in batch.ops if isinstance(o, DeleteOp))
-                limit = batch.max_sessions
-                if limit is not None and created and count + created - deleted > limit:
-                    raise SessionLimitError(limit)
-                line = journal_record(seq + 1, batch.ops, self._codec)
-            except (SessionConflictError, SessionLimitError, SerializationError) as exc:
-                batch.error = exc
-                continue
-            if line is not None:
-                seq += 1
-                lines.append(line)
-            for op in batch.ops:
-                if isinstance(op, PutOp | AppendOp):
-                    versions[op.header.session_id] = op.header.version
-                elif isinstance(op, DeleteOp):
-                    versions[op.session_id] = None
-            count += created - deleted
-            accepted.append(batch)
-        return lines, accepted, seq
-
-    def _fd_checked(self) -> int:
-        assert self._fd is not None
-        return self._fd
-
-    def _abandon_group(self, start: int) -> None:
-        """Cut the journal back to where a failed group began (store lock held)."""
-        with self._lock:
-            self._writing = False
-            self._rollback_to = start
-            self._rollback_size = None
-            with contextlib.suppress(OSError):
-                self._rollback_size = self._io.size(self._fd_checked())
-                self._repair()
-
-    def _repair(self) -> None:
-        if self._rollback_to is not None and self._fd is not None:
-            if self._io.size(self._fd) != self._rollback_size:
-                # The lock was released since, and another process has already cut what we
-                # left (it was torn) or written after it: cutting now would destroy its lines.
-                logger.error("not cutting the journal back: it changed since our write failed")
-                self._rollback_to = None
-                return
-            self._io.truncate(self._fd, self._rollback_to)
-            if self._durable:
-                self._io.fsync(self._fd)
-            self._position = self._rollback_to
-            self._rollback_to = None
-
-    def _apply_own(self, op: WriteOp) -> None:
-        if isinstance(op, PutOp):
-            self._apply_change(Put(op.header, op.data), False, op.session)
-        elif isinstance(op, AppendOp):
-            self._apply_change(Append(op.header, op.encoded, op.expected), False)
-        elif isinstance(op, DeleteOp):
-            self._apply_change(Delete(op.session_id), False)
-
-    def _append_lines(self, data: bytes) -> None:
-        """Append control lines (``_lock`` and the store lock held) and fsync them."""
-        if self._fd is None:
-            self._open_segment(locked=True)
-        fd = self._fd_checked()
-        try:
-            self._io.write(fd, data)
-            if self._durable:
-                self._io.fsync(fd)
-        except BaseException:
-            # A partial line must not stay: the next lines would follow it and make it look
-            # like damage. Cut it now, or before the next write (_repair).
-            self._abandon_group(self._position)
-            raise
-        self._position += len(data)
 
     # == checkpoint ==============================================================================
 

@@ -1,0 +1,192 @@
+"""The journal writer: group commit, the one durability point of every write.
+
+A commit group is every batch queued in this process while the previous group was being
+written. Under the store lock (:meth:`JournalWriter._commit_group`) the writer catches up with
+lines other processes appended, checks each batch's expected versions and ``max_sessions``
+against that latest state (a batch that fails gets its error and is left out), then appends the
+group's lines with one ``write`` and, with ``durability="full"``, one ``fsync``; only then does
+it apply them in memory and acknowledge.
+
+Crash behaviour: before the ``fsync`` returns nothing is acknowledged; a torn line is cut by
+the next lock holder, a whole unsynced line that survives is harmless. If the ``write`` or the
+``fsync`` raises, the segment is cut back to where the group began (or, if even that fails,
+before the next write, and only if nobody wrote since), so a failed write never appears later
+and never sits before other lines looking like damage. Control lines (checkpoint markers,
+quarantines) are appended the same way by :meth:`JournalWriter._append_lines`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import filelock
+
+from ...errors import (
+    SerializationError,
+    SessionConflictError,
+    SessionLimitError,
+    StoreIOError,
+)
+from ...ops import AppendOp, DeleteOp, PutOp, WriteOp, check_versions
+from ._format import Append, Delete, Put, journal_record
+from ._replay import JournalReplay
+
+__all__ = ["Batch", "JournalWriter"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Batch:
+    """One caller's batch of ops waiting in the commit queue, and its outcome."""
+
+    ops: Sequence[WriteOp]
+    max_sessions: int | None
+    future: asyncio.Future[None]
+    error: BaseException | None = None
+
+
+class JournalWriter(JournalReplay):
+    """Mixed into the store: appends commit groups and control lines to the journal."""
+
+    _write_mutex: threading.Lock
+    _flock: filelock.BaseFileLock
+    _checkpoint_bytes: int
+    _rollback_to: int | None
+    _rollback_size: int | None
+    _counters: dict[str, int]
+
+    def _commit_locked(self, group: list[Batch]) -> None:
+        with self._lock:
+            self._repair()
+            self._catch_up(locked=True)
+            lines, accepted, seq = self._plan(group)
+            if not lines:
+                return
+            start = self._position
+            self._writing = True
+        data = b"".join(lines)
+        try:
+            # The one durability point of a write: journal lines, then (full) one fsync.
+            self._io.write(self._fd_checked(), data)
+            if self._durable:
+                self._io.fsync(self._fd_checked())
+                self._counters["fsyncs"] += 1
+        except OSError as exc:
+            self._abandon_group(start)
+            failure = StoreIOError(f"writing the journal failed: {exc}; nothing was applied")
+            failure.__cause__ = exc
+            for batch in accepted:
+                batch.error = failure
+            return
+        except BaseException:
+            self._abandon_group(start)
+            raise
+        with self._lock:
+            self._writing = False
+            for batch in accepted:
+                for op in batch.ops:
+                    self._apply_own(op)
+            self._position = start + len(data)
+            self._seq = seq
+        self._counters["commits"] += 1
+        self._counters["batches"] += len(accepted)
+
+    def _plan(self, group: list[Batch]) -> tuple[list[bytes], list[Batch], int]:
+        """Check each batch against the latest state (and the batches before it in the group).
+
+        Returns the journal lines to write, the batches they acknowledge, and the last
+        sequence number used. A batch that fails its checks gets its error and is left out.
+        """
+        versions: dict[str, int | None] = {}
+        count = len(self._index)
+        lines: list[bytes] = []
+        accepted: list[Batch] = []
+        seq = self._seq
+
+        def version_of(session_id: str) -> int | None:
+            if session_id in versions:
+                return versions[session_id]
+            header = self._index.get(session_id)
+            return None if header is None else header.version
+
+        for batch in group:
+            try:
+                check_versions(batch.ops, version_of)
+                created = sum(1 for o in batch.ops if isinstance(o, PutOp) and o.expected is None)
+                deleted = sum(1 for o in batch.ops if isinstance(o, DeleteOp))
+                limit = batch.max_sessions
+                if limit is not None and created and count + created - deleted > limit:
+                    raise SessionLimitError(limit)
+                line = journal_record(seq + 1, batch.ops, self._codec)
+            except (SessionConflictError, SessionLimitError, SerializationError) as exc:
+                batch.error = exc
+                continue
+            if line is not None:
+                seq += 1
+                lines.append(line)
+            for op in batch.ops:
+                if isinstance(op, PutOp | AppendOp):
+                    versions[op.header.session_id] = op.header.version
+                elif isinstance(op, DeleteOp):
+                    versions[op.session_id] = None
+            count += created - deleted
+            accepted.append(batch)
+        return lines, accepted, seq
+
+    def _fd_checked(self) -> int:
+        assert self._fd is not None
+        return self._fd
+
+    def _abandon_group(self, start: int) -> None:
+        """Cut the journal back to where a failed group began (store lock held)."""
+        with self._lock:
+            self._writing = False
+            self._rollback_to = start
+            self._rollback_size = None
+            with contextlib.suppress(OSError):
+                self._rollback_size = self._io.size(self._fd_checked())
+                self._repair()
+
+    def _repair(self) -> None:
+        if self._rollback_to is not None and self._fd is not None:
+            if self._io.size(self._fd) != self._rollback_size:
+                # The lock was released since, and another process has already cut what we
+                # left (it was torn) or written after it: cutting now would destroy its lines.
+                logger.error("not cutting the journal back: it changed since our write failed")
+                self._rollback_to = None
+                return
+            self._io.truncate(self._fd, self._rollback_to)
+            if self._durable:
+                self._io.fsync(self._fd)
+            self._position = self._rollback_to
+            self._rollback_to = None
+
+    def _apply_own(self, op: WriteOp) -> None:
+        if isinstance(op, PutOp):
+            self._apply_change(Put(op.header, op.data), False, op.session)
+        elif isinstance(op, AppendOp):
+            self._apply_change(Append(op.header, op.encoded, op.expected), False)
+        elif isinstance(op, DeleteOp):
+            self._apply_change(Delete(op.session_id), False)
+
+    def _append_lines(self, data: bytes) -> None:
+        """Append control lines (``_lock`` and the store lock held) and fsync them."""
+        if self._fd is None:
+            self._open_segment(locked=True)
+        fd = self._fd_checked()
+        try:
+            self._io.write(fd, data)
+            if self._durable:
+                self._io.fsync(fd)
+        except BaseException:
+            # A partial line must not stay: the next lines would follow it and make it look
+            # like damage. Cut it now, or before the next write (_repair).
+            self._abandon_group(self._position)
+            raise
+        self._position += len(data)
