@@ -24,6 +24,7 @@ from session_persistence.errors import (
     StoreCorruptionError,
     StoreIOError,
     StoreLockTimeoutError,
+    StoreReadOnlyError,
     TransactionError,
     UnsavedChangesError,
 )
@@ -43,6 +44,7 @@ EXAMPLES: list[SessionStoreError] = [
     StoreCorruptionError("bad file", "/tmp/x.json"),
     StoreIOError("disk full", "/tmp/y"),
     StoreLockTimeoutError("lock busy"),
+    StoreReadOnlyError("opened read-only"),
     BackupError("bad backup", "01BK"),
     MigrationError("copy failed", "sqlite:./s.db"),
     UnsavedChangesError("2 not saved", ["01A", "01B"]),
