@@ -94,21 +94,28 @@ def _clone(value: Any, depth: int) -> Any:
         raise _TooDeep from exc
 
 
+def _message(message: InteractionMessage) -> InteractionMessage:
+    """Copy a message; raises ``_TooDeep`` (paths are worked out only when one is needed)."""
+    return InteractionMessage(
+        event=_clone(message.event, 0),
+        sender=message.sender,
+        recipients=None if message.recipients is None else _clone(message.recipients, 0),
+    )
+
+
 def clone_message(message: InteractionMessage, path: str = "") -> InteractionMessage:
     """Return a deep copy of an interaction message.
 
     Raises:
         SerializationError: See :func:`clone_value`; ``path`` is the message's path.
     """
-    return InteractionMessage(
-        event=clone_value(message.event, f"{path}.event".removeprefix(".")),
-        sender=message.sender,
-        recipients=(
-            None
-            if message.recipients is None
-            else clone_value(message.recipients, f"{path}.recipients".removeprefix("."))
-        ),
-    )
+    try:
+        return _message(message)
+    except _TooDeep:
+        pass
+    clone_value(message.event, f"{path}.event".removeprefix("."))  # raises, naming the path
+    clone_value(message.recipients, f"{path}.recipients".removeprefix("."))
+    raise AssertionError("unreachable: one of the fields is too deep")  # pragma: no cover
 
 
 def clone_interaction(interaction: Interaction, index: int = 0) -> Interaction:
@@ -117,14 +124,18 @@ def clone_interaction(interaction: Interaction, index: int = 0) -> Interaction:
     Raises:
         SerializationError: See :func:`clone_value`.
     """
-    path = f"interactions[{index}]"
-    return Interaction(
-        request=clone_message(interaction.request, f"{path}.request"),
-        responses=[
-            clone_message(response, f"{path}.responses[{number}]")
-            for number, response in enumerate(interaction.responses)
-        ],
-    )
+    try:
+        return Interaction(
+            request=_message(interaction.request),
+            responses=[_message(response) for response in interaction.responses],
+        )
+    except _TooDeep:
+        pass
+    path = f"interactions[{index}]"  # the slow path: find the message, to name it
+    clone_message(interaction.request, f"{path}.request")
+    for number, response in enumerate(interaction.responses):
+        clone_message(response, f"{path}.responses[{number}]")
+    raise AssertionError("unreachable: one of the messages is too deep")  # pragma: no cover
 
 
 def clone_interactions(interactions: list[Interaction], start: int = 0) -> list[Interaction]:
