@@ -425,12 +425,15 @@ class CheckProblem:
             waiting for an operator).
         target: The session id, backup id or path concerned.
         problem: What is wrong and, when a repair cannot fix it, what to do.
+        repairable: Whether ``check(repair=True)`` acts on it (sets it aside, deletes or
+            rewrites what is stale); otherwise ``problem`` says what an operator does.
         action: What ``repair=True`` did about it; ``None`` if nothing was done.
     """
 
     kind: str
     target: str
     problem: str
+    repairable: bool = False
     action: str | None = None
 
 

@@ -19,7 +19,7 @@ from click.testing import CliRunner, Result
 
 from session_persistence import CheckProblem, FileSystemSessionStore
 from session_persistence.cli import cli
-from session_persistence.cli._maintain import repair_advice, repairable
+from session_persistence.cli._maintain import repair_advice
 from session_persistence.cli._support import Exit
 from session_persistence.testing import interaction, session_object
 
@@ -217,21 +217,16 @@ def test_a_healthy_store_is_healthy_with_no_problems(tmp_path: Path) -> None:
 
 
 def test_repair_is_advised_only_for_what_a_repair_acts_on() -> None:
-    """Sessions, stray files, indexes, backups, stale generations: yes. The rest: no."""
+    """Problems the store marks repairable get the advice; the rest are for an operator."""
     fixable = [
-        CheckProblem(kind="session", target="S", problem="damaged: x"),
-        CheckProblem(kind="file", target="f", problem="an orphan tail: its session file is gone"),
-        CheckProblem(kind="index", target="i", problem="the index snapshot is damaged"),
-        CheckProblem(kind="backup", target="B", problem="checksum mismatch"),
-        CheckProblem(kind="journal", target="j", problem="a stale generation left by a crash"),
+        CheckProblem(kind="session", target="S", problem="damaged: x", repairable=True),
+        CheckProblem(kind="journal", target="j", problem="a stale generation", repairable=True),
     ]
     for_an_operator = [
         CheckProblem(kind="quarantine", target="q", problem="quarantined earlier (x); inspect it"),
         CheckProblem(kind="journal", target="j", problem="the line at bytes 0-9 fails it"),
         CheckProblem(kind="database", target="d", problem="PRAGMA quick_check reports: x"),
     ]
-    assert all(map(repairable, fixable))
-    assert not any(map(repairable, for_an_operator))
     assert repair_advice(for_an_operator) is None
     assert repair_advice([]) is None
     assert repair_advice(fixable) == "run 'check --repair' to set aside what is damaged"

@@ -235,6 +235,7 @@ async def test_stray_generations_are_reported_removed_and_never_break_a_rebuild(
         stray.write_bytes(old)
         report = await store.check()
         assert [(p.kind, p.target) for p in report.problems] == [("journal", str(stray))]
+        assert report.problems[0].repairable
         repaired = await store.check(repair=True)
         assert repaired.problems[0].action == "deleted"
         assert not stray.exists()
@@ -299,6 +300,7 @@ async def test_check_repair_sets_a_damaged_tail_aside(tmp_path: Path) -> None:
     async with store_at(root) as store:
         report = await store.check()
         assert [(p.kind, p.target) for p in report.problems] == [("session", damaged)]
+        assert report.problems[0].repairable
         assert "tail" in report.problems[0].problem
         assert "optimize" not in report.problems[0].problem
         assert quarantined(root) == []
@@ -307,6 +309,7 @@ async def test_check_repair_sets_a_damaged_tail_aside(tmp_path: Path) -> None:
         assert await store.count_sessions() == 1
         again = await store.check()
         assert {p.kind for p in again.problems} == {"quarantine"}
+        assert not any(p.repairable for p in again.problems)  # for an operator now
         assert await store.get_session(other) is not None
 
 

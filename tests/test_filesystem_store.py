@@ -244,6 +244,7 @@ async def test_check_reports_a_damaged_journal_line(tmp_path: Path) -> None:
         report = await store.check()
         assert [(p.kind, p.target) for p in report.problems] == [("journal", str(segment))]
         assert "fails its checksum" in report.problems[0].problem
+        assert not report.problems[0].repairable  # a damaged journal line is for an operator
         repaired = await store.check(repair=True)
         assert repaired.problems[0].action is None  # never "repaired" by deleting lines
         segment.write_bytes(segment.read_bytes().rsplit(b"00000000", 1)[0])  # undo, for shutdown

@@ -19,7 +19,6 @@ __all__ = [
     "inspect",
     "problem_line",
     "repair_advice",
-    "repairable",
 ]
 
 
@@ -36,7 +35,7 @@ async def check_command(repair: bool, *, spec: StoreSpec, output: Output) -> int
     """
     async with open_store(spec, read_only=True) as store:
         report = await inspect(store, output)
-    if repair and any(repairable(problem) for problem in report.problems):
+    if repair and any(problem.repairable for problem in report.problems):
         # Opened to change it only now, when there is something a repair acts on; the check
         # runs again, as things may have changed since the look.
         async with open_store(spec) as store:
@@ -59,18 +58,6 @@ async def inspect(store: SessionStore, output: Output) -> CheckReport:
         return await store.check(progress=progress)
 
 
-def repairable(problem: CheckProblem) -> bool:
-    """Whether ``check --repair`` acts on this problem (what the stores' repairs handle).
-
-    A damaged session, a stray file, an orphan tail, a damaged index snapshot or backup, a
-    stale journal generation. Files quarantined earlier, damaged journal lines and a damaged
-    SQLite page need an operator: the problem itself says what to do.
-    """
-    if problem.kind in ("session", "file", "index", "backup"):
-        return True
-    return problem.kind == "journal" and problem.problem.startswith("a stale generation")
-
-
 def problem_line(problem: CheckProblem) -> str:
     """One problem as ``check`` and ``health`` print it (plain text)."""
     return f"{problem.kind} {problem.target}: {problem.problem}"
@@ -78,7 +65,7 @@ def problem_line(problem: CheckProblem) -> str:
 
 def repair_advice(problems: list[CheckProblem]) -> str | None:
     """What to run about ``problems`` (not yet repaired), or ``None`` if no repair applies."""
-    count = sum(repairable(problem) for problem in problems)
+    count = sum(problem.repairable for problem in problems)
     if not count:
         return None
     if count == len(problems):
@@ -93,7 +80,9 @@ def _report_json(report: CheckReport) -> dict[str, Any]:
         "backups_checked": report.backups_checked,
         "repair": report.repair,
         "problems": report.problems,
-        "repairable": sum(map(repairable, report.unresolved)),  # what --repair would act on
+        "repairable": sum(
+            problem.repairable for problem in report.unresolved
+        ),  # what --repair would act on
         "unresolved": len(report.unresolved),
     }
 

@@ -1027,7 +1027,11 @@ class SessionStore(BackupMethods, abc.ABC):
         for start in range(0, len(ids), _CHECK_CHUNK):
             chunk = ids[start : start + _CHECK_CHUNK]
             for session_id, problem in await self._check_sessions(chunk):
-                problems.append(CheckProblem(kind="session", target=session_id, problem=problem))
+                problems.append(
+                    CheckProblem(
+                        kind="session", target=session_id, problem=problem, repairable=True
+                    )
+                )
             done += len(chunk)
             if progress is not None:
                 progress(done, total)
@@ -1036,7 +1040,9 @@ class SessionStore(BackupMethods, abc.ABC):
             try:
                 await self._backups.verify(backup_id)
             except BackupError as exc:
-                problems.append(CheckProblem(kind="backup", target=backup_id, problem=str(exc)))
+                problems.append(
+                    CheckProblem(kind="backup", target=backup_id, problem=str(exc), repairable=True)
+                )
             done += 1
             if progress is not None:
                 progress(done, total)

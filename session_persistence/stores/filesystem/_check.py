@@ -109,6 +109,7 @@ def check_files(store: FileSystemSessionStore) -> list[CheckProblem]:
             CheckProblem(
                 kind="index",
                 target=str(index),
+                repairable=True,
                 problem="the index snapshot is damaged; the next open rebuilds it from the "
                 "session files (slowly)",
             )
@@ -153,17 +154,23 @@ def check_session_dir(store: FileSystemSessionStore) -> list[CheckProblem]:
         if suffix == "tail" and is_valid_session_id(stem):
             if not store._io.exists(directory / f"{stem}.json") and store._io.exists(path):
                 problem = "an orphan tail: its session file is gone"
-                problems.append(CheckProblem(kind="file", target=str(path), problem=problem))
+                problems.append(
+                    CheckProblem(kind="file", target=str(path), problem=problem, repairable=True)
+                )
         elif suffix != "json" or not is_valid_session_id(stem):
             problem = "not a session file name (<session id>.json)"
-            problems.append(CheckProblem(kind="file", target=str(path), problem=problem))
+            problems.append(
+                CheckProblem(kind="file", target=str(path), problem=problem, repairable=True)
+            )
         elif stem not in known and store._io.exists(path):
             with store._lock:
                 store._catch_up(locked=False)
                 stray = stem not in store._index and stem not in store._touched
             if stray:
                 problem = "a session file the journal does not know (deleted, or copied in)"
-                problems.append(CheckProblem(kind="file", target=str(path), problem=problem))
+                problems.append(
+                    CheckProblem(kind="file", target=str(path), problem=problem, repairable=True)
+                )
     return problems
 
 
@@ -182,6 +189,7 @@ def check_journal(store: FileSystemSessionStore) -> list[CheckProblem]:
                     target=str(path),
                     problem="a stale generation left by a crash; 'check --repair' or the "
                     "next checkpoint deletes it",
+                    repairable=True,
                 )
             )
             continue

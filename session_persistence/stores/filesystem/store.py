@@ -643,7 +643,7 @@ class FileSystemSessionStore(JournalWriter, SessionStore):
 
     async def _repair_backend(self, problem: CheckProblem) -> str | None:
         self._writable()
-        if problem.kind == "journal" and problem.problem.startswith("a stale generation"):
+        if problem.kind == "journal" and problem.repairable:
             return await asyncio.to_thread(_check.repair_stray_generation, self)
         if problem.kind == "session":
             return await asyncio.to_thread(_check.repair_session, self, problem)
