@@ -202,6 +202,35 @@ async def test_sigkill_at_random_moments_with_checkpoints_and_an_optimizer(
     await crash_rounds(tmp_path / "store", HEAVY_CRASH_RUNS, checkpoint_bytes=1024, optimizer=True)
 
 
+_OPEN_NEW_STORE = """
+import asyncio, sys
+from session_persistence import FileSystemSessionStore
+async def main() -> None:
+    async with FileSystemSessionStore(sys.argv[1], watch=False):
+        pass
+asyncio.run(main())
+"""
+
+
+def test_processes_creating_one_new_store_at_once_all_open_it(tmp_path: Path) -> None:
+    """Processes racing to create the same store all open it (none loses its marker file)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    for attempt in range(12):  # a race: each attempt gives it another chance to show
+        root = tmp_path / f"store{attempt}"
+        children = [
+            subprocess.Popen(
+                [sys.executable, "-c", _OPEN_NEW_STORE, str(root)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=env,
+            )
+            for _ in range(4)
+        ]
+        for child in children:
+            _out, err = child.communicate(timeout=120)
+            assert child.returncode == 0, err.decode()[-2000:]
+
+
 async def test_processes_times_coroutines_keep_exact_counters(tmp_path: Path) -> None:
     """4 processes x 20 coroutines with expected_version and retry keep counters exact."""
     root = tmp_path / "store"

@@ -229,50 +229,38 @@ def check_journal(store: FileSystemSessionStore) -> list[CheckProblem]:
 
 
 def repair_stray_generation(store: FileSystemSessionStore) -> str | None:
-    with store._write_mutex:
-        store._acquire()
-        try:
-            with store._lock:
-                store._catch_up(locked=True)
-            before = len(store._generations())
-            _checkpoint.remove_stray_generations(store)
-            return "deleted" if len(store._generations()) < before else None
-        finally:
-            store._flock.release()
+    with store._exclusive():
+        with store._lock:
+            store._catch_up(locked=True)
+        before = len(store._generations())
+        _checkpoint.remove_stray_generations(store)
+        return "deleted" if len(store._generations()) < before else None
 
 
 def repair_session(store: FileSystemSessionStore, problem: CheckProblem) -> str | None:
-    with store._write_mutex:
-        store._acquire()
-        try:
-            if inspect(store, problem.target) is None:
-                return None  # fine now (rewritten or deleted meanwhile)
-            return store._set_aside_locked(problem.target, problem.problem)
-        finally:
-            store._flock.release()
+    with store._exclusive():
+        if inspect(store, problem.target) is None:
+            return None  # fine now (rewritten or deleted meanwhile)
+        return store._set_aside_locked(problem.target, problem.problem)
 
 
 def repair_file(store: FileSystemSessionStore, path: Path) -> str | None:
-    with store._write_mutex:
-        store._acquire()
-        try:
-            with store._lock:
-                store._catch_up(locked=True)
-            name = path.name
-            stem, _, suffix = name.rpartition(".")
-            if path.parent != store._files.dir or not store._io.exists(path):
+    with store._exclusive():
+        with store._lock:
+            store._catch_up(locked=True)
+        name = path.name
+        stem, _, suffix = name.rpartition(".")
+        if path.parent != store._files.dir or not store._io.exists(path):
+            return None
+        if suffix == "tail":
+            if store._io.exists(path.with_name(f"{stem}.json")):
                 return None
-            if suffix == "tail":
-                if store._io.exists(path.with_name(f"{stem}.json")):
+            store._io.unlink(path)
+            store._fsync_dir(path.parent)
+            return "deleted"
+        if is_valid_session_id(stem) and suffix == "json":
+            with store._lock:
+                if stem in store._index or stem in store._touched:
                     return None
-                store._io.unlink(path)
-                store._fsync_dir(path.parent)
-                return "deleted"
-            if is_valid_session_id(stem) and suffix == "json":
-                with store._lock:
-                    if stem in store._index or stem in store._touched:
-                        return None
-            target = store._quarantine_file(name, "found by check: not a stored session")
-            return f"moved to {target}"
-        finally:
-            store._flock.release()
+        target = store._quarantine_file(name, "found by check: not a stored session")
+        return f"moved to {target}"

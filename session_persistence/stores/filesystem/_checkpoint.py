@@ -51,15 +51,11 @@ MIN_COMPACT_BYTES = 64 * 1024
 
 
 def checkpoint_now(store: FileSystemSessionStore) -> None:
-    with store._write_mutex:
-        store._acquire()
-        try:
-            with store._lock:
-                store._repair()
-                store._catch_up(locked=True)
-            checkpoint_locked(store)
-        finally:
-            store._flock.release()
+    with store._exclusive():
+        with store._lock:
+            store._repair()
+            store._catch_up(locked=True)
+        checkpoint_locked(store)
 
 
 def checkpoint_locked(store: FileSystemSessionStore) -> None:

@@ -85,7 +85,7 @@ import os
 import threading
 import time
 import warnings
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -315,13 +315,21 @@ class FileSystemSessionStore(JournalWriter, SessionStore):
             warnings.warn(message, RuntimeWarning, stacklevel=4)
         if self._read_only:
             try:
+                self._check_marker()
                 self._recover(locked=False)
             except BaseException:
                 self._io.release()
                 raise
             return
-        self._acquire()
         try:
+            self._acquire()
+        except BaseException:
+            self._io.release()
+            raise
+        try:
+            # Under the lock: the marker of a new store is written through tmp/, which the
+            # lock holder empties of orphans (two processes may create one store at once).
+            self._check_marker()
             for orphan in self._io.listdir(self._root / "tmp"):
                 self._io.unlink(self._root / "tmp" / orphan)
             rebuilt = self._recover()
@@ -352,6 +360,9 @@ class FileSystemSessionStore(JournalWriter, SessionStore):
                 f"{exc.filename} must be a directory, not {exc.what}; move it aside",
                 str(exc.filename),
             ) from exc
+
+    def _check_marker(self) -> None:
+        """Validate ``store.json``, or write it for a new store (the store lock is held)."""
         marker = self._root / "store.json"
         try:
             raw = self._io.read_file(marker)
@@ -360,7 +371,12 @@ class FileSystemSessionStore(JournalWriter, SessionStore):
                 f"{marker} is {exc.what}, not the store's marker file; move it aside",
                 str(marker),
             ) from exc
-        except FileNotFoundError:
+        except FileNotFoundError as missing:
+            if self._read_only:
+                raise StoreCorruptionError(
+                    f"{self._root} is not a session-persistence filesystem store (no store.json)",
+                    str(marker),
+                ) from missing
             document = {"format": FORMAT_VERSION, "kind": _STORE_KIND}
             self._io.replace_file(
                 marker,
@@ -395,6 +411,16 @@ class FileSystemSessionStore(JournalWriter, SessionStore):
                 f"another process has held the lock on {self._root} for over "
                 f"{self._lock_timeout:g}s; retry, or raise lock_timeout"
             ) from exc
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """Hold this process's writers (``_write_mutex``) and every other process off."""
+        with self._write_mutex:
+            self._acquire()
+            try:
+                yield
+            finally:
+                self._flock.release()
 
     def _fsync_dir(self, path: Path) -> None:
         if self._durable:
@@ -523,12 +549,8 @@ class FileSystemSessionStore(JournalWriter, SessionStore):
             # A backup holds every lock, so nothing can be moving the files: they are damaged,
             # and the next read after the backup sets them aside. Read-only, we never lock.
             raise self._damaged(session_id, "its files do not match the journal", moved=False)
-        with self._write_mutex:
-            self._acquire()
-            try:
-                found = self._read_matching(session_id, locked=True)
-            finally:
-                self._flock.release()
+        with self._exclusive():
+            found = self._read_matching(session_id, locked=True)
         if found is _Moved.MOVED:  # (_read_matching sets proven damage aside when locked)
             raise AssertionError("unreachable")  # pragma: no cover
         return found
@@ -590,12 +612,8 @@ class FileSystemSessionStore(JournalWriter, SessionStore):
 
     def _quarantine_bad(self, session_id: str, reason: str) -> None:
         """Move a damaged base aside and journal its removal, so every process forgets it."""
-        with self._write_mutex:
-            self._acquire()
-            try:
-                self._set_aside_locked(session_id, reason)
-            finally:
-                self._flock.release()
+        with self._exclusive():
+            self._set_aside_locked(session_id, reason)
 
     def _set_aside_locked(self, session_id: str, reason: str) -> str | None:
         """With the store lock: if the session is still damaged, quarantine and forget it.
