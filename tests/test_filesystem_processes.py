@@ -73,6 +73,8 @@ async def check_store(root: Path, lines: list[dict[str, Any]]) -> list[str]:
         assert len(seen) == 1, f"half-applied transaction: {seen}"
         if tx is not None:
             assert seen.pop() in (tx, tx + 1)
+        if store._checkpointer is not None:  # (a checkpoint under way has temp files)
+            await asyncio.to_thread(store._checkpointer.settle)
         report = await store.check()
         untidy = [f"check(): {p.kind} {p.target}: {p.problem}" for p in report.problems]
         untidy += [f"{name} (store open)" for name in stray_files(root)]

@@ -19,7 +19,7 @@ from session_persistence import (
     SessionStoreConfig,
     StoreCorruptionError,
 )
-from session_persistence.stores.filesystem import store as fs_store
+from session_persistence.stores.filesystem import _reads as fs_reads
 from session_persistence.testing import StoreConformance, eventually, interaction, session_object
 
 
@@ -415,7 +415,7 @@ async def test_the_read_cache_keeps_to_its_budget(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The least recently read sessions are evicted once the byte budget is passed."""
-    monkeypatch.setattr(fs_store, "_READ_CACHE_BYTES", 40_000)
+    monkeypatch.setattr(fs_reads, "_READ_CACHE_BYTES", 40_000)
     async with FileSystemSessionStore(tmp_path / "store", watch=False) as store:
         ids = [
             (await store.create_session(session_object(), metadata={"x": "y" * 3_000})).session_id

@@ -197,7 +197,8 @@ async def _build(build: Path, template: Path) -> Template:
     for segment in segments:
         result.pristine[f"journal/{segment.name}"] = segment.read_bytes()
     assert {t.kind for t in targets} == set(KIND_WEIGHTS), targets
-    assert len(_lines_of(result.pristine[f"journal/{segments[-1].name}"])) == 8
+    # (the first line marks generation 2 checkpointed; then the eight writes above)
+    assert len(_lines_of(result.pristine[f"journal/{segments[-1].name}"])) == 9
     return result
 
 

@@ -48,6 +48,10 @@ def _invalid_record(payload: bytes, generation: int, codec: Codec) -> str | None
     if "rotate" in record:
         ok = type(record["rotate"]) is int and record["rotate"] == generation + 1
         return None if ok else "rotates to a wrong generation"
+    if "checkpointed" in record:
+        done = record["checkpointed"]
+        ok = type(done) is int and 0 < done < generation
+        return None if ok else "marks a wrong generation checkpointed"
     if "checkpoint" in record:
         return None if record["checkpoint"] == "begin" else "is an unknown marker"
     if "quarantine" in record:

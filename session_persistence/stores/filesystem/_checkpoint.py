@@ -1,39 +1,59 @@
-"""The checkpointer: writes what the journal holds into session files, then rotates it.
+"""The checkpointer: closes a journal generation quickly, then writes it into session files.
 
-A checkpoint runs when a generation passes ``checkpoint_bytes`` (after the write that passed
-it), on ``optimize()``, at shutdown, and at open after a rebuild or an interrupted checkpoint;
-always under the store lock. Its steps, what each fsyncs, and what a crash at each leaves:
+A checkpoint has two phases, so that writers never wait for session files:
 
-1. append ``{"checkpoint": "begin"}`` and fsync it. From here a crash makes the next
-   checkpoint *careful*: it rewrites whole bases rather than appending to tails it cannot
-   trust;
-2. for each session the generation touched: a put writes a new base (temp file in ``tmp/`` →
-   fsync → rename over ``sessions/<id>.json`` → unlink the old tail); appends go to the tail
-   and are fsynced (or, once the tail outgrows the base, base and tail are compacted into a
-   new base); a delete unlinks both files. A crash leaves each file old or new, never torn;
-3. fsync ``sessions/``, so every rename and unlink is durable;
-4. append ``{"rotate": g + 1}`` and fsync it: generation ``g`` is now fully in the files;
-5. create ``journal/<g + 1>.wal`` and fsync ``journal/``;
-6. write ``index.json`` for ``g + 1`` (temp → fsync → rename → fsync ``base_dir``); a crash
-   before leaves an older snapshot, and the next open rebuilds the index;
-7. delete every generation before ``g`` (``g`` stays for processes still reading it); a crash
-   before leaves a stale one, which the next checkpoint or open deletes.
+**Close** (:func:`rotate_locked`; the store lock held, microseconds): when a write takes the
+generation past ``checkpoint_bytes`` and no closed generation is still waiting:
 
-An ``OSError`` anywhere aborts the checkpoint as a crash would, without losing the process's
-state, and surfaces as ``StoreIOError`` (``optimize()``) or a logged, counted error (the others);
-the next checkpoint redoes it. Only proven damage is set aside: a base or tail that fails its
-checksum, parse or validation, a missing base, or something other than a regular file; each
-such session leaves the store with a journal ``quarantine`` line.
+1. append ``{"rotate": g + 1}`` to ``journal/<g>.wal`` and fsync it: ``g`` is closed. Every
+   process moves ``g``'s pending changes aside (``_closing``) and keeps serving them from
+   memory; a crash after this replays ``g`` and checkpoints it at the next open;
+2. create ``journal/<g + 1>.wal`` and fsync ``journal/``; writers go on in ``g + 1``.
+
+**Write the files** (:func:`finish_closed`; the checkpoint lock held, in the background, outside
+the store lock, so writes to ``g + 1`` go on meanwhile):
+
+3. for each session ``g`` touched: a put writes a new base (temp file in ``tmp/`` -> fsync ->
+   rename over ``sessions/<id>.json`` -> unlink the old tail); appends go to the tail and are
+   fsynced (or, once the tail outgrows the base, base and tail are compacted into a new base);
+   a delete unlinks both files. A crash leaves each file old or new, never torn; the next
+   checkpoint of ``g`` is then *careful*: it rewrites whole bases rather than appending to
+   tails it cannot trust;
+4. fsync ``sessions/``, so every rename and unlink is durable;
+5. append the headers ``g`` changed to ``index.delta`` and fsync it (see :mod:`._index`; a
+   crash before leaves an older snapshot, and replay makes up the difference);
+6. take the store lock for a moment: append ``{"checkpointed": g}`` and fsync it; every process
+   drops ``g``'s changes from memory. Then delete every generation before ``g`` (``g`` stays
+   for processes still reading it); a crash before leaves a stale one, which the next
+   checkpoint or open deletes.
+
+Only one process writes session files at a time: the checkpoint lock (``checkpoint.lock``)
+is held through 3-6, and by everything else that moves session files (quarantines, repairs,
+backups). Lock order: checkpoint lock, then the store lock, never the other way round.
+
+Readers are never confused by a checkpoint in progress: a session ``g`` touched is served from
+the journal's state in memory (its whole document, or its files plus the appends after them,
+which are matched by version; files that a checkpoint moves under a reader are read again).
+
+``optimize()``, shutdown, and opening after a rebuild run :func:`checkpoint_now`, which holds
+both locks throughout: finish any closed generation, close the current one, write its files,
+and, after a rebuild, write the whole index anew. An ``OSError`` anywhere aborts a checkpoint
+as a crash would, without losing the process's state, and surfaces as ``StoreIOError``
+(``optimize()``) or a logged, counted error; the next checkpoint redoes it, carefully. Only
+proven damage is set aside: a base or tail that fails its checksum, parse or validation, a
+missing base, or something other than a regular file; such a session leaves the store with a
+journal ``quarantine`` line, unless a newer whole document of it is in the journal.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from typing import TYPE_CHECKING
 
 from ..._fileio import NotRegularFile
 from ...documents import session_to_document
-from ...errors import StoreIOError
+from ...errors import SessionStoreError, StoreIOError, StoreLockTimeoutError
 from ...serialization import dump_json
 from ._files import merged_document
 from ._format import Append, BadFile, control_record, tail_record
@@ -42,7 +62,14 @@ if TYPE_CHECKING:
     from ._replay import Pending
     from .store import FileSystemSessionStore
 
-__all__ = ["checkpoint_at_open", "checkpoint_locked", "checkpoint_now", "remove_stray_generations"]
+__all__ = [
+    "Checkpointer",
+    "checkpoint_at_open",
+    "checkpoint_now",
+    "finish_closed",
+    "remove_stray_generations",
+    "rotate_locked",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -50,51 +77,175 @@ logger = logging.getLogger(__name__)
 MIN_COMPACT_BYTES = 64 * 1024
 
 
-def checkpoint_now(store: FileSystemSessionStore) -> None:
+class Checkpointer:
+    """The background thread that writes closed generations into session files.
+
+    Woken by the writer that closes a generation (and by any write while a closed one is
+    still waiting, such as one left by a process that died in its checkpoint). A failure is
+    logged and counted, and retried after a pause that doubles up to 5 s.
+    """
+
+    def __init__(self, store: FileSystemSessionStore) -> None:
+        self._store = store
+        self._cond = threading.Condition()
+        self._asked = False
+        self._busy = False
+        self._stopping = False
+        self.died: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, name=f"checkpointer {store.base_dir}", daemon=True
+        )
+
+    def start(self) -> None:
+        """Start the thread."""
+        self._thread.start()
+
+    def wake(self) -> None:
+        """Ask for a checkpoint of the closed generation (cheap; from any thread)."""
+        with self._cond:
+            self._asked = True
+            self._cond.notify_all()
+
+    def stop(self) -> None:
+        """Finish the checkpoint under way, if any, and end the thread."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        self._thread.join()
+
+    def settle(self) -> None:
+        """Wait until the thread has nothing to do; re-raise what killed it (tests use this)."""
+        with self._cond:
+            while (self._asked or self._busy) and self._thread.is_alive():
+                self._cond.wait(0.01)
+        if self.died is not None:
+            raise self.died
+
+    def _run(self) -> None:
+        pause = 0.0
+        try:
+            while True:
+                with self._cond:
+                    while not self._asked and not self._stopping:
+                        self._cond.wait()
+                    if self._stopping:
+                        return
+                    self._asked, self._busy = False, True
+                try:
+                    pause = self._attempt(pause)
+                finally:
+                    with self._cond:
+                        self._busy = False
+                        self._cond.notify_all()
+                if pause:
+                    with self._cond:
+                        self._cond.wait_for(lambda: self._stopping, timeout=pause)
+        except BaseException as exc:  # a dead thread must not be mistaken for an idle one
+            self.died = exc
+            logger.critical("the checkpointer thread died: %r", exc)
+
+    def _attempt(self, pause: float) -> float:
+        """One checkpoint of the closed generation; return the pause before a retry, or 0."""
+        store = self._store
+        try:
+            with store._checkpoint_hold():
+                finish_closed(store, journal_held=False)
+        except StoreLockTimeoutError:
+            self.wake()  # another process's checkpoint is long: wait on
+            return 0.0
+        except (OSError, SessionStoreError) as exc:
+            store._record_error(exc)
+            logger.warning("background checkpoint failed (%s); will retry", exc)
+            self.wake()
+            return min(max(pause * 2, 0.1), 5.0)
+        return 0.0
+
+
+def checkpoint_now(store: FileSystemSessionStore, *, full_index: bool = False) -> None:
+    """Checkpoint everything now, holding both locks throughout (``optimize()``, shutdown).
+
+    ``full_index``: write the whole index snapshot anew (after a rebuild), even if nothing
+    is pending.
+    """
     with store._exclusive():
         with store._lock:
             store._repair()
             store._catch_up(locked=True)
-        checkpoint_locked(store)
+        finish_closed(store, journal_held=True)
+        if store._touched or full_index:
+            rotate_locked(store)
+            finish_closed(store, journal_held=True, full_index=full_index)
 
 
-def checkpoint_locked(store: FileSystemSessionStore) -> None:
-    """Write pending changes into session files and start a new journal generation.
-
-    An ``OSError`` (a full disk, ``EIO``, too many open files) aborts it where it is: the
-    journal still holds every change and the next checkpoint, careful now, redoes it. Only
-    files proven damaged are set aside (see :meth:`_materialize`).
-    """
+def rotate_locked(store: FileSystemSessionStore) -> None:
+    """Close the current generation and start the next (store lock held; steps 1-2)."""
     store._check_anchors()
     with store._lock:
         generation = store._generation
-        careful = store._careful
-        touched = sorted(store._touched)
-        index = dict(store._index)
-        pending = {sid: store._pending[sid] for sid in touched if sid in store._pending}
-        store._append_lines(control_record(store._seq + 1, checkpoint="begin"))
-        store._seq += 1
-        store._careful = True
-    for session_id in touched:
-        header = index.get(session_id)
-        if header is None:
-            store._files.remove(session_id)
-            continue
-        _materialize(store, session_id, pending[session_id], careful)
-    store._fsync_dir(store._files.dir)
-    with store._lock:
         store._append_lines(control_record(store._seq + 1, rotate=generation + 1))
         store._seq += 1
+        store._close_generation(ours=True)
         store._io.close(store._fd_checked())
         store._fd = None
         store._generation = generation + 1
         store._open_segment(locked=True)
-        store._pending.clear()
-        store._touched.clear()
-        store._careful = False
-        headers = list(store._index.values())
+
+
+def finish_closed(
+    store: FileSystemSessionStore, *, journal_held: bool, full_index: bool = False
+) -> bool:
+    """Write the closed generation into session files (checkpoint lock held; steps 3-6).
+
+    ``journal_held``: the caller holds the store lock too (else it is taken for step 6 and
+    for quarantines only). Returns whether there was a closed generation to write.
+    """
+    with store._lock:
+        if not journal_held:
+            store._catch_up(locked=False)
+        if store._closing is None:
+            return False
+        generation, closing = store._closing_gen, store._closing
+        headers = dict(store._closing_headers)
+        careful = not store._closing_ours
+    store._check_anchors()
+    try:
+        for session_id in sorted(headers):
+            pending = closing.get(session_id)
+            if headers[session_id] is None:
+                store._files.remove(session_id)
+            elif pending is not None:
+                _materialize(store, session_id, pending, careful, journal_held)
+        store._fsync_dir(store._files.dir)
+        if full_index:
+            assert journal_held  # the in-memory index is the state at the start of g + 1
+            with store._lock:
+                everything = list(store._index.values())
+            store._index_files.write_base(generation + 1, everything)
+        else:
+            changed = [header for header in headers.values() if header is not None]
+            deleted = [session_id for session_id, header in headers.items() if header is None]
+            store._index_files.append_delta(generation + 1, changed, deleted)
+    except BaseException:
+        with store._lock:
+            store._closing_ours = False  # files may be half written: the retry is careful
+        raise
+    if journal_held:
+        _mark_checkpointed(store, generation)
+    else:
+        with store._exclusive_journal():
+            with store._lock:
+                store._repair()
+                store._catch_up(locked=True)
+            _mark_checkpointed(store, generation)
+    return True
+
+
+def _mark_checkpointed(store: FileSystemSessionStore, generation: int) -> None:
+    with store._lock:
+        store._append_lines(control_record(store._seq + 1, checkpointed=generation))
+        store._seq += 1
+        store._checkpointed(generation)
     store._counters["checkpoints"] += 1
-    store._write_snapshot(generation + 1, headers)
     remove_stray_generations(store)
 
 
@@ -111,7 +262,11 @@ def remove_stray_generations(store: FileSystemSessionStore) -> None:
 
 
 def _materialize(
-    store: FileSystemSessionStore, session_id: str, pending: Pending, careful: bool
+    store: FileSystemSessionStore,
+    session_id: str,
+    pending: Pending,
+    careful: bool,
+    journal_held: bool,
 ) -> None:
     """Write one session's pending changes into its files (store lock held).
 
@@ -128,27 +283,29 @@ def _materialize(
     try:
         token = store._files.read_token(session_id)
     except FileNotFoundError:
-        _quarantine_lost(store, session_id, "its base file is missing at checkpoint")
+        _quarantine_lost(store, session_id, "its base file is missing at checkpoint", journal_held)
         return
     except BadFile as exc:
-        _quarantine_lost(store, session_id, f"base damaged at checkpoint: {exc}")
+        _quarantine_lost(store, session_id, f"base damaged at checkpoint: {exc}", journal_held)
         return
     records = b"".join(tail_record(token, a, store._codec) for a in pending.appends)
     if careful or tail_size + len(records) > max(base_size, MIN_COMPACT_BYTES):
-        _compact(store, session_id, pending.appends)
+        _compact(store, session_id, pending.appends, journal_held)
         return
     try:
         store._files.append_tail(session_id, records)
     except NotRegularFile as exc:
-        _quarantine_lost(store, session_id, f"its tail is {exc.what}")
+        _quarantine_lost(store, session_id, f"its tail is {exc.what}", journal_held)
 
 
-def _compact(store: FileSystemSessionStore, session_id: str, appends: list[Append]) -> None:
+def _compact(
+    store: FileSystemSessionStore, session_id: str, appends: list[Append], journal_held: bool
+) -> None:
     """Rewrite a session's base with its tail and pending appends folded in."""
     try:
         on_disk = store._files.read(session_id)
     except BadFile as exc:
-        _quarantine_lost(store, session_id, str(exc))
+        _quarantine_lost(store, session_id, str(exc), journal_held)
         return
     session = None if on_disk is None else store._with_appends(on_disk, appends)
     if session is None:
@@ -157,27 +314,42 @@ def _compact(store: FileSystemSessionStore, session_id: str, appends: list[Appen
             store,
             session_id,
             f"its files do not match the journal ({problem or 'versions differ'})",
+            journal_held,
         )
         return
     store._files.write_base(session_id, dump_json(session_to_document(session, store._codec)))
 
 
-def _quarantine_lost(store: FileSystemSessionStore, session_id: str, reason: str) -> None:
-    """Set a session whose files are damaged aside during a checkpoint (store lock held)."""
+def _quarantine_lost(
+    store: FileSystemSessionStore, session_id: str, reason: str, journal_held: bool
+) -> None:
+    """Set aside a session whose files are damaged (checkpoint lock held).
+
+    It leaves the store with a journal ``quarantine`` line, unless a write since the
+    generation closed replaced it with a whole document: that write is kept.
+    """
     logger.error("session %s cannot be checkpointed: %s", session_id, reason)
-    store._files.set_aside(session_id, reason)
-    store._journal_removal(session_id, reason)
+    if not journal_held:
+        with store._exclusive_journal():
+            _quarantine_lost(store, session_id, reason, journal_held=True)
+        return
+    with store._lock:
+        store._catch_up(locked=True)
+        store._files.set_aside(session_id, reason)
+        newer = store._pending.get(session_id)
+        if newer is None or newer.doc is None:
+            store._journal_removal(session_id, reason)
 
 
 def checkpoint_at_open(store: FileSystemSessionStore) -> None:
-    """Checkpoint after a rebuild or an interrupted checkpoint, if it can be done now.
+    """Checkpoint after a rebuild, writing a whole index snapshot, if it can be done now.
 
     Opening never depends on it: on a full disk the store opens and serves everything
     from the journal, and a later checkpoint (the next write past ``checkpoint_bytes``,
     ``optimize()`` or shutdown) retries.
     """
     try:
-        checkpoint_locked(store)
+        checkpoint_now(store, full_index=True)
     except (OSError, StoreIOError) as exc:
         store._record_error(exc)
         logger.warning(

@@ -24,8 +24,6 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import filelock
-
 from ...errors import (
     SerializationError,
     SessionConflictError,
@@ -34,6 +32,7 @@ from ...errors import (
 )
 from ...ops import AppendOp, DeleteOp, PutOp, WriteOp, check_versions
 from ._format import Append, Delete, Put, journal_record
+from ._lock import ProcessLock
 from ._replay import JournalReplay
 
 __all__ = ["Batch", "JournalWriter"]
@@ -55,7 +54,7 @@ class JournalWriter(JournalReplay):
     """Mixed into the store: appends commit groups and control lines to the journal."""
 
     _write_mutex: threading.Lock
-    _flock: filelock.BaseFileLock
+    _flock: ProcessLock
     _checkpoint_bytes: int
     _rollback_to: int | None
     _rollback_size: int | None

@@ -17,11 +17,8 @@ nothing else, so a crash during it leaves the store as it was.
 from __future__ import annotations
 
 import collections
-import contextlib
-import gc
 import logging
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,7 +30,7 @@ from ..._ids import is_valid_session_id
 from ...errors import StoreCorruptionError
 from ...events import EventName
 from ...models import PersistedSession, SessionHeader
-from ...serialization import Codec, dump_json
+from ...serialization import Codec
 from ._files import SessionFiles
 from ._format import (
     Append,
@@ -41,33 +38,14 @@ from ._format import (
     Change,
     Delete,
     Put,
-    decode_document,
-    encode_document,
-    header_from_json,
-    header_to_json,
     parse_changes,
 )
+from ._index import IndexFiles
 from ._journal import Damage, DamageLog, Line, sessions_named, split_lines
 
 __all__ = ["JournalReplay", "Pending"]
 
 logger = logging.getLogger(__name__)
-
-
-@contextlib.contextmanager
-def _no_gc_pauses() -> Iterator[None]:
-    """Hold the cyclic garbage collector off while a large index is built.
-
-    Building 100,000 headers allocates millions of objects and none of them is garbage; the
-    collector would otherwise walk the growing heap over and over (a third of the load time).
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 class _GenerationGap(Exception):
@@ -98,6 +76,11 @@ class JournalReplay:
     _by_processor: dict[str, set[str]]
     _pending: dict[str, Pending]
     _touched: set[str]
+    _closing: dict[str, Pending] | None
+    _closing_gen: int
+    _closing_headers: dict[str, SessionHeader | None]
+    _closing_ours: bool
+    _index_files: IndexFiles
     _read_cache: collections.OrderedDict[str, tuple[PersistedSession, int]]
     _read_cache_bytes: int
     _changes: int
@@ -105,7 +88,6 @@ class JournalReplay:
     _fd: int | None
     _position: int
     _seq: int
-    _careful: bool
     _recovering: bool
     _writing: bool
     _damage: DamageLog
@@ -140,11 +122,13 @@ class JournalReplay:
         The snapshot is used when its generation's segment exists; replay then follows the
         ``rotate`` records from one segment to the next. Without a usable snapshot, or when
         the chain of segments has a gap (stray generations left by a crash), the index is
-        rebuilt from the session files and only the newest segment is replayed: every older
-        one ended with a ``rotate``, which is written only after its changes are in the files.
+        rebuilt from the session files and the newest unbroken run of segments is replayed:
+        a generation may be closed (``rotate``) before its changes reach the files, so the one
+        before the newest may still be needed; replaying one whose changes are already in the
+        files changes nothing (see :meth:`_extends`).
         """
         generations = self._generations()
-        snapshot = self._load_snapshot()
+        snapshot = self._index_files.load()
         usable = snapshot is not None and (
             snapshot[0] in generations or (not generations and snapshot[0] == 1)
         )
@@ -160,13 +144,15 @@ class JournalReplay:
             logger.info("rebuilding the index of %s from its session files", self._root)
         headers = self._scan_files(locked)
         start = generations[-1] if generations else 1
+        while start - 1 in generations:
+            start -= 1
         try:
             self._replay(start, headers, locked=locked)
-        except _GenerationGap as gap:  # pragma: no cover - the newest segment has no successor
+        except _GenerationGap as gap:  # pragma: no cover - the run of segments has no gap
             message = f"the journal of {self._root} is inconsistent: {gap}"
             raise StoreCorruptionError(message) from gap
         if locked and snapshot is None and not generations and not headers:
-            self._write_snapshot(start, [])  # a new store: the next open needs no rebuild
+            self._index_files.write_base(start, [])  # a new store: no rebuild at the next open
             return False
         return True
 
@@ -180,8 +166,10 @@ class JournalReplay:
             self._read_cache.clear()
             self._read_cache_bytes = 0
             self._changes += 1
-            self._pending.clear()
-            self._touched.clear()
+            self._pending = {}
+            self._touched = set()
+            self._closing = None
+            self._closing_headers = {}
             self._damage.broken.clear()
             self._generation = start
             if self._fd is not None:
@@ -343,17 +331,20 @@ class JournalReplay:
             if type(target) is not int or target != self._generation + 1:
                 raise BadFile(f"rotate to {target!r:.40} in generation {self._generation}")
             self._seq = record["seq"]
+            self._close_generation(ours=False)
             self._generation = target
-            self._pending.clear()
-            self._touched.clear()
-            self._damage.broken.clear()  # the files now hold the kept state; quarantine/ the report
-            self._careful = False
             return True
-        if "checkpoint" in record:
+        if "checkpointed" in record:
+            done = record["checkpointed"]
+            if type(done) is not int or not 0 < done < self._generation:
+                raise BadFile(f"checkpointed {done!r:.40} in generation {self._generation}")
+            self._seq = record["seq"]
+            self._checkpointed(done)
+            return False
+        if "checkpoint" in record:  # written by releases before 0.x: a checkpoint began
             if record["checkpoint"] != "begin":
                 raise BadFile("an unknown checkpoint marker")
             self._seq = record["seq"]
-            self._careful = True
             return False
         if "quarantine" in record:
             session_id = record["quarantine"]
@@ -369,6 +360,41 @@ class JournalReplay:
                 continue
             self._apply_change(change, foreign)
         return False
+
+    def _close_generation(self, *, ours: bool) -> None:
+        """The current generation is closed (``rotate``): its changes await a checkpoint.
+
+        They move from ``_pending`` to ``_closing`` with each touched session's header as of
+        now (what the checkpoint writes into the index). If an older closed generation was not
+        checkpointed yet (a checkpoint that crashed), its changes are merged in: the next
+        checkpoint covers both.
+        """
+        headers = {session_id: self._index.get(session_id) for session_id in self._touched}
+        if self._closing is None:
+            self._closing, self._closing_headers = self._pending, headers
+            self._closing_ours = ours
+        else:
+            closing = self._closing
+            for session_id in self._touched:
+                newer = self._pending.get(session_id)
+                if newer is None:
+                    closing.pop(session_id, None)  # deleted
+                elif newer.doc is not None:
+                    closing[session_id] = newer
+                else:
+                    closing.setdefault(session_id, Pending()).appends.extend(newer.appends)
+            self._closing_headers.update(headers)
+            self._closing_ours = False
+        self._closing_gen = self._generation
+        self._pending = {}
+        self._touched = set()
+
+    def _checkpointed(self, generation: int) -> None:
+        """Every change of ``generation`` and before is in the session files now."""
+        if self._closing is not None and self._closing_gen <= generation:
+            self._closing = None
+            self._closing_headers = {}
+            self._damage.broken.clear()  # the files hold the kept state; quarantine/ the report
 
     def _extends(self, append: Append, at: tuple[int, int]) -> bool:
         """Whether ``append`` follows the session's version chain (else it is not applied).
@@ -447,34 +473,7 @@ class JournalReplay:
     # == index snapshot and rebuild ==============================================================
 
     def _load_snapshot(self) -> tuple[int, list[SessionHeader]] | None:
-        path = self._root / "index.json"
-        try:
-            head, body = decode_document(self._io.read_file(path), "index")
-            generation = head.get("generation")
-            if type(generation) is not int or generation < 1:
-                raise BadFile("bad generation")
-            with _no_gc_pauses():
-                items = orjson.loads(body)
-                if type(items) is not list:
-                    raise BadFile("the body must be an array of headers")
-                return generation, [header_from_json(item, self._codec) for item in items]
-        except FileNotFoundError:
-            return None
-        except (BadFile, orjson.JSONDecodeError, OSError) as exc:
-            logger.warning("ignoring index snapshot %s (%s); rebuilding", path, exc)
-            return None
-
-    def _write_snapshot(self, generation: int, headers: list[SessionHeader]) -> None:
-        body = dump_json([header_to_json(header, self._codec) for header in headers])
-        data = encode_document("index", body, generation=generation)
-        self._io.replace_file(
-            self._root / "index.json",
-            data,
-            temp_dir=self._root / "tmp",
-            mode=self._file_mode,
-            durable=self._durable,
-        )
-        self._fsync_dir(self._root)
+        return self._index_files.load()
 
     def _scan_files(self, locked: bool) -> list[SessionHeader]:
         """Read every session file: the fallback when there is no usable snapshot.

@@ -3,7 +3,7 @@ r"""``FileSystemSessionStore``: one file per session, a write-ahead journal, cra
 On-disk layout under ``base_dir`` (directories ``0700``, files ``0600`` by default)::
 
     store.json                 {"format": 1, "kind": "session-persistence-filesystem-store"}
-    store.lock                 the cross-process write lock (filelock)
+    store.lock                 the cross-process write lock (flock on a kept descriptor)
     index.json                 snapshot of every session header at the start of a generation
     journal/<generation>.wal   the write-ahead journal: one framed line per write
     sessions/<id>.json         a session's base: checksummed head line + its JSON document
@@ -78,25 +78,19 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import dataclasses
-import enum
+import functools
 import logging
 import os
 import threading
-import time
 import warnings
 from collections.abc import AsyncIterator, Iterator, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
-import filelock
 import orjson
 
-from ..._copy import accessed, clone_session
 from ..._fileio import FileIO, NotRegularFile
 from ...config import Durability, SessionStoreConfig
-from ...documents import document_to_session
 from ...errors import (
     ConfigurationError,
     SessionStoreError,
@@ -105,20 +99,22 @@ from ...errors import (
     StoreLockTimeoutError,
 )
 from ...events import EventName
-from ...models import CheckProblem, PersistedSession, SessionFilter, SessionHeader
+from ...models import CheckProblem, PersistedSession, SessionHeader
 from ...ops import WriteOp
-from ...serialization import FORMAT_VERSION, Codec
+from ...serialization import Codec
 from ..base import SessionStore
 from . import _check, _checkpoint
-from ._commit import Batch, JournalWriter
-from ._files import OnDisk, SessionFiles, extend
+from ._checkpoint import Checkpointer
+from ._commit import Batch
+from ._files import SessionFiles
 from ._format import (
-    Append,
-    BadFile,
     Delete,
     control_record,
 )
+from ._index import IndexFiles
 from ._journal import DamageLog
+from ._lock import ProcessLock
+from ._reads import SessionReads
 from ._replay import Pending
 from ._watch import JournalWatcher, network_filesystem
 
@@ -129,20 +125,14 @@ logger = logging.getLogger(__name__)
 
 
 _STORE_KIND = "session-persistence-filesystem-store"
-_READ_ATTEMPTS = 50
-_READ_CACHE_BYTES = 32 * 1024 * 1024  # decoded sessions kept for warm reads (by stored size)
-
-
-class _Moved(enum.Enum):
-    """What ``_read_matching`` returns when the files do not match the index."""
-
-    MOVED = enum.auto()
-
-
+# 2: a generation is closed (``rotate``) before its checkpoint writes the files, which
+# ``{"checkpointed": g}`` records. Format 1 stores are upgraded at open; releases that read
+# only format 1 refuse format 2 (they would take ``rotate`` as "in the files").
+_STORE_FORMAT = 2
 _DIRECTORIES = ("sessions", "journal", "tmp", "quarantine", "backups")
 
 
-class FileSystemSessionStore(JournalWriter, SessionStore):
+class FileSystemSessionStore(SessionReads, SessionStore):
     """The durable default store: one JSON file per session plus a write-ahead journal.
 
     Several processes on one machine may open the same directory. See the module docstring
@@ -212,15 +202,34 @@ class FileSystemSessionStore(JournalWriter, SessionStore):
             self._io, self._root, self._codec, file_mode=file_mode, durable=self._durable
         )
         self._journal_dir = self._root / "journal"
-        self._flock = filelock.FileLock(
-            str(self._root / "store.lock"), timeout=lock_timeout, mode=file_mode,
-            thread_local=False,
+        self._flock = ProcessLock(
+            self._io, self._root / "store.lock", timeout=lock_timeout, mode=file_mode,
+            what="the write lock",
         )  # fmt: skip
+        # Who may move session files: one checkpointer (or repair, or backup) at a time.
+        self._ckpt_mutex = threading.Lock()
+        self._ckpt_lock = ProcessLock(
+            self._io, self._root / "checkpoint.lock", timeout=lock_timeout, mode=file_mode,
+            what="the checkpoint lock",
+        )  # fmt: skip
+        self._index_files = IndexFiles(
+            self._io, self._root, self._codec, file_mode=file_mode, durable=self._durable,
+            fsync_dir=self._fsync_dir,
+        )  # fmt: skip
+        self._checkpointer: Checkpointer | None = None
+        self._init_state()
+
+    def _init_state(self) -> None:
         # In-memory state, guarded by _lock (readers) and _write_mutex (the single writer).
         self._lock = threading.RLock()
         self._write_mutex = threading.Lock()
         self._index: dict[str, SessionHeader] = {}
         self._pending: dict[str, Pending] = {}
+        # A closed generation whose changes are not in the session files yet (see _checkpoint).
+        self._closing: dict[str, Pending] | None = None
+        self._closing_gen = 0
+        self._closing_headers: dict[str, SessionHeader | None] = {}
+        self._closing_ours = False
         # Sessions decoded from their files, most recently read last (see _load). Any change to
         # a session (ours or another process's, replayed or live) drops its entry, and an entry
         # is only stored if no change at all happened while its files were read.
@@ -236,7 +245,6 @@ class FileSystemSessionStore(JournalWriter, SessionStore):
         self._fd: int | None = None
         self._position = 0
         self._seq = 0
-        self._careful = False  # a checkpoint began in this generation and has not finished
         self._recovering = False  # replaying during _recover: a missing segment is a gap
         self._damage = DamageLog()
         self._writing = False  # our group is between its write and its in-memory apply
@@ -251,6 +259,7 @@ class FileSystemSessionStore(JournalWriter, SessionStore):
         self._wake: asyncio.Event | None = None
         self._counters = {"commits": 0, "batches": 0, "fsyncs": 0, "checkpoints": 0}
         self._freezing = False  # a backup holds every writer off (see _frozen)
+        self._held = contextlib.ExitStack()  # the locks a backup holds (see _lock_out)
         self._warnings: list[str] = []
 
     @property
@@ -268,6 +277,11 @@ class FileSystemSessionStore(JournalWriter, SessionStore):
     async def _open(self) -> None:
         await asyncio.to_thread(self._open_sync)
         self._wake = asyncio.Event()
+        if not self._read_only:
+            self._checkpointer = Checkpointer(self)
+            self._checkpointer.start()
+            if self._closing is not None:  # a checkpoint was interrupted: finish it
+                self._checkpointer.wake()
         if self._watch:
             loop = asyncio.get_running_loop()
             self._watcher = JournalWatcher(self._journal_dir, lambda: self._notify(loop))
@@ -289,19 +303,19 @@ class FileSystemSessionStore(JournalWriter, SessionStore):
             self._watcher = None
         if self._leader is not None:
             await asyncio.gather(self._leader, return_exceptions=True)
+        if self._checkpointer is not None:
+            await asyncio.to_thread(self._checkpointer.stop)
+            self._checkpointer = None
         try:
-            if self._touched and not self._read_only:
+            if (self._touched or self._closing is not None) and not self._read_only:
                 await asyncio.to_thread(_checkpoint.checkpoint_now, self)
         except (OSError, SessionStoreError) as exc:
             # Everything is in the journal; the next open replays it.
             self._record_error(exc)
             logger.warning("checkpoint at shutdown failed (%s); the journal keeps the data", exc)
         finally:
-            with self._lock:
-                if self._fd is not None:
-                    self._io.close(self._fd)
-                    self._fd = None
-            self._io.release()
+            self._close_segment()
+            self._let_go()
 
     def _open_sync(self) -> None:
         self._prepare_directories()
@@ -318,33 +332,51 @@ class FileSystemSessionStore(JournalWriter, SessionStore):
                 self._check_marker()
                 self._recover(locked=False)
             except BaseException:
-                self._io.release()
+                self._let_go()
                 raise
             return
         try:
             self._acquire()
         except BaseException:
-            self._io.release()
+            self._let_go()
             raise
         try:
-            # Under the lock: the marker of a new store is written through tmp/, which the
-            # lock holder empties of orphans (two processes may create one store at once).
+            # Under the lock: the marker of a new store is written through tmp/ (two processes
+            # may create one store at once).
             self._check_marker()
-            for orphan in self._io.listdir(self._root / "tmp"):
-                self._io.unlink(self._root / "tmp" / orphan)
+            self._remove_orphans()
             rebuilt = self._recover()
             _checkpoint.remove_stray_generations(self)
-            if rebuilt or self._careful:
-                _checkpoint.checkpoint_at_open(self)
         except BaseException:
-            with self._lock:
-                if self._fd is not None:
-                    self._io.close(self._fd)
-                    self._fd = None
-            self._io.release()
-            raise
-        finally:
             self._flock.release()
+            self._close_segment()
+            self._let_go()
+            raise
+        self._flock.release()
+        if rebuilt:
+            # Outside the store lock: a checkpoint takes the checkpoint lock first.
+            _checkpoint.checkpoint_at_open(self)
+
+    def _remove_orphans(self) -> None:
+        """Empty ``tmp/`` of files left by a crash (the store lock held).
+
+        Temp files are written by holders of the store lock or of the checkpoint lock, so
+        they are orphans only when both are ours; if another process is checkpointing now,
+        the next open removes them.
+        """
+        if not self._ckpt_lock.try_acquire():
+            return
+        try:
+            for orphan in self._io.listdir(self._root / "tmp"):
+                self._io.unlink(self._root / "tmp" / orphan)
+        finally:
+            self._ckpt_lock.release()
+
+    def _close_segment(self) -> None:
+        with self._lock:
+            if self._fd is not None:
+                self._io.close(self._fd)
+                self._fd = None
 
     def _prepare_directories(self) -> None:
         if self._read_only and not (self._root / "store.json").exists():
@@ -377,15 +409,7 @@ class FileSystemSessionStore(JournalWriter, SessionStore):
                     f"{self._root} is not a session-persistence filesystem store (no store.json)",
                     str(marker),
                 ) from missing
-            document = {"format": FORMAT_VERSION, "kind": _STORE_KIND}
-            self._io.replace_file(
-                marker,
-                orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n",
-                temp_dir=self._root / "tmp",
-                mode=self._file_mode,
-                durable=self._durable,
-            )
-            self._fsync_dir(self._root)
+            self._write_marker()
             return
         try:
             document = orjson.loads(raw)
@@ -396,25 +420,38 @@ class FileSystemSessionStore(JournalWriter, SessionStore):
                 f"{self._root} is not a session-persistence filesystem store", str(marker)
             )
         version = document.get("format")
-        if type(version) is not int or version > FORMAT_VERSION or version < 1:
+        if type(version) is not int or version > _STORE_FORMAT or version < 1:
             raise StoreCorruptionError(
                 f"{self._root} was written in format {version!r}; this version of "
-                f"session-persistence reads format {FORMAT_VERSION}: upgrade it",
+                f"session-persistence reads formats 1 to {_STORE_FORMAT}: upgrade it",
                 str(marker),
             )
+        if version < _STORE_FORMAT and not self._read_only:
+            self._write_marker()  # (the store lock is held: nobody of format 1 is writing)
+
+    def _write_marker(self) -> None:
+        document = {"format": _STORE_FORMAT, "kind": _STORE_KIND}
+        self._io.replace_file(
+            self._root / "store.json",
+            orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n",
+            temp_dir=self._root / "tmp",
+            mode=self._file_mode,
+            durable=self._durable,
+        )
+        self._fsync_dir(self._root)
 
     def _acquire(self) -> None:
-        try:
-            self._flock.acquire()
-        except filelock.Timeout as exc:
-            raise StoreLockTimeoutError(
-                f"another process has held the lock on {self._root} for over "
-                f"{self._lock_timeout:g}s; retry, or raise lock_timeout"
-            ) from exc
+        self._flock.acquire()
+
+    def _let_go(self) -> None:
+        """Close the locks' descriptors and the anchored directories (at close, failed open)."""
+        self._flock.close()
+        self._ckpt_lock.close()
+        self._io.release()
 
     @contextlib.contextmanager
-    def _exclusive(self) -> Iterator[None]:
-        """Hold this process's writers (``_write_mutex``) and every other process off."""
+    def _exclusive_journal(self) -> Iterator[None]:
+        """Hold every writer off, in this process (``_write_mutex``) and in others."""
         with self._write_mutex:
             self._acquire()
             try:
@@ -422,234 +459,25 @@ class FileSystemSessionStore(JournalWriter, SessionStore):
             finally:
                 self._flock.release()
 
+    @contextlib.contextmanager
+    def _checkpoint_hold(self) -> Iterator[None]:
+        """Be the one that may move session files (the checkpoint lock, in every process)."""
+        with self._ckpt_mutex:
+            self._ckpt_lock.acquire()
+            try:
+                yield
+            finally:
+                self._ckpt_lock.release()
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """Hold both locks: nothing writes the journal or moves session files meanwhile."""
+        with self._checkpoint_hold(), self._exclusive_journal():
+            yield
+
     def _fsync_dir(self, path: Path) -> None:
         if self._durable:
             self._io.fsync_dir(path)
-
-    # == reads ===================================================================================
-
-    def _fresh(self) -> None:
-        with self._lock:
-            self._catch_up(locked=False)
-
-    async def _get_header(self, session_id: str) -> SessionHeader | None:
-        with self._lock:
-            self._catch_up(locked=False)
-            return self._index.get(session_id)
-
-    async def _scan(self) -> Sequence[SessionHeader]:
-        with self._lock:
-            self._catch_up(locked=False)
-            return list(self._index.values())
-
-    async def _scan_for(self, flt: SessionFilter) -> Sequence[SessionHeader]:
-        wanted = flt.processor_id
-        if wanted is None:
-            return await self._scan()
-        processors = {wanted} if isinstance(wanted, str) else set(wanted)
-        with self._lock:
-            self._catch_up(locked=False)
-            index = self._index
-            return [
-                index[session_id]
-                for processor in processors
-                for session_id in self._by_processor.get(processor, ())
-            ]
-
-    async def _session_count(self) -> int:
-        with self._lock:
-            self._catch_up(locked=False)
-            return len(self._index)
-
-    def _touch(self, session_id: str, when: datetime) -> None:
-        with self._lock:
-            header = self._index.get(session_id)
-            if header is not None and header.last_accessed_at < when:
-                self._index[session_id] = accessed(header, when)
-
-    def _lookup(
-        self, session_id: str, *, locked: bool = False
-    ) -> tuple[SessionHeader | None, PersistedSession | None, list[Append]]:
-        """Catch up; return the header, the session if memory serves it, and pending appends.
-
-        Called with ``_lock`` held (and the store lock too if ``locked``).
-        """
-        self._catch_up(locked=locked)
-        header = self._index.get(session_id)
-        pending = self._pending.get(session_id)
-        if header is None or pending is None:
-            return header, None, []
-        if pending.doc is not None:
-            return header, self._from_pending(pending, header), []
-        return header, None, list(pending.appends)
-
-    async def _load(self, session_id: str) -> PersistedSession | None:
-        """Serve from memory (pending changes, then the read cache), else read the files.
-
-        A warm read is one lookup and one copy; a cold one is a thread hop and a decode.
-        """
-        with self._lock:
-            header, session, _ = self._lookup(session_id)
-            if header is None or session is not None:
-                return session
-            cached = self._read_cache.get(session_id)
-            if cached is not None and cached[0].version == header.version:
-                self._read_cache.move_to_end(session_id)
-                return clone_session(cached[0], header.last_accessed_at)
-            changes = self._changes
-        found = await asyncio.to_thread(self._load_from_files, session_id)
-        if found is not None:
-            with self._lock:
-                if self._changes == changes:  # nothing changed while we read: still current
-                    self._cache_read(clone_session(found))
-        return found
-
-    def _cache_read(self, session: PersistedSession) -> None:
-        """Keep a decoded session, evicting the least recently read beyond the budget."""
-        size = self._index[session.session_id].size_bytes
-        if size > _READ_CACHE_BYTES // 8:
-            return  # a huge session would push everything else out
-        previous = self._read_cache.pop(session.session_id, None)
-        if previous is not None:
-            self._read_cache_bytes -= previous[1]
-        self._read_cache[session.session_id] = (session, size)
-        self._read_cache_bytes += size
-        while self._read_cache_bytes > _READ_CACHE_BYTES:
-            _, (_, evicted) = self._read_cache.popitem(last=False)
-            self._read_cache_bytes -= evicted
-
-    def _from_pending(self, pending: Pending, header: SessionHeader) -> PersistedSession:
-        assert pending.doc is not None
-        if pending.session is not None:
-            if not pending.appends:
-                return clone_session(pending.session, header.last_accessed_at)
-            session = clone_session(pending.session)
-        else:
-            session = document_to_session(orjson.loads(pending.doc), self._codec)
-        for append in pending.appends:
-            session = extend(session, append, self._codec)
-        return dataclasses.replace(session, last_accessed_at=header.last_accessed_at)
-
-    def _load_from_files(self, session_id: str) -> PersistedSession | None:
-        """Read a session's files, retrying while other processes' checkpoints move them.
-
-        Files that fail their checksum or do not parse are damage at once. Files that parse
-        but do not match the journal may just be mid-checkpoint; once they still do not match
-        with the store lock held (no checkpoint can run then), that is proven damage too.
-        Damage is set aside (quarantined, and journaled so every process forgets the session)
-        and reported with :class:`StoreCorruptionError`; an ``OSError`` propagates as is.
-        """
-        for attempt in range(_READ_ATTEMPTS):
-            found = self._read_matching(session_id, locked=False)
-            if found is not _Moved.MOVED:
-                return found
-            # A checkpoint in another process moved the files under us: look again.
-            time.sleep(0.0005 * min(attempt, 20))
-        if self._freezing or self._read_only:
-            # A backup holds every lock, so nothing can be moving the files: they are damaged,
-            # and the next read after the backup sets them aside. Read-only, we never lock.
-            raise self._damaged(session_id, "its files do not match the journal", moved=False)
-        with self._exclusive():
-            found = self._read_matching(session_id, locked=True)
-        if found is _Moved.MOVED:  # (_read_matching sets proven damage aside when locked)
-            raise AssertionError("unreachable")  # pragma: no cover
-        return found
-
-    def _read_matching(self, session_id: str, *, locked: bool) -> PersistedSession | _Moved | None:
-        """Read the session's files; return ``_Moved.MOVED`` if they do not match the index.
-
-        With the store lock held (``locked``) a mismatch is damage: it is set aside.
-        """
-        with self._lock:
-            header, cached, appends = self._lookup(session_id, locked=locked)
-        if header is None or cached is not None:
-            return cached
-        try:
-            on_disk = self._files.read(session_id)
-        except BadFile as exc:
-            raise self._set_aside_bad(session_id, str(exc), locked=locked) from exc
-        if on_disk is not None:
-            session = self._with_appends(on_disk, appends)
-            if session is not None and (
-                session.version == header.version and session.created_at == header.created_at
-            ):
-                return dataclasses.replace(session, last_accessed_at=header.last_accessed_at)
-        if not locked:
-            return _Moved.MOVED
-        problem = "its base file is missing" if on_disk is None else on_disk.tail_problem
-        reason = f"its files do not match the journal ({problem or 'versions differ'})"
-        raise self._set_aside_bad(session_id, reason, locked=True)
-
-    def _set_aside_bad(self, session_id: str, reason: str, *, locked: bool) -> Exception:
-        """Set a damaged session aside (unless inspecting); return the error to raise."""
-        if self._read_only or self._freezing:
-            return self._damaged(session_id, reason, moved=False)
-        if locked:
-            self._set_aside_locked(session_id, reason)
-        else:
-            self._quarantine_bad(session_id, reason)
-        return self._damaged(session_id, reason, moved=True)
-
-    def _damaged(self, session_id: str, reason: str, *, moved: bool) -> StoreCorruptionError:
-        self._damage.sessions[session_id] = reason
-        where = "it was moved to quarantine/" if moved else "nothing was moved"
-        return StoreCorruptionError(
-            f"session {session_id} is damaged ({reason}); {where}. Restore it from a backup, "
-            "or run 'check --repair' to set it aside",
-            str(self._files.base(session_id)),
-        )
-
-    def _with_appends(self, on_disk: OnDisk, appends: list[Append]) -> PersistedSession | None:
-        session, version = on_disk.session, on_disk.header.version
-        for append in appends:
-            if append.header.version <= version:
-                continue  # already in the tail
-            if append.expected != version:
-                return None
-            session = extend(session, append, self._codec)
-            version = append.header.version
-        return session
-
-    def _quarantine_bad(self, session_id: str, reason: str) -> None:
-        """Move a damaged base aside and journal its removal, so every process forgets it."""
-        with self._exclusive():
-            self._set_aside_locked(session_id, reason)
-
-    def _set_aside_locked(self, session_id: str, reason: str) -> str | None:
-        """With the store lock: if the session is still damaged, quarantine and forget it.
-
-        Returns what was done, or ``None`` if the session was deleted, rewritten or repaired
-        meanwhile.
-        """
-        if self._problem_locked(session_id) is None:
-            return None
-        target = self._files.set_aside(session_id, reason)
-        self._journal_removal(session_id, reason)
-        if target is None:
-            return "removed from the store (its file was missing)"
-        return f"moved to {target} and removed from the store"
-
-    def _problem_locked(self, session_id: str) -> str | None:
-        """With the store lock: what is wrong with a session's files, or ``None``.
-
-        No checkpoint can run meanwhile, so files that do not match the journal are damaged.
-        """
-        with self._lock:
-            header, cached, appends = self._lookup(session_id, locked=True)
-        if header is None or cached is not None:
-            return None  # deleted, or its latest state is a whole document in the journal
-        try:
-            on_disk = self._files.read(session_id)
-        except BadFile as exc:
-            return f"damaged: {exc}"
-        if on_disk is None:
-            return "its base file is missing"
-        session = self._with_appends(on_disk, appends)
-        if session is not None and (
-            session.version == header.version and session.created_at == header.created_at
-        ):
-            return None
-        return f"its files do not match the journal ({on_disk.tail_problem or 'versions differ'})"
 
     # == check ===================================================================================
 
@@ -668,7 +496,9 @@ class FileSystemSessionStore(JournalWriter, SessionStore):
         if problem.kind == "file":
             return await asyncio.to_thread(_check.repair_file, self, Path(problem.target))
         if problem.kind == "index":
-            await asyncio.to_thread(_checkpoint.checkpoint_now, self)
+            await asyncio.to_thread(
+                functools.partial(_checkpoint.checkpoint_now, full_index=True), self
+            )
             return "checkpointed, which wrote a new index snapshot"
         return None
 
@@ -701,16 +531,12 @@ class FileSystemSessionStore(JournalWriter, SessionStore):
                 self._unlock()
 
     def _lock_out(self) -> None:
-        self._write_mutex.acquire()
-        try:
-            self._acquire()
-        except BaseException:
-            self._write_mutex.release()
-            raise
+        held = contextlib.ExitStack()
+        held.enter_context(self._exclusive())
+        self._held = held
 
     def _unlock(self) -> None:
-        self._flock.release()
-        self._write_mutex.release()
+        self._held.close()  # (threading.Lock may be released by another thread)
 
     def _unlock_if_held(self, holding: asyncio.Future[None]) -> None:
         if not holding.cancelled() and holding.exception() is None:
@@ -760,14 +586,22 @@ class FileSystemSessionStore(JournalWriter, SessionStore):
             try:
                 self._commit_locked(group)
                 if self._position >= self._checkpoint_bytes:
-                    try:
-                        _checkpoint.checkpoint_locked(self)
-                    except (OSError, SessionStoreError) as exc:
-                        # The group is durable in the journal; the checkpoint is retried later.
-                        self._record_error(exc)
-                        logger.warning("checkpoint failed (%s); will retry", exc)
+                    self._start_checkpoint()
             finally:
                 self._flock.release()
+
+    def _start_checkpoint(self) -> None:
+        """Close the generation, unless an older one still waits; wake the checkpointer."""
+        if self._closing is None:
+            try:
+                _checkpoint.rotate_locked(self)
+            except (OSError, SessionStoreError) as exc:
+                # Every write is durable in the journal; rotating is retried by the next write.
+                self._record_error(exc)
+                logger.warning("closing the journal generation failed (%s); will retry", exc)
+                return
+        if self._checkpointer is not None:
+            self._checkpointer.wake()
 
     # == checkpoint ==============================================================================
 
@@ -846,6 +680,7 @@ class FileSystemSessionStore(JournalWriter, SessionStore):
                 "journal_generation": self._generation,
                 "journal_bytes": self._position,
                 "pending_sessions": len(self._pending),
+                "closed_generation_pending": self._closing is not None,
                 "watching": None if self._watcher is None else self._watcher.mode,
                 **self._counters,
             }

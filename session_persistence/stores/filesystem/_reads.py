@@ -1,0 +1,295 @@
+"""Reads of a filesystem store: from the journal's state in memory, the read cache, or files.
+
+A read first catches up with the journal (one ``fstat``; new lines are applied), so it never
+returns data older than a write another process has finished. Then:
+
+* a session whose latest state is a whole document in the journal (a put since its files were
+  last written) is served from memory, with the appends after it;
+* a session read recently and unchanged since is served from the read cache (a copy);
+* otherwise its files are read, and the appends the journal holds beyond them (in the current
+  generation, and in a closed one whose checkpoint has not finished) are applied on top,
+  matched by version. Files that do not match the journal may be mid-checkpoint: they are
+  read again. Files that fail their checksum or do not parse are damage at once; files that
+  still do not match while this process holds the checkpoint lock and the store lock (nothing
+  can be moving them then) are proven damage too. Damage is set aside (``quarantine/``, and a
+  journal line so every process forgets the session) and reported with
+  :class:`StoreCorruptionError`; an ``OSError`` is never taken for damage.
+
+Returned sessions are the caller's own: every path returns a copy or a freshly decoded object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import enum
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import orjson
+
+from ..._copy import accessed, clone_session
+from ...documents import document_to_session
+from ...errors import StoreCorruptionError
+from ...models import PersistedSession, SessionFilter, SessionHeader
+from ._commit import JournalWriter
+from ._files import OnDisk, extend
+from ._format import Append, BadFile
+from ._replay import Pending
+
+__all__ = ["SessionReads"]
+
+_READ_ATTEMPTS = 50
+_READ_CACHE_BYTES = 32 * 1024 * 1024  # decoded sessions kept for warm reads (by stored size)
+
+
+class _Moved(enum.Enum):
+    """What ``_read_matching`` returns when the files do not match the index."""
+
+    MOVED = enum.auto()
+
+
+class SessionReads(JournalWriter):
+    """Mixed into the store: serves reads from memory, the read cache and the files."""
+
+    _read_only: bool
+    _freezing: bool
+
+    if TYPE_CHECKING:
+
+        def _exclusive(self) -> contextlib.AbstractContextManager[None]: ...
+        def _journal_removal(self, session_id: str, reason: str) -> None: ...
+
+    def _fresh(self) -> None:
+        with self._lock:
+            self._catch_up(locked=False)
+
+    async def _get_header(self, session_id: str) -> SessionHeader | None:
+        with self._lock:
+            self._catch_up(locked=False)
+            return self._index.get(session_id)
+
+    async def _scan(self) -> Sequence[SessionHeader]:
+        with self._lock:
+            self._catch_up(locked=False)
+            return list(self._index.values())
+
+    async def _scan_for(self, flt: SessionFilter) -> Sequence[SessionHeader]:
+        wanted = flt.processor_id
+        if wanted is None:
+            return await self._scan()
+        processors = {wanted} if isinstance(wanted, str) else set(wanted)
+        with self._lock:
+            self._catch_up(locked=False)
+            index = self._index
+            return [
+                index[session_id]
+                for processor in processors
+                for session_id in self._by_processor.get(processor, ())
+            ]
+
+    async def _session_count(self) -> int:
+        with self._lock:
+            self._catch_up(locked=False)
+            return len(self._index)
+
+    def _touch(self, session_id: str, when: datetime) -> None:
+        with self._lock:
+            header = self._index.get(session_id)
+            if header is not None and header.last_accessed_at < when:
+                self._index[session_id] = accessed(header, when)
+
+    def _lookup(
+        self, session_id: str, *, locked: bool = False
+    ) -> tuple[SessionHeader | None, PersistedSession | None, list[Append]]:
+        """Catch up; return the header, the session if memory serves it, and pending appends.
+
+        Called with ``_lock`` held (and the store lock too if ``locked``).
+        """
+        self._catch_up(locked=locked)
+        header = self._index.get(session_id)
+        if header is None:
+            return None, None, []
+        pending = self._pending.get(session_id)
+        if pending is None or pending.doc is None:
+            # Changes of a closed generation whose checkpoint has not finished come first.
+            older = None if self._closing is None else self._closing.get(session_id)
+            if older is not None:
+                appends = older.appends if pending is None else older.appends + pending.appends
+                pending = Pending(older.doc, older.session, appends)
+        if pending is None:
+            return header, None, []
+        if pending.doc is not None:
+            return header, self._from_pending(pending, header), []
+        return header, None, list(pending.appends)
+
+    async def _load(self, session_id: str) -> PersistedSession | None:
+        """Serve from memory (pending changes, then the read cache), else read the files.
+
+        A warm read is one lookup and one copy; a cold one is a thread hop and a decode.
+        """
+        with self._lock:
+            header, session, _ = self._lookup(session_id)
+            if header is None or session is not None:
+                return session
+            cached = self._read_cache.get(session_id)
+            if cached is not None and cached[0].version == header.version:
+                self._read_cache.move_to_end(session_id)
+                return clone_session(cached[0], header.last_accessed_at)
+            changes = self._changes
+        found = await asyncio.to_thread(self._load_from_files, session_id)
+        if found is not None:
+            with self._lock:
+                if self._changes == changes:  # nothing changed while we read: still current
+                    self._cache_read(clone_session(found))
+        return found
+
+    def _cache_read(self, session: PersistedSession) -> None:
+        """Keep a decoded session, evicting the least recently read beyond the budget."""
+        size = self._index[session.session_id].size_bytes
+        if size > _READ_CACHE_BYTES // 8:
+            return  # a huge session would push everything else out
+        previous = self._read_cache.pop(session.session_id, None)
+        if previous is not None:
+            self._read_cache_bytes -= previous[1]
+        self._read_cache[session.session_id] = (session, size)
+        self._read_cache_bytes += size
+        while self._read_cache_bytes > _READ_CACHE_BYTES:
+            _, (_, evicted) = self._read_cache.popitem(last=False)
+            self._read_cache_bytes -= evicted
+
+    def _from_pending(self, pending: Pending, header: SessionHeader) -> PersistedSession:
+        assert pending.doc is not None
+        if pending.session is not None:
+            if not pending.appends:
+                return clone_session(pending.session, header.last_accessed_at)
+            session = clone_session(pending.session)
+        else:
+            session = document_to_session(orjson.loads(pending.doc), self._codec)
+        for append in pending.appends:
+            session = extend(session, append, self._codec)
+        return dataclasses.replace(session, last_accessed_at=header.last_accessed_at)
+
+    def _load_from_files(self, session_id: str) -> PersistedSession | None:
+        """Read a session's files, retrying while other processes' checkpoints move them.
+
+        Files that fail their checksum or do not parse are damage at once. Files that parse
+        but do not match the journal may just be mid-checkpoint; once they still do not match
+        with the store lock held (no checkpoint can run then), that is proven damage too.
+        Damage is set aside (quarantined, and journaled so every process forgets the session)
+        and reported with :class:`StoreCorruptionError`; an ``OSError`` propagates as is.
+        """
+        for attempt in range(_READ_ATTEMPTS):
+            found = self._read_matching(session_id, locked=False)
+            if found is not _Moved.MOVED:
+                return found
+            # A checkpoint in another process moved the files under us: look again.
+            time.sleep(0.0005 * min(attempt, 20))
+        if self._freezing or self._read_only:
+            # A backup holds every lock, so nothing can be moving the files: they are damaged,
+            # and the next read after the backup sets them aside. Read-only, we never lock.
+            raise self._damaged(session_id, "its files do not match the journal", moved=False)
+        with self._exclusive():
+            found = self._read_matching(session_id, locked=True)
+        if found is _Moved.MOVED:  # (_read_matching sets proven damage aside when locked)
+            raise AssertionError("unreachable")  # pragma: no cover
+        return found
+
+    def _read_matching(self, session_id: str, *, locked: bool) -> PersistedSession | _Moved | None:
+        """Read the session's files; return ``_Moved.MOVED`` if they do not match the index.
+
+        With the store lock held (``locked``) a mismatch is damage: it is set aside.
+        """
+        with self._lock:
+            header, cached, appends = self._lookup(session_id, locked=locked)
+        if header is None or cached is not None:
+            return cached
+        try:
+            on_disk = self._files.read(session_id)
+        except BadFile as exc:
+            raise self._set_aside_bad(session_id, str(exc), locked=locked) from exc
+        if on_disk is not None:
+            session = self._with_appends(on_disk, appends)
+            if session is not None and (
+                session.version == header.version and session.created_at == header.created_at
+            ):
+                return dataclasses.replace(session, last_accessed_at=header.last_accessed_at)
+        if not locked:
+            return _Moved.MOVED
+        problem = "its base file is missing" if on_disk is None else on_disk.tail_problem
+        reason = f"its files do not match the journal ({problem or 'versions differ'})"
+        raise self._set_aside_bad(session_id, reason, locked=True)
+
+    def _set_aside_bad(self, session_id: str, reason: str, *, locked: bool) -> Exception:
+        """Set a damaged session aside (unless inspecting); return the error to raise."""
+        if self._read_only or self._freezing:
+            return self._damaged(session_id, reason, moved=False)
+        if locked:
+            self._set_aside_locked(session_id, reason)
+        else:
+            self._quarantine_bad(session_id, reason)
+        return self._damaged(session_id, reason, moved=True)
+
+    def _damaged(self, session_id: str, reason: str, *, moved: bool) -> StoreCorruptionError:
+        self._damage.sessions[session_id] = reason
+        where = "it was moved to quarantine/" if moved else "nothing was moved"
+        return StoreCorruptionError(
+            f"session {session_id} is damaged ({reason}); {where}. Restore it from a backup, "
+            "or run 'check --repair' to set it aside",
+            str(self._files.base(session_id)),
+        )
+
+    def _with_appends(self, on_disk: OnDisk, appends: list[Append]) -> PersistedSession | None:
+        session, version = on_disk.session, on_disk.header.version
+        for append in appends:
+            if append.header.version <= version:
+                continue  # already in the tail
+            if append.expected != version:
+                return None
+            session = extend(session, append, self._codec)
+            version = append.header.version
+        return session
+
+    def _quarantine_bad(self, session_id: str, reason: str) -> None:
+        """Move a damaged base aside and journal its removal, so every process forgets it."""
+        with self._exclusive():
+            self._set_aside_locked(session_id, reason)
+
+    def _set_aside_locked(self, session_id: str, reason: str) -> str | None:
+        """With the store lock: if the session is still damaged, quarantine and forget it.
+
+        Returns what was done, or ``None`` if the session was deleted, rewritten or repaired
+        meanwhile.
+        """
+        if self._problem_locked(session_id) is None:
+            return None
+        target = self._files.set_aside(session_id, reason)
+        self._journal_removal(session_id, reason)
+        if target is None:
+            return "removed from the store (its file was missing)"
+        return f"moved to {target} and removed from the store"
+
+    def _problem_locked(self, session_id: str) -> str | None:
+        """With the store lock: what is wrong with a session's files, or ``None``.
+
+        No checkpoint can run meanwhile, so files that do not match the journal are damaged.
+        """
+        with self._lock:
+            header, cached, appends = self._lookup(session_id, locked=True)
+        if header is None or cached is not None:
+            return None  # deleted, or its latest state is a whole document in the journal
+        try:
+            on_disk = self._files.read(session_id)
+        except BadFile as exc:
+            return f"damaged: {exc}"
+        if on_disk is None:
+            return "its base file is missing"
+        session = self._with_appends(on_disk, appends)
+        if session is not None and (
+            session.version == header.version and session.created_at == header.created_at
+        ):
+            return None
+        return f"its files do not match the journal ({on_disk.tail_problem or 'versions differ'})"
