@@ -206,7 +206,7 @@ def line_ids(record: Any) -> set[str]:
     for op in ops if type(ops) is list else ():
         if type(op) is not dict:
             continue
-        for key in ("put", "append"):
+        for key in ("put", "append", "doc"):  # (a put is "doc" alone since format 2)
             header = op.get(key)
             if type(header) is dict and type(header.get("session_id")) is str:
                 ids.add(header["session_id"])
@@ -299,6 +299,24 @@ def _hostile_op(rng: random.Random, record: dict[str, Any], victim: str) -> dict
                 ("doc.interactions", [1]),
                 ("doc.metadata", deep(300)),
                 ("doc.version", -1),
+            ]
+        )
+    elif "doc" in op:  # a put written as its document and size
+        change = rng.choice(
+            [
+                ("doc", {}),
+                ("doc", []),
+                ("doc", None),
+                ("size", None),
+                ("size", -1),
+                ("size", "x"),
+                ("doc.session_id", "../../victim"),
+                ("doc.session_id", 5),
+                ("doc.interactions", "x"),
+                ("doc.interactions", [1]),
+                ("doc.metadata", deep(300)),
+                ("doc.version", -1),
+                ("doc.version", "x"),
             ]
         )
     elif "append" in op:

@@ -111,7 +111,11 @@ async def test_emfile_during_a_checkpoint_aborts_it_and_keeps_the_session(tmp_pa
         await store.optimize()  # the session now has a base file
         await store.append_interactions(session.session_id, interaction("kept"))
         await store.get_session(session.session_id)  # warm the loop's thread pool first
-        with open_files_limited(spare=1):  # one for the store lock, none for the checkpoint
+        assert store._checkpointer is not None  # and count no descriptor of a checkpoint
+        await asyncio.to_thread(store._checkpointer.settle)
+        # No spare descriptor: the locks' are kept open, and closing the generation closes
+        # one segment before opening the next; the checkpoint's first open meets EMFILE.
+        with open_files_limited(spare=0):
             # Past checkpoint_bytes: the write is durable, then its checkpoint meets EMFILE.
             await store.append_interactions(session.session_id, interaction("x" * 5000))
             with pytest.raises(StoreIOError):
@@ -398,6 +402,16 @@ def _malformed(kind: str, header: dict[str, object], generation: int) -> bytes:
         return b"%08x %s\n" % (zlib.crc32(payload), payload)
     if kind == "empty-put":
         return frame({"seq": seq, "ops": [{"put": header, "doc": {}}]})
+    # The same in the format that writes a put as its document and size only.
+    if kind == "deep-doc":
+        doc = {**header, "interactions": [], "metadata": {"deep": "DEEP"}}
+        record = orjson.dumps({"seq": seq, "ops": [{"doc": doc, "size": 100}]})
+        payload = record.replace(b'"DEEP"', b"[" * 300 + b"1" + b"]" * 300)
+        return b"%08x %s\n" % (zlib.crc32(payload), payload)
+    if kind == "empty-doc":
+        return frame({"seq": seq, "ops": [{"doc": {}, "size": 2}]})
+    if kind == "doc-without-size":
+        return frame({"seq": seq, "ops": [{"doc": {**header, "interactions": []}}]})
     if kind == "not-a-record":
         return frame([1, 2, 3])
     raise AssertionError(kind)
@@ -411,6 +425,9 @@ MALFORMED = [
     "quarantine-outside",
     "deep-put",
     "empty-put",
+    "deep-doc",
+    "empty-doc",
+    "doc-without-size",
     "not-a-record",
 ]
 
@@ -456,9 +473,9 @@ async def test_a_put_with_an_empty_document_then_an_append_shuts_down_cleanly(
     root = tmp_path / "store"
     async with store_at(root) as store:
         session = await store.create_session(session_object())
-        header = orjson.loads(first_record(segment(root))[0][9:])["ops"][0]["put"]
+        header = orjson.loads(first_record(segment(root))[0][9:])["ops"][0]["doc"]
         with segment(root).open("ab") as out:
-            out.write(_malformed("empty-put", header, 1))
+            out.write(_malformed("empty-doc", header, 1))
         die(store)
     async with store_at(root) as store:
         await store.append_interactions(session.session_id, interaction())

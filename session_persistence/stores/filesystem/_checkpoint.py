@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import TYPE_CHECKING
 
 from ..._fileio import NotRegularFile
@@ -215,6 +216,8 @@ def finish_closed(
                 store._files.remove(session_id)
             elif pending is not None:
                 _materialize(store, session_id, pending, careful, journal_held)
+            if not journal_held:
+                time.sleep(0)  # let a waiting writer have the GIL between sessions
         store._fsync_dir(store._files.dir)
         if full_index:
             assert journal_held  # the in-memory index is the state at the start of g + 1

@@ -25,6 +25,7 @@ from ...documents import (
     _encode_id,
     document_to_session,
     header_from_document,
+    header_of,
     interaction_from_json,
 )
 from ...errors import InvalidInputError, SerializationError
@@ -203,13 +204,14 @@ def journal_record(seq: int, ops: Sequence[WriteOp], codec: Codec) -> bytes | No
     """Return the framed journal line for a batch, or ``None`` if it changes nothing.
 
     Encoded documents and interactions are spliced in as they are: they are valid JSON
-    already, so nothing is encoded twice.
+    already, so nothing is encoded twice. A put carries the document and its size only: its
+    header is the document's own fields, so metadata is written once (releases before format
+    2 wrote ``{"put": <header>, "doc": ...}``, which replay still reads).
     """
     parts: list[bytes] = []
     for op in ops:
         if isinstance(op, PutOp):
-            head = dump_json(header_to_json(op.header, codec))
-            parts.append(b'{"put":%s,"doc":%s}' % (head, op.data))
+            parts.append(b'{"doc":%s,"size":%d}' % (op.data, op.header.size_bytes))
         elif isinstance(op, AppendOp):
             head = dump_json(header_to_json(op.header, codec))
             items = b",".join(op.encoded)
@@ -247,6 +249,8 @@ def parse_changes(record: dict[str, Any], codec: Codec) -> list[Change]:
             raise BadFile("journal op must be a small object")
         if "put" in op:
             changes.append(_parse_put(op, codec))
+        elif "doc" in op:
+            changes.append(_parse_doc(op, codec))
         elif "append" in op:
             changes.append(_parse_append(op, codec))
         elif "delete" in op:
@@ -272,6 +276,16 @@ def _parse_put(op: dict[str, Any], codec: Codec) -> Put:
     if len(session.interactions) != header.interaction_count:
         raise BadFile("journal put whose interaction count does not match its header")
     return Put(header, data)
+
+
+def _parse_doc(op: dict[str, Any], codec: Codec) -> Put:
+    doc, size = op["doc"], op.get("size")
+    if type(doc) is not dict or len(op) != 2 or type(size) is not int or size < 2:
+        raise BadFile("journal put without a document and its size")
+    with _invalid("journal put document"):
+        session = document_to_session(doc, codec)
+        data = orjson.dumps(doc)
+    return Put(header_of(session, size), data)
 
 
 def _parse_append(op: dict[str, Any], codec: Codec) -> Append:
