@@ -58,9 +58,11 @@ import dataclasses
 import functools
 import logging
 import os
+import random
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -267,23 +269,41 @@ class SQLiteSessionStore(SessionStore):
             cached_statements=256,
         )
         try:
-            db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
-            if not self._memory:
-                (mode,) = db.execute("PRAGMA journal_mode = WAL").fetchone()
-                if mode != "wal":
-                    raise StoreIOError(
-                        f"cannot put {self._label} in WAL mode (it stays in {mode!r})",
-                        self._label,
-                    )
-            db.execute("PRAGMA foreign_keys = ON")
-            synchronous = "FULL" if self._durability == "full" else "NORMAL"
-            db.execute(f"PRAGMA synchronous = {synchronous}")
-            self._register_functions(db)
-            self._migrated_from, _ = migrate(db, self._prefix, self._label)
+            # Concurrent first opens: two connections that both read a fresh file (still in
+            # rollback-journal mode) and both try to switch it to WAL would deadlock, so SQLite
+            # fails one of them with SQLITE_BUSY at once, without waiting busy_timeout. Each
+            # step below is idempotent (pragmas; a migration is one transaction that rolls
+            # back whole), so the loser lets go of its read lock and starts again.
+            deadline = time.monotonic() + self._busy_timeout
+            while True:
+                try:
+                    self._setup(db)
+                    break
+                except sqlite3.OperationalError as exc:
+                    if _busy(exc) and time.monotonic() < deadline:
+                        time.sleep(random.uniform(0.001, 0.01))  # apart, not in lockstep
+                        continue
+                    raise
         except BaseException:
             db.close()
             raise
         self._db = db
+
+    def _setup(self, db: sqlite3.Connection) -> None:
+        """Set the connection's pragmas and bring the schema up to date (repeatable)."""
+        db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+        if not self._memory:
+            (mode,) = db.execute("PRAGMA journal_mode = WAL").fetchone()
+            if mode != "wal":
+                raise StoreIOError(
+                    f"cannot put {self._label} in WAL mode (it stays in {mode!r})",
+                    self._label,
+                )
+        db.execute("PRAGMA foreign_keys = ON")
+        synchronous = "FULL" if self._durability == "full" else "NORMAL"
+        db.execute(f"PRAGMA synchronous = {synchronous}")
+        self._register_functions(db)
+        self._migrated_from, _ = migrate(db, self._prefix, self._label)
 
     def _register_functions(self, db: sqlite3.Connection) -> None:
         codec = self._codec
@@ -848,6 +868,11 @@ class SQLiteSessionStore(SessionStore):
     def __repr__(self) -> str:
         state = "open" if self.is_initialized else "closed"
         return f"<SQLiteSessionStore {self._label!r} {state}>"
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    """Whether SQLite refused for a lock another connection holds (SQLITE_BUSY and kin)."""
+    return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_BUSY
 
 
 def _marks(count: int) -> str:
