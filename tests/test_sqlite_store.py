@@ -634,10 +634,12 @@ async def test_a_failed_commit_fails_every_batch_in_it_and_applies_none(
     async with SQLiteSessionStore(db_path) as store:
         sessions = [await store.create_session(session_object()) for _ in range(3)]
 
-        def failing(ops: Any, max_sessions: int | None) -> None:
+        def failing(*args: Any) -> None:
             raise sqlite3.OperationalError("disk I/O error")
 
+        # Batches and single-operation writes alike.
         monkeypatch.setattr(store, "_apply_ops", failing)
+        monkeypatch.setattr(store, "_apply_built", failing)
         results = await asyncio.gather(
             *(store.update_session(s.session_id, {"tags": ["lost"]}) for s in sessions),
             return_exceptions=True,

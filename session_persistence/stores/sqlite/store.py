@@ -90,7 +90,7 @@ from ...models import (
     SessionHeader,
     SessionQueryOptions,
 )
-from ...ops import AppendOp, CheckOp, DeleteOp, PutOp, WriteOp, op_session_id
+from ...ops import AppendOp, DeleteOp, PutOp, WriteOp
 from ...query import (
     Search,
     matches_filter,
@@ -100,9 +100,10 @@ from ...query import (
 )
 from ...serialization import Codec
 from ..base import SessionStore
-from ._rows import HEADER_COLUMNS, header_from_row, put_values, session_from_rows, timestamp
+from ._rows import HEADER_COLUMNS, header_from_row, session_from_rows, timestamp
 from ._schema import SCHEMA_VERSION, migrate
 from ._sql import expired_condition, order_by, select
+from ._write import Statements, versions_match, write_op
 
 __all__ = ["SQLiteSessionStore"]
 
@@ -111,8 +112,6 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _PREFIX = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,31}")
-_COLUMNS = [column.strip() for column in HEADER_COLUMNS.split(",")]
-_UPSERT_SET = ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[1:])
 
 
 @dataclasses.dataclass(slots=True)
@@ -123,6 +122,12 @@ class _Queued:
     max_sessions: int | None
     error: BaseException | None = None
     done: bool = False
+    # A single-operation write (see SessionStore._apply_single): ``ops`` is built in the
+    # commit, from the row read there.
+    build: Callable[[SessionHeader | None, PersistedSession | None], tuple[Any, Any]] | None = None
+    session_id: str = ""
+    load: bool = False
+    result: Any = None
 
 
 class SQLiteSessionStore(SessionStore):
@@ -177,6 +182,7 @@ class SQLiteSessionStore(SessionStore):
         self._path = Path(path)
         self._label = ":memory:" if self._memory else str(self._path)
         self._prefix = table_prefix
+        self._sql = Statements(table_prefix)
         self._durability: Durability = durability
         self._durable_backups = durability == "full" and not self._memory
         self._busy_timeout = float(busy_timeout)
@@ -399,19 +405,16 @@ class SQLiteSessionStore(SessionStore):
                 if row is None:
                     found.append(None)
                     continue
-                texts = [
-                    text
-                    for (text,) in db.execute(
-                        f"SELECT data FROM {p}interactions WHERE session_id = ? ORDER BY seq",
-                        (session_id,),
-                    )
-                ]
-                session = session_from_rows(row, texts, self._codec, self._label)
-                touched = self._touched.get(session_id)
-                if touched is not None and touched > session.last_accessed_at:
-                    session = dataclasses.replace(session, last_accessed_at=touched)
-                found.append(session)
+                texts = [text for (text,) in db.execute(self._sql.texts, (session_id,))]
+                found.append(self._session(row, texts))
         return found
+
+    def _session(self, row: tuple[Any, ...], texts: Sequence[str]) -> PersistedSession:
+        session = session_from_rows(row, texts, self._codec, self._label)
+        touched = self._touched.get(session.session_id)
+        if touched is not None and touched > session.last_accessed_at:
+            return dataclasses.replace(session, last_accessed_at=touched)
+        return session
 
     async def _load(self, session_id: str) -> PersistedSession | None:
         (session,) = await self._call(self._load_sync, [session_id])
@@ -485,7 +488,24 @@ class SQLiteSessionStore(SessionStore):
     # == writes ==================================================================================
 
     async def _apply(self, ops: Sequence[WriteOp], *, max_sessions: int | None) -> None:
-        queued = _Queued(ops, max_sessions)
+        await self._commit(_Queued(ops, max_sessions))
+
+    async def _apply_single(
+        self,
+        session_id: str,
+        build: Callable[[SessionHeader | None, PersistedSession | None], tuple[WriteOp | None, T]],
+        *,
+        load: bool,
+        max_sessions: int | None,
+    ) -> T:
+        # One worker call: the read, the build and the write happen in the group commit's
+        # transaction (see _apply_built), beside the other writers queued with it.
+        queued = _Queued((), max_sessions, build=build, session_id=session_id, load=load)
+        await self._commit(queued)
+        result: T = queued.result
+        return result
+
+    async def _commit(self, queued: _Queued) -> None:
         with self._queue_lock:
             self._queue.append(queued)
         # The worker runs calls in order, so by the time this one runs our batch has been
@@ -507,8 +527,16 @@ class SQLiteSessionStore(SessionStore):
                 for queued in group:
                     db.execute("SAVEPOINT batch")
                     try:
-                        self._apply_ops(queued.ops, queued.max_sessions)
+                        if queued.build is None:
+                            self._apply_ops(queued.ops, queued.max_sessions)
+                        else:
+                            self._apply_built(queued)
                     except (SessionConflictError, SessionLimitError) as exc:
+                        db.execute("ROLLBACK TO batch")
+                        queued.error = exc
+                    except sqlite3.Error:
+                        raise  # the storage failed: the whole group fails
+                    except Exception as exc:  # the build refused (a typed error): its own
                         db.execute("ROLLBACK TO batch")
                         queued.error = exc
                     db.execute("RELEASE batch")
@@ -537,70 +565,44 @@ class SQLiteSessionStore(SessionStore):
         self._batches += len(group)
 
     def _apply_ops(self, ops: Sequence[WriteOp], max_sessions: int | None) -> None:
-        db, p = self._conn, self._prefix
-        for op in ops:
-            session_id = op_session_id(op)
-            row = db.execute(
-                f"SELECT version FROM {p}sessions WHERE session_id = ?", (session_id,)
-            ).fetchone()
-            actual = None if row is None else row[0]
-            if actual != op.expected:
-                raise SessionConflictError(session_id, op.expected, actual)
+        db, sql = self._conn, self._sql
+        versions_match(db, sql, ops)
         if max_sessions is not None:
             created = sum(1 for op in ops if isinstance(op, PutOp) and op.expected is None)
             deleted = sum(1 for op in ops if isinstance(op, DeleteOp))
-            if (
-                created
-                and self._count_sync(f"SELECT count(*) FROM {p}sessions", []) + (created - deleted)
-                > max_sessions
-            ):
+            if created and self._count_sync(sql.count, []) + (created - deleted) > max_sessions:
                 raise SessionLimitError(max_sessions)
         for op in ops:
-            if isinstance(op, PutOp):
-                values, interactions = put_values(op.header, op.data)
-                db.execute(
-                    f"INSERT INTO {p}sessions ({HEADER_COLUMNS}) VALUES ({_marks(len(values))}) "
-                    f"ON CONFLICT(session_id) DO UPDATE SET {_UPSERT_SET}",
-                    values,
-                )
-                if op.expected is not None:
-                    db.execute(
-                        f"DELETE FROM {p}interactions WHERE session_id = ?",
-                        (op.header.session_id,),
-                    )
-                self._insert_interactions(op.header.session_id, 0, interactions)
-            elif isinstance(op, AppendOp):
-                header = op.header
-                db.execute(
-                    f"UPDATE {p}sessions SET version = ?, updated_at = ?, last_accessed_at = ?, "
-                    "interaction_count = ?, size_bytes = ? WHERE session_id = ?",
-                    (
-                        header.version,
-                        timestamp(header.updated_at),
-                        timestamp(header.last_accessed_at),
-                        header.interaction_count,
-                        header.size_bytes,
-                        header.session_id,
-                    ),
-                )
-                first = header.interaction_count - len(op.encoded)
-                self._insert_interactions(
-                    header.session_id, first, [item.decode() for item in op.encoded]
-                )
-            elif isinstance(op, DeleteOp):
-                # ON DELETE CASCADE removes the session's interaction rows.
-                db.execute(f"DELETE FROM {p}sessions WHERE session_id = ?", (op.session_id,))
-                with self._touch_lock:
-                    self._touched.pop(op.session_id, None)
-            else:
-                assert isinstance(op, CheckOp)
+            write_op(db, sql, op)
+            if isinstance(op, DeleteOp):
+                self._forget_touch(op.session_id)
 
-    def _insert_interactions(self, session_id: str, first: int, texts: Sequence[str]) -> None:
-        if texts:
-            self._conn.executemany(
-                f"INSERT INTO {self._prefix}interactions (session_id, seq, data) VALUES (?, ?, ?)",
-                [(session_id, first + index, text) for index, text in enumerate(texts)],
-            )
+    def _apply_built(self, queued: _Queued) -> None:
+        """Read one session, build its op from it and write the op, in the open transaction.
+
+        The write lock is held since ``BEGIN IMMEDIATE``, so the row read here is the one the
+        op replaces: the version-checked statement cannot miss.
+        """
+        assert queued.build is not None
+        db, sql = self._conn, self._sql
+        row = db.execute(sql.header, (queued.session_id,)).fetchone()
+        header = session = texts = None
+        if row is not None:
+            header = self._header(row)
+            if queued.load:
+                texts = [text for (text,) in db.execute(sql.texts, (queued.session_id,))]
+                session = self._session(row, texts)
+        op, queued.result = queued.build(header, session)
+        if op is None:
+            return
+        write_op(db, sql, op, texts)
+        queued.ops = (op,)
+        if isinstance(op, DeleteOp):
+            self._forget_touch(op.session_id)
+
+    def _forget_touch(self, session_id: str) -> None:
+        with self._touch_lock:
+            self._touched.pop(session_id, None)
 
     def _write_touches(self) -> None:
         """Write recorded reads' ``last_accessed_at`` (inside the caller's transaction)."""
@@ -873,7 +875,3 @@ class SQLiteSessionStore(SessionStore):
 def _busy(exc: sqlite3.OperationalError) -> bool:
     """Whether SQLite refused for a lock another connection holds (SQLITE_BUSY and kin)."""
     return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_BUSY
-
-
-def _marks(count: int) -> str:
-    return ", ".join("?" * count)

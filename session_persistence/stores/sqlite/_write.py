@@ -1,0 +1,151 @@
+"""The SQLite store's write statements: each op as the fewest statements that apply it.
+
+Everything here runs on the store's worker thread, inside the write transaction
+(``BEGIN IMMEDIATE``) the caller holds, so what a statement reads cannot change before the
+transaction commits. The statements are built once per table prefix (:class:`Statements`) so
+``sqlite3``'s statement cache always finds them.
+
+Version checks are part of the writing statement itself (``UPDATE ... WHERE session_id = ? AND
+version = ?``, ``DELETE ... AND version = ?``): a statement that changes no row means the
+stored version was not the expected one, and the op raises ``SessionConflictError`` (the
+caller rolls its savepoint back, so nothing of the op stays). A single-operation write reads
+the row it builds from in the same transaction, so no separate version ``SELECT`` is needed.
+
+Interaction rows are rewritten only from the first one that changed: an update of metadata,
+tags or expiry writes the session's row and nothing else, and an append inserts only the new
+rows (``executemany``).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from ...errors import SessionConflictError
+from ...ops import AppendOp, CheckOp, DeleteOp, PutOp, WriteOp, op_session_id
+from ._rows import HEADER_COLUMNS, put_values, timestamp
+
+__all__ = ["Statements", "versions_match", "write_op"]
+
+_COLUMNS = [column.strip() for column in HEADER_COLUMNS.split(",")]
+
+
+class Statements:
+    """The SQL of every write, for one table prefix."""
+
+    def __init__(self, p: str) -> None:
+        marks = ", ".join("?" * len(_COLUMNS))
+        self.header = f"SELECT {HEADER_COLUMNS} FROM {p}sessions WHERE session_id = ?"
+        self.texts = f"SELECT data FROM {p}interactions WHERE session_id = ? ORDER BY seq"
+        self.version = f"SELECT version FROM {p}sessions WHERE session_id = ?"
+        self.count = f"SELECT count(*) FROM {p}sessions"
+        self.insert = f"INSERT INTO {p}sessions ({HEADER_COLUMNS}) VALUES ({marks})"
+        # Every column but the id, then the id and the expected version.
+        self.replace = (
+            f"UPDATE {p}sessions SET "
+            + ", ".join(f"{c} = ?" for c in _COLUMNS[1:])
+            + " WHERE session_id = ? AND version = ?"
+        )
+        self.append = (
+            f"UPDATE {p}sessions SET version = ?, updated_at = ?, last_accessed_at = ?, "
+            "interaction_count = ?, size_bytes = ? WHERE session_id = ? AND version = ?"
+        )
+        self.delete = f"DELETE FROM {p}sessions WHERE session_id = ? AND version = ?"
+        self.delete_rows_from = f"DELETE FROM {p}interactions WHERE session_id = ? AND seq >= ?"
+        self.insert_rows = f"INSERT INTO {p}interactions (session_id, seq, data) VALUES (?, ?, ?)"
+
+
+def write_op(
+    db: sqlite3.Connection,
+    sql: Statements,
+    op: WriteOp,
+    stored: Sequence[str] | None = None,
+) -> None:
+    """Apply one op, its version checked by the writing statement.
+
+    Args:
+        db: The connection, inside a write transaction.
+        sql: The statements of the store's table prefix.
+        op: The op.
+        stored: For a ``PutOp`` replacing a session, its stored interaction rows if the caller
+            has read them (rows that did not change are then not rewritten).
+
+    Raises:
+        SessionConflictError: The stored version is not ``op.expected``; the caller must roll
+            back what this op wrote.
+    """
+    if isinstance(op, PutOp):
+        values, texts = put_values(op.header, op.data)
+        session_id = op.header.session_id
+        if op.expected is None:
+            # The caller checked absence; a row there now fails the primary key.
+            db.execute(sql.insert, values)
+            _insert_rows(db, sql, session_id, 0, texts)
+            return
+        _changed(db, sql, db.execute(sql.replace, (*values[1:], session_id, op.expected)), op)
+        if stored is None:
+            stored = [text for (text,) in db.execute(sql.texts, (session_id,))]
+        same = 0
+        for old, new in zip(stored, texts, strict=False):
+            if old != new:
+                break
+            same += 1
+        if same < len(stored):
+            db.execute(sql.delete_rows_from, (session_id, same))
+        _insert_rows(db, sql, session_id, same, texts[same:])
+    elif isinstance(op, AppendOp):
+        header = op.header
+        _changed(
+            db,
+            sql,
+            db.execute(
+                sql.append,
+                (
+                    header.version,
+                    timestamp(header.updated_at),
+                    timestamp(header.last_accessed_at),
+                    header.interaction_count,
+                    header.size_bytes,
+                    header.session_id,
+                    op.expected,
+                ),
+            ),
+            op,
+        )
+        first = header.interaction_count - len(op.encoded)
+        _insert_rows(db, sql, header.session_id, first, [item.decode() for item in op.encoded])
+    elif isinstance(op, DeleteOp):
+        # ON DELETE CASCADE removes the session's interaction rows.
+        _changed(db, sql, db.execute(sql.delete, (op.session_id, op.expected)), op)
+    else:
+        assert isinstance(op, CheckOp)
+
+
+def _changed(db: sqlite3.Connection, sql: Statements, cursor: sqlite3.Cursor, op: WriteOp) -> None:
+    """Raise ``SessionConflictError`` if the version-checked statement changed no row."""
+    if cursor.rowcount != 1:
+        versions_match(db, sql, [op])  # raises, naming the version found
+        raise AssertionError("a version-checked write changed no row at the expected version")
+
+
+def _insert_rows(
+    db: sqlite3.Connection, sql: Statements, session_id: str, first: int, texts: Sequence[str]
+) -> None:
+    if len(texts) == 1:
+        db.execute(sql.insert_rows, (session_id, first, texts[0]))
+    elif texts:
+        db.executemany(
+            sql.insert_rows,
+            [(session_id, first + index, text) for index, text in enumerate(texts)],
+        )
+
+
+def versions_match(db: sqlite3.Connection, sql: Statements, ops: Sequence[WriteOp]) -> None:
+    """Raise ``SessionConflictError`` for the first op whose stored version is not expected."""
+    for op in ops:
+        session_id = op_session_id(op)
+        row = db.execute(sql.version, (session_id,)).fetchone()
+        actual: Any = None if row is None else row[0]
+        if actual != op.expected:
+            raise SessionConflictError(session_id, op.expected, actual)
