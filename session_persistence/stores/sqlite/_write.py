@@ -29,6 +29,7 @@ from ._rows import HEADER_COLUMNS, put_values, timestamp
 __all__ = ["Statements", "versions_match", "write_op"]
 
 _COLUMNS = [column.strip() for column in HEADER_COLUMNS.split(",")]
+_VERSION = _COLUMNS.index("version")
 
 
 class Statements:
@@ -41,12 +42,8 @@ class Statements:
         self.version = f"SELECT version FROM {p}sessions WHERE session_id = ?"
         self.count = f"SELECT count(*) FROM {p}sessions"
         self.insert = f"INSERT INTO {p}sessions ({HEADER_COLUMNS}) VALUES ({marks})"
-        # Every column but the id, then the id and the expected version.
-        self.replace = (
-            f"UPDATE {p}sessions SET "
-            + ", ".join(f"{c} = ?" for c in _COLUMNS[1:])
-            + " WHERE session_id = ? AND version = ?"
-        )
+        self._p = p
+        self._replace: dict[tuple[str, ...], str] = {}
         self.append = (
             f"UPDATE {p}sessions SET version = ?, updated_at = ?, last_accessed_at = ?, "
             "interaction_count = ?, size_bytes = ? WHERE session_id = ? AND version = ?"
@@ -55,11 +52,25 @@ class Statements:
         self.delete_rows_from = f"DELETE FROM {p}interactions WHERE session_id = ? AND seq >= ?"
         self.insert_rows = f"INSERT INTO {p}interactions (session_id, seq, data) VALUES (?, ?, ?)"
 
+    def replace(self, columns: tuple[str, ...]) -> str:
+        """``UPDATE`` of ``columns`` only, for the row at ``session_id`` and ``version``.
+
+        Only the columns whose values change are set: SQLite rewrites an index entry for
+        every indexed column named in ``SET``, changed or not.
+        """
+        statement = self._replace.get(columns)
+        if statement is None:
+            sets = ", ".join(f"{c} = ?" for c in columns)
+            statement = f"UPDATE {self._p}sessions SET {sets} WHERE session_id = ? AND version = ?"
+            self._replace[columns] = statement
+        return statement
+
 
 def write_op(
     db: sqlite3.Connection,
     sql: Statements,
     op: WriteOp,
+    row: Sequence[Any] | None = None,
     stored: Sequence[str] | None = None,
 ) -> None:
     """Apply one op, its version checked by the writing statement.
@@ -68,8 +79,10 @@ def write_op(
         db: The connection, inside a write transaction.
         sql: The statements of the store's table prefix.
         op: The op.
-        stored: For a ``PutOp`` replacing a session, its stored interaction rows if the caller
-            has read them (rows that did not change are then not rewritten).
+        row: For a ``PutOp`` replacing a session, its stored header row
+            (:data:`HEADER_COLUMNS`) if the caller has read it in this transaction.
+        stored: Likewise, its stored interaction rows. Columns and rows that did not change
+            are not rewritten.
 
     Raises:
         SessionConflictError: The stored version is not ``op.expected``; the caller must roll
@@ -83,7 +96,16 @@ def write_op(
             db.execute(sql.insert, values)
             _insert_rows(db, sql, session_id, 0, texts)
             return
-        _changed(db, sql, db.execute(sql.replace, (*values[1:], session_id, op.expected)), op)
+        if row is None:
+            row = db.execute(sql.header, (session_id,)).fetchone()
+            if row is None:
+                versions_match(db, sql, [op])  # raises: the session is gone
+        # The version is always set: the statement must name a column (a restore may put a
+        # session back exactly as stored), and its WHERE clause is the version check.
+        changed = [i for i in range(1, len(_COLUMNS)) if row[i] != values[i] or i == _VERSION]
+        statement = sql.replace(tuple(_COLUMNS[i] for i in changed))
+        params = [values[i] for i in changed]
+        _changed(db, sql, db.execute(statement, (*params, session_id, op.expected)), op)
         if stored is None:
             stored = [text for (text,) in db.execute(sql.texts, (session_id,))]
         same = 0

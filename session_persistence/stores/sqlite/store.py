@@ -595,7 +595,7 @@ class SQLiteSessionStore(SessionStore):
         op, queued.result = queued.build(header, session)
         if op is None:
             return
-        write_op(db, sql, op, texts)
+        write_op(db, sql, op, row, texts)
         queued.ops = (op,)
         if isinstance(op, DeleteOp):
             self._forget_touch(op.session_id)
