@@ -633,14 +633,24 @@ class SessionStore(BackupMethods, abc.ABC):
         tx = self._joined()
         if tx is not None:
             return await tx.get_session(session_id)
-        # Expiry is judged from the header (an index lookup) before this read counts as an
-        # access; the touch is then visible in what _load returns, so nothing is copied twice.
-        header = await self._read_header(validate_session_id(session_id))
-        now = self._now()
+        session_id = validate_session_id(session_id)
+        with self._storage_errors(f"reading session {session_id} failed: {{}}"):
+            return await self._load_live(session_id, self._now())
+
+    async def _load_live(self, session_id: str, now: datetime) -> PersistedSession | None:
+        """Optional: :meth:`get_session`'s read: the session if stored and live at ``now``.
+
+        Records the read (:meth:`_touch`) only for a live session, and returns it with that
+        read in ``last_accessed_at``. The default judges expiry from the header (an index
+        lookup) before loading; a backend that reads a whole session as cheaply as a header
+        overrides it to read once.
+        """
+        header = await self._get_header(session_id)
         if header is None or self._expired(header, now):
             return None
+        # The touch is then visible in what _load returns, so nothing is copied twice.
         self._touch(session_id, now)
-        return await self._read_session(session_id)
+        return await self._load(session_id)
 
     async def require_session(self, session_id: str) -> PersistedSession:
         """Return the session, which must exist: :meth:`get_session` without the ``None``.

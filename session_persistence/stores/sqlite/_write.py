@@ -26,7 +26,7 @@ from ...errors import SessionConflictError
 from ...ops import AppendOp, CheckOp, DeleteOp, PutOp, WriteOp, op_session_id
 from ._rows import HEADER_COLUMNS, put_values, timestamp
 
-__all__ = ["Statements", "versions_match", "write_op"]
+__all__ = ["Statements", "session_rows", "versions_match", "write_op"]
 
 _COLUMNS = [column.strip() for column in HEADER_COLUMNS.split(",")]
 _VERSION = _COLUMNS.index("version")
@@ -39,6 +39,14 @@ class Statements:
         marks = ", ".join("?" * len(_COLUMNS))
         self.header = f"SELECT {HEADER_COLUMNS} FROM {p}sessions WHERE session_id = ?"
         self.texts = f"SELECT data FROM {p}interactions WHERE session_id = ? ORDER BY seq"
+        # A whole session in one statement (so one committed instant, no BEGIN): its header
+        # columns on every row, then each interaction's data in order (NULL: it has none).
+        self.session = (
+            "SELECT "
+            + ", ".join(f"s.{c}" for c in _COLUMNS)
+            + f", i.data FROM {p}sessions s LEFT JOIN {p}interactions i"
+            " ON i.session_id = s.session_id WHERE s.session_id = ? ORDER BY i.seq"
+        )
         self.version = f"SELECT version FROM {p}sessions WHERE session_id = ?"
         self.count = f"SELECT count(*) FROM {p}sessions"
         self.insert = f"INSERT INTO {p}sessions ({HEADER_COLUMNS}) VALUES ({marks})"
@@ -64,6 +72,20 @@ class Statements:
             statement = f"UPDATE {self._p}sessions SET {sets} WHERE session_id = ? AND version = ?"
             self._replace[columns] = statement
         return statement
+
+
+def session_rows(
+    db: sqlite3.Connection, sql: Statements, session_id: str
+) -> tuple[tuple[Any, ...], list[str]] | None:
+    """Read a session's header row and its interaction rows, in order, in one statement."""
+    rows = db.execute(sql.session, (session_id,)).fetchall()
+    if not rows:
+        return None
+    width = len(_COLUMNS)
+    texts = [row[width] for row in rows]
+    if texts == [None]:
+        texts = []
+    return rows[0][:width], texts
 
 
 def write_op(

@@ -100,10 +100,11 @@ from ...query import (
 )
 from ...serialization import Codec
 from ..base import SessionStore
-from ._rows import HEADER_COLUMNS, header_from_row, session_from_rows, timestamp
+from ._reader import Busy, Reader
+from ._rows import HEADER_COLUMNS, accessed, header_from_row, session_from_rows, timestamp
 from ._schema import SCHEMA_VERSION, migrate
 from ._sql import expired_condition, order_by, select
-from ._write import Statements, versions_match, write_op
+from ._write import Statements, session_rows, versions_match, write_op
 
 __all__ = ["SQLiteSessionStore"]
 
@@ -190,6 +191,7 @@ class SQLiteSessionStore(SessionStore):
         self._dir_mode = dir_mode
         self._executor: ThreadPoolExecutor | None = None
         self._db: sqlite3.Connection | None = None
+        self._reader: Reader | None = None  # point reads on the caller's thread (_reader.py)
         self._queue: list[_Queued] = []
         self._queue_lock = threading.Lock()
         self._touched: dict[str, datetime] = {}
@@ -290,6 +292,8 @@ class SQLiteSessionStore(SessionStore):
                         time.sleep(random.uniform(0.001, 0.01))  # apart, not in lockstep
                         continue
                     raise
+            if not self._memory:  # (another connection to ":memory:" is another database)
+                self._reader = Reader(self._label, self._sql)
         except BaseException:
             db.close()
             raise
@@ -350,6 +354,9 @@ class SQLiteSessionStore(SessionStore):
             self._locked(self._write_touches)
             self._locked(self._pragma_optimize)
         finally:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
             self._conn.close()
             self._db = None
 
@@ -387,12 +394,13 @@ class SQLiteSessionStore(SessionStore):
         finally:
             db.execute("COMMIT")
 
+    def _recorded(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
+        """The row with this process's latest recorded read of it (see :meth:`_touch`)."""
+        touched = self._touched.get(row[0])
+        return row if touched is None else accessed(row, timestamp(touched))
+
     def _header(self, row: tuple[Any, ...]) -> SessionHeader:
-        header = header_from_row(row, self._codec, self._label)
-        touched = self._touched.get(header.session_id)
-        if touched is not None and touched > header.last_accessed_at:
-            return dataclasses.replace(header, last_accessed_at=touched)
-        return header
+        return header_from_row(self._recorded(row), self._codec, self._label)
 
     def _load_sync(self, session_ids: Sequence[str]) -> list[PersistedSession | None]:
         p = self._prefix
@@ -410,14 +418,46 @@ class SQLiteSessionStore(SessionStore):
         return found
 
     def _session(self, row: tuple[Any, ...], texts: Sequence[str]) -> PersistedSession:
-        session = session_from_rows(row, texts, self._codec, self._label)
-        touched = self._touched.get(session.session_id)
-        if touched is not None and touched > session.last_accessed_at:
-            return dataclasses.replace(session, last_accessed_at=touched)
-        return session
+        return session_from_rows(self._recorded(row), texts, self._codec, self._label)
+
+    async def _session_rows(self, session_id: str) -> tuple[tuple[Any, ...], list[str]] | None:
+        """A session's header row and interaction rows: on this thread if no lock is in the way."""
+        reader = self._reader
+        if reader is not None and not self._reading:  # (a backup reads its own snapshot)
+            try:
+                return reader.session_rows(session_id)
+            except Busy:
+                pass  # read through the worker, which waits for the lock
+            except sqlite3.Error as exc:
+                raise self._translate(exc) from exc
+        return await self._call(self._session_rows_sync, session_id)
+
+    def _session_rows_sync(self, session_id: str) -> tuple[tuple[Any, ...], list[str]] | None:
+        return session_rows(self._conn, self._sql, session_id)
 
     async def _load(self, session_id: str) -> PersistedSession | None:
-        (session,) = await self._call(self._load_sync, [session_id])
+        found = await self._session_rows(session_id)
+        return None if found is None else self._session(*found)
+
+    async def _load_live(self, session_id: str, now: datetime) -> PersistedSession | None:
+        # One read, one decode. Without an idle timeout, expiry does not depend on
+        # last_accessed_at, so the row is decoded with this read already in it.
+        found = await self._session_rows(session_id)
+        if found is None:
+            return None
+        row, texts = found
+        if self._idle is None:
+            row = accessed(self._recorded(row), timestamp(now))
+            session = session_from_rows(row, texts, self._codec, self._label)
+            if session.expires_at is not None and session.expires_at <= now:
+                return None
+        else:
+            session = self._session(row, texts)
+            if self._expired(session, now):
+                return None
+            if now > session.last_accessed_at:
+                session = dataclasses.replace(session, last_accessed_at=now)
+        self._touch(session_id, now)
         return session
 
     async def _load_many(self, session_ids: Sequence[str]) -> list[PersistedSession | None]:
@@ -429,8 +469,17 @@ class SQLiteSessionStore(SessionStore):
         return [self._header(row) for row in self._conn.execute(sql, params)]
 
     async def _get_header(self, session_id: str) -> SessionHeader | None:
-        sql = f"SELECT {HEADER_COLUMNS} FROM {self._prefix}sessions s WHERE session_id = ?"
-        headers = await self._call(self._headers_sync, sql, [session_id])
+        reader = self._reader
+        if reader is not None and not self._reading:
+            try:
+                row = reader.header_row(session_id)
+            except Busy:
+                pass  # read through the worker, which waits for the lock
+            except sqlite3.Error as exc:
+                raise self._translate(exc) from exc
+            else:
+                return None if row is None else self._header(row)
+        headers = await self._call(self._headers_sync, self._sql.header, [session_id])  # (busy)
         return headers[0] if headers else None
 
     async def _scan(self) -> Sequence[SessionHeader]:
