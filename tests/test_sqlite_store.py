@@ -810,7 +810,7 @@ async def test_nothing_is_followed_without_listeners_or_with_watch_off(db_path: 
         off.on_session_created(lambda s: events.append(s.session_id))
         await idle.create_session(session_object())
         await asyncio.sleep(0.1)
-        assert idle._known is None
+        assert idle._follower.known is None
         assert events == []
 
 

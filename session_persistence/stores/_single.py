@@ -15,7 +15,9 @@ it resets what it records (the event to fire) every time it is called.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import random
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -36,7 +38,7 @@ from ..transactions import (
 if TYPE_CHECKING:
     from .base import SessionStore
 
-__all__ = ["AppendBuild", "DeleteBuild", "OneWrite", "UpdateBuild"]
+__all__ = ["AppendBuild", "DeleteBuild", "OneWrite", "UpdateBuild", "write_one"]
 
 T = TypeVar("T")
 
@@ -144,3 +146,41 @@ class DeleteBuild(OneWrite[bool]):
             return None, False
         self.event = ("session_deleted", (self.session_id,))
         return DeleteOp(self.session_id, header.version), True
+
+
+#: As for implicit transactions (``SessionStore._write``).
+_MAX_ATTEMPTS = 50
+
+
+async def write_one(store: SessionStore, build: OneWrite[T], *, retry: bool = True) -> T:
+    """Run a single-operation write through ``store._apply_single``, then fire its event.
+
+    Without ``expected_version`` (``retry``), a conflict is retried on the fresh state, with
+    randomized backoff, as an implicit transaction is.
+    """
+    attempt = 0
+    while True:
+        await store._gate.enter()  # a backup's freeze holds writers here
+        try:
+            with store._storage_errors("writing to the store failed: {}; nothing was applied"):
+                result = await store._apply_single(
+                    build.session_id,
+                    build,
+                    load=build.load,
+                    max_sessions=store.config.max_sessions,
+                )
+            break
+        except SessionConflictError:
+            attempt += 1
+            if not retry or attempt >= _MAX_ATTEMPTS:
+                raise
+            store._conflicts += 1
+        finally:
+            store._gate.leave()
+        await asyncio.sleep(random.uniform(0, min(0.0005 * 2**attempt, 0.02)))
+    if build.event is not None:
+        event, args = build.event
+        if event == "session_deleted":
+            store._reported_expired.pop(build.session_id, None)
+        await store._emit(event, *args)
+    return result

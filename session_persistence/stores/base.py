@@ -109,7 +109,7 @@ from ..transactions import (
     outside_transaction,
 )
 from ._backup_methods import BackupMethods
-from ._single import AppendBuild, DeleteBuild, OneWrite, UpdateBuild
+from ._single import AppendBuild, DeleteBuild, UpdateBuild, write_one
 
 __all__ = ["SessionStore"]
 
@@ -528,39 +528,6 @@ class SessionStore(BackupMethods, abc.ABC):
             else:
                 return result
 
-    async def _write_one(self, build: OneWrite[T], *, retry: bool = True) -> T:
-        """Run a single-operation write through :meth:`_apply_single`, then fire its event.
-
-        Without ``expected_version`` (``retry``), a conflict is retried on the fresh state as
-        :meth:`_write` does.
-        """
-        attempt = 0
-        while True:
-            await self._gate.enter()  # a backup's freeze holds writers here
-            try:
-                with self._storage_errors("writing to the store failed: {}; nothing was applied"):
-                    result = await self._apply_single(
-                        build.session_id,
-                        build,
-                        load=build.load,
-                        max_sessions=self._config.max_sessions,
-                    )
-                break
-            except SessionConflictError:
-                attempt += 1
-                if not retry or attempt >= _MAX_WRITE_ATTEMPTS:
-                    raise
-                self._conflicts += 1
-            finally:
-                self._gate.leave()
-            await asyncio.sleep(random.uniform(0, min(0.0005 * 2**attempt, 0.02)))
-        if build.event is not None:
-            event, args = build.event
-            if event == "session_deleted":
-                self._reported_expired.pop(build.session_id, None)
-            await self._emit(event, *args)
-        return result
-
     def _joined(self) -> Transaction | None:
         tx = ambient_transaction()
         return tx if tx is not None and tx.store is self else None
@@ -735,7 +702,7 @@ class SessionStore(BackupMethods, abc.ABC):
         update = SessionUpdate.coerce(updates)
         _checked_expected(expected_version)
         build = UpdateBuild(self, validate_session_id(session_id), update, expected_version)
-        return await self._write_one(build, retry=expected_version is None)
+        return await write_one(self, build, retry=expected_version is None)
 
     async def append_interactions(
         self, session_id: str, *interactions: Interaction, expected_version: int | None = None
@@ -761,7 +728,7 @@ class SessionStore(BackupMethods, abc.ABC):
             )
         _checked_expected(expected_version)
         build = AppendBuild(self, validate_session_id(session_id), interactions, expected_version)
-        return await self._write_one(build, retry=expected_version is None)
+        return await write_one(self, build, retry=expected_version is None)
 
     async def delete_session(self, session_id: str) -> bool:
         """Delete a session (expired or not). Return whether it existed.
@@ -775,7 +742,7 @@ class SessionStore(BackupMethods, abc.ABC):
         if tx is not None:
             return await tx.delete_session(session_id)
         build = DeleteBuild(self, validate_session_id(session_id))
-        return await self._write_one(build)
+        return await write_one(self, build)
 
     # == queries =================================================================================
 

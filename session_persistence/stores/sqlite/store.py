@@ -41,13 +41,7 @@ Reads and expiry
 
 Events
     Listeners see this process's writes at once, and other processes' writes within
-    ``poll_interval`` (``watch=True``, the default). While anyone listens, a background task
-    asks the worker every ``poll_interval`` for ``PRAGMA data_version``, which changes only
-    when *another* connection commits; then one ``SELECT session_id, version`` is compared
-    with the versions this store last knew (its own commits keep them current), and each
-    difference fires ``session_created``, ``session_updated`` or ``session_deleted``. Several
-    foreign commits to one session between two polls fire one event with its latest state.
-    Nothing is polled while no listener is registered.
+    ``poll_interval`` (``watch=True``, the default; see :mod:`._follow`).
 """
 
 from __future__ import annotations
@@ -65,15 +59,11 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-import orjson
-
-from ..._fileio import FileIO
 from ...config import Durability, SessionStoreConfig
-from ...documents import interaction_from_json
 from ...errors import (
     ConfigurationError,
     SessionConflictError,
@@ -82,7 +72,6 @@ from ...errors import (
     StoreIOError,
     StoreLockTimeoutError,
 )
-from ...events import EventName
 from ...models import (
     CheckProblem,
     PersistedSession,
@@ -90,20 +79,20 @@ from ...models import (
     SessionHeader,
     SessionQueryOptions,
 )
-from ...ops import AppendOp, DeleteOp, PutOp, WriteOp
+from ...ops import DeleteOp, PutOp, WriteOp
 from ...query import (
     Search,
     matches_filter,
-    search_interactions,
     sort_and_page,
-    value_contains,
 )
 from ...serialization import Codec
 from ..base import SessionStore
+from ._follow import Follower
+from ._quarantine import save_rows
 from ._reader import Busy, Reader
 from ._rows import HEADER_COLUMNS, accessed, header_from_row, session_from_rows, timestamp
 from ._schema import SCHEMA_VERSION, migrate
-from ._sql import expired_condition, order_by, select
+from ._sql import expired_condition, order_by, register_functions, select
 from ._write import Statements, session_rows, versions_match, write_op
 
 __all__ = ["SQLiteSessionStore"]
@@ -203,9 +192,7 @@ class SQLiteSessionStore(SessionStore):
         # Following other processes' writes (see "Events"): the versions last seen, or None
         # while nobody listens; touched only on the worker thread.
         self._watch = bool(watch) and not self._memory
-        self._poll_interval = float(poll_interval)
-        self._known: dict[str, int] | None = None
-        self._data_version = 0
+        self._follower = Follower(self, float(poll_interval))
 
     @property
     def path(self) -> Path:
@@ -262,7 +249,7 @@ class SQLiteSessionStore(SessionStore):
             self._executor = None
             raise
         if self._watch:
-            self._spawn(self._follow, "follow")
+            self._spawn(self._follower.run, "follow")
 
     def _open_sync(self) -> None:
         if not self._memory:
@@ -312,31 +299,8 @@ class SQLiteSessionStore(SessionStore):
         db.execute("PRAGMA foreign_keys = ON")
         synchronous = "FULL" if self._durability == "full" else "NORMAL"
         db.execute(f"PRAGMA synchronous = {synchronous}")
-        self._register_functions(db)
+        register_functions(db, self._codec)
         self._migrated_from, _ = migrate(db, self._prefix, self._label)
-
-    def _register_functions(self, db: sqlite3.Connection) -> None:
-        codec = self._codec
-
-        def contains(text: object, needle: str) -> bool:
-            return text is not None and needle in str(text).lower()
-
-        def metadata_contains(text: str, needle: str) -> bool:
-            try:
-                return value_contains(codec.from_json_value(orjson.loads(text), ""), needle)
-            except (ValueError, TypeError):
-                return False  # a damaged row: reading the session reports it
-
-        def interaction_contains(text: str, needle: str) -> bool:
-            try:
-                item = interaction_from_json(orjson.loads(text), codec, "")
-            except (ValueError, TypeError):
-                return False
-            return search_interactions([item], needle)
-
-        db.create_function("sp_contains", 2, contains, deterministic=True)
-        db.create_function("sp_metadata_contains", 2, metadata_contains, deterministic=True)
-        db.create_function("sp_interaction_contains", 2, interaction_contains, deterministic=True)
 
     async def _close(self) -> None:
         try:
@@ -603,10 +567,9 @@ class SQLiteSessionStore(SessionStore):
             for queued in group:
                 queued.error = queued.error or exc
         else:
-            if self._known is not None:
-                for queued in group:
-                    if queued.error is None:
-                        self._remember(queued.ops)
+            for queued in group:
+                if queued.error is None:
+                    self._follower.remember(queued.ops)
         finally:
             for queued in group:
                 queued.done = True
@@ -669,80 +632,11 @@ class SQLiteSessionStore(SessionStore):
             return  # a backup's read transaction is open; the next write carries them
         self._locked(self._write_touches)
 
-    # == other processes' writes ==================================================================
-
-    def _remember(self, ops: Sequence[WriteOp]) -> None:
-        """Record our own committed ops, so a poll does not report them as foreign."""
-        assert self._known is not None
-        for op in ops:
-            if isinstance(op, DeleteOp):
-                self._known.pop(op.session_id, None)
-            elif isinstance(op, PutOp | AppendOp):
-                self._known[op.header.session_id] = op.header.version
+    # == other processes' writes (see _follow.py) ================================================
 
     def _listening(self) -> None:
-        # Take the baseline on the worker now: the worker runs calls in order, so once any
-        # later call on this store has returned, every foreign commit after it is reported.
-        if self._watch and self._executor is not None and self._known is None:
-            self._executor.submit(self._baseline)
-
-    def _baseline(self) -> None:
-        if self._known is not None:
-            return  # already following (another listener came first)
-        try:
-            self._poll_sync(listening=True)
-        except sqlite3.Error as exc:  # the next poll tries again
-            logger.warning("cannot read %s to follow other processes: %s", self._label, exc)
-
-    async def _follow(self) -> None:
-        """While anyone listens, poll for other connections' commits and fire their events."""
-        names: tuple[EventName, ...] = ("session_created", "session_updated", "session_deleted")
-        while True:
-            await asyncio.sleep(self._poll_interval)
-            listening = any(self._events.has_listeners(name) for name in names)
-            if not listening and self._known is None:
-                continue  # nobody listens and nothing is tracked: no hop to the worker
-            try:
-                changes = await self._call(self._poll_sync, listening)
-                for kind, session_id in changes:
-                    if kind == "session_deleted":
-                        await self._emit(kind, session_id)
-                        continue
-                    session = await self._load(session_id)
-                    if session is None:
-                        continue  # deleted again since
-                    if kind == "session_created":
-                        await self._emit(kind, session)
-                    else:
-                        await self._emit(kind, session, None)
-            except Exception as exc:  # keep following; counted in health
-                self._record_error(exc)
-                logger.exception("following %s failed", self._label)
-
-    def _poll_sync(self, listening: bool) -> list[tuple[EventName, str]]:
-        """Return what other connections changed since the last poll (worker thread)."""
-        if not listening:
-            self._known = None  # nobody to tell: stop tracking
-            return []
-        db = self._conn
-        (data_version,) = db.execute("PRAGMA data_version").fetchone()
-        if self._known is not None and data_version == self._data_version:
-            return []
-        rows = db.execute(f"SELECT session_id, version FROM {self._prefix}sessions").fetchall()
-        current: dict[str, int] = dict(rows)
-        known, self._known, self._data_version = self._known, current, data_version
-        if known is None:
-            return []  # the first look: a baseline, nothing to report
-        changes: list[tuple[EventName, str]] = [
-            ("session_deleted", sid) for sid in known.keys() - current.keys()
-        ]
-        for sid, version in current.items():
-            before = known.get(sid)
-            if before is None:
-                changes.append(("session_created", sid))
-            elif before != version:
-                changes.append(("session_updated", sid))
-        return changes
+        if self._watch:
+            self._follower.listening()
 
     # == check =================================================================================
 
@@ -794,40 +688,21 @@ class SQLiteSessionStore(SessionStore):
         session_id, p = problem.target, self._prefix
         if self._inspect_one(session_id) is None:
             return None  # fine now (rewritten or deleted meanwhile)
-        cursor = self._conn.execute(
-            f"SELECT * FROM {p}sessions WHERE session_id = ?", (session_id,)
-        )
-        columns = [description[0] for description in cursor.description]
-        row = cursor.fetchone()
-        interactions = self._rows_sync(
-            f"SELECT seq, data FROM {p}interactions WHERE session_id = ? ORDER BY seq",
-            (session_id,),
-        )
         where = "deleted it (an in-memory database has nowhere to keep it)"
         if not self._memory:
-            folder = self._path.with_name(self._path.name + "-quarantine")
-            folder.mkdir(mode=self._dir_mode, exist_ok=True)
-            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-            target = folder / f"{session_id}.{stamp}.{os.urandom(3).hex()}.json"
-            found = {
-                "reason": problem.problem,
-                "table_prefix": p,
-                "session": dict(zip(columns, row, strict=True)) if row is not None else None,
-                "interactions": [{"seq": seq, "data": data} for seq, data in interactions],
-            }
-            FileIO().replace_file(
-                target,
-                orjson.dumps(found, option=orjson.OPT_INDENT_2, default=str) + b"\n",
-                temp_dir=folder,
-                mode=self._file_mode,
+            target = save_rows(
+                self._conn,
+                p,
+                session_id,
+                problem.problem,
+                self._path.with_name(self._path.name + "-quarantine"),
+                file_mode=self._file_mode,
+                dir_mode=self._dir_mode,
                 durable=self._durable_backups,
             )
-            if self._durable_backups:
-                FileIO().fsync_dir(folder)
             where = f"saved its rows to {target} and removed it from the store"
         self._conn.execute(f"DELETE FROM {p}sessions WHERE session_id = ?", (session_id,))
-        if self._known is not None:
-            self._known.pop(session_id, None)
+        self._follower.forget(session_id)
         return where
 
     # == backups =================================================================================
