@@ -64,6 +64,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from ...config import Durability, SessionStoreConfig
+from ...documents import header_of
 from ...errors import (
     ConfigurationError,
     SessionConflictError,
@@ -597,13 +598,21 @@ class SQLiteSessionStore(SessionStore):
         """
         assert queued.build is not None
         db, sql = self._conn, self._sql
-        row = db.execute(sql.header, (queued.session_id,)).fetchone()
+        row: tuple[Any, ...] | None = None
         header = session = texts = None
-        if row is not None:
-            header = self._header(row)
-            if queued.load:
-                texts = [text for (text,) in db.execute(sql.texts, (queued.session_id,))]
+        if queued.load:
+            found = session_rows(db, sql, queued.session_id)  # one statement
+            if found is not None:
+                row, texts = found
                 session = self._session(row, texts)
+                # The header from the session just decoded (the same row): no second decode.
+                size = row[13]
+                valid = type(size) is int and size >= 0
+                header = header_of(session, size) if valid else self._header(row)
+        else:
+            row = db.execute(sql.header, (queued.session_id,)).fetchone()
+            if row is not None:
+                header = self._header(row)
         op, queued.result = queued.build(header, session)
         if op is None:
             return
