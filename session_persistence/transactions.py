@@ -1,7 +1,9 @@
 """Transactions: staged changes that commit as one atomic, version-checked batch.
 
-Every write goes through a :class:`Transaction`. A plain ``store.update_session(...)`` runs in a
-short *implicit* transaction of its own; ``async with store.transaction() as tx:`` opens an
+A plain ``store.update_session(...)`` outside a transaction is a single-operation write (see
+:mod:`session_persistence.stores._single`, which reuses the staging steps defined at the end of
+this module); a few other writes run in a short *implicit* transaction of their own.
+``async with store.transaction() as tx:`` opens an
 explicit one, and while the block runs, the transaction is *ambient* (held in a
 :mod:`contextvars` variable), so calls made on the store itself in that task (or in tasks it
 starts inside the block) join it. That is what makes the seed's pattern atomic for real::
@@ -403,26 +405,7 @@ class Transaction:
         """Stage a new session; see :meth:`SessionStore.create_session`."""
         async with self._guard():
             store = self._store
-            obj = _checked_session_object(session_object)
-            now = store._now()
-            if isinstance(expires_at, Unset):
-                expires = None if store._ttl is None else now + store._ttl
-            else:
-                expires = _checked_expiry(expires_at)
-            session = PersistedSession(
-                session_id=new_session_id(),
-                processor_id=obj.processor_id,
-                activity_id=obj.activity_id,
-                request_id=obj.request_id,
-                interactions=clone_interactions(obj.interactions),
-                created_at=now,
-                updated_at=now,
-                expires_at=expires,
-                last_accessed_at=now,
-                metadata=_checked_metadata(metadata),
-                tags=_checked_tags(tags),
-                version=1,
-            )
+            session = new_session(store, session_object, expires_at, metadata, tags)
             entry = _Entry(expected=None, header=None)
             self._stage_rewrite(entry, session)
             if store.config.max_sessions is not None:  # (counting is O(staged): only if needed)
@@ -449,19 +432,7 @@ class Transaction:
             current = await self._current(session_id, entry)
             if update.is_empty:
                 return clone_session(current)
-            changes: dict[str, Any] = {}
-            if not isinstance(update.interactions, Unset):
-                changes["interactions"] = clone_interactions(list(update.interactions))
-            if not isinstance(update.metadata, Unset):
-                fresh = clone_value(dict(update.metadata), "metadata")
-                changes["metadata"] = (
-                    {**current.metadata, **fresh} if update.merge_metadata else fresh
-                )
-            if not isinstance(update.tags, Unset):
-                changes["tags"] = list(update.tags)
-            if not isinstance(update.expires_at, Unset):
-                changes["expires_at"] = update.expires_at
-            return self._stage_change(entry, current, changes)
+            return self._stage_change(entry, current, update_changes(current, update))
 
     async def append_interactions(
         self,
@@ -478,16 +449,7 @@ class Transaction:
             assert header is not None
             if not interactions:
                 return header
-            codec = self._store._codec
-            new = clone_interactions(list(interactions), header.interaction_count)
-            encoded = [
-                dump_json(
-                    interaction_to_json(
-                        item, codec, f"interactions[{header.interaction_count + i}]"
-                    )
-                )
-                for i, item in enumerate(new)
-            ]
+            new, encoded = encode_appended(self._store, header, interactions)
             if entry.rewrite:
                 assert entry.session is not None
                 current = entry.session
@@ -495,19 +457,9 @@ class Transaction:
                 self._stage_change(entry, current, changes)
                 assert entry.header is not None
                 return entry.header
-            now = self._store._now()
-            size = header.size_bytes + sum(len(item) + 1 for item in encoded)
-            self._store._check_size(session_id, size)
+            entry.header = appended_header(self._store, header, new, encoded)
             entry.appended.extend(new)
             entry.appended_json.extend(encoded)
-            entry.header = dataclasses.replace(
-                header,
-                version=header.version + 1,
-                updated_at=now,
-                last_accessed_at=now,
-                interaction_count=header.interaction_count + len(new),
-                size_bytes=size,
-            )
             entry.dirty = True
             return entry.header
 
@@ -566,19 +518,14 @@ class Transaction:
     def _stage_change(
         self, entry: _Entry, current: PersistedSession, changes: dict[str, Any]
     ) -> PersistedSession:
-        now = self._store._now()
-        new = dataclasses.replace(
-            current, **changes, version=current.version + 1, updated_at=now, last_accessed_at=now
-        )
+        new = next_state(self._store, current, changes)
         self._stage_rewrite(entry, new)
         return clone_session(new)
 
     def _stage_rewrite(self, entry: _Entry, session: PersistedSession) -> None:
         """Validate, encode and size-check ``session``, then make it the entry's state."""
-        data = dump_json(session_to_document(session, self._store._codec))
-        self._store._check_size(session.session_id, len(data))
+        data, entry.header = encode_session(self._store, session)
         entry.session = session
-        entry.header = header_of(session, len(data))
         entry.data = data
         entry.appended = []
         entry.appended_json = []
@@ -645,6 +592,110 @@ class TransactionContext:
             await self._tx.commit()
         else:
             await self._tx.rollback()
+
+
+# -- the staging steps, written once (a transaction and a store's single-op writes use them) ------
+
+
+def new_session(
+    store: SessionStore,
+    session_object: SessionObject,
+    expires_at: datetime | Unset | None,
+    metadata: Mapping[str, Any] | None,
+    tags: Sequence[str] | None,
+) -> PersistedSession:
+    """Validate a create's arguments and return the new session (version 1, a new id)."""
+    obj = _checked_session_object(session_object)
+    now = store._now()
+    if isinstance(expires_at, Unset):
+        expires = None if store._ttl is None else now + store._ttl
+    else:
+        expires = _checked_expiry(expires_at)
+    return PersistedSession(
+        session_id=new_session_id(),
+        processor_id=obj.processor_id,
+        activity_id=obj.activity_id,
+        request_id=obj.request_id,
+        interactions=clone_interactions(obj.interactions),
+        created_at=now,
+        updated_at=now,
+        expires_at=expires,
+        last_accessed_at=now,
+        metadata=_checked_metadata(metadata),
+        tags=_checked_tags(tags),
+        version=1,
+    )
+
+
+def update_changes(current: PersistedSession, update: SessionUpdate) -> dict[str, Any]:
+    """Return the fields ``update`` changes in ``current`` (copied; metadata merged if asked)."""
+    changes: dict[str, Any] = {}
+    if not isinstance(update.interactions, Unset):
+        changes["interactions"] = clone_interactions(list(update.interactions))
+    if not isinstance(update.metadata, Unset):
+        fresh = clone_value(dict(update.metadata), "metadata")
+        changes["metadata"] = {**current.metadata, **fresh} if update.merge_metadata else fresh
+    if not isinstance(update.tags, Unset):
+        changes["tags"] = list(update.tags)
+    if not isinstance(update.expires_at, Unset):
+        changes["expires_at"] = update.expires_at
+    return changes
+
+
+def next_state(
+    store: SessionStore, current: PersistedSession, changes: dict[str, Any]
+) -> PersistedSession:
+    """Return ``current`` with ``changes``, its version + 1 and its write timestamps now."""
+    now = store._now()
+    return dataclasses.replace(
+        current, **changes, version=current.version + 1, updated_at=now, last_accessed_at=now
+    )
+
+
+def encode_session(store: SessionStore, session: PersistedSession) -> tuple[bytes, SessionHeader]:
+    """Validate, encode and size-check ``session``; return its document and header.
+
+    Raises:
+        SerializationError: A value cannot be encoded.
+        SessionTooLargeError: The document is over ``max_session_bytes``.
+    """
+    data = dump_json(session_to_document(session, store._codec))
+    store._check_size(session.session_id, len(data))
+    return data, header_of(session, len(data))
+
+
+def encode_appended(
+    store: SessionStore, header: SessionHeader, interactions: Sequence[Interaction]
+) -> tuple[list[Interaction], list[bytes]]:
+    """Copy and encode interactions appended after ``header``'s last one."""
+    codec = store._codec
+    first = header.interaction_count
+    new = clone_interactions(list(interactions), first)
+    encoded = [
+        dump_json(interaction_to_json(item, codec, f"interactions[{first + i}]"))
+        for i, item in enumerate(new)
+    ]
+    return new, encoded
+
+
+def appended_header(
+    store: SessionStore,
+    header: SessionHeader,
+    new: Sequence[Interaction],
+    encoded: Sequence[bytes],
+) -> SessionHeader:
+    """Return the header after appending ``encoded`` to ``header``'s session (size-checked)."""
+    now = store._now()
+    size = header.size_bytes + sum(len(item) + 1 for item in encoded)
+    store._check_size(header.session_id, size)
+    return dataclasses.replace(
+        header,
+        version=header.version + 1,
+        updated_at=now,
+        last_accessed_at=now,
+        interaction_count=header.interaction_count + len(new),
+        size_bytes=size,
+    )
 
 
 def _checked_session_object(value: object) -> SessionObject:

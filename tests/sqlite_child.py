@@ -4,6 +4,9 @@
 ``expected_version``, retrying conflicts; append one interaction per increment; print a JSON
 line with the counts.
 ``crash DB``: write forever, printing one JSON line per acknowledged write, until killed.
+``first-open DIR ROUNDS NAME PEERS``: for each round ``k``, wait until ``PEERS`` processes are
+ready (a file barrier in ``DIR``), then open the fresh file ``DIR/k.db``, create a session and
+shut down; print one JSON line with the rounds that failed and why.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import sys
+import time
+from pathlib import Path
 
 import orjson
 
@@ -55,12 +60,37 @@ async def crash(path: str) -> None:
             report(kind="write", i=i, count=header.interaction_count, version=updated.version)
 
 
+def barrier(folder: Path, name: str, peers: int) -> None:
+    """Wait until ``peers`` processes have reached this barrier (each leaves a file)."""
+    folder.mkdir(exist_ok=True)
+    (folder / name).touch()
+    deadline = time.monotonic() + 60
+    while len(list(folder.iterdir())) < peers:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{name}: the other processes never reached {folder}")
+        time.sleep(0.0005)
+
+
+async def first_open(folder: str, rounds: int, name: str, peers: int) -> None:
+    failed: list[str] = []
+    for k in range(rounds):
+        barrier(Path(folder) / f"ready-{k}", name, peers)
+        try:
+            async with SQLiteSessionStore(Path(folder) / f"{k}.db") as store:
+                await store.create_session(session_object(name), expires_at=None)
+        except Exception as exc:
+            failed.append(f"round {k}: {type(exc).__name__}: {exc}")
+    report(kind="done", name=name, failed=failed)
+
+
 def main() -> None:
     mode, path, *rest = sys.argv[1:]
     if mode == "counter":
         asyncio.run(counter(path, rest[0], int(rest[1]), rest[2]))
     elif mode == "crash":
         asyncio.run(crash(path))
+    elif mode == "first-open":
+        asyncio.run(first_open(path, int(rest[0]), rest[1], int(rest[2])))
     else:
         raise SystemExit(f"unknown mode {mode!r}")
 

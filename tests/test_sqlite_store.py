@@ -262,7 +262,7 @@ async def test_a_version_1_database_opens_and_migrates(tmp_path: Path) -> None:
     async with SQLiteSessionStore(path, SessionStoreConfig(clock=FakeClock())) as store:
         stats = await store.get_stats()
         assert stats.backend["migrated_from"] == 1
-        assert stats.backend["schema_version"] == SCHEMA_VERSION == 2
+        assert stats.backend["schema_version"] == SCHEMA_VERSION == 3
         session = await store.get_session("01JD5ZQ7N4W3X8Y9Z0A1B2C3E0")
         assert session is not None
         assert session.activity_id == ULID.from_str("01JD5ZQ7N4W3X8Y9Z0A1B2C3D4")
@@ -286,8 +286,42 @@ async def test_a_version_1_database_opens_and_migrates(tmp_path: Path) -> None:
         after = await store.append_interactions("legacy-session", message("new"))
         assert after.interaction_count == 1
         assert after.size_bytes > before.size_bytes
-    assert rows(path, "PRAGMA user_version") == [(2,)]
+    assert rows(path, "PRAGMA user_version") == [(3,)]
     assert rows(path, "SELECT interaction_count FROM sessions ORDER BY session_id") == [(3,), (1,)]
+
+
+async def test_a_version_2_database_opens_and_migrates(tmp_path: Path) -> None:
+    """The schema-2 fixture (two table sets) migrates to v3: both keep their sessions.
+
+    Version 3 drops the indexes on the columns every write changes, in every table set.
+    """
+    path = tmp_path / "old.db"
+    shutil.copyfile(FIXTURES / "sqlite_v2.db", path)
+    async with SQLiteSessionStore(path, SessionStoreConfig(clock=FakeClock())) as store:
+        assert (await store.get_stats()).backend["migrated_from"] == 2
+        session = await store.get_session("01JD5ZQ7N4W3X8Y9Z0A1B2C3E0")
+        assert session is not None
+        assert [i.request.event["content"] for i in session.interactions] == [
+            "message 0", "message 1", "message 2",
+        ]  # fmt: skip
+        updated = await store.update_session(session.session_id, {"tags": ["v3"]})
+        assert updated.version == 5
+    async with SQLiteSessionStore(path, table_prefix="other_") as other:
+        assert (await other.get_stats()).backend["migrated_from"] == 3
+        old = await other.get_session("v2-session")
+        assert old is not None
+        assert old.metadata == {"from": "v2"}
+        assert [i.request.event["content"] for i in old.interactions] == ["other 0", "other 1"]
+        header = await other.append_interactions("v2-session", message("new"))
+        assert header.interaction_count == 3
+        assert header.version == 3
+    assert rows(path, "PRAGMA user_version") == [(3,)]
+    indexes = {name for (name,) in rows(path, "SELECT name FROM sqlite_master WHERE type='index'")}
+    for p in ("", "other_"):
+        assert f"{p}sessions_updated_at" not in indexes
+        assert f"{p}sessions_last_accessed_at" not in indexes
+        for column in ("expires_at", "processor_id", "activity_id", "created_at"):
+            assert f"{p}sessions_{column}" in indexes
 
 
 async def test_a_newer_schema_is_refused_and_left_alone(db_path: Path) -> None:
@@ -634,10 +668,12 @@ async def test_a_failed_commit_fails_every_batch_in_it_and_applies_none(
     async with SQLiteSessionStore(db_path) as store:
         sessions = [await store.create_session(session_object()) for _ in range(3)]
 
-        def failing(ops: Any, max_sessions: int | None) -> None:
+        def failing(*args: Any) -> None:
             raise sqlite3.OperationalError("disk I/O error")
 
+        # Batches and single-operation writes alike.
         monkeypatch.setattr(store, "_apply_ops", failing)
+        monkeypatch.setattr(store, "_apply_built", failing)
         results = await asyncio.gather(
             *(store.update_session(s.session_id, {"tags": ["lost"]}) for s in sessions),
             return_exceptions=True,
@@ -774,7 +810,7 @@ async def test_nothing_is_followed_without_listeners_or_with_watch_off(db_path: 
         off.on_session_created(lambda s: events.append(s.session_id))
         await idle.create_session(session_object())
         await asyncio.sleep(0.1)
-        assert idle._known is None
+        assert idle._follower.known is None
         assert events == []
 
 

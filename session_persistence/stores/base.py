@@ -6,18 +6,24 @@ A backend implements six primitives, documented on the abstract methods below:
 * ``_load(id)`` — point read of a whole session (a copy the caller owns);
 * ``_get_header(id)`` — point read of a session's header (no interactions);
 * ``_scan()`` — every stored session's header, from an index (never by parsing sessions);
-* ``_apply(ops)`` — one atomic, version-checked write of a batch of operations.
+* ``_apply(ops)`` — one atomic, version-checked write of a batch of operations;
+
+and may implement ``_apply_single(id, build)``, a single-operation write in one step.
 
 Everything else — CRUD, appends, filtering, search, sorting, pagination, expiry rules, limits,
 id validation, transactions (ambient, savepoints, optimistic validation), events, stats, health
 and optimize — is written here once, so every backend behaves the same and passes the same
 conformance suite (:mod:`session_persistence.testing`).
 
-Every write is a transaction: a plain ``update_session`` runs in a short implicit one that reads
-the current version, stages the change and commits it with that version as the expectation.
-When the caller gave no ``expected_version`` and another writer got in between, the write is
-retried on the fresh state (so ``merge_metadata`` or appends never lose a concurrent change);
-when the caller did give one, the conflict is raised.
+Every write is version-checked. Inside a transaction, a call is staged and committed with it.
+Outside one, a plain ``update_session``, ``append_interactions`` or ``delete_session`` is a
+*single-operation write* (:mod:`._single`): the staging steps a transaction uses, packed into a
+pure *build* from the stored state to one op, which :meth:`SessionStore._apply_single` runs
+(a backend may do the read, the check and the write in one step; the default reads, builds and
+applies). When the caller gave no ``expected_version`` and another writer got in between, the
+write is retried on the fresh state (so ``merge_metadata`` or appends never lose a concurrent
+change); when the caller did give one, the conflict is raised. Other writes (expiry changes,
+``refresh_session``) run in a short implicit transaction.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Self, TypeVar
 
+from .._copy import clone_session
 from .._fileio import FileIO
 from .._gate import WriteGate
 from .._ids import validate_session_id
@@ -82,7 +89,7 @@ from ..models import (
     StoreStats,
     Unset,
 )
-from ..ops import DeleteOp, WriteOp
+from ..ops import DeleteOp, PutOp, WriteOp
 from ..query import (
     Search,
     compile_filter,
@@ -95,10 +102,14 @@ from ..serialization import Codec, default_codec
 from ..transactions import (
     Transaction,
     TransactionContext,
+    _checked_expected,
     ambient_transaction,
+    encode_session,
+    new_session,
     outside_transaction,
 )
 from ._backup_methods import BackupMethods
+from ._single import AppendBuild, DeleteBuild, UpdateBuild, write_one
 
 __all__ = ["SessionStore"]
 
@@ -218,6 +229,57 @@ class SessionStore(BackupMethods, abc.ABC):
         nothing. Storage failures raise ``OSError`` or ``StoreIOError``; nothing may be
         acknowledged that is not durable by the backend's stated guarantee.
         """
+
+    async def _apply_single(
+        self,
+        session_id: str,
+        build: Callable[[SessionHeader | None, PersistedSession | None], tuple[WriteOp | None, T]],
+        *,
+        load: bool,
+        max_sessions: int | None,
+    ) -> T:
+        """Optional: read one session, build its op from what was read, and apply it.
+
+        The single-operation write path (a plain ``update_session``, ``append_interactions``
+        or ``delete_session``, no transaction). ``build(header, session)`` is a pure function
+        from the session's stored state to ``(op, result)``: ``header`` is its latest
+        committed header (``None``: absent; with this process's recorded reads, as
+        :meth:`_get_header` returns it), ``session`` its whole stored state if ``load`` (else
+        ``None``; ``None`` too when absent); ``op`` is what to apply (``None``: nothing to
+        write) and ``result`` what to return.
+
+        What ``build`` may do: read the clock, validate, encode and size-check (on whatever
+        thread calls it), and raise the caller's typed errors (``SessionNotFoundError``,
+        ``SessionConflictError`` for a stale ``expected_version``, ``SerializationError``,
+        ``SessionTooLargeError``...). It never does I/O, never awaits and never calls the
+        store. It may be called more than once (a store may retry); each call starts afresh.
+        ``session`` and ``header`` become the caller's (they go to listeners): pass copies
+        nothing else shares.
+
+        What the store must guarantee: ``op`` is applied only if the session is still at the
+        version ``build`` saw, atomically and durably as :meth:`_apply` does (the op's own
+        ``expected`` says so: the version read), checking ``max_sessions`` as :meth:`_apply`
+        does; an exception from ``build`` applies nothing and reaches the caller unchanged;
+        storage failures raise ``OSError`` or ``StoreIOError``.
+
+        A backend that can do it all in one step overrides this: it calls ``build`` where it
+        holds its write lock (or inside its write transaction), after reading the state there,
+        so no other writer can come in between and no conflict can arise (the SQLite store:
+        one call on its connection's thread). The default reads with :meth:`_get_header` and
+        :meth:`_load`, builds on the event loop and applies with :meth:`_apply`; a write that
+        came in between surfaces as ``SessionConflictError`` and the caller retries.
+        """
+        header = await self._get_header(session_id)
+        session = None
+        if load and header is not None:
+            session = await self._load(session_id)
+            actual = None if session is None else session.version
+            if actual != header.version:  # written in between: the caller retries
+                raise SessionConflictError(session_id, header.version, actual)
+        op, result = build(header, session)
+        if op is not None:
+            await self._apply([op], max_sessions=max_sessions)
+        return result
 
     def _touch(self, session_id: str, when: datetime) -> None:
         """Record a read at ``when`` in ``last_accessed_at`` (best effort, no durable write).
@@ -512,11 +574,19 @@ class SessionStore(BackupMethods, abc.ABC):
             SessionTooLargeError: Over ``max_session_bytes``.
             SessionLimitError: The store is full even after removing expired sessions.
         """
-        return await self._write(
-            lambda tx: tx.create_session(
+        self._ensure_open()
+        tx = self._joined()
+        if tx is not None:
+            return await tx.create_session(
                 session_object, expires_at=expires_at, metadata=metadata, tags=tags
             )
-        )
+        # A new id cannot conflict: no read, no build, one batch of one op.
+        session = new_session(self, session_object, expires_at, metadata, tags)
+        data, header = encode_session(self, session)
+        await self._ensure_capacity(1)
+        await self._apply_batch([PutOp(session, header, data, None)])
+        await self._emit("session_created", session)
+        return clone_session(session)
 
     async def get_session(self, session_id: str) -> PersistedSession | None:
         """Return the session, or ``None`` if it does not exist or has expired.
@@ -530,14 +600,24 @@ class SessionStore(BackupMethods, abc.ABC):
         tx = self._joined()
         if tx is not None:
             return await tx.get_session(session_id)
-        # Expiry is judged from the header (an index lookup) before this read counts as an
-        # access; the touch is then visible in what _load returns, so nothing is copied twice.
-        header = await self._read_header(validate_session_id(session_id))
-        now = self._now()
+        session_id = validate_session_id(session_id)
+        with self._storage_errors(f"reading session {session_id} failed: {{}}"):
+            return await self._load_live(session_id, self._now())
+
+    async def _load_live(self, session_id: str, now: datetime) -> PersistedSession | None:
+        """Optional: :meth:`get_session`'s read: the session if stored and live at ``now``.
+
+        Records the read (:meth:`_touch`) only for a live session, and returns it with that
+        read in ``last_accessed_at``. The default judges expiry from the header (an index
+        lookup) before loading; a backend that reads a whole session as cheaply as a header
+        overrides it to read once.
+        """
+        header = await self._get_header(session_id)
         if header is None or self._expired(header, now):
             return None
+        # The touch is then visible in what _load returns, so nothing is copied twice.
         self._touch(session_id, now)
-        return await self._read_session(session_id)
+        return await self._load(session_id)
 
     async def require_session(self, session_id: str) -> PersistedSession:
         """Return the session, which must exist: :meth:`get_session` without the ``None``.
@@ -615,10 +695,14 @@ class SessionStore(BackupMethods, abc.ABC):
             SessionConflictError: ``expected_version`` differs from the stored version.
             SerializationError, SessionTooLargeError: As for :meth:`create_session`.
         """
-        return await self._write(
-            lambda tx: tx.update_session(session_id, updates, expected_version=expected_version),
-            retry=expected_version is None,
-        )
+        self._ensure_open()
+        tx = self._joined()
+        if tx is not None:
+            return await tx.update_session(session_id, updates, expected_version=expected_version)
+        update = SessionUpdate.coerce(updates)
+        _checked_expected(expected_version)
+        build = UpdateBuild(self, validate_session_id(session_id), update, expected_version)
+        return await write_one(self, build, retry=expected_version is None)
 
     async def append_interactions(
         self, session_id: str, *interactions: Interaction, expected_version: int | None = None
@@ -636,12 +720,15 @@ class SessionStore(BackupMethods, abc.ABC):
             SessionConflictError: ``expected_version`` differs from the stored version.
             SerializationError, SessionTooLargeError: As for :meth:`create_session`.
         """
-        return await self._write(
-            lambda tx: tx.append_interactions(
+        self._ensure_open()
+        tx = self._joined()
+        if tx is not None:
+            return await tx.append_interactions(
                 session_id, *interactions, expected_version=expected_version
-            ),
-            retry=expected_version is None,
-        )
+            )
+        _checked_expected(expected_version)
+        build = AppendBuild(self, validate_session_id(session_id), interactions, expected_version)
+        return await write_one(self, build, retry=expected_version is None)
 
     async def delete_session(self, session_id: str) -> bool:
         """Delete a session (expired or not). Return whether it existed.
@@ -650,7 +737,12 @@ class SessionStore(BackupMethods, abc.ABC):
             InvalidSessionIdError: ``session_id`` is not a valid id.
             StoreIOError: The storage failed (never reported as ``False``).
         """
-        return await self._write(lambda tx: tx.delete_session(session_id))
+        self._ensure_open()
+        tx = self._joined()
+        if tx is not None:
+            return await tx.delete_session(session_id)
+        build = DeleteBuild(self, validate_session_id(session_id))
+        return await write_one(self, build)
 
     # == queries =================================================================================
 

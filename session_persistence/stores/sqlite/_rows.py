@@ -8,7 +8,6 @@ which validates each field and the session id. A row that fails raises
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 import orjson
 from ulid import ULID
 
-from ...documents import document_to_session, header_of
+from ...documents import document_to_session, header_from_document
 from ...errors import InvalidInputError, StoreCorruptionError
 from ...models import PersistedSession, SessionHeader
 from ...serialization import FORMAT_VERSION, Codec
@@ -25,6 +24,7 @@ __all__ = [
     "HEADER_COLUMNS",
     "V1_COLUMNS",
     "HeaderRow",
+    "accessed",
     "document_size",
     "header_from_row",
     "header_values",
@@ -141,13 +141,25 @@ def header_from_row(row: HeaderRow, codec: Codec, path: str) -> SessionHeader:
         StoreCorruptionError: A column does not hold what it must.
     """
     try:
-        session = document_to_session(_document(row, []), codec)
         count, size = row[12], row[13]
         if type(count) is not int or count < 0 or type(size) is not int or size < 0:
             raise InvalidInputError("interaction_count and size_bytes must be integers >= 0")
+        return header_from_document(
+            _document(row, []), codec, interaction_count=count, size_bytes=size
+        )
     except (InvalidInputError, ValueError) as exc:
         raise _corrupt(row, path, exc) from exc
-    return dataclasses.replace(header_of(session, size), interaction_count=count)
+
+
+def accessed(row: HeaderRow, when: str | None) -> HeaderRow:
+    """Return ``row`` with ``last_accessed_at`` moved forward to ``when`` (UTC text), if later.
+
+    The texts are fixed-width UTC, so they compare as the datetimes do. A damaged column is
+    left as it is, for the decoding to report.
+    """
+    if when is not None and type(row[7]) is str and when > row[7]:
+        return (*row[:7], when, *row[8:])
+    return row
 
 
 def session_from_rows(

@@ -21,6 +21,14 @@ Version 2 adds the header figures as columns, so listing and counting never coun
 interactions (``interaction_count``, ``size_bytes``, backfilled from the rows), and indexes for
 the filters and sort keys.
 
+Version 3 (issue 21) drops the indexes on ``updated_at`` and ``last_accessed_at``: both change
+on every write (and ``last_accessed_at`` on every read, when touches are written), so each cost
+a WAL page per write, and no query needs them enough to pay that (sorting by ``updated_at``
+sorts the selected rows instead; idle expiry scans the table). The indexes that stay name
+columns that never change after a create (``processor_id``, ``activity_id``, ``created_at``)
+or change only with the expiry (``expires_at``). ``docs/concepts/sqlite-store.md`` has what
+each costs.
+
 Timestamps are fixed-width UTC text (``2026-11-21T09:30:00.123456+00:00``), so they read well in
 the ``sqlite3`` shell and compare in SQL exactly as the datetimes do.
 """
@@ -36,7 +44,7 @@ from ._rows import V1_COLUMNS, document_size
 __all__ = ["SCHEMA_VERSION", "migrate", "table_sets"]
 
 #: The schema version this library writes.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def _v1(db: sqlite3.Connection, p: str) -> None:
@@ -87,8 +95,13 @@ def _v2(db: sqlite3.Connection, p: str) -> None:
         db.execute(f"CREATE INDEX {p}sessions_{column} ON {p}sessions({column}, session_id)")
 
 
+def _v3(db: sqlite3.Connection, p: str) -> None:
+    for column in ("updated_at", "last_accessed_at"):
+        db.execute(f"DROP INDEX IF EXISTS {p}sessions_{column}")
+
+
 #: ``MIGRATIONS[n]`` takes a table set from version ``n`` to ``n + 1``.
-MIGRATIONS: list[Callable[[sqlite3.Connection, str], None]] = [_v1, _v2]
+MIGRATIONS: list[Callable[[sqlite3.Connection, str], None]] = [_v1, _v2, _v3]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 

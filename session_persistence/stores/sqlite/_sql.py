@@ -15,18 +15,22 @@ matched by Python's own rules (``str.lower``, the codec's decoding of tagged val
 from __future__ import annotations
 
 import re
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 from ulid import ULID
 
+from ...documents import interaction_from_json
 from ...models import SessionFilter, SessionQueryOptions
-from ...query import Search
+from ...query import Search, search_interactions, value_contains
+from ...serialization import Codec
 from ._rows import HEADER_COLUMNS, timestamp
 
-__all__ = ["Statement", "expired_condition", "order_by", "select"]
+__all__ = ["Statement", "expired_condition", "order_by", "register_functions", "select"]
 
 _SIMPLE_KEY = re.compile(r"[A-Za-z0-9_]{1,64}")
 _INT64 = 2**63
@@ -190,3 +194,27 @@ def _search(st: Statement, prefix: str, search: Search) -> None:
             "WHERE i.session_id = s.session_id AND sp_interaction_contains(i.data, ?))"
         )
     st.add("(" + " OR ".join(parts) + ")", *[needle] * len(parts))
+
+
+def register_functions(db: sqlite3.Connection, codec: Codec) -> None:
+    """Register the search functions on a connection (see the module documentation)."""
+
+    def contains(text: object, needle: str) -> bool:
+        return text is not None and needle in str(text).lower()
+
+    def metadata_contains(text: str, needle: str) -> bool:
+        try:
+            return value_contains(codec.from_json_value(orjson.loads(text), ""), needle)
+        except (ValueError, TypeError):
+            return False  # a damaged row: reading the session reports it
+
+    def interaction_contains(text: str, needle: str) -> bool:
+        try:
+            item = interaction_from_json(orjson.loads(text), codec, "")
+        except (ValueError, TypeError):
+            return False
+        return search_interactions([item], needle)
+
+    db.create_function("sp_contains", 2, contains, deterministic=True)
+    db.create_function("sp_metadata_contains", 2, metadata_contains, deterministic=True)
+    db.create_function("sp_interaction_contains", 2, interaction_contains, deterministic=True)

@@ -41,13 +41,7 @@ Reads and expiry
 
 Events
     Listeners see this process's writes at once, and other processes' writes within
-    ``poll_interval`` (``watch=True``, the default). While anyone listens, a background task
-    asks the worker every ``poll_interval`` for ``PRAGMA data_version``, which changes only
-    when *another* connection commits; then one ``SELECT session_id, version`` is compared
-    with the versions this store last knew (its own commits keep them current), and each
-    difference fires ``session_created``, ``session_updated`` or ``session_deleted``. Several
-    foreign commits to one session between two polls fire one event with its latest state.
-    Nothing is polled while no listener is registered.
+    ``poll_interval`` (``watch=True``, the default; see :mod:`._follow`).
 """
 
 from __future__ import annotations
@@ -58,29 +52,26 @@ import dataclasses
 import functools
 import logging
 import os
+import random
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-import orjson
-
-from ..._fileio import FileIO
 from ...config import Durability, SessionStoreConfig
-from ...documents import interaction_from_json
+from ...documents import header_of
 from ...errors import (
     ConfigurationError,
-    SessionConflictError,
     SessionLimitError,
     StoreCorruptionError,
     StoreIOError,
     StoreLockTimeoutError,
 )
-from ...events import EventName
 from ...models import (
     CheckProblem,
     PersistedSession,
@@ -88,19 +79,21 @@ from ...models import (
     SessionHeader,
     SessionQueryOptions,
 )
-from ...ops import AppendOp, CheckOp, DeleteOp, PutOp, WriteOp, op_session_id
+from ...ops import DeleteOp, PutOp, WriteOp
 from ...query import (
     Search,
     matches_filter,
-    search_interactions,
     sort_and_page,
-    value_contains,
 )
 from ...serialization import Codec
 from ..base import SessionStore
-from ._rows import HEADER_COLUMNS, header_from_row, put_values, session_from_rows, timestamp
+from ._follow import Follower
+from ._quarantine import save_rows
+from ._reader import Busy, Reader
+from ._rows import HEADER_COLUMNS, accessed, header_from_row, session_from_rows, timestamp
 from ._schema import SCHEMA_VERSION, migrate
-from ._sql import expired_condition, order_by, select
+from ._sql import expired_condition, order_by, register_functions, select
+from ._write import Statements, session_rows, versions_match, write_op
 
 __all__ = ["SQLiteSessionStore"]
 
@@ -109,8 +102,6 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _PREFIX = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,31}")
-_COLUMNS = [column.strip() for column in HEADER_COLUMNS.split(",")]
-_UPSERT_SET = ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[1:])
 
 
 @dataclasses.dataclass(slots=True)
@@ -121,6 +112,12 @@ class _Queued:
     max_sessions: int | None
     error: BaseException | None = None
     done: bool = False
+    # A single-operation write (see SessionStore._apply_single): ``ops`` is built in the
+    # commit, from the row read there.
+    build: Callable[[SessionHeader | None, PersistedSession | None], tuple[Any, Any]] | None = None
+    session_id: str = ""
+    load: bool = False
+    result: Any = None
 
 
 class SQLiteSessionStore(SessionStore):
@@ -175,6 +172,7 @@ class SQLiteSessionStore(SessionStore):
         self._path = Path(path)
         self._label = ":memory:" if self._memory else str(self._path)
         self._prefix = table_prefix
+        self._sql = Statements(table_prefix)
         self._durability: Durability = durability
         self._durable_backups = durability == "full" and not self._memory
         self._busy_timeout = float(busy_timeout)
@@ -182,6 +180,7 @@ class SQLiteSessionStore(SessionStore):
         self._dir_mode = dir_mode
         self._executor: ThreadPoolExecutor | None = None
         self._db: sqlite3.Connection | None = None
+        self._reader: Reader | None = None  # point reads on the caller's thread (_reader.py)
         self._queue: list[_Queued] = []
         self._queue_lock = threading.Lock()
         self._touched: dict[str, datetime] = {}
@@ -193,9 +192,7 @@ class SQLiteSessionStore(SessionStore):
         # Following other processes' writes (see "Events"): the versions last seen, or None
         # while nobody listens; touched only on the worker thread.
         self._watch = bool(watch) and not self._memory
-        self._poll_interval = float(poll_interval)
-        self._known: dict[str, int] | None = None
-        self._data_version = 0
+        self._follower = Follower(self, float(poll_interval))
 
     @property
     def path(self) -> Path:
@@ -252,7 +249,7 @@ class SQLiteSessionStore(SessionStore):
             self._executor = None
             raise
         if self._watch:
-            self._spawn(self._follow, "follow")
+            self._spawn(self._follower.run, "follow")
 
     def _open_sync(self) -> None:
         if not self._memory:
@@ -267,46 +264,43 @@ class SQLiteSessionStore(SessionStore):
             cached_statements=256,
         )
         try:
-            db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
-            if not self._memory:
-                (mode,) = db.execute("PRAGMA journal_mode = WAL").fetchone()
-                if mode != "wal":
-                    raise StoreIOError(
-                        f"cannot put {self._label} in WAL mode (it stays in {mode!r})",
-                        self._label,
-                    )
-            db.execute("PRAGMA foreign_keys = ON")
-            synchronous = "FULL" if self._durability == "full" else "NORMAL"
-            db.execute(f"PRAGMA synchronous = {synchronous}")
-            self._register_functions(db)
-            self._migrated_from, _ = migrate(db, self._prefix, self._label)
+            # Concurrent first opens: two connections that both read a fresh file (still in
+            # rollback-journal mode) and both try to switch it to WAL would deadlock, so SQLite
+            # fails one of them with SQLITE_BUSY at once, without waiting busy_timeout. Each
+            # step below is idempotent (pragmas; a migration is one transaction that rolls
+            # back whole), so the loser lets go of its read lock and starts again.
+            deadline = time.monotonic() + self._busy_timeout
+            while True:
+                try:
+                    self._setup(db)
+                    break
+                except sqlite3.OperationalError as exc:
+                    if _busy(exc) and time.monotonic() < deadline:
+                        time.sleep(random.uniform(0.001, 0.01))  # apart, not in lockstep
+                        continue
+                    raise
+            if not self._memory:  # (another connection to ":memory:" is another database)
+                self._reader = Reader(self._label, self._sql)
         except BaseException:
             db.close()
             raise
         self._db = db
 
-    def _register_functions(self, db: sqlite3.Connection) -> None:
-        codec = self._codec
-
-        def contains(text: object, needle: str) -> bool:
-            return text is not None and needle in str(text).lower()
-
-        def metadata_contains(text: str, needle: str) -> bool:
-            try:
-                return value_contains(codec.from_json_value(orjson.loads(text), ""), needle)
-            except (ValueError, TypeError):
-                return False  # a damaged row: reading the session reports it
-
-        def interaction_contains(text: str, needle: str) -> bool:
-            try:
-                item = interaction_from_json(orjson.loads(text), codec, "")
-            except (ValueError, TypeError):
-                return False
-            return search_interactions([item], needle)
-
-        db.create_function("sp_contains", 2, contains, deterministic=True)
-        db.create_function("sp_metadata_contains", 2, metadata_contains, deterministic=True)
-        db.create_function("sp_interaction_contains", 2, interaction_contains, deterministic=True)
+    def _setup(self, db: sqlite3.Connection) -> None:
+        """Set the connection's pragmas and bring the schema up to date (repeatable)."""
+        db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+        if not self._memory:
+            (mode,) = db.execute("PRAGMA journal_mode = WAL").fetchone()
+            if mode != "wal":
+                raise StoreIOError(
+                    f"cannot put {self._label} in WAL mode (it stays in {mode!r})",
+                    self._label,
+                )
+        db.execute("PRAGMA foreign_keys = ON")
+        synchronous = "FULL" if self._durability == "full" else "NORMAL"
+        db.execute(f"PRAGMA synchronous = {synchronous}")
+        register_functions(db, self._codec)
+        self._migrated_from, _ = migrate(db, self._prefix, self._label)
 
     async def _close(self) -> None:
         try:
@@ -324,6 +318,9 @@ class SQLiteSessionStore(SessionStore):
             self._locked(self._write_touches)
             self._locked(self._pragma_optimize)
         finally:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
             self._conn.close()
             self._db = None
 
@@ -361,12 +358,13 @@ class SQLiteSessionStore(SessionStore):
         finally:
             db.execute("COMMIT")
 
+    def _recorded(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
+        """The row with this process's latest recorded read of it (see :meth:`_touch`)."""
+        touched = self._touched.get(row[0])
+        return row if touched is None else accessed(row, timestamp(touched))
+
     def _header(self, row: tuple[Any, ...]) -> SessionHeader:
-        header = header_from_row(row, self._codec, self._label)
-        touched = self._touched.get(header.session_id)
-        if touched is not None and touched > header.last_accessed_at:
-            return dataclasses.replace(header, last_accessed_at=touched)
-        return header
+        return header_from_row(self._recorded(row), self._codec, self._label)
 
     def _load_sync(self, session_ids: Sequence[str]) -> list[PersistedSession | None]:
         p = self._prefix
@@ -379,22 +377,51 @@ class SQLiteSessionStore(SessionStore):
                 if row is None:
                     found.append(None)
                     continue
-                texts = [
-                    text
-                    for (text,) in db.execute(
-                        f"SELECT data FROM {p}interactions WHERE session_id = ? ORDER BY seq",
-                        (session_id,),
-                    )
-                ]
-                session = session_from_rows(row, texts, self._codec, self._label)
-                touched = self._touched.get(session_id)
-                if touched is not None and touched > session.last_accessed_at:
-                    session = dataclasses.replace(session, last_accessed_at=touched)
-                found.append(session)
+                texts = [text for (text,) in db.execute(self._sql.texts, (session_id,))]
+                found.append(self._session(row, texts))
         return found
 
+    def _session(self, row: tuple[Any, ...], texts: Sequence[str]) -> PersistedSession:
+        return session_from_rows(self._recorded(row), texts, self._codec, self._label)
+
+    async def _session_rows(self, session_id: str) -> tuple[tuple[Any, ...], list[str]] | None:
+        """A session's header row and interaction rows: on this thread if no lock is in the way."""
+        reader = self._reader
+        if reader is not None and not self._reading:  # (a backup reads its own snapshot)
+            try:
+                return reader.session_rows(session_id)
+            except Busy:
+                pass  # read through the worker, which waits for the lock
+            except sqlite3.Error as exc:
+                raise self._translate(exc) from exc
+        return await self._call(self._session_rows_sync, session_id)
+
+    def _session_rows_sync(self, session_id: str) -> tuple[tuple[Any, ...], list[str]] | None:
+        return session_rows(self._conn, self._sql, session_id)
+
     async def _load(self, session_id: str) -> PersistedSession | None:
-        (session,) = await self._call(self._load_sync, [session_id])
+        found = await self._session_rows(session_id)
+        return None if found is None else self._session(*found)
+
+    async def _load_live(self, session_id: str, now: datetime) -> PersistedSession | None:
+        # One read, one decode. Without an idle timeout, expiry does not depend on
+        # last_accessed_at, so the row is decoded with this read already in it.
+        found = await self._session_rows(session_id)
+        if found is None:
+            return None
+        row, texts = found
+        if self._idle is None:
+            row = accessed(self._recorded(row), timestamp(now))
+            session = session_from_rows(row, texts, self._codec, self._label)
+            if session.expires_at is not None and session.expires_at <= now:
+                return None
+        else:
+            session = self._session(row, texts)
+            if self._expired(session, now):
+                return None
+            if now > session.last_accessed_at:
+                session = dataclasses.replace(session, last_accessed_at=now)
+        self._touch(session_id, now)
         return session
 
     async def _load_many(self, session_ids: Sequence[str]) -> list[PersistedSession | None]:
@@ -406,8 +433,17 @@ class SQLiteSessionStore(SessionStore):
         return [self._header(row) for row in self._conn.execute(sql, params)]
 
     async def _get_header(self, session_id: str) -> SessionHeader | None:
-        sql = f"SELECT {HEADER_COLUMNS} FROM {self._prefix}sessions s WHERE session_id = ?"
-        headers = await self._call(self._headers_sync, sql, [session_id])
+        reader = self._reader
+        if reader is not None and not self._reading:
+            try:
+                row = reader.header_row(session_id)
+            except Busy:
+                pass  # read through the worker, which waits for the lock
+            except sqlite3.Error as exc:
+                raise self._translate(exc) from exc
+            else:
+                return None if row is None else self._header(row)
+        headers = await self._call(self._headers_sync, self._sql.header, [session_id])  # (busy)
         return headers[0] if headers else None
 
     async def _scan(self) -> Sequence[SessionHeader]:
@@ -465,7 +501,24 @@ class SQLiteSessionStore(SessionStore):
     # == writes ==================================================================================
 
     async def _apply(self, ops: Sequence[WriteOp], *, max_sessions: int | None) -> None:
-        queued = _Queued(ops, max_sessions)
+        await self._commit(_Queued(ops, max_sessions))
+
+    async def _apply_single(
+        self,
+        session_id: str,
+        build: Callable[[SessionHeader | None, PersistedSession | None], tuple[WriteOp | None, T]],
+        *,
+        load: bool,
+        max_sessions: int | None,
+    ) -> T:
+        # One worker call: the read, the build and the write happen in the group commit's
+        # transaction (see _apply_built), beside the other writers queued with it.
+        queued = _Queued((), max_sessions, build=build, session_id=session_id, load=load)
+        await self._commit(queued)
+        result: T = queued.result
+        return result
+
+    async def _commit(self, queued: _Queued) -> None:
         with self._queue_lock:
             self._queue.append(queued)
         # The worker runs calls in order, so by the time this one runs our batch has been
@@ -484,16 +537,30 @@ class SQLiteSessionStore(SessionStore):
         try:
             db.execute("BEGIN IMMEDIATE")  # the write lock: waits up to busy_timeout
             try:
+                # Alone in its transaction, a write needs no savepoint: if it is refused,
+                # rolling the whole transaction back undoes it (two statements fewer).
+                alone = len(group) == 1
                 for queued in group:
-                    db.execute("SAVEPOINT batch")
+                    if not alone:
+                        db.execute("SAVEPOINT batch")
                     try:
-                        self._apply_ops(queued.ops, queued.max_sessions)
-                    except (SessionConflictError, SessionLimitError) as exc:
-                        db.execute("ROLLBACK TO batch")
+                        if queued.build is None:
+                            self._apply_ops(queued.ops, queued.max_sessions)
+                        else:
+                            self._apply_built(queued)
+                    except sqlite3.Error:
+                        raise  # the storage failed: the whole group fails
+                    except Exception as exc:  # a conflict, a full store, a refused build
+                        if not alone:
+                            db.execute("ROLLBACK TO batch")
                         queued.error = exc
-                    db.execute("RELEASE batch")
-                self._write_touches()
-                db.execute("COMMIT")  # synchronous=FULL: the WAL is fsynced before this returns
+                    if not alone:
+                        db.execute("RELEASE batch")
+                if alone and group[0].error is not None:
+                    db.execute("ROLLBACK")  # nothing to commit; recorded reads wait their turn
+                else:
+                    self._write_touches()
+                    db.execute("COMMIT")  # synchronous=FULL: the WAL is fsynced first
             except BaseException:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
@@ -506,10 +573,9 @@ class SQLiteSessionStore(SessionStore):
             for queued in group:
                 queued.error = queued.error or exc
         else:
-            if self._known is not None:
-                for queued in group:
-                    if queued.error is None:
-                        self._remember(queued.ops)
+            for queued in group:
+                if queued.error is None:
+                    self._follower.remember(queued.ops)
         finally:
             for queued in group:
                 queued.done = True
@@ -517,70 +583,52 @@ class SQLiteSessionStore(SessionStore):
         self._batches += len(group)
 
     def _apply_ops(self, ops: Sequence[WriteOp], max_sessions: int | None) -> None:
-        db, p = self._conn, self._prefix
-        for op in ops:
-            session_id = op_session_id(op)
-            row = db.execute(
-                f"SELECT version FROM {p}sessions WHERE session_id = ?", (session_id,)
-            ).fetchone()
-            actual = None if row is None else row[0]
-            if actual != op.expected:
-                raise SessionConflictError(session_id, op.expected, actual)
+        db, sql = self._conn, self._sql
+        versions_match(db, sql, ops)
         if max_sessions is not None:
             created = sum(1 for op in ops if isinstance(op, PutOp) and op.expected is None)
             deleted = sum(1 for op in ops if isinstance(op, DeleteOp))
-            if (
-                created
-                and self._count_sync(f"SELECT count(*) FROM {p}sessions", []) + (created - deleted)
-                > max_sessions
-            ):
+            if created and self._count_sync(sql.count, []) + (created - deleted) > max_sessions:
                 raise SessionLimitError(max_sessions)
         for op in ops:
-            if isinstance(op, PutOp):
-                values, interactions = put_values(op.header, op.data)
-                db.execute(
-                    f"INSERT INTO {p}sessions ({HEADER_COLUMNS}) VALUES ({_marks(len(values))}) "
-                    f"ON CONFLICT(session_id) DO UPDATE SET {_UPSERT_SET}",
-                    values,
-                )
-                if op.expected is not None:
-                    db.execute(
-                        f"DELETE FROM {p}interactions WHERE session_id = ?",
-                        (op.header.session_id,),
-                    )
-                self._insert_interactions(op.header.session_id, 0, interactions)
-            elif isinstance(op, AppendOp):
-                header = op.header
-                db.execute(
-                    f"UPDATE {p}sessions SET version = ?, updated_at = ?, last_accessed_at = ?, "
-                    "interaction_count = ?, size_bytes = ? WHERE session_id = ?",
-                    (
-                        header.version,
-                        timestamp(header.updated_at),
-                        timestamp(header.last_accessed_at),
-                        header.interaction_count,
-                        header.size_bytes,
-                        header.session_id,
-                    ),
-                )
-                first = header.interaction_count - len(op.encoded)
-                self._insert_interactions(
-                    header.session_id, first, [item.decode() for item in op.encoded]
-                )
-            elif isinstance(op, DeleteOp):
-                # ON DELETE CASCADE removes the session's interaction rows.
-                db.execute(f"DELETE FROM {p}sessions WHERE session_id = ?", (op.session_id,))
-                with self._touch_lock:
-                    self._touched.pop(op.session_id, None)
-            else:
-                assert isinstance(op, CheckOp)
+            write_op(db, sql, op)
+            if isinstance(op, DeleteOp):
+                self._forget_touch(op.session_id)
 
-    def _insert_interactions(self, session_id: str, first: int, texts: Sequence[str]) -> None:
-        if texts:
-            self._conn.executemany(
-                f"INSERT INTO {self._prefix}interactions (session_id, seq, data) VALUES (?, ?, ?)",
-                [(session_id, first + index, text) for index, text in enumerate(texts)],
-            )
+    def _apply_built(self, queued: _Queued) -> None:
+        """Read one session, build its op from it and write the op, in the open transaction.
+
+        The write lock is held since ``BEGIN IMMEDIATE``, so the row read here is the one the
+        op replaces: the version-checked statement cannot miss.
+        """
+        assert queued.build is not None
+        db, sql = self._conn, self._sql
+        row: tuple[Any, ...] | None = None
+        header = session = texts = None
+        if queued.load:
+            found = session_rows(db, sql, queued.session_id)  # one statement
+            if found is not None:
+                row, texts = found
+                session = self._session(row, texts)
+                # The header from the session just decoded (the same row): no second decode.
+                size = row[13]
+                valid = type(size) is int and size >= 0
+                header = header_of(session, size) if valid else self._header(row)
+        else:
+            row = db.execute(sql.header, (queued.session_id,)).fetchone()
+            if row is not None:
+                header = self._header(row)
+        op, queued.result = queued.build(header, session)
+        if op is None:
+            return
+        write_op(db, sql, op, row, texts)
+        queued.ops = (op,)
+        if isinstance(op, DeleteOp):
+            self._forget_touch(op.session_id)
+
+    def _forget_touch(self, session_id: str) -> None:
+        with self._touch_lock:
+            self._touched.pop(session_id, None)
 
     def _write_touches(self) -> None:
         """Write recorded reads' ``last_accessed_at`` (inside the caller's transaction)."""
@@ -598,80 +646,11 @@ class SQLiteSessionStore(SessionStore):
             return  # a backup's read transaction is open; the next write carries them
         self._locked(self._write_touches)
 
-    # == other processes' writes ==================================================================
-
-    def _remember(self, ops: Sequence[WriteOp]) -> None:
-        """Record our own committed ops, so a poll does not report them as foreign."""
-        assert self._known is not None
-        for op in ops:
-            if isinstance(op, DeleteOp):
-                self._known.pop(op.session_id, None)
-            elif isinstance(op, PutOp | AppendOp):
-                self._known[op.header.session_id] = op.header.version
+    # == other processes' writes (see _follow.py) ================================================
 
     def _listening(self) -> None:
-        # Take the baseline on the worker now: the worker runs calls in order, so once any
-        # later call on this store has returned, every foreign commit after it is reported.
-        if self._watch and self._executor is not None and self._known is None:
-            self._executor.submit(self._baseline)
-
-    def _baseline(self) -> None:
-        if self._known is not None:
-            return  # already following (another listener came first)
-        try:
-            self._poll_sync(listening=True)
-        except sqlite3.Error as exc:  # the next poll tries again
-            logger.warning("cannot read %s to follow other processes: %s", self._label, exc)
-
-    async def _follow(self) -> None:
-        """While anyone listens, poll for other connections' commits and fire their events."""
-        names: tuple[EventName, ...] = ("session_created", "session_updated", "session_deleted")
-        while True:
-            await asyncio.sleep(self._poll_interval)
-            listening = any(self._events.has_listeners(name) for name in names)
-            if not listening and self._known is None:
-                continue  # nobody listens and nothing is tracked: no hop to the worker
-            try:
-                changes = await self._call(self._poll_sync, listening)
-                for kind, session_id in changes:
-                    if kind == "session_deleted":
-                        await self._emit(kind, session_id)
-                        continue
-                    session = await self._load(session_id)
-                    if session is None:
-                        continue  # deleted again since
-                    if kind == "session_created":
-                        await self._emit(kind, session)
-                    else:
-                        await self._emit(kind, session, None)
-            except Exception as exc:  # keep following; counted in health
-                self._record_error(exc)
-                logger.exception("following %s failed", self._label)
-
-    def _poll_sync(self, listening: bool) -> list[tuple[EventName, str]]:
-        """Return what other connections changed since the last poll (worker thread)."""
-        if not listening:
-            self._known = None  # nobody to tell: stop tracking
-            return []
-        db = self._conn
-        (data_version,) = db.execute("PRAGMA data_version").fetchone()
-        if self._known is not None and data_version == self._data_version:
-            return []
-        rows = db.execute(f"SELECT session_id, version FROM {self._prefix}sessions").fetchall()
-        current: dict[str, int] = dict(rows)
-        known, self._known, self._data_version = self._known, current, data_version
-        if known is None:
-            return []  # the first look: a baseline, nothing to report
-        changes: list[tuple[EventName, str]] = [
-            ("session_deleted", sid) for sid in known.keys() - current.keys()
-        ]
-        for sid, version in current.items():
-            before = known.get(sid)
-            if before is None:
-                changes.append(("session_created", sid))
-            elif before != version:
-                changes.append(("session_updated", sid))
-        return changes
+        if self._watch:
+            self._follower.listening()
 
     # == check =================================================================================
 
@@ -723,40 +702,21 @@ class SQLiteSessionStore(SessionStore):
         session_id, p = problem.target, self._prefix
         if self._inspect_one(session_id) is None:
             return None  # fine now (rewritten or deleted meanwhile)
-        cursor = self._conn.execute(
-            f"SELECT * FROM {p}sessions WHERE session_id = ?", (session_id,)
-        )
-        columns = [description[0] for description in cursor.description]
-        row = cursor.fetchone()
-        interactions = self._rows_sync(
-            f"SELECT seq, data FROM {p}interactions WHERE session_id = ? ORDER BY seq",
-            (session_id,),
-        )
         where = "deleted it (an in-memory database has nowhere to keep it)"
         if not self._memory:
-            folder = self._path.with_name(self._path.name + "-quarantine")
-            folder.mkdir(mode=self._dir_mode, exist_ok=True)
-            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-            target = folder / f"{session_id}.{stamp}.{os.urandom(3).hex()}.json"
-            found = {
-                "reason": problem.problem,
-                "table_prefix": p,
-                "session": dict(zip(columns, row, strict=True)) if row is not None else None,
-                "interactions": [{"seq": seq, "data": data} for seq, data in interactions],
-            }
-            FileIO().replace_file(
-                target,
-                orjson.dumps(found, option=orjson.OPT_INDENT_2, default=str) + b"\n",
-                temp_dir=folder,
-                mode=self._file_mode,
+            target = save_rows(
+                self._conn,
+                p,
+                session_id,
+                problem.problem,
+                self._path.with_name(self._path.name + "-quarantine"),
+                file_mode=self._file_mode,
+                dir_mode=self._dir_mode,
                 durable=self._durable_backups,
             )
-            if self._durable_backups:
-                FileIO().fsync_dir(folder)
             where = f"saved its rows to {target} and removed it from the store"
         self._conn.execute(f"DELETE FROM {p}sessions WHERE session_id = ?", (session_id,))
-        if self._known is not None:
-            self._known.pop(session_id, None)
+        self._follower.forget(session_id)
         return where
 
     # == backups =================================================================================
@@ -850,5 +810,6 @@ class SQLiteSessionStore(SessionStore):
         return f"<SQLiteSessionStore {self._label!r} {state}>"
 
 
-def _marks(count: int) -> str:
-    return ", ".join("?" * count)
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    """Whether SQLite refused for a lock another connection holds (SQLITE_BUSY and kin)."""
+    return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_BUSY
