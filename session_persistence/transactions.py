@@ -47,6 +47,7 @@ from .documents import header_of, interaction_to_json, session_to_document
 from .errors import (
     InvalidInputError,
     SessionConflictError,
+    SessionExistsError,
     SessionNotFoundError,
     TransactionError,
 )
@@ -68,7 +69,7 @@ from .serialization import dump_json
 if TYPE_CHECKING:
     from .stores.base import SessionStore
 
-__all__ = ["Transaction"]
+__all__ = ["Transaction", "default_session_object"]
 
 _ambient: contextvars.ContextVar[Transaction | None] = contextvars.ContextVar(
     "session_persistence_transaction", default=None
@@ -108,6 +109,9 @@ class _Entry:
     data: bytes | None = None
     dirty: bool = False
     rewrite: bool = False
+    # A create under a caller's id that replaced an expired (or in-transaction deleted)
+    # record: its net effect is reported as a creation, not an update.
+    recreated: bool = False
 
     def copy(self) -> _Entry:
         return dataclasses.replace(
@@ -245,7 +249,7 @@ class Transaction:
         for session_id, entry in self._state.entries.items():
             if not entry.dirty:
                 continue
-            if entry.expected is None and entry.header is not None:
+            if (entry.expected is None or entry.recreated) and entry.header is not None:
                 calls.append(("session_created", (entry.session,)))
             elif entry.expected is not None and entry.header is None:
                 calls.append(("session_deleted", (session_id,)))
@@ -396,42 +400,99 @@ class Transaction:
         self,
         session_object: SessionObject,
         *,
+        session_id: str | None = None,
         expires_at: datetime | Unset | None = UNSET,
         metadata: Mapping[str, Any] | None = None,
         tags: Sequence[str] | None = None,
     ) -> PersistedSession:
         """Stage a new session; see :meth:`SessionStore.create_session`."""
+        if session_id is not None:
+            validate_session_id(session_id)
         async with self._guard():
-            store = self._store
-            obj = _checked_session_object(session_object)
-            now = store._now()
-            if isinstance(expires_at, Unset):
-                expires = None if store._ttl is None else now + store._ttl
-            else:
-                expires = _checked_expiry(expires_at)
-            session = PersistedSession(
-                session_id=new_session_id(),
-                processor_id=obj.processor_id,
-                activity_id=obj.activity_id,
-                request_id=obj.request_id,
-                interactions=clone_interactions(obj.interactions),
-                created_at=now,
-                updated_at=now,
-                expires_at=expires,
-                last_accessed_at=now,
-                metadata=_checked_metadata(metadata),
-                tags=_checked_tags(tags),
-                version=1,
-            )
+            return await self._create(session_object, session_id, expires_at, metadata, tags)
+
+    async def get_or_create_session(
+        self,
+        session_id: str,
+        session_object: SessionObject | None = None,
+        *,
+        expires_at: datetime | Unset | None = UNSET,
+        metadata: Mapping[str, Any] | None = None,
+        tags: Sequence[str] | None = None,
+    ) -> tuple[PersistedSession, bool]:
+        """Return the live session ``session_id``, or stage it; see the store's method."""
+        validate_session_id(session_id)
+        async with self._guard():
+            entry = await self._entry(session_id)
+            if self._visible(entry):
+                return clone_session(await self._current(session_id, entry)), False
+            obj = default_session_object(session_id) if session_object is None else session_object
+            return await self._create(obj, session_id, expires_at, metadata, tags), True
+
+    async def _create(
+        self,
+        session_object: SessionObject,
+        session_id: str | None,
+        expires_at: datetime | Unset | None,
+        metadata: Mapping[str, Any] | None,
+        tags: Sequence[str] | None,
+    ) -> PersistedSession:
+        """Stage a new session (the caller holds the guard)."""
+        store = self._store
+        obj = _checked_session_object(session_object)
+        now = store._now()
+        if isinstance(expires_at, Unset):
+            expires = None if store._ttl is None else now + store._ttl
+        else:
+            expires = _checked_expiry(expires_at)
+        if session_id is None:
             entry = _Entry(expected=None, header=None)
-            self._stage_rewrite(entry, session)
-            if store.config.max_sessions is not None:  # (counting is O(staged): only if needed)
-                pending = sum(
-                    1 for e in self._state.entries.values() if e.expected is None and e.header
+            session_id = new_session_id()
+        else:
+            # A caller's id: taken if a live session has it. An expired one not yet cleaned
+            # up is replaced (it is already gone to every reader); the version check at
+            # commit makes that atomic against a writer reviving it meanwhile.
+            entry = await self._entry(session_id)
+            if self._visible(entry):
+                raise SessionExistsError(
+                    session_id,
+                    f"session {session_id!r} already exists; use get_or_create_session() "
+                    "to take it, or choose another id",
                 )
+        session = PersistedSession(
+            session_id=session_id,
+            processor_id=obj.processor_id,
+            activity_id=obj.activity_id,
+            request_id=obj.request_id,
+            interactions=clone_interactions(obj.interactions),
+            created_at=now,
+            updated_at=now,
+            expires_at=expires,
+            last_accessed_at=now,
+            metadata=_checked_metadata(metadata),
+            tags=_checked_tags(tags),
+            # A replaced record's versions keep rising, so no reader (or another process's
+            # cache) can take the new session for the old one.
+            version=1 if entry.expected is None else entry.expected + 1,
+        )
+        before = entry.copy()
+        self._stage_rewrite(entry, session)
+        if store.config.max_sessions is not None and entry.expected is None:
+            # (counting is O(staged): only if needed)
+            pending = sum(
+                1
+                for sid, e in self._state.entries.items()
+                if e.expected is None and e.header and sid != session_id
+            )
+            try:
                 await store._ensure_capacity(pending + 1)
-            self._state.entries[session.session_id] = entry
-            return clone_session(session)
+            except BaseException:
+                if session_id in self._state.entries:
+                    self._state.entries[session_id] = before
+                raise
+        entry.recreated = entry.expected is not None
+        self._state.entries[session_id] = entry
+        return clone_session(session)
 
     async def update_session(
         self,
@@ -645,6 +706,20 @@ class TransactionContext:
             await self._tx.commit()
         else:
             await self._tx.rollback()
+
+
+def default_session_object(session_id: str) -> SessionObject:
+    """The session object ``get_or_create_session`` uses when the caller gives none.
+
+    Processor ``"default"``; ``activity_id`` is the session id (as a ``ULID`` when it is one, as
+    a chat id usually is in the Sentient framework), ``request_id`` a new ULID.
+    """
+    activity: ULID | str = session_id
+    with contextlib.suppress(ValueError):
+        parsed = ULID.from_str(session_id)
+        if str(parsed) == session_id:
+            activity = parsed
+    return SessionObject(processor_id="default", activity_id=activity, request_id=ULID())
 
 
 def _checked_session_object(value: object) -> SessionObject:

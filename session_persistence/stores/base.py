@@ -99,6 +99,7 @@ from ..transactions import (
     outside_transaction,
 )
 from ._backup_methods import BackupMethods
+from ._keyed import KeyedMethods
 
 __all__ = ["SessionStore"]
 
@@ -111,7 +112,7 @@ _CLEANUP_BATCH = 500
 _CHECK_CHUNK = 256
 
 
-class SessionStore(BackupMethods, abc.ABC):
+class SessionStore(KeyedMethods, BackupMethods, abc.ABC):
     """The store contract: the whole public API, over a narrow abstract core.
 
     Stores are async context managers: ``async with store:`` initializes and shuts down.
@@ -493,6 +494,7 @@ class SessionStore(BackupMethods, abc.ABC):
         self,
         session_object: SessionObject,
         *,
+        session_id: str | None = None,
         expires_at: datetime | Unset | None = UNSET,
         metadata: Mapping[str, Any] | None = None,
         tags: Sequence[str] | None = None,
@@ -501,6 +503,10 @@ class SessionStore(BackupMethods, abc.ABC):
 
         Args:
             session_object: The processor's ids and interactions (copied).
+            session_id: The caller's own id (a ULID or ``[A-Za-z0-9_-]{1,128}``), stored and
+                returned as given; left out, a new monotonic ULID. An expired session not yet
+                cleaned up under that id is replaced (the new one's ``version`` continues
+                from it); :meth:`get_or_create_session` takes an existing one instead.
             expires_at: When it expires; ``None`` for never; left out, ``default_session_ttl``
                 from now.
             metadata: Free-form data (copied).
@@ -508,13 +514,21 @@ class SessionStore(BackupMethods, abc.ABC):
 
         Raises:
             InvalidInputError: A malformed argument.
+            InvalidSessionIdError: ``session_id`` is not a valid id.
+            SessionExistsError: A live session already has ``session_id``.
             SerializationError: A value cannot be serialized (``.path`` says where).
             SessionTooLargeError: Over ``max_session_bytes``.
             SessionLimitError: The store is full even after removing expired sessions.
         """
+        if session_id is not None:
+            validate_session_id(session_id)
         return await self._write(
             lambda tx: tx.create_session(
-                session_object, expires_at=expires_at, metadata=metadata, tags=tags
+                session_object,
+                session_id=session_id,
+                expires_at=expires_at,
+                metadata=metadata,
+                tags=tags,
             )
         )
 

@@ -19,6 +19,7 @@ from ._base import FakeClock, StoreTestBase, eventually, interaction, session_ob
 from ._crud import CrudConformance
 from ._events import EventConformance
 from ._expiry import ExpiryConformance
+from ._keyed import KeyedConformance
 from ._limits import LimitsConformance
 from ._monitoring import MonitoringConformance
 from ._query import QueryConformance
@@ -32,6 +33,7 @@ __all__ = [
     "EventConformance",
     "ExpiryConformance",
     "FakeClock",
+    "KeyedConformance",
     "LimitsConformance",
     "MonitoringConformance",
     "QueryConformance",
@@ -50,6 +52,7 @@ class StoreConformance(
     CrudConformance,
     QueryConformance,
     ExpiryConformance,
+    KeyedConformance,
     LimitsConformance,
     TransactionConformance,
     EventConformance,
