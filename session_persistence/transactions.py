@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 from ulid import ULID
 
 from ._copy import clone_interactions, clone_session, clone_value
+from ._expiry import slid_expiry
 from ._ids import new_session_id, validate_session_id
 from .documents import header_of, interaction_to_json, session_to_document
 from .errors import (
@@ -345,6 +346,7 @@ class Transaction:
             version=header.version,
             updated_at=header.updated_at,
             last_accessed_at=header.last_accessed_at,
+            expires_at=header.expires_at,
         )
 
     def _conflict(self, error: SessionConflictError) -> None:
@@ -564,6 +566,7 @@ class Transaction:
             entry.header = dataclasses.replace(
                 header,
                 version=header.version + 1,
+                expires_at=slid_expiry(header, now, self._store._ttl, sliding=self._store._sliding),
                 updated_at=now,
                 last_accessed_at=now,
                 interaction_count=header.interaction_count + len(new),
@@ -627,7 +630,10 @@ class Transaction:
     def _stage_change(
         self, entry: _Entry, current: PersistedSession, changes: dict[str, Any]
     ) -> PersistedSession:
-        now = self._store._now()
+        store = self._store
+        now = store._now()
+        if "expires_at" not in changes:  # a write is use: a session on the default TTL slides
+            changes["expires_at"] = slid_expiry(current, now, store._ttl, sliding=store._sliding)
         new = dataclasses.replace(
             current, **changes, version=current.version + 1, updated_at=now, last_accessed_at=now
         )

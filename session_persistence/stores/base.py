@@ -164,6 +164,8 @@ class SessionStore(KeyedMethods, BackupMethods, abc.ABC):
 
     def _resolve_config(self) -> None:
         self._ttl: timedelta | None = self._config.ttl()
+        # Sliding expiry: see session_persistence._expiry.slid_expiry.
+        self._sliding = self._config.expiry_mode == "sliding"
         self._idle: timedelta | None = self._config.idle()
         self._now: Callable[[], datetime] = self._config.clock
 

@@ -23,6 +23,7 @@ from ._keyed import KeyedConformance
 from ._limits import LimitsConformance
 from ._monitoring import MonitoringConformance
 from ._query import QueryConformance
+from ._sliding import SlidingExpiryConformance
 from ._stateful import StatefulConformance
 from ._transactions import TransactionConformance
 from ._values import ValueConformance
@@ -37,6 +38,7 @@ __all__ = [
     "LimitsConformance",
     "MonitoringConformance",
     "QueryConformance",
+    "SlidingExpiryConformance",
     "StatefulConformance",
     "StoreConformance",
     "StoreTestBase",
@@ -52,6 +54,7 @@ class StoreConformance(
     CrudConformance,
     QueryConformance,
     ExpiryConformance,
+    SlidingExpiryConformance,
     KeyedConformance,
     LimitsConformance,
     TransactionConformance,
