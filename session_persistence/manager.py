@@ -126,6 +126,7 @@ class SessionPersistenceManager(KeyedManagerMethods, ManagerEvents):
         self._error_count = 0
         self._errors: deque[tuple[datetime, str]] = deque(maxlen=1000)
         self._last_persist_time: datetime | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # where it runs, once initialized
 
     # == lifecycle ===============================================================================
 
@@ -159,6 +160,7 @@ class SessionPersistenceManager(KeyedManagerMethods, ManagerEvents):
         if self._store is not None:
             return
         self._store, self._owns_store = await open_configured_store(self._config)
+        self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
         self._subscribe_all()
         self._start_interval()
@@ -682,7 +684,14 @@ class SessionPersistenceManager(KeyedManagerMethods, ManagerEvents):
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            return  # changed outside the event loop: the interval flush picks it up
+            # Changed in another thread (a blocking caller of session_persistence.sync):
+            # schedule it on the manager's loop. Without one, the interval flush picks it up.
+            home = self._loop
+            if home is not None and not home.is_closed():
+                home.call_soon_threadsafe(
+                    functools.partial(self._schedule, session, force=force, delay=delay)
+                )
+            return
         wait = seconds(config.auto_persist_delay) if delay is None else delay
         self._scheduled[session] = loop.create_task(self._persist_later(session, wait))
 
