@@ -628,6 +628,7 @@ class SessionPersistenceManager(KeyedManagerMethods, ManagerEvents):
 
     create_session = _delegated(SessionStore.create_session)
     get_or_create_session = _delegated(SessionStore.get_or_create_session)
+    fork_session = _delegated(SessionStore.fork_session)
     get_session = _delegated(SessionStore.get_session)
     require_session = _delegated(SessionStore.require_session)
     get_session_header = _delegated(SessionStore.get_session_header)

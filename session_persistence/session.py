@@ -24,7 +24,7 @@ last written, so persisting is cheap and safe:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
@@ -431,6 +431,30 @@ class DefaultSession:
                 self._last_error = f"{type(error).__name__}: {error}"
                 raise
         return self.session_id
+
+    async def fork(
+        self,
+        *,
+        up_to: int | None = None,
+        new_session_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        tags: Sequence[str] | None = None,
+    ) -> DefaultSession:
+        """Branch this conversation into a new managed session (persisting this one first).
+
+        See :meth:`SessionPersistenceManager.fork_managed_session`; the fork's
+        ``metadata["forked_from"]`` names this session and the version copied.
+
+        Raises:
+            InvalidInputError: The session has no manager.
+            SessionNotFoundError: Its record was deleted.
+        """
+        manager = self._manager
+        if manager is None:
+            raise InvalidInputError("fork() needs a manager: call set_persistence_manager()")
+        return await manager.fork_managed_session(
+            self, up_to=up_to, new_session_id=new_session_id, metadata=metadata, tags=tags
+        )
 
     async def load_from_persistence(self, session_id: str | None = None) -> bool:
         """Replace the local view with the stored record (unsaved local changes are dropped).

@@ -466,6 +466,7 @@ class SyncSessionStore(_Blocking):
 
     create_session = _blocking(SessionStore.create_session)
     get_or_create_session = _blocking(SessionStore.get_or_create_session)
+    fork_session = _blocking(SessionStore.fork_session)
     get_session = _blocking(SessionStore.get_session)
     require_session = _blocking(SessionStore.require_session)
     get_session_header = _blocking(SessionStore.get_session_header)
@@ -612,6 +613,8 @@ class SyncSessionPersistenceManager(_Blocking):
     update_config = _blocking(SessionPersistenceManager.update_config)
     create_session = _blocking(SessionPersistenceManager.create_session)
     get_or_create_session = _blocking(SessionPersistenceManager.get_or_create_session)
+    fork_session = _blocking(SessionPersistenceManager.fork_session)
+    fork_managed_session = _blocking(SessionPersistenceManager.fork_managed_session)
     get_session = _blocking(SessionPersistenceManager.get_session)
     require_session = _blocking(SessionPersistenceManager.require_session)
     get_session_header = _blocking(SessionPersistenceManager.get_session_header)

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from session_persistence import (
+    DefaultSession,
+    InvalidInputError,
     SessionExistsError,
     SessionFilter,
     SessionPersistenceConfig,
@@ -65,3 +67,37 @@ async def test_concurrent_get_or_create_managed_makes_one(
         by_chat.setdefault(session.session_id, set()).add(id(session))
     assert sorted(by_chat, key=str) == sorted(chats)
     assert all(len(objects) == 1 for objects in by_chat.values())
+
+
+async def test_fork_a_default_session_with_unsaved_changes(
+    manager: SessionPersistenceManager,
+) -> None:
+    """DefaultSession.fork persists first, then branches into a new managed session."""
+    session = await manager.get_or_create_managed_session("main", session_object("p"))
+    session.add_interaction(interaction("one"))
+    session.add_interaction(interaction("two"))
+    branch = await session.fork(up_to=1, new_session_id="main-branch")
+    assert not session.has_unsaved_changes
+    assert branch.session_id == "main-branch"
+    assert branch in manager.managed_sessions
+    assert [i.request.event["content"] for i in branch.interactions] == ["one"]
+    branch.add_interaction(interaction("alternative"))
+    await branch.persist()
+    stored = await manager.require_session("main-branch")
+    assert stored.metadata["forked_from"] == {"session_id": "main", "version": 2, "interactions": 1}
+    assert len(stored.interactions) == 2
+    assert len((await manager.require_session("main")).interactions) == 2
+    by_id = await manager.fork_managed_session("main")
+    assert len(by_id.interactions) == 2
+
+
+async def test_fork_needs_a_manager_of_its_own(manager: SessionPersistenceManager) -> None:
+    """A session with no manager, or another manager's, cannot be forked through it."""
+    with pytest.raises(InvalidInputError):
+        await DefaultSession(session_object()).fork()
+    async with SessionPersistenceManager(
+        SessionPersistenceConfig(store_type="memory", auto_persist_enabled=False)
+    ) as other:
+        foreign = await other.create_managed_session()
+        with pytest.raises(InvalidInputError):
+            await manager.fork_managed_session(foreign)

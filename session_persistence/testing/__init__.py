@@ -19,6 +19,7 @@ from ._base import FakeClock, StoreTestBase, eventually, interaction, session_ob
 from ._crud import CrudConformance
 from ._events import EventConformance
 from ._expiry import ExpiryConformance
+from ._forks import ForkConformance
 from ._keyed import KeyedConformance
 from ._limits import LimitsConformance
 from ._monitoring import MonitoringConformance
@@ -34,6 +35,7 @@ __all__ = [
     "EventConformance",
     "ExpiryConformance",
     "FakeClock",
+    "ForkConformance",
     "KeyedConformance",
     "LimitsConformance",
     "MonitoringConformance",
@@ -56,6 +58,7 @@ class StoreConformance(
     ExpiryConformance,
     SlidingExpiryConformance,
     KeyedConformance,
+    ForkConformance,
     LimitsConformance,
     TransactionConformance,
     EventConformance,
