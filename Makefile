@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck pytest test-compat test-slow crash-test fuzz bench bench-quick clean
+.PHONY: install demo test lint typecheck pytest test-compat test-sentient test-slow crash-test fuzz bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +33,7 @@ pytest: $(STAMP)
 	$(PY) -m pytest -m "not slow" -q --cov=session_persistence --cov-branch \
 		--cov-report=term:skip-covered --cov-fail-under=92
 
-test: lint typecheck pytest test-compat bench-quick
+test: lint typecheck pytest test-compat test-sentient bench-quick
 
 # The spec promises python-ulid 3.x as well as 4.x: run again, against 3.x, the tests that
 # touch python-ulid: the codec and id decoding, queries and sorting on ULIDs, DefaultSession's
@@ -52,6 +52,21 @@ $(COMPAT)/.installed: pyproject.toml
 
 test-compat: $(COMPAT)/.installed
 	$(COMPAT)/bin/python -m pytest -m "not slow" -q -p no:cacheprovider $(COMPAT_TESTS)
+
+# register_pydantic against the real Sentient Agent Framework 0.3.0 events. The framework pins
+# fastapi 0.115 (starlette < 0.47) and python-ulid 3.0.0, while the agents extra's openai-agents
+# needs starlette >= 1.3.1: they cannot share the dev venv, so its test runs in a venv of its own
+# (and skips in the dev one).
+SENTIENT := .venv-sentient
+$(SENTIENT)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(SENTIENT)
+	$(SENTIENT)/bin/python -m pip install --quiet --upgrade pip
+	$(SENTIENT)/bin/python -m pip install --quiet -e '.[testing,pydantic]' pytest-timeout \
+		'sentient-agent-framework==0.3.0'
+	@touch $@
+
+test-sentient: $(SENTIENT)/.installed
+	$(SENTIENT)/bin/python -m pytest -q -p no:cacheprovider tests/test_pydantic_sentient.py
 
 # Long torture runs (many crash points, big stores); not part of the default run.
 test-slow: $(STAMP)
@@ -84,4 +99,4 @@ bench-quick: $(BENCH_STAMP)
 	$(PY) benchmarks/run.py --quick
 
 clean:
-	rm -rf $(VENV) $(COMPAT) .mypy_cache .pytest_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) $(COMPAT) $(SENTIENT) .mypy_cache .pytest_cache .ruff_cache build *.egg-info

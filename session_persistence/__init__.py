@@ -10,6 +10,7 @@ Quick start::
         session = await store.create_session(SessionObject("my-processor", ULID(), ULID()))
 """
 
+from ._pydantic import register_pydantic
 from ._version import __version__
 from .config import SessionStoreConfig
 from .errors import (
@@ -123,5 +124,6 @@ __all__ = [
     "__version__",
     "register_dataclass",
     "register_enum",
+    "register_pydantic",
     "register_type",
 ]

@@ -3,23 +3,27 @@
 A listener registered with :class:`~session_persistence.SessionPersistenceManager` follows
 store switches (``update_config``): it is detached from the old store and attached to the new
 one. The manager also listens itself, to flag a managed session whose record another writer
-deleted or that expired (state ``"missing"``).
+deleted (state ``"missing"``), or that expired while ``recreate_expired`` is off.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from .errors import ConfigurationError, SessionNotFoundError
 from .events import EventName, Listener, Unsubscribe
 from .manager_config import SessionPersistenceConfig
+from .models import PersistedSession
 from .stores.base import SessionStore
 
 if TYPE_CHECKING:
     from .session import DefaultSession
 
 __all__ = ["ManagerEvents"]
+
+logger = logging.getLogger(__name__)
 
 
 class ManagerEvents:
@@ -51,6 +55,26 @@ class ManagerEvents:
         """Call ``callback(backup)`` after each backup is written."""
         return self._listen("backup_created", callback)
 
+    def on_session_recreated(self, callback: Listener) -> Unsubscribe:
+        """Call ``callback(session)`` when an expired managed session is written back.
+
+        With ``recreate_expired`` (the default), a :class:`DefaultSession` whose record
+        expired while it was still in use is written back under the same id, with its whole
+        local history, at its next persist; ``session`` is the new record.
+        """
+        return self._listen("session_recreated", callback)
+
+    async def _recreated(self, store: SessionStore, session: PersistedSession) -> None:
+        """Report a managed session written back after its record expired."""
+        logger.warning(
+            "session %s had expired while in use; written back under the same id with its "
+            "%d interaction(s) (recreate_expired)",
+            session.session_id,
+            len(session.interactions),
+        )
+        if self._config.enable_event_listeners:
+            await store._emit("session_recreated", session)
+
     def _listen(self, event: EventName, callback: Listener) -> Unsubscribe:
         if not self._config.enable_event_listeners:
             raise ConfigurationError(
@@ -81,6 +105,15 @@ class ManagerEvents:
             store.on_session_expired(lambda session: self._record_gone(session.session_id)),
         ]
 
+    def _is_recreatable(self, session: DefaultSession) -> bool:
+        """Whether a lost record of ``session`` will be written back (it expired)."""
+        store = self._store
+        return (
+            self._config.recreate_expired
+            and store is not None
+            and session._expired_by(store.config.clock())
+        )
+
     def _unsubscribe_all(self) -> None:
         for registration in self._listeners:
             registration.detach()
@@ -90,7 +123,7 @@ class ManagerEvents:
 
     def _record_gone(self, session_id: str) -> None:
         for session in self._managed:
-            if session.session_id == session_id:
+            if session.session_id == session_id and not self._is_recreatable(session):
                 session._failed("missing", SessionNotFoundError(session_id))
 
 

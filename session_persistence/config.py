@@ -15,7 +15,7 @@ from typing import Literal, TypeAlias
 
 from .errors import ConfigurationError
 
-__all__ = ["Clock", "Duration", "SessionStoreConfig", "utc_now"]
+__all__ = ["Clock", "Duration", "ExpiryMode", "SessionStoreConfig", "utc_now"]
 
 #: A duration: seconds, or a timedelta.
 Duration: TypeAlias = float | timedelta
@@ -26,6 +26,10 @@ Clock: TypeAlias = Callable[[], datetime]
 #: What a durable store's acknowledged write survives: ``"full"`` a power loss, ``"process"``
 #: a killed process.
 Durability: TypeAlias = Literal["full", "process"]
+
+#: How a session whose expiry comes from ``default_session_ttl`` expires: ``"sliding"`` (every
+#: write moves it to now + TTL) or ``"fixed"`` (TTL after creation).
+ExpiryMode: TypeAlias = Literal["sliding", "fixed"]
 
 DEFAULT_MAX_SESSION_BYTES = 16 * 1024 * 1024
 
@@ -42,6 +46,10 @@ class SessionStoreConfig:
     Attributes:
         default_session_ttl: Lifetime of a session created without ``expires_at``
             (default one hour); ``None`` means sessions never expire by default.
+        expiry_mode: ``"sliding"`` (the default): a session whose expiry comes from
+            ``default_session_ttl`` expires one TTL after its last write (every write moves
+            ``expires_at`` to now + TTL), so a session in use never expires. ``"fixed"``: one
+            TTL after its creation. An explicit ``expires_at`` never slides.
         idle_timeout: A session neither read nor written for this long counts as expired
             (``None``, the default, disables idle expiry).
         max_sessions: The most sessions the store holds; creating one more first removes
@@ -66,6 +74,7 @@ class SessionStoreConfig:
     """
 
     default_session_ttl: Duration | None = 3600.0
+    expiry_mode: ExpiryMode = "sliding"
     idle_timeout: Duration | None = None
     max_sessions: int | None = None
     max_session_bytes: int = DEFAULT_MAX_SESSION_BYTES
@@ -84,6 +93,10 @@ class SessionStoreConfig:
     def __post_init__(self) -> None:
         _duration("default_session_ttl", self.default_session_ttl, optional=True, positive=True)
         _duration("idle_timeout", self.idle_timeout, optional=True, positive=True)
+        if self.expiry_mode not in ("sliding", "fixed"):
+            raise ConfigurationError(
+                "expiry_mode", f"must be 'sliding' or 'fixed', got {self.expiry_mode!r}"
+            )
         _duration("cleanup_interval", self.cleanup_interval, positive=True)
         _duration("health_error_window", self.health_error_window, positive=True)
         _positive_int("max_sessions", self.max_sessions, optional=True)

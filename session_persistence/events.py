@@ -22,7 +22,12 @@ __all__ = ["EventBus", "EventName", "Listener", "Unsubscribe"]
 logger = logging.getLogger(__name__)
 
 EventName: TypeAlias = Literal[
-    "session_created", "session_updated", "session_deleted", "session_expired", "backup_created"
+    "session_created",
+    "session_updated",
+    "session_deleted",
+    "session_expired",
+    "backup_created",
+    "session_recreated",  # fired by the manager: an expired managed session written back
 ]
 
 #: A callback: sync, or returning an awaitable.

@@ -28,6 +28,7 @@ from ulid import ULID
 
 from ._deprecation import warn_deprecated
 from ._manager_events import ManagerEvents, _Registration
+from ._manager_keyed import KeyedManagerMethods
 from ._manager_stores import copy_sessions, open_configured_store, store_changed
 from .config import seconds, utc_now
 from .errors import (
@@ -91,7 +92,7 @@ def _delegated(
     return call
 
 
-class SessionPersistenceManager(ManagerEvents):
+class SessionPersistenceManager(KeyedManagerMethods, ManagerEvents):
     """Opens the configured store and keeps managed sessions persisted.
 
     ``async with SessionPersistenceManager(config) as manager:`` initializes and shuts down.
@@ -125,6 +126,7 @@ class SessionPersistenceManager(ManagerEvents):
         self._error_count = 0
         self._errors: deque[tuple[datetime, str]] = deque(maxlen=1000)
         self._last_persist_time: datetime | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # where it runs, once initialized
 
     # == lifecycle ===============================================================================
 
@@ -158,6 +160,7 @@ class SessionPersistenceManager(ManagerEvents):
         if self._store is not None:
             return
         self._store, self._owns_store = await open_configured_store(self._config)
+        self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
         self._subscribe_all()
         self._start_interval()
@@ -215,6 +218,7 @@ class SessionPersistenceManager(ManagerEvents):
         self,
         session_object: SessionObject | None = None,
         *,
+        session_id: str | None = None,
         expires_at: datetime | Unset | None = UNSET,
         metadata: Mapping[str, Any] | None = None,
         tags: Sequence[str] | None = None,
@@ -226,6 +230,8 @@ class SessionPersistenceManager(ManagerEvents):
         Args:
             session_object: Ids and interactions. Left out: processor ``"default"`` with
                 new ULIDs.
+            session_id: The caller's own id (see :meth:`SessionStore.create_session`); left
+                out, a new ULID.
             expires_at: When it expires (``None``: never; left out: the default TTL).
             metadata: Free-form data.
             tags: Labels.
@@ -237,7 +243,7 @@ class SessionPersistenceManager(ManagerEvents):
             auto_persist = enable_auto_persist
         obj = session_object or SessionObject("default", ULID(), ULID())
         created = await self.create_session(
-            obj, expires_at=expires_at, metadata=metadata, tags=tags
+            obj, session_id=session_id, expires_at=expires_at, metadata=metadata, tags=tags
         )
         session = DefaultSession(obj)
         session._take(created)
@@ -621,6 +627,8 @@ class SessionPersistenceManager(ManagerEvents):
             yield session
 
     create_session = _delegated(SessionStore.create_session)
+    get_or_create_session = _delegated(SessionStore.get_or_create_session)
+    fork_session = _delegated(SessionStore.fork_session)
     get_session = _delegated(SessionStore.get_session)
     require_session = _delegated(SessionStore.require_session)
     get_session_header = _delegated(SessionStore.get_session_header)
@@ -677,7 +685,14 @@ class SessionPersistenceManager(ManagerEvents):
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            return  # changed outside the event loop: the interval flush picks it up
+            # Changed in another thread (a blocking caller of session_persistence.sync):
+            # schedule it on the manager's loop. Without one, the interval flush picks it up.
+            home = self._loop
+            if home is not None and not home.is_closed():
+                home.call_soon_threadsafe(
+                    functools.partial(self._schedule, session, force=force, delay=delay)
+                )
+            return
         wait = seconds(config.auto_persist_delay) if delay is None else delay
         self._scheduled[session] = loop.create_task(self._persist_later(session, wait))
 

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias, get_args
 
-from .config import Durability, Duration, SessionStoreConfig, _duration, seconds
+from .config import Durability, Duration, ExpiryMode, SessionStoreConfig, _duration, seconds
 from .errors import ConfigurationError
 from .models import UNSET, Unset
 from .stores.base import SessionStore
@@ -63,6 +63,15 @@ class SessionPersistenceConfig:
             are written together, as one store write (default 0.1 s).
         default_session_ttl: Overrides ``store_config.default_session_ttl`` (seconds or a
             timedelta; ``None``: sessions never expire). Left out: the store config's value.
+        expiry_mode: Overrides ``store_config.expiry_mode``: ``"sliding"`` (the store's
+            default: a session expires one TTL after its last write) or ``"fixed"``
+            (``None``: keep).
+        recreate_expired: A managed session whose record expired anyway (idle longer than
+            its TTL, or a fixed expiry) is written back under the same id with its whole
+            local history at its next persist, firing ``session_recreated`` and logging a
+            warning, instead of failing with ``SessionNotFoundError`` (default on). Off, it
+            goes to state ``"missing"``. A record deleted before it expired is never
+            recreated.
         auto_cleanup_enabled: Overrides ``store_config.auto_cleanup_enabled`` (``None``: keep).
         cleanup_interval: Overrides ``store_config.cleanup_interval`` (``None``: keep).
         enable_event_listeners: Let the manager listen to store events: a managed session
@@ -83,6 +92,8 @@ class SessionPersistenceConfig:
     auto_persist_on_interaction: bool = True
     auto_persist_delay: Duration = 0.1
     default_session_ttl: Duration | Unset | None = UNSET
+    expiry_mode: ExpiryMode | None = None
+    recreate_expired: bool = True
     auto_cleanup_enabled: bool | None = None
     cleanup_interval: Duration | None = None
     enable_event_listeners: bool = True
@@ -102,7 +113,7 @@ class SessionPersistenceConfig:
                     raise ConfigurationError(
                         name, "a custom store keeps its own config: pass it to the store"
                     )
-            for name in ("auto_cleanup_enabled", "cleanup_interval"):
+            for name in ("auto_cleanup_enabled", "cleanup_interval", "expiry_mode"):
                 if getattr(self, name) is not None:
                     raise ConfigurationError(
                         name, "a custom store keeps its own config: pass it to the store"
@@ -124,6 +135,7 @@ class SessionPersistenceConfig:
         for name in ("auto_persist_enabled", "auto_persist_on_interaction"):
             _boolean(name, getattr(self, name))
         _boolean("enable_event_listeners", self.enable_event_listeners)
+        _boolean("recreate_expired", self.recreate_expired)
         if self.auto_cleanup_enabled is not None:
             _boolean("auto_cleanup_enabled", self.auto_cleanup_enabled)
         _duration("auto_persist_interval", self.auto_persist_interval, positive=True)
@@ -147,6 +159,8 @@ class SessionPersistenceConfig:
         changes: dict[str, Any] = {}
         if not isinstance(self.default_session_ttl, Unset):
             changes["default_session_ttl"] = self.default_session_ttl
+        if self.expiry_mode is not None:
+            changes["expiry_mode"] = self.expiry_mode
         if self.auto_cleanup_enabled is not None:
             changes["auto_cleanup_enabled"] = self.auto_cleanup_enabled
         if self.cleanup_interval is not None:
@@ -280,12 +294,15 @@ def _variables() -> dict[str, tuple[str, str, _Kind]]:
         "auto_persist_on_interaction": "bool",
         "auto_persist_delay": "seconds",
         "default_session_ttl": "seconds?",
+        "expiry_mode": "str",
+        "recreate_expired": "bool",
         "auto_cleanup_enabled": "bool",
         "cleanup_interval": "seconds",
         "enable_event_listeners": "bool",
     }
     store: dict[str, _Kind] = {
         "default_session_ttl": "seconds?",
+        "expiry_mode": "str",
         "idle_timeout": "seconds?",
         "max_sessions": "int?",
         "max_session_bytes": "int",

@@ -53,6 +53,8 @@ class AppendOp:
         interactions: The new interactions, oldest first (the backend may keep them).
         encoded: Each interaction's encoded JSON, in the same order.
         header: The session's header after the append (new version, timestamps, count).
+            The backend keeps every field of it, ``expires_at`` included: sliding expiry
+            moves a session's expiry on appends too.
         expected: Version that must be stored now.
     """
 

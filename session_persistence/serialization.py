@@ -638,13 +638,25 @@ def _qualified_name(cls: type[Any]) -> str:
 def _unsupported_message(value: Any) -> str:
     kind = type(value)
     hint = ""
-    if dataclasses.is_dataclass(value):
+    if _is_pydantic_model(kind):
+        hint = (
+            f"; register it with session_persistence.register_pydantic({kind.__qualname__}) "
+            "(or pass its module to register every model it defines)"
+        )
+    elif dataclasses.is_dataclass(value):
         hint = "; register it with register_dataclass()"
     elif isinstance(value, enum.Enum):
         hint = "; register it with register_enum()"
     else:
         hint = "; register it with register_type()"
     return f"cannot serialize {kind.__module__}.{kind.__qualname__} value{hint}"
+
+
+def _is_pydantic_model(kind: type[Any]) -> bool:
+    """Whether ``kind`` is a pydantic model class (without importing pydantic)."""
+    return any(
+        base.__name__ == "BaseModel" and base.__module__ == "pydantic.main" for base in kind.__mro__
+    )
 
 
 def _key_segment(key: str) -> str:

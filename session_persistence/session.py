@@ -7,8 +7,11 @@ last written, so persisting is cheap and safe:
 - **Only new interactions** are appended (:meth:`SessionStore.append_interactions`) when that is
   all that changed; the stored history is not rewritten.
 - **One record per session.** The first persist creates the record; every later one writes to
-  that same record. A record that was deleted or expired is never silently re-created: persist
-  raises :class:`~session_persistence.SessionNotFoundError` until ``persist(recreate=True)``.
+  that same record. A record that *expired* while the session was still in use is written back
+  under the same id with the whole local history at the next persist (the manager's
+  ``recreate_expired``, on by default; it fires ``session_recreated`` and logs a warning). A
+  record that was *deleted* is never silently re-created: persist raises
+  :class:`~session_persistence.SessionNotFoundError` until ``persist(recreate=True)``.
 - **Concurrent writers lose nothing.** Appends need no version, so two ``DefaultSession`` objects
   (in one process or several) appending to one record both land. When the store shows that
   someone else wrote in between, the local view is reloaded so its order matches the store's.
@@ -21,7 +24,7 @@ last written, so persisting is cheap and safe:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
@@ -34,6 +37,7 @@ from .errors import (
     InvalidInputError,
     InvalidUpdateError,
     SessionConflictError,
+    SessionExistsError,
     SessionNotFoundError,
 )
 from .models import Interaction, PersistedSession, SessionHeader, SessionObject
@@ -397,8 +401,12 @@ class DefaultSession:
             recreate: Write the whole session as a new record, for a session whose record was
                 deleted or expired (its id changes).
 
+        A record that expired (rather than being deleted) is written back under its own id
+        when the manager's ``recreate_expired`` is on (the default); see the module docs.
+
         Raises:
-            SessionNotFoundError: The record was deleted or has expired (state ``"missing"``).
+            SessionNotFoundError: The record was deleted, or has expired and
+                ``recreate_expired`` is off (state ``"missing"``).
             SessionConflictError: A rewrite met another writer's change (state ``"conflict"``);
                 the local change is kept.
             SessionStoreError: The store failed; the changes stay unsaved and can be retried.
@@ -411,7 +419,7 @@ class DefaultSession:
         async with self._lock:
             try:
                 async with manager._writing() as store:
-                    if await self._write_to(store, recreate=recreate):
+                    if await self._write_or_recreate(store, recreate=recreate):
                         self._saved(manager._persisted(store))
             except SessionNotFoundError as error:
                 self._failed("missing", error)
@@ -423,6 +431,30 @@ class DefaultSession:
                 self._last_error = f"{type(error).__name__}: {error}"
                 raise
         return self.session_id
+
+    async def fork(
+        self,
+        *,
+        up_to: int | None = None,
+        new_session_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        tags: Sequence[str] | None = None,
+    ) -> DefaultSession:
+        """Branch this conversation into a new managed session (persisting this one first).
+
+        See :meth:`SessionPersistenceManager.fork_managed_session`; the fork's
+        ``metadata["forked_from"]`` names this session and the version copied.
+
+        Raises:
+            InvalidInputError: The session has no manager.
+            SessionNotFoundError: Its record was deleted.
+        """
+        manager = self._manager
+        if manager is None:
+            raise InvalidInputError("fork() needs a manager: call set_persistence_manager()")
+        return await manager.fork_managed_session(
+            self, up_to=up_to, new_session_id=new_session_id, metadata=metadata, tags=tags
+        )
 
     async def load_from_persistence(self, session_id: str | None = None) -> bool:
         """Replace the local view with the stored record (unsaved local changes are dropped).
@@ -448,6 +480,41 @@ class DefaultSession:
         return True
 
     # == used by the manager =====================================================================
+
+    async def _write_or_recreate(self, store: SessionStore, *, recreate: bool) -> bool:
+        """:meth:`_write_to`, writing back a record that expired if the manager says so."""
+        try:
+            return await self._write_to(store, recreate=recreate)
+        except SessionNotFoundError:
+            manager = self._manager
+            record = self._record
+            if (
+                recreate
+                or manager is None
+                or record is None
+                or not manager.config.recreate_expired
+                or not await self._record_expired(store, record)
+            ):
+                raise
+        created = await self._create_record(store, record.session_id)
+        await manager._recreated(store, created)
+        return True
+
+    def _expired_by(self, now: datetime) -> bool:
+        """Whether the record, as last seen, had expired by ``now``."""
+        record = self._record
+        return record is not None and record.expires_at is not None and record.expires_at <= now
+
+    async def _record_expired(self, store: SessionStore, record: _Record) -> bool:
+        """Whether the record is gone because it expired (not because it was deleted).
+
+        Expired and still stored, or no longer stored after the expiry this session last
+        saw (cleanup removed it). A record deleted while it was live is not "expired".
+        """
+        header = await store.get_session_header(record.session_id)
+        if header is not None:
+            return store.is_expired(header)
+        return self._expired_by(store.config.clock())
 
     def _changed(self) -> None:
         if self._state == "conflict" and not self._rewrite:
@@ -496,18 +563,7 @@ class DefaultSession:
         record = self._record
         rewrites = self._rewrites
         if record is None or recreate:
-            snapshot = clone_interactions(self._interactions)
-            metadata = None if record is None else record.metadata
-            tags = None if record is None else record.tags
-            created = await store.create_session(
-                SessionObject(self._processor_id, self._activity_id, self._request_id, snapshot),
-                metadata=metadata,
-                tags=tags,
-            )
-            self._record = _Record(created.session_id, created.version)
-            self._record.follow(created)
-            self._synced = len(snapshot)
-            self._rewrite = self._rewrites != rewrites
+            await self._create_record(store, None)
             return True
         if not self.has_unsaved_changes:
             return False
@@ -545,6 +601,38 @@ class DefaultSession:
             self._synced = len(stored.interactions)
             record.follow(stored)
         return True
+
+    async def _create_record(self, store: SessionStore, session_id: str | None) -> PersistedSession:
+        """Write the whole local session as a new record (under ``session_id`` if given).
+
+        Raises:
+            SessionConflictError: ``session_id`` was taken meanwhile (another writer wrote
+                the expired record back first).
+        """
+        record = self._record
+        rewrites = self._rewrites
+        snapshot = clone_interactions(self._interactions)
+        try:
+            created = await store.create_session(
+                SessionObject(self._processor_id, self._activity_id, self._request_id, snapshot),
+                session_id=session_id,
+                metadata=None if record is None else record.metadata,
+                tags=None if record is None else record.tags,
+            )
+        except SessionExistsError as error:
+            assert session_id is not None
+            raise SessionConflictError(
+                session_id,
+                None,
+                None,
+                f"session {session_id!r} was written back by another writer after it expired; "
+                "call load_from_persistence() to take the stored one",
+            ) from error
+        self._record = _Record(created.session_id, created.version)
+        self._record.follow(created)
+        self._synced = len(snapshot)
+        self._rewrite = self._rewrites != rewrites
+        return created
 
     async def _attach(self, store: SessionStore, record: _Record) -> None:
         """First write of a session bound by id: read the record, check the local prefix."""

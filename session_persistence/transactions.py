@@ -44,11 +44,13 @@ from typing import TYPE_CHECKING, Any
 from ulid import ULID
 
 from ._copy import clone_interactions, clone_session, clone_value
+from ._expiry import slid_expiry
 from ._ids import new_session_id, validate_session_id
 from .documents import header_of, interaction_to_json, session_to_document
 from .errors import (
     InvalidInputError,
     SessionConflictError,
+    SessionExistsError,
     SessionNotFoundError,
     TransactionError,
 )
@@ -70,7 +72,7 @@ from .serialization import dump_json
 if TYPE_CHECKING:
     from .stores.base import SessionStore
 
-__all__ = ["Transaction"]
+__all__ = ["Transaction", "default_session_object"]
 
 _ambient: contextvars.ContextVar[Transaction | None] = contextvars.ContextVar(
     "session_persistence_transaction", default=None
@@ -110,6 +112,9 @@ class _Entry:
     data: bytes | None = None
     dirty: bool = False
     rewrite: bool = False
+    # A create under a caller's id that replaced an expired (or in-transaction deleted)
+    # record: its net effect is reported as a creation, not an update.
+    recreated: bool = False
 
     def copy(self) -> _Entry:
         return dataclasses.replace(
@@ -247,7 +252,7 @@ class Transaction:
         for session_id, entry in self._state.entries.items():
             if not entry.dirty:
                 continue
-            if entry.expected is None and entry.header is not None:
+            if (entry.expected is None or entry.recreated) and entry.header is not None:
                 calls.append(("session_created", (entry.session,)))
             elif entry.expected is not None and entry.header is None:
                 calls.append(("session_deleted", (session_id,)))
@@ -343,6 +348,7 @@ class Transaction:
             version=header.version,
             updated_at=header.updated_at,
             last_accessed_at=header.last_accessed_at,
+            expires_at=header.expires_at,
         )
 
     def _conflict(self, error: SessionConflictError) -> None:
@@ -398,23 +404,84 @@ class Transaction:
         self,
         session_object: SessionObject,
         *,
+        session_id: str | None = None,
         expires_at: datetime | Unset | None = UNSET,
         metadata: Mapping[str, Any] | None = None,
         tags: Sequence[str] | None = None,
     ) -> PersistedSession:
         """Stage a new session; see :meth:`SessionStore.create_session`."""
+        if session_id is not None:
+            validate_session_id(session_id)
         async with self._guard():
-            store = self._store
-            session = new_session(store, session_object, expires_at, metadata, tags)
+            return await self._create(session_object, session_id, expires_at, metadata, tags)
+
+    async def get_or_create_session(
+        self,
+        session_id: str,
+        session_object: SessionObject | None = None,
+        *,
+        expires_at: datetime | Unset | None = UNSET,
+        metadata: Mapping[str, Any] | None = None,
+        tags: Sequence[str] | None = None,
+    ) -> tuple[PersistedSession, bool]:
+        """Return the live session ``session_id``, or stage it; see the store's method."""
+        validate_session_id(session_id)
+        async with self._guard():
+            entry = await self._entry(session_id)
+            if self._visible(entry):
+                return clone_session(await self._current(session_id, entry)), False
+            obj = default_session_object(session_id) if session_object is None else session_object
+            return await self._create(obj, session_id, expires_at, metadata, tags), True
+
+    async def _create(
+        self,
+        session_object: SessionObject,
+        session_id: str | None,
+        expires_at: datetime | Unset | None,
+        metadata: Mapping[str, Any] | None,
+        tags: Sequence[str] | None,
+    ) -> PersistedSession:
+        """Stage a new session (the caller holds the guard)."""
+        store = self._store
+        session = new_session(
+            store, session_object, expires_at, metadata, tags, session_id=session_id
+        )
+        if session_id is None:
             entry = _Entry(expected=None, header=None)
-            self._stage_rewrite(entry, session)
-            if store.config.max_sessions is not None:  # (counting is O(staged): only if needed)
-                pending = sum(
-                    1 for e in self._state.entries.values() if e.expected is None and e.header
+            session_id = session.session_id
+        else:
+            # A caller's id: taken if a live session has it. An expired one not yet cleaned
+            # up is replaced (it is already gone to every reader); the version check at
+            # commit makes that atomic against a writer reviving it meanwhile.
+            entry = await self._entry(session_id)
+            if self._visible(entry):
+                raise SessionExistsError(
+                    session_id,
+                    f"session {session_id!r} already exists; use get_or_create_session() "
+                    "to take it, or choose another id",
                 )
+            if entry.expected is not None:
+                # A replaced record's versions keep rising, so no reader (or another
+                # process's cache) can take the new session for the old one.
+                session = dataclasses.replace(session, version=entry.expected + 1)
+        before = entry.copy()
+        self._stage_rewrite(entry, session)
+        if store.config.max_sessions is not None and entry.expected is None:
+            # (counting is O(staged): only if needed)
+            pending = sum(
+                1
+                for sid, e in self._state.entries.items()
+                if e.expected is None and e.header and sid != session_id
+            )
+            try:
                 await store._ensure_capacity(pending + 1)
-            self._state.entries[session.session_id] = entry
-            return clone_session(session)
+            except BaseException:
+                if session_id in self._state.entries:
+                    self._state.entries[session_id] = before
+                raise
+        entry.recreated = entry.expected is not None
+        self._state.entries[session_id] = entry
+        return clone_session(session)
 
     async def update_session(
         self,
@@ -603,8 +670,13 @@ def new_session(
     expires_at: datetime | Unset | None,
     metadata: Mapping[str, Any] | None,
     tags: Sequence[str] | None,
+    *,
+    session_id: str | None = None,
 ) -> PersistedSession:
-    """Validate a create's arguments and return the new session (version 1, a new id)."""
+    """Validate a create's arguments and return the new session (version 1).
+
+    ``session_id``: the caller's (validated by the caller); left out, a new monotonic ULID.
+    """
     obj = _checked_session_object(session_object)
     now = store._now()
     if isinstance(expires_at, Unset):
@@ -612,7 +684,7 @@ def new_session(
     else:
         expires = _checked_expiry(expires_at)
     return PersistedSession(
-        session_id=new_session_id(),
+        session_id=new_session_id() if session_id is None else session_id,
         processor_id=obj.processor_id,
         activity_id=obj.activity_id,
         request_id=obj.request_id,
@@ -645,8 +717,13 @@ def update_changes(current: PersistedSession, update: SessionUpdate) -> dict[str
 def next_state(
     store: SessionStore, current: PersistedSession, changes: dict[str, Any]
 ) -> PersistedSession:
-    """Return ``current`` with ``changes``, its version + 1 and its write timestamps now."""
+    """Return ``current`` with ``changes``, its version + 1 and its write timestamps now.
+
+    A write is use: a session on the default TTL slides (see :func:`slid_expiry`).
+    """
     now = store._now()
+    if "expires_at" not in changes:
+        changes["expires_at"] = slid_expiry(current, now, store._ttl, sliding=store._sliding)
     return dataclasses.replace(
         current, **changes, version=current.version + 1, updated_at=now, last_accessed_at=now
     )
@@ -691,11 +768,26 @@ def appended_header(
     return dataclasses.replace(
         header,
         version=header.version + 1,
+        expires_at=slid_expiry(header, now, store._ttl, sliding=store._sliding),
         updated_at=now,
         last_accessed_at=now,
         interaction_count=header.interaction_count + len(new),
         size_bytes=size,
     )
+
+
+def default_session_object(session_id: str) -> SessionObject:
+    """The session object ``get_or_create_session`` uses when the caller gives none.
+
+    Processor ``"default"``; ``activity_id`` is the session id (as a ``ULID`` when it is one, as
+    a chat id usually is in the Sentient framework), ``request_id`` a new ULID.
+    """
+    activity: ULID | str = session_id
+    with contextlib.suppress(ValueError):
+        parsed = ULID.from_str(session_id)
+        if str(parsed) == session_id:
+            activity = parsed
+    return SessionObject(processor_id="default", activity_id=activity, request_id=ULID())
 
 
 def _checked_session_object(value: object) -> SessionObject:

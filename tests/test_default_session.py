@@ -411,13 +411,14 @@ async def test_a_deleted_record_is_never_silently_recreated(
     assert await manager.count_sessions(SessionFilter(include_expired=True)) == 1
 
 
-async def test_an_expired_record_is_reported_missing() -> None:
-    """A record that expired is not written to (and no duplicate is made)."""
+async def test_an_expired_record_is_reported_missing_without_recreate_expired() -> None:
+    """With recreate_expired off, an expired record is not written to (and no duplicate made)."""
     clock = FakeClock()
     config = SessionPersistenceConfig(
         store_type="memory",
         store_config=SessionStoreConfig(default_session_ttl=60, clock=clock),
         auto_persist_enabled=False,
+        recreate_expired=False,
     )
     manager = SessionPersistenceManager(config)
     await manager.initialize()

@@ -64,6 +64,7 @@ def test_all_is_pinned() -> None:
         "__version__",
         "register_dataclass",
         "register_enum",
+        "register_pydantic",
         "register_type",
     ]
 

@@ -45,6 +45,8 @@ def test_defaults_are_the_filesystem_store_with_auto_persistence() -> None:
         ("auto_cleanup_enabled", "on"),
         ("cleanup_interval", timedelta(0)),
         ("enable_event_listeners", None),
+        ("expiry_mode", "rolling"),
+        ("recreate_expired", "yes"),
         ("custom_store", InMemorySessionStore()),
     ],
 )
@@ -120,6 +122,9 @@ SAMPLES: dict[str, tuple[str, str, Any]] = {
     "SESSION_AUTO_CLEANUP_ENABLED": ("1", "auto_cleanup_enabled", True),
     "SESSION_CLEANUP_INTERVAL": ("15", "cleanup_interval", 15.0),
     "SESSION_ENABLE_EVENT_LISTENERS": ("off", "enable_event_listeners", False),
+    "SESSION_EXPIRY_MODE": ("fixed", "expiry_mode", "fixed"),
+    "SESSION_RECREATE_EXPIRED": ("false", "recreate_expired", False),
+    "SESSION_STORE_EXPIRY_MODE": ("fixed", "store_config.expiry_mode", "fixed"),
     "SESSION_STORE_DEFAULT_SESSION_TTL": ("120", "store_config.default_session_ttl", 120.0),
     "SESSION_STORE_IDLE_TIMEOUT": ("30", "store_config.idle_timeout", 30.0),
     "SESSION_STORE_MAX_SESSIONS": ("1000", "store_config.max_sessions", 1000),

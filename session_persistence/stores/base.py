@@ -109,6 +109,7 @@ from ..transactions import (
     outside_transaction,
 )
 from ._backup_methods import BackupMethods
+from ._keyed import KeyedMethods
 from ._single import AppendBuild, DeleteBuild, UpdateBuild, write_one
 
 __all__ = ["SessionStore"]
@@ -122,7 +123,7 @@ _CLEANUP_BATCH = 500
 _CHECK_CHUNK = 256
 
 
-class SessionStore(BackupMethods, abc.ABC):
+class SessionStore(KeyedMethods, BackupMethods, abc.ABC):
     """The store contract: the whole public API, over a narrow abstract core.
 
     Stores are async context managers: ``async with store:`` initializes and shuts down.
@@ -174,6 +175,8 @@ class SessionStore(BackupMethods, abc.ABC):
 
     def _resolve_config(self) -> None:
         self._ttl: timedelta | None = self._config.ttl()
+        # Sliding expiry: see session_persistence._expiry.slid_expiry.
+        self._sliding = self._config.expiry_mode == "sliding"
         self._idle: timedelta | None = self._config.idle()
         self._now: Callable[[], datetime] = self._config.clock
 
@@ -555,6 +558,7 @@ class SessionStore(BackupMethods, abc.ABC):
         self,
         session_object: SessionObject,
         *,
+        session_id: str | None = None,
         expires_at: datetime | Unset | None = UNSET,
         metadata: Mapping[str, Any] | None = None,
         tags: Sequence[str] | None = None,
@@ -563,6 +567,10 @@ class SessionStore(BackupMethods, abc.ABC):
 
         Args:
             session_object: The processor's ids and interactions (copied).
+            session_id: The caller's own id (a ULID or ``[A-Za-z0-9_-]{1,128}``), stored and
+                returned as given; left out, a new monotonic ULID. An expired session not yet
+                cleaned up under that id is replaced (the new one's ``version`` continues
+                from it); :meth:`get_or_create_session` takes an existing one instead.
             expires_at: When it expires; ``None`` for never; left out, ``default_session_ttl``
                 from now.
             metadata: Free-form data (copied).
@@ -570,11 +578,26 @@ class SessionStore(BackupMethods, abc.ABC):
 
         Raises:
             InvalidInputError: A malformed argument.
+            InvalidSessionIdError: ``session_id`` is not a valid id.
+            SessionExistsError: A live session already has ``session_id``.
             SerializationError: A value cannot be serialized (``.path`` says where).
             SessionTooLargeError: Over ``max_session_bytes``.
             SessionLimitError: The store is full even after removing expired sessions.
         """
         self._ensure_open()
+        if session_id is not None:
+            # The caller's id may be taken (or held by an expired record): a read, then a
+            # version-checked create, in a transaction.
+            validate_session_id(session_id)
+            return await self._write(
+                lambda tx: tx.create_session(
+                    session_object,
+                    session_id=session_id,
+                    expires_at=expires_at,
+                    metadata=metadata,
+                    tags=tags,
+                )
+            )
         tx = self._joined()
         if tx is not None:
             return await tx.create_session(

@@ -173,6 +173,7 @@ class InMemorySessionStore(SessionStore):
                 version=header.version,
                 updated_at=header.updated_at,
                 last_accessed_at=header.last_accessed_at,
+                expires_at=header.expires_at,  # sliding expiry moves it on appends
             )
             self._headers[op.session_id] = header
         elif isinstance(op, DeleteOp):

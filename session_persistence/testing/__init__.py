@@ -19,9 +19,12 @@ from ._base import FakeClock, StoreTestBase, eventually, interaction, session_ob
 from ._crud import CrudConformance
 from ._events import EventConformance
 from ._expiry import ExpiryConformance
+from ._forks import ForkConformance
+from ._keyed import KeyedConformance
 from ._limits import LimitsConformance
 from ._monitoring import MonitoringConformance
 from ._query import QueryConformance
+from ._sliding import SlidingExpiryConformance
 from ._stateful import StatefulConformance
 from ._transactions import TransactionConformance
 from ._values import ValueConformance
@@ -32,9 +35,12 @@ __all__ = [
     "EventConformance",
     "ExpiryConformance",
     "FakeClock",
+    "ForkConformance",
+    "KeyedConformance",
     "LimitsConformance",
     "MonitoringConformance",
     "QueryConformance",
+    "SlidingExpiryConformance",
     "StatefulConformance",
     "StoreConformance",
     "StoreTestBase",
@@ -50,6 +56,9 @@ class StoreConformance(
     CrudConformance,
     QueryConformance,
     ExpiryConformance,
+    SlidingExpiryConformance,
+    KeyedConformance,
+    ForkConformance,
     LimitsConformance,
     TransactionConformance,
     EventConformance,

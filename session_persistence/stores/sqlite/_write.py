@@ -54,7 +54,8 @@ class Statements:
         self._replace: dict[tuple[str, ...], str] = {}
         self.append = (
             f"UPDATE {p}sessions SET version = ?, updated_at = ?, last_accessed_at = ?, "
-            "interaction_count = ?, size_bytes = ? WHERE session_id = ? AND version = ?"
+            "expires_at = ?, interaction_count = ?, size_bytes = ? "
+            "WHERE session_id = ? AND version = ?"
         )
         self.delete = f"DELETE FROM {p}sessions WHERE session_id = ? AND version = ?"
         self.delete_rows_from = f"DELETE FROM {p}interactions WHERE session_id = ? AND seq >= ?"
@@ -149,6 +150,8 @@ def write_op(
                     header.version,
                     timestamp(header.updated_at),
                     timestamp(header.last_accessed_at),
+                    # (an append moves a sliding session's expiry: the header's is kept)
+                    None if header.expires_at is None else timestamp(header.expires_at),
                     header.interaction_count,
                     header.size_bytes,
                     header.session_id,
