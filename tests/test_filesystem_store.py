@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -471,3 +473,44 @@ async def test_queries_by_processor_use_an_index_that_stays_exact(tmp_path: Path
     async with FileSystemSessionStore(root, watch=False) as again:
         assert _processor_index_is_exact(again)
         assert await again.count_sessions(SessionFilter(processor_id="a")) == 2
+
+
+# -- a store written before format 2 -------------------------------------------------------
+
+
+async def test_a_store_written_before_format_2_opens_and_is_upgraded(tmp_path: Path) -> None:
+    """The fixture (tests/fixtures/make_fs_store_v1.py) opens with every session as it was.
+
+    It has an old index (a bare array), old-style ``rotate`` lines (which then meant "in the
+    files") and ``put`` lines with a header; opening upgrades the marker to format 2, and the
+    next checkpoint writes the index in the new form. Nothing is lost on the way.
+    """
+    fixtures = Path(__file__).with_name("fixtures")
+    expected = json.loads((fixtures / "fs_store_v1.expected.json").read_text())
+    root = tmp_path / "store"
+    shutil.copytree(fixtures / "fs_store_v1", root)
+
+    async def matches(store: FileSystemSessionStore) -> None:
+        found = {}
+        for session in await store.list_sessions():
+            full = await store.get_session(session.session_id)
+            assert full is not None
+            found[session.session_id] = {
+                "metadata": full.metadata,
+                "version": full.version,
+                "interactions": len(full.interactions),
+            }
+        assert found == expected
+
+    async with FileSystemSessionStore(root, watch=False, read_only=True) as reader:
+        await matches(reader)  # (read-only: nothing upgraded)
+    assert json.loads((root / "store.json").read_text())["format"] == 1
+    async with FileSystemSessionStore(root, watch=False) as store:
+        await matches(store)
+        assert json.loads((root / "store.json").read_text())["format"] == 2
+        await store.optimize()
+        assert (await store.check()).problems == []
+    body = (root / "index.json").read_bytes().split(b"\n")[1]
+    assert orjson.loads(body)["generation"] > 3  # rewritten in the new form
+    async with FileSystemSessionStore(root, watch=False) as again:
+        await matches(again)

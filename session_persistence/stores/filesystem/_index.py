@@ -2,9 +2,11 @@
 
 Two files, so that a checkpoint writes what it changed and not the whole index:
 
-* ``index.json``, the **base**: a checksummed document (see :mod:`._format`) whose head names
-  the generation ``G`` it describes and whose body is the array of every header at the start
-  of ``G``;
+* ``index.json``, the **base**: a checksummed document (see :mod:`._format`) whose body,
+  ``{"generation": G, "headers": [...]}``, holds every header at the start of generation ``G``
+  (the generation is inside the checksummed body: a damaged head cannot make an old base pass
+  for a newer one; bases written before this release, a bare array with the generation in the
+  head only, are read and replaced by the next checkpoint);
 * ``index.delta``, the **deltas**: framed lines ``<crc32> {"generation": G', "headers": [...],
   "deleted": [...]}``, each taking the index from the generation before ``G'`` to the start of
   ``G'``: the headers of the sessions the checkpointed generation touched, and the ids it
@@ -88,6 +90,7 @@ class IndexFiles:
         self._fsync_dir = fsync_dir
         self.base_path = root / "index.json"
         self.delta_path = root / "index.delta"
+        self._legacy_base = False  # a base in the old form was read: rewrite it soon
 
     def load(self) -> tuple[int, list[SessionHeader]] | None:
         """Return ``(generation, headers)``, or ``None`` when there is no usable base."""
@@ -99,8 +102,13 @@ class IndexFiles:
                 raise BadFile("bad generation")
             with no_gc_pauses():
                 items = orjson.loads(body)
+                self._legacy_base = type(items) is list
+                if type(items) is dict:
+                    if items.get("generation") != generation:
+                        raise BadFile("the head and the body name different generations")
+                    items = items.get("headers")
                 if type(items) is not list:
-                    raise BadFile("the body must be an array of headers")
+                    raise BadFile("the body must hold an array of headers")
                 headers = {
                     header.session_id: header
                     for header in (header_from_json(item, self._codec) for item in items)
@@ -142,7 +150,12 @@ class IndexFiles:
 
     def write_base(self, generation: int, headers: list[SessionHeader]) -> None:
         """Write the whole index as of the start of ``generation`` and empty the deltas."""
-        body = dump_json([header_to_json(header, self._codec) for header in headers])
+        body = dump_json(
+            {
+                "generation": generation,
+                "headers": [header_to_json(header, self._codec) for header in headers],
+            }
+        )
         self._io.replace_file(
             self.base_path,
             encode_document("index", body, generation=generation),
@@ -192,7 +205,7 @@ class IndexFiles:
             base_size = self._io.lstat(self.base_path).st_size
         except FileNotFoundError:
             base_size = 0
-        if size > max(base_size, MIN_FOLD_BYTES):
+        if self._legacy_base or size > max(base_size, MIN_FOLD_BYTES):
             self.fold()
 
     def fold(self) -> None:
@@ -201,3 +214,4 @@ class IndexFiles:
         if loaded is None:
             return  # nothing usable to fold: the next full checkpoint writes a base
         self.write_base(*loaded)
+        self._legacy_base = False
