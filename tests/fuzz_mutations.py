@@ -51,7 +51,7 @@ class Target:
     """A file of the template store that the fuzzer may damage."""
 
     path: str  # relative to the store root
-    kind: str  # base, tail, journal, journal-old, index, store, backup
+    kind: str  # base, tail, journal, journal-old, index, index-delta, store, backup
     session_id: str | None = None  # the session a base or tail belongs to
 
 
@@ -348,6 +348,37 @@ def _hostile_op(rng: random.Random, record: dict[str, Any], victim: str) -> dict
     return record
 
 
+def _hostile_delta(rng: random.Random, data: bytes, victim: str) -> tuple[bytes, int, str]:
+    """Replace (or insert before) a line of index.delta with a checksum-valid malformed one."""
+    lines = _lines(data)
+    index = rng.randrange(len(lines)) if lines else 0
+    start = sum(len(line) for line in lines[:index])
+    insert = rng.random() < 0.3 or not lines
+    end = start if insert else start + len(lines[index])
+    payload = rng.choice(
+        [
+            b"[]",
+            b"{}",
+            b"not json",
+            dumps({"from": 1, "generation": "2", "headers": [], "deleted": []}),
+            dumps({"from": 2, "generation": 2, "headers": [], "deleted": []}),
+            dumps({"generation": 2, "headers": [], "deleted": []}),
+            dumps({"from": 1, "generation": 2, "headers": [{}], "deleted": []}),
+            dumps({"from": 1, "generation": 2, "headers": None, "deleted": []}),
+            dumps({"from": 1, "generation": 2, "headers": [], "deleted": [5]}),
+            dumps({"from": 1, "generation": 2, "headers": [], "deleted": "x"}),
+            dumps({"from": 1, "generation": 2, "headers": [deep(300)], "deleted": []}),
+            dumps({"from": 1, "generation": 2, "headers": [{"session_id": "../x"}], "deleted": []}),
+        ]
+    )
+    line = b"%08x %s\n" % (zlib.crc32(payload), payload)
+    if lines and rng.random() < 0.3:  # an intact line where another belongs: a stale copy
+        line = rng.choice(lines)
+        payload = b"a copy of an intact line"
+    detail = f"line {index} {'inserted before' if insert else 'replaced'}: {payload[:60]!r}"
+    return data[:start] + line + data[end:], start, detail
+
+
 def _hostile_tail(rng: random.Random, record: Any, victim: str) -> bytes:
     """A checksum-valid tail payload that no writer produces."""
     raw = [b"[]", b"[1]", b"null", b'"x"', b"7", b"{}", b"not json", b"[{}]"]
@@ -590,6 +621,8 @@ def mutate(
     path = root / target.path
     kinds = list(_WEIGHTS)
     name = rng.choices(kinds, weights=[_WEIGHTS[k] for k in kinds])[0]
+    if target.kind == "index-delta" and name in ("lax", "deep", "huge"):
+        name = "hostile"  # (a well-formed delta that lies is as undetectable as a lying index)
     if target.kind in ("store", "index") and name == "lax":
         # A well-formed but wrong store.json or index is a lie no checksum can catch: only
         # malformed ones are fair.
@@ -622,6 +655,8 @@ def mutate(
             extra += b"\n"
         mutation.offset, mutation.detail = len(data), f"{len(extra)} bytes"
         data += extra
+    elif target.kind == "index-delta":
+        data, mutation.offset, mutation.detail = _hostile_delta(rng, data, victim)
     elif target.kind in ("journal", "journal-old", "tail"):
         data, mutation.offset, mutation.detail, mutation.lax = _mutate_lines(
             rng, data, name, target, victim

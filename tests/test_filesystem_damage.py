@@ -639,3 +639,33 @@ async def test_a_read_only_store_reports_damage_and_changes_nothing(tmp_path: Pa
             with pytest.raises(StoreReadOnlyError):
                 await change
     assert _snapshot(root) == before
+
+
+# -- index.delta -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("damage", ["stale-copy", "bitflip", "torn"])
+async def test_a_damaged_index_delta_never_hides_a_session(tmp_path: Path, damage: str) -> None:
+    """Deltas apply only in their chain: a lost, stale or torn one is noticed, never skipped."""
+    root = tmp_path / "store"
+    async with store_at(root) as store:
+        sessions = []
+        for round_ in range(4):  # four checkpoints, each touching a session of its own
+            sessions.append(await store.create_session(session_object(), metadata={"r": round_}))
+            await store.optimize()
+        die(store)
+    lines = (root / "index.delta").read_bytes().splitlines(keepends=True)
+    assert len(lines) >= 3
+    if damage == "stale-copy":
+        lines[1] = lines[0]  # an intact line where the next one belongs
+    elif damage == "bitflip":
+        lines[1] = lines[1][:20] + bytes([lines[1][20] ^ 4]) + lines[1][21:]
+    else:
+        lines[-1] = lines[-1][: len(lines[-1]) // 2]
+    (root / "index.delta").write_bytes(b"".join(lines))
+    async with store_at(root) as store:
+        for session in sessions:
+            assert await store.get_session(session.session_id) is not None, damage
+        assert (await store.check()).problems == []  # the index was written anew at open
+    async with store_at(root) as store:
+        assert len(await store.list_sessions()) == len(sessions)

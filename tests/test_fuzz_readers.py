@@ -94,6 +94,7 @@ KIND_WEIGHTS = {
     "store": 7,
     "backup": 14,
     "journal-old": 6,
+    "index-delta": 6,
 }
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 _VICTIM = b"victim: the store must never touch this file\n"
@@ -182,7 +183,11 @@ async def _build(build: Path, template: Path) -> Template:
     shutil.copytree(build, template, symlinks=True)
     await store.shutdown()
 
-    targets = [Target("index.json", "index"), Target("store.json", "store")]
+    targets = [
+        Target("index.json", "index"),
+        Target("index.delta", "index-delta"),
+        Target("store.json", "store"),
+    ]
     for sid in ids:
         for suffix, kind in ((".json", "base"), (".tail", "tail")):
             if (template / "sessions" / f"{sid}{suffix}").exists():

@@ -172,6 +172,14 @@ def checkpoint_now(store: FileSystemSessionStore, *, full_index: bool = False) -
         with store._lock:
             store._repair()
             store._catch_up(locked=True)
+        full_index = full_index or store._index_files.damaged
+        if full_index and store._closing is not None:
+            # The whole index is written from memory, which holds the state at the start of
+            # the next generation only once the current one is closed too: its changes merge
+            # into the closed one, and one checkpoint covers both.
+            rotate_locked(store)
+            finish_closed(store, journal_held=True, full_index=True)
+            return
         finish_closed(store, journal_held=True)
         if store._touched or full_index:
             rotate_locked(store)
@@ -206,6 +214,7 @@ def finish_closed(
         if store._closing is None:
             return False
         generation, closing = store._closing_gen, store._closing
+        start = store._closing_from
         headers = dict(store._closing_headers)
         careful = not store._closing_ours
     store._check_anchors()
@@ -227,7 +236,7 @@ def finish_closed(
         else:
             changed = [header for header in headers.values() if header is not None]
             deleted = [session_id for session_id, header in headers.items() if header is None]
-            store._index_files.append_delta(generation + 1, changed, deleted)
+            store._index_files.append_delta(start, generation + 1, changed, deleted)
     except BaseException:
         with store._lock:
             store._closing_ours = False  # files may be half written: the retry is careful

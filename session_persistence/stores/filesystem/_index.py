@@ -7,10 +7,12 @@ Two files, so that a checkpoint writes what it changed and not the whole index:
   (the generation is inside the checksummed body: a damaged head cannot make an old base pass
   for a newer one; bases written before this release, a bare array with the generation in the
   head only, are read and replaced by the next checkpoint);
-* ``index.delta``, the **deltas**: framed lines ``<crc32> {"generation": G', "headers": [...],
-  "deleted": [...]}``, each taking the index from the generation before ``G'`` to the start of
-  ``G'``: the headers of the sessions the checkpointed generation touched, and the ids it
-  deleted.
+* ``index.delta``, the **deltas**: framed lines ``<crc32> {"from": F, "generation": G',
+  "headers": [...], "deleted": [...]}``, each taking the index from the start of generation
+  ``F`` to the start of ``G'``: the headers of the sessions the checkpointed generations
+  touched, and the ids they deleted. A delta applies only where the one before it ended
+  (``F`` is the generation reached so far), so a line lost to damage is noticed, never
+  stepped over.
 
 A checkpoint appends one delta line and fsyncs it: its cost follows what the generation
 touched, not the size of the store. Once the deltas outgrow the base (and 1 MiB), the base is
@@ -91,6 +93,9 @@ class IndexFiles:
         self.base_path = root / "index.json"
         self.delta_path = root / "index.delta"
         self._legacy_base = False  # a base in the old form was read: rewrite it soon
+        # index.delta holds bytes loading could not use (damage, a torn line): a delta appended
+        # after them would never be read, so only a whole new base may be written now.
+        self.damaged = False
 
     def load(self) -> tuple[int, list[SessionHeader]] | None:
         """Return ``(generation, headers)``, or ``None`` when there is no usable base."""
@@ -122,34 +127,43 @@ class IndexFiles:
         return generation, list(headers.values())
 
     def _apply_deltas(self, generation: int, headers: dict[str, SessionHeader]) -> int:
+        self.damaged = False
         try:
             data = self._io.read_file(self.delta_path)
         except FileNotFoundError:
             return generation
-        for _, payload in iter_frames(data):
+        end = 0
+        for end, payload in iter_frames(data):  # noqa: B007 - (end is used after the loop)
             try:
                 record = orjson.loads(payload)
-                target = record["generation"]
-                if type(target) is not int:
-                    raise BadFile("a delta without a generation")
-                if target <= generation:
-                    continue  # folded into the base already
+                start, target = record["from"], record["generation"]
+                if type(start) is not int or type(target) is not int or not start < target:
+                    raise BadFile("a delta without its generations")
                 changed = [header_from_json(item, self._codec) for item in record["headers"]]
                 deleted = record["deleted"]
                 if type(deleted) is not list or not all(type(x) is str for x in deleted):
                     raise BadFile("a delta's deleted ids must be strings")
+                if target > generation and start != generation:
+                    raise BadFile(f"a delta from generation {start} follows {generation}")
             except (orjson.JSONDecodeError, KeyError, TypeError, BadFile) as exc:
                 logger.warning("ignoring index deltas from a bad line on (%s)", exc)
-                break
+                self.damaged = True
+                return generation
+            if target <= generation:
+                continue  # folded into the base already
             for session_id in deleted:
                 headers.pop(session_id, None)
             for header in changed:
                 headers[header.session_id] = header
             generation = target
+        if end != len(data):
+            logger.warning("ignoring index deltas from a damaged or torn line at byte %d", end)
+            self.damaged = True
         return generation
 
     def write_base(self, generation: int, headers: list[SessionHeader]) -> None:
         """Write the whole index as of the start of ``generation`` and empty the deltas."""
+        self.damaged = False
         body = dump_json(
             {
                 "generation": generation,
@@ -174,11 +188,23 @@ class IndexFiles:
                 self._io.close(fd)
 
     def append_delta(
-        self, generation: int, changed: list[SessionHeader], deleted: list[str]
+        self, start: int, generation: int, changed: list[SessionHeader], deleted: list[str]
     ) -> None:
-        """Record what one checkpointed generation changed; fold the deltas in when due."""
+        """Record what one checkpointed generation changed; fold the deltas in when due.
+
+        Raises:
+            OSError: Writing failed, or the delta file is damaged (a checkpoint holding the
+                store lock throughout then writes a whole base instead; see
+                :func:`._checkpoint.checkpoint_now`).
+        """
+        if self.damaged:
+            raise OSError(
+                f"{self.delta_path} is damaged; the next full checkpoint (optimize(), shutdown "
+                "or the next open) rewrites the index"
+            )
         payload = dump_json(
             {
+                "from": start,
                 "generation": generation,
                 "headers": [header_to_json(header, self._codec) for header in changed],
                 "deleted": deleted,

@@ -78,6 +78,7 @@ class JournalReplay:
     _touched: set[str]
     _closing: dict[str, Pending] | None
     _closing_gen: int
+    _closing_from: int
     _closing_headers: dict[str, SessionHeader | None]
     _closing_ours: bool
     _index_files: IndexFiles
@@ -139,7 +140,9 @@ class JournalReplay:
             except _GenerationGap as gap:
                 logger.warning("index snapshot of %s is unusable (%s); rebuilding", self._root, gap)
             else:
-                return False
+                # Damaged deltas: the index was recovered from an older generation by replay;
+                # a whole new base must be written (as after a rebuild).
+                return self._index_files.damaged
         if snapshot is not None or generations:
             logger.info("rebuilding the index of %s from its session files", self._root)
         headers = self._scan_files(locked)
@@ -373,6 +376,7 @@ class JournalReplay:
         if self._closing is None:
             self._closing, self._closing_headers = self._pending, headers
             self._closing_ours = ours
+            self._closing_from = self._generation
         else:
             closing = self._closing
             for session_id in self._touched:

@@ -228,6 +228,7 @@ class FileSystemSessionStore(SessionReads, SessionStore):
         # A closed generation whose changes are not in the session files yet (see _checkpoint).
         self._closing: dict[str, Pending] | None = None
         self._closing_gen = 0
+        self._closing_from = 0  # the first generation it covers
         self._closing_headers: dict[str, SessionHeader | None] = {}
         self._closing_ours = False
         # Sessions decoded from their files, most recently read last (see _load). Any change to
