@@ -2,9 +2,11 @@ r"""``FileSystemSessionStore``: one file per session, a write-ahead journal, cra
 
 On-disk layout under ``base_dir`` (directories ``0700``, files ``0600`` by default)::
 
-    store.json                 {"format": 1, "kind": "session-persistence-filesystem-store"}
+    store.json                 {"format": 2, "kind": "session-persistence-filesystem-store"}
     store.lock                 the cross-process write lock (flock on a kept descriptor)
-    index.json                 snapshot of every session header at the start of a generation
+    checkpoint.lock            held by whoever moves session files (checkpoints, repairs)
+    index.json                 every session header at the start of a generation (the base)
+    index.delta                what each later checkpoint changed (see :mod:`._index`)
     journal/<generation>.wal   the write-ahead journal: one framed line per write
     sessions/<id>.json         a session's base: checksummed head line + its JSON document
     sessions/<id>.tail         interactions appended since the base was written
@@ -13,13 +15,15 @@ On-disk layout under ``base_dir`` (directories ``0700``, files ``0600`` by defau
     backups/                   backups: <backup_id>.backup (see session_persistence.backups)
 
 **Journal.** Each write (a single change or a whole transaction) is one line
-``<crc32> {"seq": n, "ops": [...]}``; ``put`` carries the whole document, ``append`` only the
-new interactions and the header after them, ``delete`` the id. Bad lines at the end of a
+``<crc32> {"seq": n, "ops": [...]}``; a put carries the whole document (``{"doc": ...,
+"size": n}``; its header is the document's own fields), ``append`` only the new interactions
+and the header after them, ``delete`` the id. Bad lines at the end of a
 segment are a torn tail: never acknowledged, ignored, and cut off by the next writer. A bad line
 (bad checksum, or a checksummed line that is not a valid record) with intact lines after it is
 damage, never cut: it is skipped, every later record whose version chain is intact is applied,
 and a copy of the segment is kept in ``quarantine/`` (see :mod:`._journal`). Control lines mark
-checkpoints (``{"checkpoint": "begin"}``, ``{"rotate": g}``) and quarantines.
+checkpoints (``{"rotate": g}`` closes a generation, ``{"checkpointed": g}`` says its changes
+are in the files) and quarantines.
 
 **Directories** are opened once (``O_DIRECTORY | O_NOFOLLOW``) and every file is created,
 opened, renamed and removed relative to those descriptors (:meth:`FileIO.anchor`), so no link
@@ -42,23 +46,27 @@ succeeded). If the ``write`` or ``fsync`` raises, the journal is cut back to whe
 began and every batch in it gets :class:`StoreIOError`. Session files are **not** written on
 this path; that is why a write costs one sequential append however long the session is.
 
-**Checkpoint** (:mod:`._checkpoint` has each step, its fsync and what a crash leaves): under
-the store lock, write what the generation holds into session files, append ``rotate``, start
-generation ``g + 1``, write ``index.json``, delete the generations before ``g``. An ``OSError``
-aborts it as a crash would; only proven damage is set aside.
+**Checkpoint** (:mod:`._checkpoint` has each step, its fsync and what a crash leaves): the
+writer that passes ``checkpoint_bytes`` only closes the generation (``rotate``, a new segment:
+one fsync under the store lock); a background thread then writes the closed generation into
+session files under the checkpoint lock, outside the store lock, appends an index delta, and
+records ``checkpointed``. Writers never wait for session files. An ``OSError`` aborts it as a
+crash would, and it is retried; only proven damage is set aside.
 
 **Recovery on open** (under the store lock; nothing to do by hand):
 
 1. remove orphan temp files from ``tmp/`` (only lock holders create them);
-2. load ``index.json`` if it is valid and its generation's segment exists; otherwise, or when
-   the chain of segments has a gap, rebuild the index by reading every session file (damaged
-   ones are quarantined) and replay only the newest segment;
+2. load the index (``index.json`` and its deltas) if it is valid and its generation's segment
+   exists; otherwise, or when the chain of segments has a gap, rebuild the index by reading
+   every session file (damaged ones are quarantined) and replay the newest unbroken run of
+   segments;
 3. replay the journal from that generation on: committed lines update the index and are kept
    in memory as *pending* changes until a checkpoint writes them into session files; a torn
    tail is cut off, damage in the middle is skipped and reported;
 4. delete generations older than the one before the current (left by a crashed checkpoint);
-5. when the index had to be rebuilt or a checkpoint was interrupted, checkpoint at once; if
-   that fails (a full disk), open anyway and serve from the journal.
+5. when the index had to be rebuilt (or its deltas are damaged), checkpoint at once and write a
+   whole index; if that fails (a full disk), open anyway and serve from the journal. A closed
+   generation left by a crashed checkpoint is checkpointed by the background thread.
 
 With ``read_only=True`` only 2-3 run, in memory, without the lock: nothing on disk changes.
 
