@@ -31,6 +31,7 @@ the session id, and refuses a newer ``format`` with a message saying to upgrade.
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Any
 
@@ -122,8 +123,14 @@ def _encode_id(value: ULID | str, path: str) -> Any:
     if type(value) is str:
         return value
     if type(value) is ULID:
-        return {"$ulid": str(value)}
+        return {"$ulid": _ulid_text(value)}
     raise SerializationError(f"expected a ULID or str, got {type(value).__name__}", path)
+
+
+@functools.lru_cache(maxsize=4096)
+def _ulid_text(value: ULID) -> str:
+    """``str(value)``, remembered: a session's ids are encoded at every write (base32 each time)."""
+    return str(value)
 
 
 def document_to_session(document: Any, codec: Codec) -> PersistedSession:
