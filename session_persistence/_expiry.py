@@ -45,5 +45,7 @@ def slid_expiry(
     expires = current.expires_at
     if not sliding or ttl is None or expires is None or expires - current.updated_at != ttl:
         return expires
+    if expires <= now:
+        return expires  # expired already: a write never revives a session (see Transaction)
     # now + TTL even if the clock stepped back: the rule above must keep holding.
     return now + ttl

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigurationError, SessionNotFoundError
 from .events import EventName, Listener, Unsubscribe
@@ -34,6 +34,7 @@ class ManagerEvents:
     _listeners: list[_Registration]
     _own_unsubscribers: list[Unsubscribe]
     _managed: Iterable[DefaultSession]
+    _expired_ids: set[str]
 
     def on_session_created(self, callback: Listener) -> Unsubscribe:
         """Call ``callback(session)`` after each committed create (follows store switches)."""
@@ -66,6 +67,7 @@ class ManagerEvents:
 
     async def _recreated(self, store: SessionStore, session: PersistedSession) -> None:
         """Report a managed session written back after its record expired."""
+        self._expired_ids.discard(session.session_id)
         logger.warning(
             "session %s had expired while in use; written back under the same id with its "
             "%d interaction(s) (recreate_expired)",
@@ -102,16 +104,31 @@ class ManagerEvents:
             registration.attach(store)
         self._own_unsubscribers = [
             store.on_session_deleted(self._record_gone),
-            store.on_session_expired(lambda session: self._record_gone(session.session_id)),
+            store.on_session_expired(self._record_expired),
         ]
 
+    def _record_expired(self, session: Any) -> None:
+        session_id = session.session_id
+        if any(managed.session_id == session_id for managed in self._managed):
+            self._expired_ids.add(session_id)
+        self._record_gone(session_id)
+
+    def _saw_expire(self, session_id: str) -> bool:
+        """Whether this manager saw the record of ``session_id`` expire."""
+        return session_id in self._expired_ids
+
     def _is_recreatable(self, session: DefaultSession) -> bool:
-        """Whether a lost record of ``session`` will be written back (it expired)."""
-        store = self._store
+        """Whether a lost record of ``session`` will be written back (it was seen to expire).
+
+        A record that is simply gone may have been deleted while it was live (its last seen
+        expiry says nothing once other writers slide it): that one is never written back.
+        """
+        session_id = session.session_id
         return (
             self._config.recreate_expired
-            and store is not None
-            and session._expired_by(store.config.clock())
+            and self._store is not None
+            and session_id is not None
+            and self._saw_expire(session_id)
         )
 
     def _unsubscribe_all(self) -> None:

@@ -115,6 +115,9 @@ class SessionPersistenceManager(KeyedManagerMethods, ManagerEvents):
         self._failures: dict[DefaultSession, int] = {}
         self._listeners: list[_Registration] = []
         self._own_unsubscribers: list[Unsubscribe] = []
+        # Ids of managed sessions whose record this manager saw expire (session_expired): the
+        # evidence recreate_expired needs before writing back a record that is gone.
+        self._expired_ids: set[str] = set()
         self._interval_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._open_gate = asyncio.Event()

@@ -500,21 +500,19 @@ class DefaultSession:
         await manager._recreated(store, created)
         return True
 
-    def _expired_by(self, now: datetime) -> bool:
-        """Whether the record, as last seen, had expired by ``now``."""
-        record = self._record
-        return record is not None and record.expires_at is not None and record.expires_at <= now
-
     async def _record_expired(self, store: SessionStore, record: _Record) -> bool:
         """Whether the record is gone because it expired (not because it was deleted).
 
-        Expired and still stored, or no longer stored after the expiry this session last
-        saw (cleanup removed it). A record deleted while it was live is not "expired".
+        Expired and still stored, or no longer stored and seen to expire by the manager
+        (cleanup removed it and fired ``session_expired``). A record that is simply gone may
+        have been deleted while live (another writer may have slid its expiry since this
+        session last saw it): it is not "expired", and is never written back.
         """
         header = await store.get_session_header(record.session_id)
         if header is not None:
             return store.is_expired(header)
-        return self._expired_by(store.config.clock())
+        manager = self._manager
+        return manager is not None and manager._saw_expire(record.session_id)
 
     def _changed(self) -> None:
         if self._state == "conflict" and not self._rewrite:

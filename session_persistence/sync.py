@@ -86,16 +86,16 @@ class _LoopThread:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
-    def _start(self) -> asyncio.AbstractEventLoop:
+    def _start(self) -> tuple[asyncio.AbstractEventLoop, bool]:
+        """The running loop, and whether this call started it."""
         with self._lock:
-            if self._loop is None:
-                loop = asyncio.new_event_loop()
-                thread = threading.Thread(
-                    target=self._main, args=(loop,), name=self._name, daemon=True
-                )
-                thread.start()
-                self._loop, self._thread = loop, thread
-            return self._loop
+            if self._loop is not None:
+                return self._loop, False
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(target=self._main, args=(loop,), name=self._name, daemon=True)
+            thread.start()
+            self._loop, self._thread = loop, thread
+            return loop, True
 
     @staticmethod
     def _main(loop: asyncio.AbstractEventLoop) -> None:
@@ -112,15 +112,26 @@ class _LoopThread:
             loop.run_until_complete(loop.shutdown_default_executor())
             loop.close()
 
-    def run(self, factory: Callable[[], Awaitable[R]], tx: Transaction | None = None) -> R:
-        """Run ``factory()`` on the loop (inside ``tx`` if given) and return its result."""
+    def run(
+        self,
+        factory: Callable[[], Awaitable[R]],
+        tx: Transaction | None = None,
+        *,
+        keep: bool = False,
+    ) -> R:
+        """Run ``factory()`` on the loop (inside ``tx`` if given) and return its result.
+
+        ``keep``: leave a loop this call started running (``initialize``). Any other call that
+        finds no loop (made after ``shutdown``, or before ``initialize``) stops the loop it
+        started once it returns, so no thread is left behind.
+        """
         if self._thread is not None and threading.get_ident() == self._thread.ident:
             raise InvalidInputError(
                 "a blocking session-persistence call was made on the wrapper's own loop "
                 "thread (from a listener?); it would wait for itself. Use the async store "
                 "(wrapper.store) there"
             )
-        loop = self._start()
+        loop, started = self._start()
 
         async def call() -> R:
             # This task's context is a copy of the caller's: inside the loop only the store's
@@ -140,6 +151,9 @@ class _LoopThread:
         except BaseException:
             future.cancel()  # interrupted (Ctrl-C): do not leave the call running
             raise
+        finally:
+            if started and not keep:
+                self.stop()
 
     def stop(self) -> None:
         """Stop the loop and wait for its thread (a later ``run`` starts a new one)."""
@@ -431,7 +445,7 @@ class SyncSessionStore(_Blocking):
 
     def initialize(self, config: SessionStoreConfig | None = None) -> None:
         """Open the store on the wrapper's loop (see :meth:`SessionStore.initialize`)."""
-        self._loop.run(lambda: self._store.initialize(config))
+        self._loop.run(lambda: self._store.initialize(config), keep=True)
 
     def shutdown(self) -> None:
         """Shut the store down, then stop the wrapper's thread. Idempotent."""
@@ -548,7 +562,7 @@ class SyncSessionPersistenceManager(_Blocking):
 
     def initialize(self) -> None:
         """Open the store and start background persistence (on the wrapper's thread)."""
-        self._loop.run(self._manager.initialize)
+        self._loop.run(self._manager.initialize, keep=True)
 
     def shutdown(self) -> None:
         """Flush every unsaved managed session, close the store, stop the thread.

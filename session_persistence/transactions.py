@@ -115,6 +115,11 @@ class _Entry:
     # A create under a caller's id that replaced an expired (or in-transaction deleted)
     # record: its net effect is reported as a creation, not an update.
     recreated: bool = False
+    # The stored expiry when first seen, and whether this transaction set one explicitly.
+    # At commit, a session that has expired since is not written unless its expiry was set:
+    # a write slides a live session's expiry, it never revives an expired one.
+    stored_expiry: datetime | None = None
+    expiry_set: bool = False
 
     def copy(self) -> _Entry:
         return dataclasses.replace(
@@ -226,6 +231,7 @@ class Transaction:
         ops: list[WriteOp] = [self._op_for(session_id, e) for session_id, e in entries.items()]
         if not any(isinstance(op, PutOp | AppendOp | DeleteOp) for op in ops):
             return _no_events
+        self._check_still_live()
         events = await self._events()
         try:
             await self._store._apply_batch(ops)
@@ -243,6 +249,34 @@ class Transaction:
             if entry.dirty and entry.header is None:
                 self._store._reported_expired.pop(session_id, None)
         return events
+
+    def _check_still_live(self) -> None:
+        """Refuse to commit a write to a session that expired after this transaction saw it.
+
+        Its expiry was slid when the write was staged; writing it now would bring back a
+        session that readers no longer see and cleanup may have reported expired.
+        """
+        now = self._store._now()
+        for session_id, entry in self._state.entries.items():
+            expiry = entry.stored_expiry
+            if (
+                entry.dirty
+                and entry.expected is not None
+                and entry.header is not None
+                and not entry.expiry_set
+                and not entry.recreated
+                and expiry is not None
+                and expiry <= now
+            ):
+                error = SessionNotFoundError(session_id)
+                if self._implicit:
+                    raise error
+                raise TransactionError(
+                    f"session {session_id} expired before transaction {self.transaction_id} "
+                    "committed; nothing was applied",
+                    transaction_id=self.transaction_id,
+                    conflicts=[session_id],
+                ) from error
 
     async def _events(self) -> Callable[[], Awaitable[None]]:
         """Work out, before commit, the events the net effect will fire after it."""
@@ -317,7 +351,11 @@ class Transaction:
         entry = self._state.entries.get(session_id)
         if entry is None:
             header = await self._store._read_header(session_id)
-            entry = _Entry(expected=None if header is None else header.version, header=header)
+            entry = _Entry(
+                expected=None if header is None else header.version,
+                header=header,
+                stored_expiry=None if header is None else header.expires_at,
+            )
             self._state.entries[session_id] = entry
         return entry
 
@@ -578,14 +616,21 @@ class Transaction:
             current = await self._current(session_id, entry)
             changes: dict[str, Any] = {}
             ttl = self._store._ttl
+            now = self._store._now()  # one reading: expires_at - updated_at must be the TTL
             if current.expires_at is not None and ttl is not None:
-                changes["expires_at"] = max(current.expires_at, self._store._now() + ttl)
-            return self._stage_change(entry, current, changes)
+                changes["expires_at"] = max(current.expires_at, now + ttl)
+            return self._stage_change(entry, current, changes, now)
 
     def _stage_change(
-        self, entry: _Entry, current: PersistedSession, changes: dict[str, Any]
+        self,
+        entry: _Entry,
+        current: PersistedSession,
+        changes: dict[str, Any],
+        now: datetime | None = None,
     ) -> PersistedSession:
-        new = next_state(self._store, current, changes)
+        if "expires_at" in changes:
+            entry.expiry_set = True  # an explicit expiry may revive; a slide may not
+        new = next_state(self._store, current, changes, now)
         self._stage_rewrite(entry, new)
         return clone_session(new)
 
@@ -715,13 +760,19 @@ def update_changes(current: PersistedSession, update: SessionUpdate) -> dict[str
 
 
 def next_state(
-    store: SessionStore, current: PersistedSession, changes: dict[str, Any]
+    store: SessionStore,
+    current: PersistedSession,
+    changes: dict[str, Any],
+    now: datetime | None = None,
 ) -> PersistedSession:
-    """Return ``current`` with ``changes``, its version + 1 and its write timestamps now.
+    """Return ``current`` with ``changes``, its version + 1 and its write timestamps ``now``.
 
-    A write is use: a session on the default TTL slides (see :func:`slid_expiry`).
+    A write is use: a session on the default TTL slides (see :func:`slid_expiry`). ``now``:
+    the clock reading the changes were computed from (read here if not given), so that an
+    expiry set to now + TTL keeps the session sliding.
     """
-    now = store._now()
+    if now is None:
+        now = store._now()
     if "expires_at" not in changes:
         changes["expires_at"] = slid_expiry(current, now, store._ttl, sliding=store._sliding)
     return dataclasses.replace(

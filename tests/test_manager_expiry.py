@@ -143,6 +143,29 @@ async def test_a_deleted_record_is_never_recreated(open_manager: Opener, clock: 
     await manager.unmanage_session(session.session_id, flush=False)
 
 
+async def test_a_record_deleted_after_others_slid_it_is_never_recreated(
+    open_manager: Opener, clock: FakeClock
+) -> None:
+    """The expiry this session last saw is stale once other writers slide the record.
+
+    Deleted while live (but after that stale expiry), it must stay deleted.
+    """
+    manager: SessionPersistenceManager = await open_manager(store={"default_session_ttl": 10.0})
+    session = await manager.create_managed_session(session_object())
+    session_id = session.session_id
+    assert session_id is not None
+    store = manager.store
+    for _ in range(3):  # another writer keeps the chat alive past what this session saw
+        clock.advance(5)
+        await store.append_interactions(session_id, interaction("from elsewhere"))
+    assert await store.delete_session(session_id)  # a user deletes it while it is live
+    session.add_interaction(interaction())
+    with pytest.raises(SessionNotFoundError):
+        await session.persist()
+    assert not await store.has_session(session_id)
+    await manager.unmanage_session(session_id, flush=False)
+
+
 async def test_expiry_mode_reaches_the_store(open_manager: Opener, clock: FakeClock) -> None:
     """expiry_mode="fixed" on the manager makes the store's default expiry fixed."""
     manager: SessionPersistenceManager = await open_manager(expiry_mode="fixed")

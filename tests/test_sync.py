@@ -299,3 +299,18 @@ def test_sync_manager_persists_from_threads(tmp_path: Path) -> None:
     with SyncSessionPersistenceManager(config) as manager:  # shutdown flushed the rest
         counts = [len(manager.require_session(f"chat-{i}").interactions) for i in range(4)]
         assert counts == [10, 11, 10, 10]
+
+
+def test_a_call_after_shutdown_leaves_no_loop_thread() -> None:
+    """A blocking call on a shut-down wrapper raises, and stops the loop it had to start."""
+
+    def loops() -> int:
+        return sum(t.name.startswith("session-persistence-sync") for t in threading.enumerate())
+
+    before = loops()
+    for _ in range(3):
+        with SyncSessionStore(InMemorySessionStore()) as sync:
+            pass
+        with pytest.raises(StoreClosedError):
+            sync.get_session("x")
+    assert loops() == before

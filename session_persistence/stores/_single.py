@@ -129,6 +129,7 @@ class AppendBuild(OneWrite[SessionHeader]):
                 version=after.version,
                 updated_at=after.updated_at,
                 last_accessed_at=after.last_accessed_at,
+                expires_at=after.expires_at,  # (an append slides a session on the default TTL)
             )
             self.event = ("session_updated", (current, session))
         op = AppendOp(self.session_id, tuple(new), tuple(encoded), after, header.version)

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
+
+from ..errors import TransactionError
 from ..models import SessionFilter
 from ..stores.base import SessionStore
 from ._base import FakeClock, StoreTestBase, interaction, session_object
+
+
+class _TickingClock(FakeClock):
+    """A clock that moves a microsecond at every reading, as a real one does."""
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(microseconds=1)
+        return self.now
 
 
 class SlidingExpiryConformance(StoreTestBase):
@@ -44,7 +55,7 @@ class SlidingExpiryConformance(StoreTestBase):
     async def test_writes_in_a_transaction_slide_too(
         self, open_store: Any, clock: FakeClock
     ) -> None:
-        """Appends and updates staged in a transaction move expiry to commit-time now + TTL."""
+        """Appends and updates staged in a transaction move expiry to now + TTL (as staged)."""
         store: SessionStore = await open_store(default_session_ttl=10.0)
         created = await store.create_session(session_object())
         clock.advance(8)
@@ -138,3 +149,46 @@ class SlidingExpiryConformance(StoreTestBase):
         session = await store.require_session(created.session_id)
         assert session.expires_at == header.expires_at
         assert len(session.interactions) == 3
+
+    async def test_a_write_staged_before_expiry_does_not_revive_it(
+        self, open_store: Any, clock: FakeClock
+    ) -> None:
+        """A transaction that commits after the session expired fails; it stays expired."""
+        store: SessionStore = await open_store(default_session_ttl=10.0)
+        created = await store.create_session(session_object())
+        clock.advance(9.5)
+        tx = await store.begin_transaction()
+        await tx.append_interactions(created.session_id, interaction("late"))
+        clock.advance(1.0)  # the session expires before the commit
+        with pytest.raises(TransactionError):
+            await tx.commit()
+        assert not await store.has_session(created.session_id)
+        assert await store.cleanup_expired_sessions() == 1
+
+    async def test_refresh_keeps_a_session_sliding_with_a_moving_clock(
+        self, open_store: Any
+    ) -> None:
+        """refresh_session reads the clock once: the session still slides afterwards."""
+        clock = _TickingClock()
+        store: SessionStore = await open_store(default_session_ttl=60.0, clock=clock)
+        created = await store.create_session(session_object())
+        refreshed = await store.refresh_session(created.session_id)
+        assert refreshed.expires_at is not None
+        assert refreshed.expires_at - refreshed.updated_at == timedelta(seconds=60)
+        clock.advance(30)
+        header = await store.append_interactions(created.session_id, interaction())
+        assert header.expires_at is not None
+        assert header.expires_at - header.updated_at == timedelta(seconds=60)
+
+    async def test_an_append_event_shows_the_slid_expiry(
+        self, open_store: Any, clock: FakeClock
+    ) -> None:
+        """The new state given to on_session_updated after an append has the new expiry."""
+        store: SessionStore = await open_store(default_session_ttl=10.0)
+        created = await store.create_session(session_object())
+        seen: list[Any] = []
+        store.on_session_updated(lambda new, old: seen.append(new))
+        clock.advance(5)
+        header = await store.append_interactions(created.session_id, interaction())
+        assert seen
+        assert seen[-1].expires_at == header.expires_at == clock.now + timedelta(seconds=10)
