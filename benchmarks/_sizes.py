@@ -39,6 +39,7 @@ class Sizes:
     process_writes: int  # updates per writer process per round
     process_rounds: int
     sustained_s: float  # how long each side of the sustained-writes workload runs in all
+    sustained_rounds: int
     stall_sessions: int  # sessions the sustained writers update
     watch_events: int  # sessions created while another process watches
     wal_updates: int  # updates measured between two checkpoints, per round
@@ -63,6 +64,7 @@ class Sizes:
                 process_writes=20,
                 process_rounds=1,
                 sustained_s=2.0,
+                sustained_rounds=2,
                 stall_sessions=500,
                 watch_events=3,
                 wal_updates=10,
@@ -81,8 +83,9 @@ class Sizes:
             open_reps=3,
             each_writer=30,
             process_writes=300,
-            process_rounds=3,
+            process_rounds=6,
             sustained_s=30.0,
+            sustained_rounds=3,
             stall_sessions=5_000,
             watch_events=30,
             wal_updates=50,
