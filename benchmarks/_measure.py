@@ -116,7 +116,7 @@ class Pooled:
 Chunk = Callable[[int], Awaitable[list[float]]]
 
 
-async def alternate(sides: dict[str, Chunk], rounds: int) -> dict[str, Pooled]:
+async def alternate(sides: dict[Any, Chunk], rounds: int) -> dict[Any, Pooled]:
     """Run every side's chunk in each of ``rounds`` rounds, rotating the order every round.
 
     Round ``r`` starts with side ``r % len(sides)``, so over the rounds each side runs first,

@@ -192,36 +192,38 @@ async def cold_reads(root: Path, sizes: Sizes) -> list[Result]:
 
 
 async def appends(root: Path, sizes: Sizes) -> list[Result]:
-    """Append one interaction to sessions already holding 10, 1,000 and 10,000."""
-    results = []
+    """Append one interaction to sessions already holding 10, 1,000 and 10,000.
+
+    Every store at every size is one side of the same alternating rounds, since a target
+    compares the sizes with each other.
+    """
     names = ("filesystem/full", "filesystem/process", "sqlite/full", "memory")
+    targets: dict[tuple[str, int], Ours] = {}
     for held in sizes.appends_at:
-        targets = _sides(root, f"append-{held}", names)
-        async with opened(targets.values()):
-            ids = {}
-            for name, target in targets.items():
-                assert isinstance(target, Ours)
-                created = await target.store.create_session(session_object(interactions=held))
-                await target.store.optimize()  # the long history is in the file, not in memory
-                ids[name] = created.session_id
-            pooled = await alternate(
-                {
-                    name: timed(
-                        lambda _i, s=t.store, sid=ids[name]: s.append_interactions(
-                            sid, interaction()
-                        ),
-                        per_round(sizes.ops, sizes.rounds),
-                    )
-                    for name, t in targets.items()
-                    if isinstance(t, Ours)
-                },
-                sizes.rounds,
-            )
-        results += [
-            summarize(f"append at {held:,}", name, p.samples, held=held)
-            for name, p in pooled.items()
-        ]
-    return results
+        for i, name in enumerate(names):
+            target = make_target(name, root / f"append-{held}-{i}")
+            assert isinstance(target, Ours)
+            targets[(name, held)] = target
+    async with opened(targets.values()):
+        ids = {}
+        for side, target in targets.items():
+            created = await target.store.create_session(session_object(interactions=side[1]))
+            await target.store.optimize()  # the long history is in the file, not in memory
+            ids[side] = created.session_id
+        pooled = await alternate(
+            {
+                side: timed(
+                    lambda _i, s=t.store, sid=ids[side]: s.append_interactions(sid, interaction()),
+                    per_round(sizes.ops, sizes.rounds),
+                )
+                for side, t in targets.items()
+            },
+            sizes.rounds,
+        )
+    return [
+        summarize(f"append at {held:,}", name, p.samples, held=held)
+        for (name, held), p in pooled.items()
+    ]
 
 
 # == queries and opening ========================================================================
