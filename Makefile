@@ -71,7 +71,7 @@ fuzz: $(STAMP)
 		$(PY) -m pytest -q -s -p no:cacheprovider --timeout 0 tests/test_fuzz_readers.py
 
 # Benchmarks against the peers (docs/benchmarks.md), the compared sides in alternating rounds.
-# `bench` (about 15 minutes) writes the JSON, the Markdown report and the chart to
+# `bench` (6 to 8 minutes) writes the JSON, the Markdown report and the chart to
 # benchmarks/results/; `bench-quick` (about a minute) runs every workload small, so the
 # harness cannot rot, and writes *-quick.* files (git-ignored). `bench-scale` grows a
 # filesystem store to 1,000,000 sessions in blocks and opens it (*-scale.*); try it small with
