@@ -6,7 +6,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck pytest test-compat test-sentient test-slow crash-test fuzz bench bench-quick clean
+.PHONY: install demo test lint typecheck pytest test-compat test-sentient test-slow crash-test fuzz \
+	bench bench-quick bench-scale clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -84,11 +85,14 @@ fuzz: $(STAMP)
 	SP_FUZZ_RUNS=$${SP_FUZZ_RUNS:-20000} SP_FUZZ_MAX_FAILURES=$${SP_FUZZ_MAX_FAILURES:-50} \
 		$(PY) -m pytest -q -s -p no:cacheprovider --timeout 0 tests/test_fuzz_readers.py
 
-# Benchmarks against the peers (docs/benchmarks.md). `bench` writes the JSON, the Markdown
-# report and the chart to benchmarks/results/; `bench-quick` (under a minute) runs every
-# workload small, so the harness cannot rot, and writes *-quick.* files (git-ignored).
+# Benchmarks against the peers (docs/benchmarks.md), the compared sides in alternating rounds.
+# `bench` (6 to 8 minutes) writes the JSON, the Markdown report and the chart to
+# benchmarks/results/; `bench-quick` (about a minute) runs every workload small, so the
+# harness cannot rot, and writes *-quick.* files (git-ignored). `bench-scale` grows a
+# filesystem store to 1,000,000 sessions in blocks and opens it (*-scale.*); try it small with
+# SP_BENCH_SCALE_BLOCK=10000 SP_BENCH_SCALE_BLOCKS=3.
 BENCH_STAMP := $(VENV)/.bench-installed
-$(BENCH_STAMP): $(STAMP)
+$(BENCH_STAMP): $(STAMP) pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	@touch $@
 
@@ -97,6 +101,9 @@ bench: $(BENCH_STAMP)
 
 bench-quick: $(BENCH_STAMP)
 	$(PY) benchmarks/run.py --quick
+
+bench-scale: $(BENCH_STAMP)
+	$(PY) benchmarks/run.py --scale
 
 clean:
 	rm -rf $(VENV) $(COMPAT) $(SENTIENT) .mypy_cache .pytest_cache .ruff_cache build *.egg-info

@@ -1,13 +1,15 @@
 """Work that must run in a process of its own (fresh memory, or several writers at once).
 
 ``python _child.py open KIND PATH``
-    open the store, answer one query; print the seconds until it answered and the resident
-    memory the open added.
+    open the store, answer one query; print the seconds until it answered, the resident
+    memory the open added and the process's peak resident memory.
 ``python _child.py readall DIR``
     read and parse every ``*.json`` file in DIR (what a store without an index does to open).
 ``python _child.py write KIND PATH COUNT GO``
-    wait for the file GO to exist, then update one's own ~1 KB session COUNT times; print when
-    it started and finished.
+    open the store and create one's own ~1 KB session, touch ``GO.ready.<pid>``, wait for the
+    file GO to exist, then update that session COUNT times; print when it started and
+    finished, each write's seconds, and every failure (counted, never raised: a failed open
+    or write is a figure, and ``locked`` counts those saying the database was locked).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 from _measure import rss_bytes
@@ -42,8 +45,9 @@ async def open_store(kind: str, path: str) -> dict[str, float]:
     count = await store.count_sessions()
     seconds = time.perf_counter() - start
     grown = rss_bytes() - before
+    peak = rss_bytes("VmHWM")
     await store.shutdown()
-    return {"seconds": seconds, "rss_bytes": grown, "sessions": count}
+    return {"seconds": seconds, "rss_bytes": grown, "peak_rss_bytes": peak, "sessions": count}
 
 
 def read_all(directory: str) -> dict[str, float]:
@@ -60,23 +64,51 @@ def read_all(directory: str) -> dict[str, float]:
     return {"seconds": time.perf_counter() - start, "sessions": count}
 
 
-async def write(kind: str, path: str, count: int, go: str) -> dict[str, float]:
+async def write(kind: str, path: str, count: int, go: str) -> dict[str, Any]:
     """Update one's own session ``count`` times, starting when ``go`` appears."""
-    async with build(kind, path) as store:
-        session = await store.create_session(session_object(), metadata=payload(1024, 0))
-        Path(f"{go}.ready.{os.getpid()}").touch()
-        while not os.path.exists(go):
-            await asyncio.sleep(0.001)
-        started = time.time()
+    errors: list[str] = []
+    store: SessionStore | None = build(kind, path)
+    session_id = ""
+    try:
+        await store.initialize()
+        session_id = (
+            await store.create_session(session_object(), metadata=payload(1024, 0))
+        ).session_id
+    except Exception as exc:  # a failed open is a figure of the run, not a crash of it
+        errors.append(f"open: {type(exc).__name__}: {exc}")
+        store = None
+    Path(f"{go}.ready.{os.getpid()}").touch()
+    while not os.path.exists(go):
+        await asyncio.sleep(0.001)
+    started = time.time()
+    durations: list[float] = []
+    if store is not None:
         for salt in range(1, count + 1):
-            await store.update_session(session.session_id, {"metadata": payload(1024, salt)})
-        finished = time.time()
-    return {"started": started, "finished": finished, "writes": count}
+            begin = time.perf_counter()
+            try:
+                await store.update_session(session_id, {"metadata": payload(1024, salt)})
+            except Exception as exc:
+                errors.append(f"write: {type(exc).__name__}: {exc}")
+                continue
+            durations.append(time.perf_counter() - begin)
+    finished = time.time()
+    if store is not None:
+        await store.shutdown()
+    return {
+        "started": started,
+        "finished": finished,
+        "writes": len(durations),
+        "durations": durations,
+        "failed": len(errors),
+        "locked": sum("locked" in e.lower() for e in errors),
+        "errors": errors[:5],
+    }
 
 
 def main(argv: list[str]) -> None:
     """Dispatch on the first argument; print one JSON object."""
     mode = argv[0]
+    result: dict[str, Any]
     if mode == "open":
         result = asyncio.run(open_store(argv[1], argv[2]))
     elif mode == "readall":

@@ -3,6 +3,11 @@
 Every figure is a distribution (median and p99 over repetitions, never a mean) and every target
 is a ratio between two figures measured in the same run, because the machine is shared and
 noisy: a slow minute slows both sides of a ratio.
+
+The sides a target compares run in **alternating rounds** (:func:`alternate`): every side is
+opened first; then in round *r* each side runs one chunk of operations, in an order rotated by
+one place every round; the samples of all rounds are pooled per side. A noisy window then falls
+on every side alike instead of on whichever ran during it.
 """
 
 from __future__ import annotations
@@ -19,7 +24,16 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Result", "Timer", "environment", "rss_bytes", "summarize"]
+__all__ = [
+    "Pooled",
+    "Result",
+    "Timer",
+    "alternate",
+    "environment",
+    "rss_bytes",
+    "summarize",
+    "timed",
+]
 
 
 @dataclass(slots=True)
@@ -33,6 +47,8 @@ class Result:
     p99_ms: float
     ops_per_s: float
     extra: dict[str, Any] = field(default_factory=dict)
+    p999_ms: float = 0.0
+    max_ms: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready."""
@@ -42,6 +58,8 @@ class Result:
             "n": self.n,
             "median_ms": round(self.median_ms, 4),
             "p99_ms": round(self.p99_ms, 4),
+            "p999_ms": round(self.p999_ms, 4),
+            "max_ms": round(self.max_ms, 4),
             "ops_per_s": round(self.ops_per_s, 1),
             **({"extra": self.extra} if self.extra else {}),
         }
@@ -55,12 +73,84 @@ def summarize(
     ops_per_s: float | None = None,
     **extra: Any,
 ) -> Result:
-    """Median and p99 of per-operation seconds; throughput is 1/median unless measured."""
+    """Median, p99, p99.9 and worst of per-operation seconds.
+
+    Throughput is 1/median unless ``ops_per_s`` gives a measured one.
+    """
     ordered = sorted(samples)
     median = statistics.median(ordered)
-    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
     throughput = ops_per_s if ops_per_s is not None else (1 / median if median > 0 else 0.0)
-    return Result(workload, target, len(ordered), median * 1e3, p99 * 1e3, throughput, extra)
+    return Result(
+        workload,
+        target,
+        len(ordered),
+        median * 1e3,
+        _quantile(ordered, 0.99) * 1e3,
+        throughput,
+        extra,
+        p999_ms=_quantile(ordered, 0.999) * 1e3,
+        max_ms=ordered[-1] * 1e3,
+    )
+
+
+def _quantile(ordered: list[float], q: float) -> float:
+    """The sample at rank ``q`` of sorted ``ordered`` (nearest rank, no interpolation)."""
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+@dataclass(slots=True)
+class Pooled:
+    """One side's samples pooled over every round, and the wall time its chunks took."""
+
+    samples: list[float] = field(default_factory=list)
+    ops: int = 0
+    elapsed: float = 0.0
+
+    @property
+    def ops_per_s(self) -> float:
+        """Operations over the summed wall time of this side's chunks."""
+        return self.ops / self.elapsed if self.elapsed > 0 else 0.0
+
+
+#: One side's chunk for round ``r``: runs its operations, returns each one's seconds.
+Chunk = Callable[[int], Awaitable[list[float]]]
+
+
+async def alternate(sides: dict[Any, Chunk], rounds: int) -> dict[Any, Pooled]:
+    """Run every side's chunk in each of ``rounds`` rounds, rotating the order every round.
+
+    Round ``r`` starts with side ``r % len(sides)``, so over the rounds each side runs first,
+    in the middle and last equally often. Each chunk's wall time is added to its side's
+    ``elapsed``; its samples (one per operation) are pooled.
+    """
+    names = list(sides)
+    pooled = {name: Pooled() for name in names}
+    for r in range(rounds):
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
+            start = time.perf_counter()
+            samples = await sides[name](r)
+            pooled[name].elapsed += time.perf_counter() - start
+            pooled[name].samples.extend(samples)
+            pooled[name].ops += len(samples)
+    return pooled
+
+
+def timed(operation: Callable[[int], Awaitable[Any]], per_round: int) -> Chunk:
+    """A chunk timing ``per_round`` calls of ``operation(i)`` one by one (``i`` counts on)."""
+    counter = 0
+
+    async def chunk(_round: int) -> list[float]:
+        nonlocal counter
+        samples = []
+        for _ in range(per_round):
+            counter += 1
+            start = time.perf_counter()
+            await operation(counter)
+            samples.append(time.perf_counter() - start)
+        return samples
+
+    return chunk
 
 
 class Timer:
@@ -84,11 +174,11 @@ class Timer:
         return result
 
 
-def rss_bytes() -> int:
-    """This process's resident memory, from /proc (Linux), else 0."""
+def rss_bytes(field: str = "VmRSS") -> int:
+    """This process's resident memory (``VmHWM``: its peak), from /proc (Linux), else 0."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
@@ -141,6 +231,7 @@ def environment(directory: Path, mode: str) -> dict[str, Any]:
                 "watchdog",
                 "diskcache",
                 "matplotlib",
+                "openai-agents",
             )
         },
         "directory": str(directory),

@@ -42,6 +42,15 @@ def _ours(target: str) -> bool:
     return target.split("/", maxsplit=1)[0] in ("filesystem", "sqlite", "memory")
 
 
+def _shown(value: Any) -> str:
+    """A figure with thousands separators; text as it is; a list as its first item."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        if isinstance(value, list):
+            return f"{value[0]!s} (+{len(value) - 1} more)" if value else "none"
+        return str(value).replace("|", "/")
+    return f"{value:,}"
+
+
 def write_markdown(document: dict[str, Any], path: Path, chart: Path) -> None:
     """The environment, the targets with their ratios, then every result."""
     env = document["environment"]
@@ -63,34 +72,59 @@ def write_markdown(document: dict[str, Any], path: Path, chart: Path) -> None:
         "",
         "## Targets",
         "",
-        "| target | needs | measured | met |",
-        "|---|---|---|---|",
+        "Each ratio is between sides measured in this run in alternating rounds.",
+        "",
+        "| issue | target | needs | measured | from | met |",
+        "|---|---|---|---|---|---|",
     ]
     for goal in document["targets"]:
         if "skipped" in goal:
-            lines.append(f"| {goal['target']} | {goal['requirement']} | not run | - |")
+            lines.append(
+                f"| {goal['issue']} | {goal['target']} | {goal['requirement']} | not measured |"
+                f" {goal['skipped']} | - |"
+            )
             continue
         measured = f"{goal['measured']:,}{goal['unit']}"
         lines.append(
-            f"| {goal['target']} | {goal['requirement']} | {measured} | "
-            f"{'yes' if goal['met'] else '**no**'} |"
+            f"| {goal['issue']} | {goal['target']} | {goal['requirement']} | {measured} | "
+            f"{goal['detail']} | {'yes' if goal['met'] else '**no**'} |"
         )
     lines += [
         "",
         "## Results",
         "",
-        "Medians and p99 over the repetitions (n); throughput is 1/median except for the",
-        "concurrency and process workloads, where it is writes over elapsed time.",
+        "Medians, p99, p99.9 and worst over the repetitions (n), pooled over the rounds;",
+        "throughput is 1/median except for the concurrency, process and sustained workloads,",
+        "where it is writes over the wall time of that side's chunks.",
         "",
-        "| workload | target | n | median ms | p99 ms | ops/s | also |",
-        "|---|---|---:|---:|---:|---:|---|",
+        "| workload | target | n | median ms | p99 ms | p99.9 ms | max ms | ops/s | also |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for row in document["results"]:
-        also = ", ".join(f"{key.replace('_', ' ')} {value:,}" for key, value in
-                         row.get("extra", {}).items())  # fmt: skip
+        extra = {k: v for k, v in row.get("extra", {}).items() if k != "blocks"}
+        also = ", ".join(f"{key.replace('_', ' ')} {_shown(value)}" for key, value in
+                         extra.items())  # fmt: skip
         lines.append(
             f"| {row['workload']} | {row['target']} | {row['n']} | {row['median_ms']:.3f} | "
-            f"{row['p99_ms']:.3f} | {row['ops_per_s']:,.0f} | {also} |"
+            f"{row['p99_ms']:.3f} | {row['p999_ms']:.3f} | {row['max_ms']:.3f} | "
+            f"{row['ops_per_s']:,.0f} | {also} |"
         )
+    for row in document["results"]:
+        blocks = row.get("extra", {}).get("blocks")
+        if blocks:
+            lines += [
+                "",
+                f"### {row['workload']}, {row['target']}: per block "
+                f"(bytes written: {row['extra']['bytes_from']})",
+                "",
+                "| block | sessions | seconds | bytes written per session "
+                "| journal + index on disk |",
+                "|---:|---:|---:|---:|---:|",
+            ]
+            lines += [
+                f"| {b['block']} | {b['sessions']:,} | {b['seconds']:,} | "
+                f"{b['bytes_per_session']:,} | {b['journal_and_index_bytes_on_disk']:,} |"
+                for b in blocks
+            ]
     lines += ["", f"![throughput and p99 per workload and target]({chart.name})", ""]
     path.write_text("\n".join(lines))

@@ -27,12 +27,22 @@ import orjson
 from session_persistence import (
     FileSystemSessionStore,
     InMemorySessionStore,
+    Interaction,
+    InteractionMessage,
     SessionStore,
     SQLiteSessionStore,
 )
 from session_persistence.testing import session_object
 
-__all__ = ["OURS", "PEERS", "Target", "make_target", "payload"]
+__all__ = [
+    "OURS",
+    "PEERS",
+    "Target",
+    "exchange",
+    "exchange_items",
+    "make_target",
+    "payload",
+]
 
 
 def payload(size: int, salt: int) -> dict[str, Any]:
@@ -309,3 +319,25 @@ def make_target(name: str, root: Path) -> Target:
     if name == "fdatasync floor":
         return FsyncFloor(root)
     raise ValueError(name)
+
+
+def exchange_items(number: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Exchange ``number``: a user request and an assistant response, as chat-message items.
+
+    The shape ``openai-agents`` sessions hold (``{"role": ..., "content": ...}``), about 200
+    bytes each. The same two dicts become one of our interactions (:func:`exchange`).
+    """
+    filler = "lorem ipsum dolor sit amet " * 6
+    return (
+        {"role": "user", "content": f"question {number}: {filler}"},
+        {"role": "assistant", "content": f"answer {number}: {filler}"},
+    )
+
+
+def exchange(number: int) -> Interaction:
+    """Exchange ``number`` as one interaction: its request and one response."""
+    request, response = exchange_items(number)
+    return Interaction(
+        request=InteractionMessage(event=request, sender="user", recipients={"assistant"}),
+        responses=[InteractionMessage(event=response, sender="assistant")],
+    )

@@ -1,93 +1,66 @@
-"""The workloads. Each returns :class:`Result` rows; ``run.py`` orders them and judges targets."""
+"""The single-operation workloads: create, update, get, append, queries, opening, transactions.
+
+Each returns :class:`Result` rows; ``run.py`` orders them and judges the targets. Wherever
+several sides are compared they run in alternating rounds in this one process
+(:func:`_measure.alternate`): all are opened first, then every round gives each a chunk.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import random
-import shutil
-import sqlite3
-import subprocess
-import sys
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from _measure import Result, Timer, summarize
-from _targets import OURS, PEERS, Ours, Target, make_target, payload
+from _agents import exchanges, history_reads
+from _load import (
+    backups,
+    concurrency,
+    processes,
+    sqlite_same_statements,
+    sqlite_wal_bytes,
+    sustained,
+    watching,
+)
+from _measure import Result, alternate, summarize, timed
+from _sizes import Sizes, Workload, child, opened, per_round
+from _targets import OURS, PEERS, Ours, RawSQLite, Target, make_target, payload
 
 from session_persistence import (
-    FileSystemSessionStore,
     SessionFilter,
     SessionQueryOptions,
     SessionStore,
-    SessionStoreConfig,
-    SQLiteSessionStore,
 )
+from session_persistence.serialization import default_codec
 from session_persistence.testing import interaction, session_object
 
-__all__ = ["WORKLOADS", "Sizes"]
-
-CHILD = str(Path(__file__).with_name("_child.py"))
+__all__ = ["WORKLOADS"]
 
 
-@dataclass(frozen=True, slots=True)
-class Sizes:
-    """How much of everything: ``quick`` runs in well under a minute."""
-
-    ops: int  # timed operations per latency workload
-    big_ops: int  # for 100 KB updates
-    warm_reads: int
-    cold_reads: int
-    appends_at: tuple[int, ...]
-    stores_of: tuple[int, ...]  # sessions in the query and open workloads
-    query_reps: int
-    open_reps: int
-    each_writer: int  # updates per coroutine in the concurrency workload
-    process_writes: int
-    sustained_s: float  # how long the sustained-writes workload runs
-    watch_events: int  # sessions created while another process watches
-
-    @classmethod
-    def pick(cls, quick: bool) -> Sizes:
-        """The quick sizes or the full ones."""
-        if quick:
-            return cls(20, 5, 500, 3, (10, 100, 1_000), (1_000,), 5, 1, 3, 20, 1.0, 3)
-        return cls(
-            400, 60, 20_000, 20, (10, 1_000, 10_000), (10_000, 100_000), 30, 3, 30, 300, 30.0, 30
-        )
-
-
-Workload = Callable[[Path, Sizes], Awaitable[list[Result]]]
-
-
-async def _with(target: Target, body: Callable[[Target], Awaitable[Result]]) -> Result:
-    await target.open()
-    try:
-        return await body(target)
-    finally:
-        await target.close()
+def _sides(root: Path, prefix: str, names: tuple[str, ...]) -> dict[str, Target]:
+    return {name: make_target(name, root / f"{prefix}-{i}") for i, name in enumerate(names)}
 
 
 # == create, update, get =========================================================================
 
 
 async def creates(root: Path, sizes: Sizes) -> list[Result]:
-    """Create ~1 KB documents one at a time, on every target."""
-    results = []
-    for name in (*OURS, *PEERS):
-
-        async def body(target: Target, name: str = name) -> Result:
-            timer = Timer()
-            for salt in range(sizes.ops):
-                await timer.run(lambda salt=salt: target.create(payload(1024, salt)))
-            return summarize("create 1 KB", name, timer.samples)
-
-        results.append(await _with(make_target(name, root / f"create-{len(results)}"), body))
-    return results
+    """Create ~1 KB documents one at a time, on every target, in alternating rounds."""
+    targets = _sides(root, "create", (*OURS, *PEERS))
+    async with opened(targets.values()):
+        pooled = await alternate(
+            {
+                name: timed(
+                    lambda i, t=t: t.create(payload(1024, i)), per_round(sizes.ops, sizes.rounds)
+                )
+                for name, t in targets.items()
+            },
+            sizes.rounds,
+        )
+    return [summarize("create 1 KB", name, p.samples) for name, p in pooled.items()]
 
 
 async def updates(root: Path, sizes: Sizes) -> list[Result]:
@@ -95,101 +68,162 @@ async def updates(root: Path, sizes: Sizes) -> list[Result]:
     results = []
     for size in (1024, 10 * 1024, 100 * 1024):
         count = sizes.big_ops if size > 10 * 1024 else sizes.ops
-        for name in (*OURS, *PEERS):
-
-            async def body(
-                target: Target, name: str = name, size: int = size, count: int = count
-            ) -> Result:
-                key = await target.create(payload(size, 0))
-                timer = Timer()
-                for salt in range(1, count + 1):
-                    await timer.run(
-                        lambda key=key, salt=salt: target.update(key, payload(size, salt))
+        targets = _sides(root, f"update-{size}", (*OURS, *PEERS))
+        async with opened(targets.values()):
+            keys = {name: await t.create(payload(size, 0)) for name, t in targets.items()}
+            pooled = await alternate(
+                {
+                    name: timed(
+                        lambda i, t=t, k=keys[name], size=size: t.update(k, payload(size, i)),
+                        per_round(count, sizes.rounds),
                     )
-                return summarize(f"update {size // 1024} KB", name, timer.samples)
-
-            where = root / f"update-{size}-{len(results)}"
-            results.append(await _with(make_target(name, where), body))
+                    for name, t in targets.items()
+                },
+                sizes.rounds,
+            )
+        results += [
+            summarize(f"update {size // 1024} KB", name, p.samples) for name, p in pooled.items()
+        ]
     return results
+
+
+class _SessionDocument(RawSQLite):
+    """Raw ``sqlite3`` holding our 5-interaction session's document: point SELECT + orjson."""
+
+    def __init__(self, root: Path, document: bytes) -> None:
+        super().__init__(root, "FULL")
+        self.name = "sqlite3 SELECT+orjson, same session"
+        self.document = document
+
+    async def open(self) -> None:
+        """Create the table and store the document under one key."""
+        await super().open()
+        assert self.db is not None
+        self.db.execute("INSERT INTO kv VALUES ('s', ?)", (self.document,))
 
 
 async def warm_reads(root: Path, sizes: Sizes) -> list[Result]:
-    """Read the same session again and again (ours: a session of 5 interactions)."""
-    results = []
-    for name in (*OURS, *PEERS):
-        if name == "fdatasync floor":
-            continue
-        target = make_target(name, root / f"warm-{len(results)}")
-        await target.open()
-        try:
+    """Read the same session again and again (ours: a session of 5 interactions).
+
+    The fair peer for ours is raw ``sqlite3`` selecting the same session's encoded document
+    (the codec's JSON of the whole session) by key and decoding it with ``orjson.loads``.
+    """
+    names = tuple(n for n in (*OURS, *PEERS) if n != "fdatasync floor")
+    targets = _sides(root, "warm", names)
+    template = session_object(interactions=5)
+    async with opened(targets.values()):
+        keys = {}
+        for name, target in targets.items():
             if isinstance(target, Ours):
-                created = await target.store.create_session(session_object(interactions=5))
-                key = created.session_id
+                created = await target.store.create_session(template)
+                keys[name] = created.session_id
             else:
-                key = await target.create(payload(1024, 0))
-            await target.get(key)
-            timer = Timer()
-            for _ in range(sizes.warm_reads):
-                await timer.run(lambda target=target, key=key: target.get(key))
-            results.append(summarize("get warm", name, timer.samples))
+                keys[name] = await target.create(payload(1024, 0))
+        ours = targets["filesystem/full"]
+        assert isinstance(ours, Ours)
+        stored = await ours.store.get_session(keys["filesystem/full"])
+        document = default_codec.dumps(dataclasses.asdict(stored))
+        raw = _SessionDocument(root / "warm-doc", document)
+        targets[raw.name], keys[raw.name] = raw, "s"
+        await raw.open()
+        try:
+            for name, target in targets.items():
+                await target.get(keys[name])  # warm
+            pooled = await alternate(
+                {
+                    name: timed(
+                        lambda _i, t=t, k=keys[name]: t.get(k),
+                        per_round(sizes.warm_reads, sizes.rounds),
+                    )
+                    for name, t in targets.items()
+                },
+                sizes.rounds,
+            )
         finally:
-            await target.close()
-    return results
+            await raw.close()
+    return [
+        summarize(
+            "get warm",
+            name,
+            p.samples,
+            **({"document_bytes": len(document)} if name == raw.name else {}),
+        )
+        for name, p in pooled.items()
+    ]
 
 
 async def cold_reads(root: Path, sizes: Sizes) -> list[Result]:
     """The first read of a session after (re)opening the storage; the open is not timed."""
-    results = []
-    for name in ("filesystem/full", "sqlite/full", "sqlite3 raw/FULL", "diskcache"):
-        where = root / f"cold-{len(results)}"
-        target = make_target(name, where)
+    names = ("filesystem/full", "sqlite/full", "sqlite3 raw/FULL", "diskcache")
+    where = {name: root / f"cold-{i}" for i, name in enumerate(names)}
+    keys: dict[str, list[str]] = {}
+    for name in names:
+        target = make_target(name, where[name])
         await target.open()
-        keys = []
+        keys[name] = []
         for salt in range(50):
             if isinstance(target, Ours):
                 created = await target.store.create_session(session_object(interactions=5))
-                keys.append(created.session_id)
+                keys[name].append(created.session_id)
             else:
-                keys.append(await target.create(payload(1024, salt)))
+                keys[name].append(await target.create(payload(1024, salt)))
         await target.close()
-        timer = Timer()
-        rng = random.Random(7)
-        for _ in range(sizes.cold_reads):
-            again = make_target(name, where)  # a new instance on the same storage
+    rng = random.Random(7)
+
+    def side(name: str) -> Any:
+        async def chunk(_round: int) -> list[float]:
+            again = make_target(name, where[name])  # a new instance on the same storage
             await again.open()
-            key = rng.choice(keys)
-            await timer.run(lambda again=again, key=key: again.get(key))
-            await again.close()
-        results.append(summarize("get cold", name, timer.samples))
-    return results
+            try:
+                key = rng.choice(keys[name])
+                start = time.perf_counter()
+                await again.get(key)
+                return [time.perf_counter() - start]
+            finally:
+                await again.close()
+
+        return chunk
+
+    pooled = await alternate({name: side(name) for name in names}, sizes.cold_reads)
+    return [summarize("get cold", name, p.samples) for name, p in pooled.items()]
 
 
 # == appends =====================================================================================
 
 
 async def appends(root: Path, sizes: Sizes) -> list[Result]:
-    """Append one interaction to sessions already holding 10, 1,000 and 10,000."""
-    results = []
-    for name in ("filesystem/full", "filesystem/process", "sqlite/full", "memory"):
-        for held in sizes.appends_at:
-            target = make_target(name, root / f"append-{len(results)}")
+    """Append one interaction to sessions already holding 10, 1,000 and 10,000.
+
+    Every store at every size is one side of the same alternating rounds, since a target
+    compares the sizes with each other.
+    """
+    names = ("filesystem/full", "filesystem/process", "sqlite/full", "memory")
+    targets: dict[tuple[str, int], Ours] = {}
+    for held in sizes.appends_at:
+        for i, name in enumerate(names):
+            target = make_target(name, root / f"append-{held}-{i}")
             assert isinstance(target, Ours)
-            await target.open()
-            try:
-                store = target.store
-                created = await store.create_session(session_object(interactions=held))
-                await store.optimize()  # the long history is in the file, not in memory
-                timer = Timer()
-                for _ in range(sizes.ops):
-                    await timer.run(
-                        lambda s=store, c=created: s.append_interactions(
-                            c.session_id, interaction()
-                        )
-                    )
-                results.append(summarize(f"append at {held:,}", name, timer.samples, held=held))
-            finally:
-                await target.close()
-    return results
+            targets[(name, held)] = target
+    async with opened(targets.values()):
+        ids = {}
+        for side, target in targets.items():
+            created = await target.store.create_session(session_object(interactions=side[1]))
+            await target.store.optimize()  # the long history is in the file, not in memory
+            ids[side] = created.session_id
+        pooled = await alternate(
+            {
+                side: timed(
+                    lambda _i, s=t.store, sid=ids[side]: s.append_interactions(sid, interaction()),
+                    per_round(sizes.ops, sizes.rounds),
+                )
+                for side, t in targets.items()
+            },
+            sizes.rounds,
+        )
+    return [
+        summarize(f"append at {held:,}", name, p.samples, held=held)
+        for (name, held), p in pooled.items()
+    ]
 
 
 # == queries and opening ========================================================================
@@ -215,7 +249,11 @@ def _populated(root: Path, name: str, count: int) -> Ours:
 
 
 async def queries(root: Path, sizes: Sizes) -> list[Result]:
-    """A filtered count and a sorted page of 50 on stores of 10,000 and 100,000 sessions."""
+    """A filtered count and a sorted page of 50 on stores of 10,000 and 100,000 sessions.
+
+    Their targets are bounds, not ratios, so the stores are filled and queried one after the
+    other (three stores of 100,000 open at once would measure memory pressure instead).
+    """
     results = []
     flt = SessionFilter(processor_id="proc-3", tags=["vip"])
     page = SessionQueryOptions(limit=50, sort_by="updated_at", sort_order="desc")
@@ -227,393 +265,108 @@ async def queries(root: Path, sizes: Sizes) -> list[Result]:
                 store = target.store
                 await _populate(store, count)
                 assert await store.count_sessions() == count
-                for label, query in (
-                    ("count filtered", lambda s=store: s.count_sessions(flt)),
-                    ("list 50 sorted", lambda s=store: s.list_sessions(flt, page)),
-                ):
-                    timer = Timer()
-                    for _ in range(sizes.query_reps):
-                        await timer.run(query)
-                    results.append(summarize(f"{label} at {count:,}", name, timer.samples))
+                pooled = await alternate(
+                    {
+                        "count filtered": timed(lambda _i, s=store: s.count_sessions(flt), 1),
+                        "list 50 sorted": timed(lambda _i, s=store: s.list_sessions(flt, page), 1),
+                    },
+                    sizes.query_reps,
+                )
+                results += [
+                    summarize(f"{label} at {count:,}", name, p.samples)
+                    for label, p in pooled.items()
+                ]
             finally:
                 await target.close()
     return results
-
-
-def _child(*args: str) -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, CHILD, *args], capture_output=True, text=True, check=True
-    )
-    parsed: dict[str, Any] = json.loads(done.stdout)
-    return parsed
 
 
 async def opening(root: Path, sizes: Sizes) -> list[Result]:
     """Open a store (until its first answer) in a fresh process, and its resident memory.
 
     Uses the stores the query workload filled. The peer is what a store without an index has
-    to do: read and parse every session file.
+    to do: read and parse every session file. The three alternate, one fresh process each a
+    round.
     """
     results = []
     filled = root.parent / "query"  # run.py gives each workload root/<its name>
     for count in sizes.stores_of:
         fs = _populated(filled, "filesystem/process", count).root / "fs"
         db = _populated(filled, "sqlite/process", count).root / "sessions.db"
-        for label, args in (
-            ("filesystem/full", ("open", "filesystem", str(fs))),
-            ("sqlite/full", ("open", "sqlite", str(db))),
-            ("read+parse every file", ("readall", str(fs / "sessions"))),
-        ):
-            runs = [await asyncio.to_thread(_child, *args) for _ in range(sizes.open_reps)]
-            for run in runs:
+        commands = {
+            "filesystem/full": ("open", "filesystem", str(fs)),
+            "sqlite/full": ("open", "sqlite", str(db)),
+            "read+parse every file": ("readall", str(fs / "sessions")),
+        }
+        runs: dict[str, list[dict[str, Any]]] = {label: [] for label in commands}
+
+        def side(args: tuple[str, ...], runs: list[dict[str, Any]], count: int = count) -> Any:
+            async def chunk(_round: int) -> list[float]:
+                run = await asyncio.to_thread(child, *args)
                 assert run["sessions"] == count, run
+                runs.append(run)
+                return [float(run["seconds"])]
+
+            return chunk
+
+        pooled = await alternate(
+            {label: side(args, runs[label]) for label, args in commands.items()},
+            sizes.open_reps,
+        )
+        for label, p in pooled.items():
             extra: dict[str, Any] = {"sessions": count}
-            if "rss_bytes" in runs[0]:
-                extra["rss_bytes_per_session"] = round(
-                    sorted(r["rss_bytes"] for r in runs)[len(runs) // 2] / count, 1
-                )
-            samples = [r["seconds"] for r in runs]
-            results.append(summarize(f"open {count:,}", label, samples, **extra))
+            if "rss_bytes" in runs[label][0]:
+                middle = sorted(r["rss_bytes"] for r in runs[label])[len(runs[label]) // 2]
+                extra["rss_bytes_per_session"] = round(middle / count, 1)
+            results.append(summarize(f"open {count:,}", label, p.samples, **extra))
     return results
 
 
-# == transactions, concurrency, processes ======================================================
+# == transactions ===============================================================================
+
+
+class _RawTransaction(RawSQLite):
+    """Raw ``sqlite3``: 10 upserts between ``BEGIN IMMEDIATE`` and ``COMMIT``."""
+
+    async def ten(self, salt: int) -> None:
+        """One transaction of ten upserts."""
+        assert self.db is not None
+        self.db.execute("BEGIN IMMEDIATE")
+        for key in range(10):
+            self.db.execute(
+                "INSERT INTO kv VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET data = excluded.data",
+                (str(key), json.dumps(payload(512, salt)).encode()),
+            )
+        self.db.execute("COMMIT")
 
 
 async def transactions(root: Path, sizes: Sizes) -> list[Result]:
     """One transaction updating 10 sessions; the peer: 10 upserts between BEGIN and COMMIT."""
-    results = []
-    reps = max(sizes.ops // 4, 5)
-    for name in ("filesystem/full", "sqlite/full", "memory"):
-        target = make_target(name, root / f"tx-{len(results)}")
-        assert isinstance(target, Ours)
-        await target.open()
-        try:
-            store = target.store
-            keys = [await target.create(payload(512, 0)) for _ in range(10)]
-            timer = Timer()
-            for salt in range(1, reps + 1):
+    reps = max(sizes.ops // 4, sizes.rounds)
+    targets = _sides(root, "tx", ("filesystem/full", "sqlite/full", "memory"))
+    raw = _RawTransaction(root / "tx-raw", "FULL")
+    async with opened([*targets.values(), raw]):
+        keys = {
+            name: [await t.create(payload(512, 0)) for _ in range(10)]
+            for name, t in targets.items()
+        }
 
-                async def commit(
-                    s: SessionStore = store, salt: int = salt, keys: list[str] = keys
-                ) -> None:
-                    async with s.transaction():
-                        for key in keys:
-                            await s.update_session(key, {"metadata": payload(512, salt)})
-
-                await timer.run(commit)
-            results.append(summarize("transaction of 10", name, timer.samples))
-        finally:
-            await target.close()
-    path = root / "tx-raw.db"
-    db = sqlite3.connect(path, isolation_level=None)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=FULL")
-    db.execute("CREATE TABLE kv (id TEXT PRIMARY KEY, data BLOB)")
-    timer = Timer()
-    for salt in range(1, reps + 1):
-
-        def commit(salt: int = salt) -> None:
-            db.execute("BEGIN IMMEDIATE")
-            for key in range(10):
-                db.execute(
-                    "INSERT INTO kv VALUES (?, ?) "
-                    "ON CONFLICT(id) DO UPDATE SET data = excluded.data",
-                    (str(key), json.dumps(payload(512, salt)).encode()),
-                )
-            db.execute("COMMIT")
-
-        timer.sync(commit)
-    db.close()
-    results.append(summarize("transaction of 10", "sqlite3 raw/FULL", timer.samples))
-    return results
-
-
-async def concurrency(root: Path, sizes: Sizes) -> list[Result]:
-    """1, 8 and 64 coroutines each updating its own ~1 KB session; aggregate writes/s."""
-    results = []
-    for name in ("filesystem/full", "sqlite/full"):
-        for writers in (1, 8, 64):
-            target = make_target(name, root / f"conc-{len(results)}")
+        def ours(name: str) -> Any:
+            target = targets[name]
             assert isinstance(target, Ours)
-            await target.open()
-            try:
-                keys = [await target.create(payload(1024, 0)) for _ in range(writers)]
-                timer = Timer()
+            store = target.store
 
-                async def writer(key: str, timer: Timer = timer, t: Ours = target) -> None:
-                    for salt in range(1, sizes.each_writer + 1):
-                        await timer.run(lambda salt=salt: t.update(key, payload(1024, salt)))
+            async def commit(salt: int) -> None:
+                async with store.transaction():
+                    for key in keys[name]:
+                        await store.update_session(key, {"metadata": payload(512, salt)})
 
-                start = time.perf_counter()
-                await asyncio.gather(*(writer(key) for key in keys))
-                elapsed = time.perf_counter() - start
-                total = writers * sizes.each_writer
-                results.append(
-                    summarize(
-                        f"{writers} concurrent writers",
-                        name,
-                        timer.samples,
-                        ops_per_s=total / elapsed,
-                    )
-                )
-            finally:
-                await target.close()
-    return results
+            return commit
 
-
-async def processes(root: Path, sizes: Sizes) -> list[Result]:
-    """1 and then 4 writer processes on one store; aggregate writes per second."""
-    results = []
-    for kind, path in (
-        ("filesystem", root / "procs-fs"),
-        ("sqlite", root / "procs-db" / "sessions.db"),
-    ):
-        for count in (1, 4):
-            go = root / f"go-{kind}-{count}"
-            command = [sys.executable, CHILD, "write", kind, str(path)]
-            command += [str(sizes.process_writes), str(go)]
-            children = [
-                subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(count)
-            ]
-            while len(list(root.glob(f"{go.name}.ready.*"))) < count:
-                await asyncio.sleep(0.01)  # each child has opened the store and made its session
-            go.touch()
-            began = time.time()
-            reports = []
-            for child in children:
-                out, _ = await asyncio.to_thread(child.communicate)
-                reports.append(json.loads(out))
-            elapsed = max(r["finished"] for r in reports) - began
-            total = sum(r["writes"] for r in reports)
-            per_write = [elapsed / sizes.process_writes]
-            results.append(
-                summarize(
-                    f"{count} writer process(es)",
-                    f"{kind}/full",
-                    per_write,
-                    ops_per_s=total / elapsed,
-                )
-            )
-        shutil.rmtree(path if kind == "filesystem" else path.parent, ignore_errors=True)
-    return results
-
-
-async def sqlite_same_statements(root: Path, sizes: Sizes) -> list[Result]:
-    """Our SQLite store's 1 KB update against raw sqlite3 running exactly its statements.
-
-    A traced run records the statements each update executes (reads, version check, upsert,
-    interaction rows, COMMIT); they are replayed by a plain connection on a copy of the
-    database as it was before the traced run, while an untraced run of the store is timed.
-    """
-    base = root / "same"
-    base.mkdir(parents=True, exist_ok=True)
-    seed = base / "seed.db"
-    store = SQLiteSessionStore(seed, watch=False)
-    await store.initialize()
-    created = await store.create_session(session_object(interactions=5), metadata=payload(1024, 0))
-    await store.shutdown()
-    for copy in ("traced.db", "timed.db", "raw.db"):
-        shutil.copy(seed, base / copy)
-
-    traced = SQLiteSessionStore(base / "traced.db", watch=False)
-    await traced.initialize()
-    statements: list[str] = []
-    await traced._call(lambda: traced._conn.set_trace_callback(statements.append))
-    per_update: list[list[str]] = []
-    for salt in range(1, sizes.ops + 1):
-        mark = len(statements)
-        await traced.update_session(created.session_id, {"metadata": payload(1024, salt)})
-        per_update.append(statements[mark:])
-    await traced._call(lambda: traced._conn.set_trace_callback(None))
-    await traced.shutdown()
-
-    timed = SQLiteSessionStore(base / "timed.db", watch=False)
-    await timed.initialize()
-    ours = Timer()
-    for salt in range(1, sizes.ops + 1):
-        await ours.run(
-            lambda salt=salt: timed.update_session(
-                created.session_id, {"metadata": payload(1024, salt)}
-            )
-        )
-    await timed.shutdown()
-
-    db = sqlite3.connect(base / "raw.db", isolation_level=None)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=FULL")
-    db.execute("PRAGMA foreign_keys=ON")
-    raw = Timer()
-    for batch in per_update:
-
-        def replay(batch: list[str] = batch) -> None:
-            for statement in batch:
-                db.execute(statement).fetchall()
-
-        raw.sync(replay)
-    db.close()
-    count = sum(len(b) for b in per_update) / len(per_update)
-    return [
-        summarize("update 1 KB, same statements", "sqlite/full", ours.samples),
-        summarize(
-            "update 1 KB, same statements",
-            "sqlite3 raw/FULL",
-            raw.samples,
-            statements_per_update=round(count, 1),
-        ),
-    ]
-
-
-async def backups(root: Path, sizes: Sizes) -> list[Result]:
-    """Backups of a filesystem store, alone and with 8 writers updating meanwhile.
-
-    Also how much a backup slows those writers: their update latency with and without one.
-    """
-    count = max(sizes.stores_of) // 10
-    config = SessionStoreConfig(default_session_ttl=None, max_backups=3)
-    async with FileSystemSessionStore(root / "store", config, watch=False) as store:
-        ids = []
-        for start in range(0, count, 1_000):
-            async with store.transaction():
-                for number in range(start, min(count, start + 1_000)):
-                    made = await store.create_session(
-                        session_object(interactions=3), metadata={"n": number}
-                    )
-                    ids.append(made.session_id)
-        await store.optimize()
-        alone = Timer()
-        for _ in range(3):
-            await alone.run(store.create_backup)
-        quiet, busy, during = Timer(), Timer(), Timer()
-        stop = asyncio.Event()
-        current = quiet
-
-        async def writer(offset: int) -> None:
-            index = offset
-            while not stop.is_set():
-                timer = current
-                await timer.run(
-                    lambda i=index: store.update_session(ids[i % len(ids)], {"tags": [str(i)]})
-                )
-                index += 8
-
-        tasks = [asyncio.create_task(writer(n)) for n in range(8)]
-        await asyncio.sleep(1.0)
-        current = busy
-        for _ in range(3):
-            await during.run(store.create_backup)
-        stop.set()
-        await asyncio.gather(*tasks)
-    label = f"backup of {count:,}"
-    return [
-        summarize(label, "filesystem/full, no writers", alone.samples),
-        summarize(label, "filesystem/full, 8 writers", during.samples),
-        summarize("update, no backup running", "filesystem/full", quiet.samples),
-        summarize("update, backups running", "filesystem/full", busy.samples),
-    ]
-
-
-async def _write_until(
-    target: Ours, keys: list[str], offset: int, deadline: float, timer: Timer
-) -> None:
-    """Update sessions round-robin (every 8th from ``offset``) until the loop's ``deadline``."""
-    loop = asyncio.get_running_loop()
-    salt = offset
-    while loop.time() < deadline:
-        key = keys[salt % len(keys)]
-        await timer.run(lambda key=key, salt=salt: target.update(key, payload(1024, salt)))
-        salt += 8
-
-
-async def sustained(root: Path, sizes: Sizes) -> list[Result]:
-    """8 writers updating 1,000 sessions for a while: the tail, checkpoints included.
-
-    Short runs never reach a checkpoint (the filesystem store writes session files once its
-    journal passes 8 MB); this one runs long enough to, and reports the worst write.
-    """
-    results = []
-    for name in ("filesystem/full", "sqlite/full"):
-        target = make_target(name, root / f"sustained-{len(results)}")
-        assert isinstance(target, Ours)
-        await target.open()
-        try:
-            keys: list[str] = []
-            for start in range(0, 1_000, 500):
-                async with target.store.transaction():
-                    for n in range(start, start + 500):
-                        keys.append(await target.create(payload(1024, n)))
-            timer = Timer()
-            deadline = asyncio.get_running_loop().time() + sizes.sustained_s
-            before = dict(getattr(target.store, "_counters", {}))
-            start = time.perf_counter()
-            await asyncio.gather(
-                *(_write_until(target, keys, n, deadline, timer) for n in range(8))
-            )
-            elapsed = time.perf_counter() - start
-            counters = getattr(target.store, "_counters", {})
-            extra: dict[str, Any] = {"max_ms": round(max(timer.samples) * 1e3, 1)}
-            if "checkpoints" in counters:
-                extra["checkpoints"] = counters["checkpoints"] - before.get("checkpoints", 0)
-            results.append(
-                summarize(
-                    f"8 writers for {sizes.sustained_s:g} s",
-                    name,
-                    timer.samples,
-                    ops_per_s=len(timer.samples) / elapsed,
-                    **extra,
-                )
-            )
-        finally:
-            await target.close()
-    return results
-
-
-async def watching(root: Path, sizes: Sizes) -> list[Result]:
-    """How soon ``session-persistence watch`` in another process shows a session we create.
-
-    Latency is from just before ``create_session`` is called here to the watcher's own
-    timestamp of the event (both processes read the same clock).
-    """
-    results = []
-    for kind, path in (
-        ("filesystem", root / "fs"),
-        ("sqlite", root / "db" / "sessions.db"),
-    ):
-        store: SessionStore = (
-            FileSystemSessionStore(path, watch=False)
-            if kind == "filesystem"
-            else SQLiteSessionStore(path, watch=False)
-        )
-        await store.initialize()  # the store exists before the watcher looks for it
-        command = [sys.executable, "-m", "session_persistence", "watch", "--json"]
-        command += ["--count", str(sizes.watch_events), "--timeout", "60"]
-        watcher = subprocess.Popen(
-            [*command, "--store", f"{kind}:{path}"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            assert watcher.stderr is not None
-            ready = await asyncio.to_thread(watcher.stderr.readline)
-            assert ready.startswith("watching"), ready
-            started: dict[str, float] = {}
-            for _ in range(sizes.watch_events):
-                before = time.time()
-                created = await store.create_session(session_object())
-                started[created.session_id] = before
-                await asyncio.sleep(0.05)
-            out, _ = await asyncio.to_thread(watcher.communicate)
-        finally:
-            watcher.kill()
-            await store.shutdown()
-        events = [json.loads(line) for line in out.splitlines()]
-        assert len(events) == sizes.watch_events, out
-        latencies = [
-            datetime.fromisoformat(e["at"]).timestamp() - started[e["session_id"]] for e in events
-        ]
-        results.append(summarize("watch sees another process's create", f"{kind}/full", latencies))
-    return results
+        sides = {name: timed(ours(name), per_round(reps, sizes.rounds)) for name in targets}
+        sides["sqlite3 raw/FULL"] = timed(raw.ten, per_round(reps, sizes.rounds))
+        pooled = await alternate(sides, sizes.rounds)
+    return [summarize("transaction of 10", name, p.samples) for name, p in pooled.items()]
 
 
 WORKLOADS: dict[str, Workload] = {
@@ -622,12 +375,15 @@ WORKLOADS: dict[str, Workload] = {
     "get-warm": warm_reads,
     "get-cold": cold_reads,
     "append": appends,
+    "exchange": exchanges,
+    "history": history_reads,
     "query": queries,
     "open": opening,
     "transaction": transactions,
     "concurrency": concurrency,
     "processes": processes,
     "sqlite-overhead": sqlite_same_statements,
+    "sqlite-wal": sqlite_wal_bytes,
     "backup": backups,
     "sustained": sustained,
     "watch": watching,
