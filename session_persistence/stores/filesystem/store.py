@@ -586,6 +586,10 @@ class FileSystemSessionStore(SessionReads, SessionStore):
 
     def _commit_group(self, group: list[Batch]) -> None:
         with self._write_mutex:
+            # Apply other processes' lines before taking the store lock, as a reader would:
+            # under it only what they wrote in the meantime is left, so the lock is held for
+            # our own write, not for replaying theirs.
+            self._fresh()
             try:
                 self._acquire()
             except StoreLockTimeoutError as exc:
