@@ -208,3 +208,33 @@ async def test_writes_and_reads_go_on_while_a_checkpoint_is_held_up(tmp_path: Pa
     await store.shutdown()
     async with make_store(root) as reopened:
         assert await state_of(reopened) == model.acked
+
+
+async def test_a_dead_checkpointer_makes_the_store_unhealthy(tmp_path: Path) -> None:
+    """If the checkpointer thread dies, health_check says so; writes stay durable."""
+    root = tmp_path / "store"
+    async with make_store(root):
+        pass
+    disk = PausingDisk(root)
+    disk.pause_at, disk.outcome = 1, "crash"
+    disk.armed = True
+    store = make_store(root, disk)
+    await store.initialize()
+    assert store._checkpointer is not None
+    created = await store.create_session(session_object())
+    store._checkpoint_bytes = 1
+    resumed = asyncio.to_thread(disk.resume.set)
+    await store.append_interactions(created.session_id, interaction())  # closes: a checkpoint
+    await resumed
+    await asyncio.to_thread(store._checkpointer._thread.join, 30)
+    disk.crashed = False  # only the thread died; the process lives on
+    health = await store.health_check()
+    assert not health.healthy
+    assert any("checkpointer stopped" in issue for issue in health.issues)
+    store._checkpoint_bytes = NEVER
+    await store.append_interactions(created.session_id, interaction())
+    abandon(store)
+    async with make_store(root) as reopened:
+        again = await reopened.get_session(created.session_id)
+        assert again is not None
+        assert len(again.interactions) == 2

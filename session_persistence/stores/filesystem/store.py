@@ -715,6 +715,12 @@ class FileSystemSessionStore(SessionReads, SessionStore):
             )
         if self._rollback_to is not None:
             problems.append("a failed journal write could not be cut back yet; writes will retry")
+        checkpointer = self._checkpointer
+        if checkpointer is not None and checkpointer.died is not None:
+            problems.append(
+                f"the background checkpointer stopped ({checkpointer.died!r}); the journal "
+                "keeps every write but grows: reopen the store"
+            )
         problems.extend(
             f"{path} was moved or replaced while the store was open; put it back and reopen"
             for path in self._io.moved_anchors()
