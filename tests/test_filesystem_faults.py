@@ -8,17 +8,22 @@ a fault at step ``n`` and check the store afterwards against a model of what was
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import shutil
 import tempfile
+import threading
+import zlib
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from simulated_disk import SimulatedCrash, SimulatedDisk
 
 from session_persistence import FileSystemSessionStore, StoreIOError
+from session_persistence._fileio import FileIO
 from session_persistence.testing import interaction, session_object
 
 State = dict[str, tuple[int, int, int]]  # name -> (version, interactions, n)
@@ -258,3 +263,106 @@ async def test_process_mode_does_not_fsync(tmp_path: Path) -> None:
     abandon(store)
     async with FileSystemSessionStore(root, watch=False) as reopened:
         assert await reopened.get_session(created.session_id) is not None
+
+
+# -- a journal fsync that fails after the store lock was released ------------------------------
+
+
+class WrittenAfterThenEIO(FileIO):
+    """The next journal fsync fails, after 'another process' appended a line behind ours."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.armed = False
+        self.foreign: bytes = b""
+
+    def fsync(self, fd: int) -> None:
+        if self.armed and os.readlink(f"/proc/self/fd/{fd}").endswith(".wal"):
+            self.armed = False
+            if self.foreign:
+                os.write(fd, self.foreign)  # (O_APPEND: after our group's lines)
+            raise OSError(errno.EIO, "injected EIO in the journal's fsync")
+        super().fsync(fd)
+
+
+def journal_line(record: dict[str, Any]) -> bytes:
+    payload = orjson.dumps(record)
+    return b"%08x %s\n" % (zlib.crc32(payload), payload)
+
+
+@pytest.mark.parametrize("followed", [False, True])
+async def test_a_failed_fsync_is_cut_back_unless_another_process_wrote_after_it(
+    tmp_path: Path, followed: bool
+) -> None:
+    """Alone at the end, a write whose fsync failed is cut back: nothing was applied.
+
+    Followed by another process's line (the store lock is not held during the fsync), it
+    cannot be cut without destroying that line: it stays, every process applies it, and the
+    caller is told its outcome is unknown.
+    """
+    root = tmp_path / "store"
+    disk = WrittenAfterThenEIO()
+    async with FileSystemSessionStore(root, watch=False, _io=disk) as store:
+        session = await store.create_session(session_object())
+        other = await store.create_session(session_object())
+        if followed:  # the next record another process would write: a delete of `other`
+            disk.foreign = journal_line(
+                {"seq": store._seq + 2, "ops": [{"delete": other.session_id}]}
+            )
+        disk.armed = True
+        with pytest.raises(StoreIOError) as raised:
+            await store.append_interactions(session.session_id, interaction("maybe"))
+        assert ("outcome is unknown" in str(raised.value)) is followed
+        assert ("nothing was applied" in str(raised.value)) is not followed
+        again = await store.get_session(session.session_id)
+        assert again is not None
+        assert len(again.interactions) == (1 if followed else 0)
+        assert (await store.get_session(other.session_id) is None) is followed
+        await store.append_interactions(session.session_id, interaction("after"))
+    async with FileSystemSessionStore(root, watch=False) as reopened:
+        again = await reopened.get_session(session.session_id)
+        assert again is not None
+        assert [i.request.event["content"] for i in again.interactions] == (
+            ["maybe", "after"] if followed else ["after"]
+        )
+        assert (await reopened.check()).problems == []
+
+
+class WrittenAfterThenSlow(FileIO):
+    """The next journal fsync lets 'another process' write after our lines, then takes time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.foreign: bytes | None = None
+        self.in_fsync = threading.Event()
+        self.finish = threading.Event()
+
+    def fsync(self, fd: int) -> None:
+        foreign, self.foreign = self.foreign, None
+        if foreign is not None and os.readlink(f"/proc/self/fd/{fd}").endswith(".wal"):
+            os.write(fd, foreign)
+            self.in_fsync.set()
+            assert self.finish.wait(10)
+        super().fsync(fd)
+
+
+async def test_a_read_during_our_fsync_sees_what_another_process_finished(
+    tmp_path: Path,
+) -> None:
+    """Another process's write that lands behind our group while we fsync is not missed."""
+    root = tmp_path / "store"
+    disk = WrittenAfterThenSlow()
+    async with FileSystemSessionStore(root, watch=False, _io=disk) as store:
+        session = await store.create_session(session_object())
+        other = await store.create_session(session_object())
+        disk.foreign = journal_line({"seq": store._seq + 2, "ops": [{"delete": other.session_id}]})
+        writing = asyncio.ensure_future(
+            store.append_interactions(session.session_id, interaction("ours"))
+        )
+        assert await asyncio.to_thread(disk.in_fsync.wait, 10)
+        threading.Timer(0.2, disk.finish.set).start()  # our fsync ends a little later
+        assert await store.get_session(other.session_id) is None  # (it waited for our group)
+        await writing
+        again = await store.get_session(session.session_id)
+        assert again is not None
+        assert len(again.interactions) == 1

@@ -23,6 +23,7 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ...errors import (
     SerializationError,
@@ -58,36 +59,53 @@ class JournalWriter(JournalReplay):
     _checkpoint_bytes: int
     _rollback_to: int | None
     _rollback_size: int | None
+    _writing_end: int
+    _written: threading.Condition
     _counters: dict[str, int]
 
+    if TYPE_CHECKING:
+
+        def _acquire(self) -> None: ...
+
     def _commit_locked(self, group: list[Batch]) -> None:
+        """Write the group's lines (store lock held); fsync them after releasing the lock.
+
+        On return the store lock is released (``self._flock.held`` is false), whatever
+        happened. The fsync runs outside it, so other processes' writes and fsyncs overlap
+        with ours: a later ``fdatasync`` of the segment makes every earlier line durable too,
+        so a write is acknowledged only after its own fsync, and stays so.
+        """
         with self._lock:
             self._repair()
             self._catch_up(locked=True)
             lines, accepted, seq = self._plan(group)
             if not lines:
+                self._flock.release()
                 return
             start = self._position
             self._writing = True
         data = b"".join(lines)
+        self._writing_end = start + len(data)
         try:
             # The one durability point of a write: journal lines, then (full) one fsync.
             self._io.write(self._fd_checked(), data)
-            if self._durable:
+        except BaseException as exc:
+            self._abandon_group(start)
+            self._flock.release()
+            self._fail_group(accepted, exc, "nothing was applied")
+            return
+        self._flock.release()
+        if self._durable:
+            try:
                 self._io.fsync(self._fd_checked())
                 self._counters["fsyncs"] += 1
-        except OSError as exc:
-            self._abandon_group(start)
-            failure = StoreIOError(f"writing the journal failed: {exc}; nothing was applied")
-            failure.__cause__ = exc
-            for batch in accepted:
-                batch.error = failure
-            return
-        except BaseException:
-            self._abandon_group(start)
-            raise
+            except BaseException as exc:
+                outcome = self._abandon_fsynced(start)
+                self._fail_group(accepted, exc, outcome)
+                return
         with self._lock:
             self._writing = False
+            self._written.notify_all()
             for batch in accepted:
                 for op in batch.ops:
                     self._apply_own(op)
@@ -95,6 +113,42 @@ class JournalWriter(JournalReplay):
             self._seq = seq
         self._counters["commits"] += 1
         self._counters["batches"] += len(accepted)
+
+    def _fail_group(self, accepted: list[Batch], exc: BaseException, outcome: str) -> None:
+        if not isinstance(exc, OSError):
+            raise exc
+        failure = StoreIOError(f"writing the journal failed: {exc}; {outcome}")
+        failure.__cause__ = exc
+        for batch in accepted:
+            batch.error = failure
+
+    def _abandon_fsynced(self, start: int) -> str:
+        """A group's fsync failed after the store lock was released: cut it back if we can.
+
+        Only if nobody has written after it (the segment still ends where our lines end):
+        then nothing was applied. Otherwise another process's lines follow ours and may
+        depend on them; they stay, and so does ours, which every process (this one too)
+        then applies: the outcome of the write is unknown to its caller.
+        """
+        try:
+            self._acquire()
+        except BaseException:
+            self._abandon_group(start, end=self._writing_end)  # cut later, if still ours last
+            return "nothing was applied (the cut is retried before the next write)"
+        try:
+            with self._lock:
+                if self._io.size(self._fd_checked()) == self._writing_end:
+                    self._abandon_group(start, end=self._writing_end)
+                    return "nothing was applied"
+                self._writing = False
+                self._written.notify_all()
+                logger.error("a journal fsync failed after other processes wrote after it")
+                return (
+                    "its outcome is unknown: other processes wrote after it, so it stays in "
+                    "the journal and may be applied; check with expected_version"
+                )
+        finally:
+            self._flock.release()
 
     def _plan(self, group: list[Batch]) -> tuple[list[bytes], list[Batch], int]:
         """Check each batch against the latest state (and the batches before it in the group).
@@ -142,15 +196,22 @@ class JournalWriter(JournalReplay):
         assert self._fd is not None
         return self._fd
 
-    def _abandon_group(self, start: int) -> None:
-        """Cut the journal back to where a failed group began (store lock held)."""
+    def _abandon_group(self, start: int, *, end: int | None = None) -> None:
+        """Cut the journal back to where a failed group began (store lock held).
+
+        ``end``: where the group's lines end (when the lock was released meanwhile, the cut is
+        made only while the segment still ends there); else the segment's size now.
+        """
         with self._lock:
             self._writing = False
+            self._written.notify_all()
             self._rollback_to = start
-            self._rollback_size = None
+            self._rollback_size = end
             with contextlib.suppress(OSError):
-                self._rollback_size = self._io.size(self._fd_checked())
-                self._repair()
+                if end is None:
+                    self._rollback_size = self._io.size(self._fd_checked())
+                if self._flock.held:
+                    self._repair()
 
     def _repair(self) -> None:
         if self._rollback_to is not None and self._fd is not None:

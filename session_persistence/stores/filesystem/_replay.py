@@ -91,6 +91,8 @@ class JournalReplay:
     _seq: int
     _recovering: bool
     _writing: bool
+    _writing_end: int
+    _written: threading.Condition
     _damage: DamageLog
     _foreign: list[tuple[EventName, str]]
     _collect_foreign: bool
@@ -225,7 +227,13 @@ class JournalReplay:
         in the middle of a segment is skipped, recorded and reported, never cut.
         """
         if self._writing:
-            return  # our own group holds the store lock; nothing foreign can be pending
+            # Our own group is between its write and its apply. While it fsyncs, outside the
+            # store lock, other processes may write after it: a reader waits for our group
+            # (one fsync) rather than miss a write they have finished.
+            assert self._fd is not None
+            if locked or self._io.size(self._fd) <= self._writing_end:
+                return
+            self._written.wait_for(lambda: not self._writing)
         while True:
             if self._fd is None and not self._open_segment(locked):
                 return

@@ -257,6 +257,8 @@ class FileSystemSessionStore(SessionReads, SessionStore):
         self._recovering = False  # replaying during _recover: a missing segment is a gap
         self._damage = DamageLog()
         self._writing = False  # our group is between its write and its in-memory apply
+        self._writing_end = 0  # where its lines end
+        self._written = threading.Condition(self._lock)  # notified when _writing ends
         self._rollback_to: int | None = None
         self._rollback_size: int | None = None  # the segment's size when _rollback_to was set
         self._foreign: list[tuple[EventName, str]] = []
@@ -597,14 +599,27 @@ class FileSystemSessionStore(SessionReads, SessionStore):
                     batch.error = exc
                 return
             try:
-                self._commit_locked(group)
+                self._commit_locked(group)  # (it releases the store lock)
                 if self._position >= self._checkpoint_bytes:
                     self._start_checkpoint()
             finally:
                 self._flock.release()
 
     def _start_checkpoint(self) -> None:
-        """Close the generation, unless an older one still waits; wake the checkpointer."""
+        """Close the generation, unless an older one still waits; wake the checkpointer.
+
+        Called after a commit, with ``_write_mutex`` held and the store lock released; the
+        group is acknowledged whatever happens here.
+        """
+        try:
+            self._acquire()
+            with self._lock:
+                self._repair()
+                self._catch_up(locked=True)  # (others may have written since our group)
+        except (OSError, SessionStoreError) as exc:
+            self._record_error(exc)
+            logger.warning("closing the journal generation failed (%s); will retry", exc)
+            return
         if self._closing is None:
             try:
                 _checkpoint.rotate_locked(self)
