@@ -4,14 +4,19 @@ A commit group is every batch queued in this process while the previous group wa
 written. Under the store lock (:meth:`JournalWriter._commit_group`) the writer catches up with
 lines other processes appended, checks each batch's expected versions and ``max_sessions``
 against that latest state (a batch that fails gets its error and is left out), then appends the
-group's lines with one ``write`` and, with ``durability="full"``, one ``fsync``; only then does
-it apply them in memory and acknowledge.
+group's lines with one ``write``, releases the store lock, and with ``durability="full"``
+fsyncs them (outside the lock: other processes write and fsync meanwhile, and any later
+``fdatasync`` of the segment makes our earlier lines durable too); only then does it apply
+them in memory and acknowledge.
 
 Crash behaviour: before the ``fsync`` returns nothing is acknowledged; a torn line is cut by
-the next lock holder, a whole unsynced line that survives is harmless. If the ``write`` or the
-``fsync`` raises, the segment is cut back to where the group began (or, if even that fails,
-before the next write, and only if nobody wrote since), so a failed write never appears later
-and never sits before other lines looking like damage. Control lines (checkpoint markers,
+the next lock holder, a whole unsynced line that survives is harmless. If the ``write`` raises,
+the segment is cut back to where the group began (or, if even that fails, before the next
+write, and only if nobody wrote since), so a failed write never appears later and never sits
+before other lines looking like damage. If the ``fsync`` raises, the same cut is made (under
+the store lock again) while the segment still ends with the group; if another process has
+written after it, it stays, is applied everywhere, and the caller's :class:`StoreIOError` says
+the outcome is unknown. Control lines (checkpoint markers,
 quarantines) are appended the same way by :meth:`JournalWriter._append_lines`.
 """
 

@@ -37,13 +37,16 @@ was being written; they share the lock, one ``write`` and one ``fsync``):
    latest committed state) and cut off a torn tail;
 3. check every batch's expected versions and ``max_sessions`` against that state; a batch that
    fails gets its error and is left out;
-4. append the group's lines to the journal with one ``write`` and, with ``durability="full"``,
-   one ``fsync``; then update the in-memory index and release the lock; then acknowledge.
+4. append the group's lines to the journal with one ``write``, release the lock, and, with
+   ``durability="full"``, ``fsync`` (outside the lock, so other processes' fsyncs overlap);
+   then update the in-memory index and acknowledge.
 
 A crash before step 4's ``fsync`` returns loses only unacknowledged writes (a torn line is
 ignored; a whole unsynced line may survive, which is harmless: nobody was told it failed or
-succeeded). If the ``write`` or ``fsync`` raises, the journal is cut back to where the group
-began and every batch in it gets :class:`StoreIOError`. Session files are **not** written on
+succeeded). If the ``write`` raises, or the ``fsync`` raises while the segment still ends with
+the group, the journal is cut back to where the group began and every batch in it gets
+:class:`StoreIOError` (nothing applied); if another process wrote after it meanwhile, it stays
+and the error says its outcome is unknown (see :mod:`._commit`). Session files are **not** written on
 this path; that is why a write costs one sequential append however long the session is.
 
 **Checkpoint** (:mod:`._checkpoint` has each step, its fsync and what a crash leaves): the
