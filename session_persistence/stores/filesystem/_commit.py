@@ -41,7 +41,7 @@ from ._format import Append, Delete, Put, journal_record
 from ._lock import ProcessLock
 from ._replay import JournalReplay
 
-__all__ = ["Batch", "JournalWriter"]
+__all__ = ["Batch", "JournalWriter", "Written"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +54,16 @@ class Batch:
     max_sessions: int | None
     future: asyncio.Future[None]
     error: BaseException | None = None
+
+
+@dataclass(slots=True)
+class Written:
+    """A group whose lines are in the journal, not yet fsynced or applied."""
+
+    start: int
+    size: int
+    accepted: list[Batch]
+    seq: int
 
 
 class JournalWriter(JournalReplay):
@@ -73,12 +83,17 @@ class JournalWriter(JournalReplay):
         def _acquire(self) -> None: ...
 
     def _commit_locked(self, group: list[Batch]) -> None:
-        """Write the group's lines (store lock held); fsync them after releasing the lock.
+        """Write the group (store lock held), release the lock, fsync, apply."""
+        written = self._write_locked(group)
+        if written is not None:
+            self._finish(written)
+
+    def _write_locked(self, group: list[Batch]) -> Written | None:
+        """Check and write the group's lines (store lock held); release the store lock.
 
         On return the store lock is released (``self._flock.held`` is false), whatever
-        happened. The fsync runs outside it, so other processes' writes and fsyncs overlap
-        with ours: a later ``fdatasync`` of the segment makes every earlier line durable too,
-        so a write is acknowledged only after its own fsync, and stays so.
+        happened. Returns what :meth:`_finish` needs, or ``None`` when nothing was written
+        (every batch failed its checks, or the write failed: their errors are set).
         """
         with self._lock:
             self._repair()
@@ -86,7 +101,7 @@ class JournalWriter(JournalReplay):
             lines, accepted, seq = self._plan(group)
             if not lines:
                 self._flock.release()
-                return
+                return None
             start = self._position
             self._writing = True
         data = b"".join(lines)
@@ -98,26 +113,35 @@ class JournalWriter(JournalReplay):
             self._abandon_group(start)
             self._flock.release()
             self._fail_group(accepted, exc, "nothing was applied")
-            return
+            return None
         self._flock.release()
+        return Written(start, len(data), accepted, seq)
+
+    def _finish(self, written: Written) -> None:
+        """Fsync the written group (``durability="full"``), outside the store lock; apply it.
+
+        The fsync runs outside the lock, so other processes' writes and fsyncs overlap with
+        ours: a later ``fdatasync`` of the segment makes every earlier line durable too, so a
+        write is acknowledged only after its own fsync, and stays so.
+        """
         if self._durable:
             try:
                 self._io.fsync(self._fd_checked())
                 self._counters["fsyncs"] += 1
             except BaseException as exc:
-                outcome = self._abandon_fsynced(start)
-                self._fail_group(accepted, exc, outcome)
+                outcome = self._abandon_fsynced(written.start)
+                self._fail_group(written.accepted, exc, outcome)
                 return
         with self._lock:
             self._writing = False
             self._written.notify_all()
-            for batch in accepted:
+            for batch in written.accepted:
                 for op in batch.ops:
                     self._apply_own(op)
-            self._position = start + len(data)
-            self._seq = seq
+            self._position = written.start + written.size
+            self._seq = written.seq
         self._counters["commits"] += 1
-        self._counters["batches"] += len(accepted)
+        self._counters["batches"] += len(written.accepted)
 
     def _fail_group(self, accepted: list[Batch], exc: BaseException, outcome: str) -> None:
         if not isinstance(exc, OSError):

@@ -46,8 +46,10 @@ ignored; a whole unsynced line may survive, which is harmless: nobody was told i
 succeeded). If the ``write`` raises, or the ``fsync`` raises while the segment still ends with
 the group, the journal is cut back to where the group began and every batch in it gets
 :class:`StoreIOError` (nothing applied); if another process wrote after it meanwhile, it stays
-and the error says its outcome is unknown (see :mod:`._commit`). Session files are **not** written on
-this path; that is why a write costs one sequential append however long the session is.
+and the error says its outcome is unknown (see :mod:`._commit`). Session files are **not**
+written on this path; that is why a write costs one sequential append however long the session
+is. When no other writer holds either lock, steps 1-4's checks and ``write`` run on the event
+loop and only the fsync goes to a thread (see ``_lead``).
 
 **Checkpoint** (:mod:`._checkpoint` has each step, its fsync and what a crash leaves): the
 writer that passes ``checkpoint_bytes`` only closes the generation (``rotate``, a new segment:
@@ -116,7 +118,7 @@ from ...serialization import Codec
 from ..base import SessionStore
 from . import _check, _checkpoint
 from ._checkpoint import Checkpointer
-from ._commit import Batch
+from ._commit import Batch, Written
 from ._files import SessionFiles
 from ._format import (
     Delete,
@@ -568,11 +570,19 @@ class FileSystemSessionStore(SessionReads, SessionStore):
         await asyncio.shield(batch.future)
 
     async def _lead(self) -> None:
-        """Commit queued batches, group by group, until the queue is empty."""
+        """Commit queued batches, group by group, until the queue is empty.
+
+        When both locks are free at once (no other writer here, none in another process),
+        the group is checked and written on the event loop: a ``write`` to the page cache
+        costs microseconds, far less than two thread hand-offs. Only the fsync (with
+        ``durability="full"``) goes to a thread. Otherwise the whole commit goes to a thread,
+        where waiting for the locks blocks nothing.
+        """
         while self._queue:
             group, self._queue = self._queue, []
             try:
-                await asyncio.to_thread(self._commit_group, group)
+                if not await self._commit_here(group):
+                    await asyncio.to_thread(self._commit_group, group)
             except BaseException as exc:
                 # Every batch of the group (and, after a BaseException, every queued one)
                 # fails with it: nothing of theirs was acknowledged.
@@ -588,6 +598,39 @@ class FileSystemSessionStore(SessionReads, SessionStore):
                     batch.future.set_exception(batch.error)
                 else:
                     batch.future.set_result(None)
+
+    async def _commit_here(self, group: list[Batch]) -> bool:
+        """Commit ``group`` from the loop if both locks are free now; else return False."""
+        if not self._write_mutex.acquire(blocking=False):
+            return False
+        try:
+            self._fresh()
+            if not self._flock.try_acquire():
+                self._write_mutex.release()
+                return False
+            written = self._write_locked(group)  # (it releases the store lock)
+        except BaseException:
+            self._flock.release()
+            self._write_mutex.release()
+            raise
+        if written is None:
+            self._write_mutex.release()
+            return True
+        if self._durable or written.start + written.size >= self._checkpoint_bytes:
+            # (an fsync, or closing the generation, which may wait for the lock: not here)
+            await asyncio.to_thread(self._finish_and_release, written)
+        else:
+            self._finish_and_release(written)
+        return True
+
+    def _finish_and_release(self, written: Written) -> None:
+        try:
+            self._finish(written)
+            if self._position >= self._checkpoint_bytes:
+                self._start_checkpoint()
+        finally:
+            self._flock.release()
+            self._write_mutex.release()
 
     def _commit_group(self, group: list[Batch]) -> None:
         with self._write_mutex:
