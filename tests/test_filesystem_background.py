@@ -52,7 +52,10 @@ NEVER = 1 << 40
 
 def make_store(root: Path, disk: SimulatedDisk | None = None) -> FileSystemSessionStore:
     # Checkpoints only when the test asks (see close_generation), so exactly one runs.
-    return FileSystemSessionStore(root, checkpoint_bytes=NEVER, watch=False, _io=disk)
+    # One checkpoint thread: the checkpointer's steps come in the same order every run.
+    return FileSystemSessionStore(
+        root, checkpoint_bytes=NEVER, checkpoint_threads=1, watch=False, _io=disk
+    )
 
 
 class Model:

@@ -123,7 +123,10 @@ async def state_of(store: FileSystemSessionStore) -> State:
 
 def make_store(root: Path, disk: SimulatedDisk | None = None) -> FileSystemSessionStore:
     # A tiny checkpoint threshold, so checkpoints (and their steps) happen inside the workload.
-    return FileSystemSessionStore(root, checkpoint_bytes=1500, watch=False, _io=disk)
+    # (one checkpoint thread: the steps come in the same order every run)
+    return FileSystemSessionStore(
+        root, checkpoint_bytes=1500, checkpoint_threads=1, watch=False, _io=disk
+    )
 
 
 async def settled(store: FileSystemSessionStore) -> None:

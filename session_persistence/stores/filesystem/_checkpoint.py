@@ -47,6 +47,7 @@ journal ``quarantine`` line, unless a newer whole document of it is in the journ
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import threading
 import time
@@ -219,7 +220,8 @@ def finish_closed(
         careful = not store._closing_ours
     store._check_anchors()
     try:
-        for session_id in sorted(headers):
+
+        def write_one(session_id: str) -> None:
             pending = closing.get(session_id)
             if headers[session_id] is None:
                 store._files.remove(session_id)
@@ -227,6 +229,20 @@ def finish_closed(
                 _materialize(store, session_id, pending, careful, journal_held)
             if not journal_held:
                 time.sleep(0)  # let a waiting writer have the GIL between sessions
+
+        ids = sorted(headers)
+        workers = min(store._checkpoint_threads, len(ids))
+        if workers <= 1:
+            for session_id in ids:
+                write_one(session_id)
+        else:
+            # Each file is fsynced: several at once let the filesystem share its journal
+            # commits among them (an fsync releases the GIL).
+            with concurrent.futures.ThreadPoolExecutor(
+                workers, thread_name_prefix="checkpointer-files"
+            ) as pool:
+                for _ in pool.map(write_one, ids):
+                    pass
         store._fsync_dir(store._files.dir)
         if full_index:
             assert journal_held  # the in-memory index is the state at the start of g + 1

@@ -95,6 +95,7 @@ import functools
 import logging
 import os
 import threading
+import time
 import warnings
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
@@ -142,6 +143,9 @@ _STORE_KIND = "session-persistence-filesystem-store"
 # ``{"checkpointed": g}`` records. Format 1 stores are upgraded at open; releases that read
 # only format 1 refuse format 2 (they would take ``rotate`` as "in the files").
 _STORE_FORMAT = 2
+#: Writers wait for a checkpoint once the journal is this many times ``checkpoint_bytes``.
+_BACKLOG = 8
+
 _DIRECTORIES = ("sessions", "journal", "tmp", "quarantine", "backups")
 
 
@@ -158,7 +162,11 @@ class FileSystemSessionStore(SessionReads, SessionStore):
             ``"process"`` (no fsync; survives a killed process only).
         codec: Serialization codec.
         lock_timeout: Seconds to wait for the cross-process write lock.
-        checkpoint_bytes: Journal size that triggers a checkpoint.
+        checkpoint_bytes: Journal size that closes a generation and starts a background
+            checkpoint. While a checkpoint has not caught up, the journal grows on; past
+            ``8 * checkpoint_bytes`` writers wait for it (up to ``lock_timeout``), so memory
+            and the replay after a crash stay bounded.
+        checkpoint_threads: How many session files a checkpoint writes (and fsyncs) at once.
         watch: Follow other processes' writes in the background (watchdog, with polling as
             the fallback), keeping the index fresh and firing their events here.
         poll_interval: Seconds between polls of the journal when following.
@@ -182,6 +190,7 @@ class FileSystemSessionStore(SessionReads, SessionStore):
         codec: Codec | None = None,
         lock_timeout: float = 10.0,
         checkpoint_bytes: int = 8 * 1024 * 1024,
+        checkpoint_threads: int = 8,
         watch: bool = True,
         poll_interval: float = 1.0,
         file_mode: int = 0o600,
@@ -196,6 +205,7 @@ class FileSystemSessionStore(SessionReads, SessionStore):
             ("lock_timeout", lock_timeout),
             ("poll_interval", poll_interval),
             ("checkpoint_bytes", checkpoint_bytes),
+            ("checkpoint_threads", checkpoint_threads),
         ):
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
                 raise ConfigurationError(name, "must be a number greater than zero")
@@ -205,6 +215,7 @@ class FileSystemSessionStore(SessionReads, SessionStore):
         self._durable_backups = self._durable
         self._lock_timeout = float(lock_timeout)
         self._checkpoint_bytes = int(checkpoint_bytes)
+        self._checkpoint_threads = int(checkpoint_threads)
         self._watch = watch
         self._poll_interval = float(poll_interval)
         self._file_mode = file_mode
@@ -601,7 +612,7 @@ class FileSystemSessionStore(SessionReads, SessionStore):
 
     async def _commit_here(self, group: list[Batch]) -> bool:
         """Commit ``group`` from the loop if both locks are free now; else return False."""
-        if not self._write_mutex.acquire(blocking=False):
+        if self._backlogged() or not self._write_mutex.acquire(blocking=False):
             return False
         try:
             self._fresh()
@@ -632,12 +643,31 @@ class FileSystemSessionStore(SessionReads, SessionStore):
             self._flock.release()
             self._write_mutex.release()
 
+    def _backlogged(self) -> bool:
+        """Whether the journal ran so far ahead of a checkpoint that writers must wait."""
+        return self._closing is not None and self._position >= _BACKLOG * self._checkpoint_bytes
+
+    def _wait_for_checkpoint(self) -> None:
+        """Hold writers while the journal is too far ahead (``_write_mutex`` held).
+
+        Bounded by ``lock_timeout``: a checkpoint that cannot finish (a full disk) never
+        stops writes, which stay durable in the journal.
+        """
+        deadline = time.monotonic() + self._lock_timeout
+        while self._backlogged() and time.monotonic() < deadline:
+            if self._checkpointer is not None:
+                self._checkpointer.wake()
+            time.sleep(0.002)
+            self._fresh()  # (another process's checkpoint ends with a journal line)
+
     def _commit_group(self, group: list[Batch]) -> None:
         with self._write_mutex:
             # Apply other processes' lines before taking the store lock, as a reader would:
             # under it only what they wrote in the meantime is left, so the lock is held for
             # our own write, not for replaying theirs.
             self._fresh()
+            if self._backlogged():
+                self._wait_for_checkpoint()
             try:
                 self._acquire()
             except StoreLockTimeoutError as exc:
