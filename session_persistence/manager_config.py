@@ -71,7 +71,9 @@ class SessionPersistenceConfig:
             local history at its next persist, firing ``session_recreated`` and logging a
             warning, instead of failing with ``SessionNotFoundError`` (default on). Off, it
             goes to state ``"missing"``. A record deleted before it expired is never
-            recreated.
+            recreated: one that is gone is written back only if this manager saw it expire
+            (``session_expired``, fired by cleanup in this process); one removed by another
+            process's cleanup is not, and ``persist()`` raises ``SessionNotFoundError``.
         auto_cleanup_enabled: Overrides ``store_config.auto_cleanup_enabled`` (``None``: keep).
         cleanup_interval: Overrides ``store_config.cleanup_interval`` (``None``: keep).
         enable_event_listeners: Let the manager listen to store events: a managed session
