@@ -63,10 +63,6 @@ class SessionReads(JournalWriter):
         def _exclusive(self) -> contextlib.AbstractContextManager[None]: ...
         def _journal_removal(self, session_id: str, reason: str) -> None: ...
 
-    def _fresh(self) -> None:
-        with self._lock:
-            self._catch_up(locked=False)
-
     async def _get_header(self, session_id: str) -> SessionHeader | None:
         with self._lock:
             self._catch_up(locked=False)

@@ -219,6 +219,11 @@ class JournalReplay:
             self._fsync_dir(self._journal_dir)
         return True
 
+    def _fresh(self) -> None:
+        """Apply the journal lines other processes appended since we last looked."""
+        with self._lock:
+            self._catch_up(locked=False)
+
     def _catch_up(self, *, locked: bool, replaying: bool = False) -> None:
         """Read journal lines we have not seen yet and apply them (``_lock`` held).
 
