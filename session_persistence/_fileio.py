@@ -76,7 +76,9 @@ class FileIO:
         """Open ``root`` and its subdirectories ``names`` (created if missing) and keep them.
 
         ``root`` is the caller's own path and may pass through links; the subdirectories are
-        opened with ``O_NOFOLLOW`` relative to it, never through a link.
+        opened with ``O_NOFOLLOW`` relative to it, never through a link. Without ``create``
+        (a read-only open) a missing subdirectory is left out: nothing will be written there,
+        and a read of it finds nothing (a copy of a store may have dropped empty directories).
 
         Raises:
             NotRegularFile: A subdirectory is a link, a file or anything but a directory.
@@ -92,6 +94,10 @@ class FileIO:
                     os.mkdir(name, dir_mode, dir_fd=root_fd)
             try:
                 fd = os.open(name, _DIRECTORY | os.O_NOFOLLOW, dir_fd=root_fd)
+            except FileNotFoundError:
+                if create:
+                    raise
+                continue
             except OSError as exc:
                 if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
                     raise
