@@ -29,7 +29,7 @@ class PausingDisk(SimulatedDisk):
         super().__init__(root)
         self.pause_at: int | None = None
         self.armed = False  # count the checkpointer's steps from here on
-        self.outcome = "crash"  # or "eio"
+        self.outcome = "crash"  # or "eio", or "go" (only late)
         self.checkpointer_steps = 0
         self.paused = threading.Event()
         self.resume = threading.Event()
@@ -43,7 +43,9 @@ class PausingDisk(SimulatedDisk):
                 if self.outcome == "crash":
                     self.crashed = True
                     raise SimulatedCrash(f"checkpointer crashed before its step: {name}")
-                raise OSError(5, f"injected EIO in the checkpointer: {name}")
+                if self.outcome == "eio":
+                    raise OSError(5, f"injected EIO in the checkpointer: {name}")
+                # "go": the checkpoint goes on, late
         super()._step(name)
 
 
@@ -241,3 +243,38 @@ async def test_a_dead_checkpointer_makes_the_store_unhealthy(tmp_path: Path) -> 
         again = await reopened.get_session(created.session_id)
         assert again is not None
         assert len(again.interactions) == 2
+
+
+async def test_writers_held_by_a_late_checkpoint_go_on_when_it_finishes(tmp_path: Path) -> None:
+    """Past the backlog limit a writer waits for the checkpoint, without blocking its end.
+
+    (The waiting writer once held the write mutex that the checkpoint takes to record that it
+    finished: both waited until lock_timeout.)
+    """
+    root = tmp_path / "store"
+    async with make_store(root):
+        pass
+    disk = PausingDisk(root)
+    disk.pause_at, disk.outcome, disk.armed = 1, "go", True
+    store = FileSystemSessionStore(
+        root, checkpoint_bytes=2000, checkpoint_threads=1, lock_timeout=60, watch=False, _io=disk
+    )
+    await store.initialize()
+    try:
+        created = await store.create_session(session_object())
+        while not store._backlogged():  # the checkpoint is paused: the journal runs ahead
+            await store.append_interactions(created.session_id, interaction("x" * 200))
+        assert disk.paused.is_set()
+        waiting = asyncio.ensure_future(
+            store.append_interactions(created.session_id, interaction("held"))
+        )
+        await asyncio.sleep(0.05)
+        assert not waiting.done()  # held by the backlog
+        disk.resume.set()
+        header = await asyncio.wait_for(waiting, 20)  # not lock_timeout (60 s)
+        again = await store.get_session(created.session_id)
+        assert again is not None
+        assert again.version == header.version
+    finally:
+        disk.resume.set()
+        await store.shutdown()

@@ -381,7 +381,7 @@ class JournalWriter(JournalReplay):
         return self._closing is not None and self._position >= _BACKLOG * self._checkpoint_bytes
 
     def _wait_for_checkpoint(self) -> None:
-        """Hold writers while the journal is too far ahead (``_write_mutex`` held).
+        """Hold this writer while the journal is too far ahead (not holding ``_write_mutex``).
 
         Bounded by ``lock_timeout``: a checkpoint that cannot finish (a full disk) never
         stops writes, which stay durable in the journal.
@@ -394,13 +394,16 @@ class JournalWriter(JournalReplay):
             self._fresh()  # (another process's checkpoint ends with a journal line)
 
     def _commit_group(self, group: list[Batch]) -> None:
+        # Wait for a checkpoint that fell behind without holding _write_mutex: the
+        # checkpoint takes it to record that it finished.
+        self._fresh()
+        if self._backlogged():
+            self._wait_for_checkpoint()
         with self._write_mutex:
             # Apply other processes' lines before taking the store lock, as a reader would:
             # under it only what they wrote in the meantime is left, so the lock is held for
             # our own write, not for replaying theirs.
             self._fresh()
-            if self._backlogged():
-                self._wait_for_checkpoint()
             try:
                 self._acquire()
             except StoreLockTimeoutError as exc:
