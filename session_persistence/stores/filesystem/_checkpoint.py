@@ -51,6 +51,7 @@ import concurrent.futures
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..._fileio import NotRegularFile
@@ -74,6 +75,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: A checkpoint writes files in parallel once the journal is this many ``checkpoint_bytes``
+#: ahead (half-way to the point where writers wait for it; see ``_commit._BACKLOG``).
+_HURRY = 4
 
 #: A tail is folded into a new base once it outgrows the base, or this size.
 MIN_COMPACT_BYTES = 64 * 1024
@@ -230,19 +235,7 @@ def finish_closed(
             if not journal_held:
                 time.sleep(0)  # let a waiting writer have the GIL between sessions
 
-        ids = sorted(headers)
-        workers = min(store._checkpoint_threads, len(ids))
-        if workers <= 1:
-            for session_id in ids:
-                write_one(session_id)
-        else:
-            # Each file is fsynced: several at once let the filesystem share its journal
-            # commits among them (an fsync releases the GIL).
-            with concurrent.futures.ThreadPoolExecutor(
-                workers, thread_name_prefix="checkpointer-files"
-            ) as pool:
-                for _ in pool.map(write_one, ids):
-                    pass
+        _write_files(store, sorted(headers), write_one, journal_held)
         store._fsync_dir(store._files.dir)
         if full_index:
             assert journal_held  # the in-memory index is the state at the start of g + 1
@@ -266,6 +259,45 @@ def finish_closed(
                 store._catch_up(locked=True)
             _mark_checkpointed(store, generation)
     return True
+
+
+#: Session files written between two looks at how far the journal has run ahead.
+_CHUNK = 128
+
+
+def _write_files(
+    store: FileSystemSessionStore,
+    ids: list[str],
+    write_one: Callable[[str], None],
+    journal_held: bool,
+) -> None:
+    """Write the sessions' files, one at a time while the checkpoint keeps up.
+
+    Each file is fsynced. One at a time, the writers' journal fsyncs barely wait behind the
+    checkpoint's. Once the journal has run half-way to the backlog limit (writers would wait
+    for this checkpoint), up to ``checkpoint_threads`` files are written at once: their
+    fsyncs share the filesystem's journal commits and the checkpoint catches up, at some cost
+    to the writers' latency meanwhile. A checkpoint holding the store lock throughout
+    (``journal_held``) has no writers to spare and always uses them all.
+    """
+    pool: concurrent.futures.ThreadPoolExecutor | None = None
+    try:
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            behind = journal_held or store._position >= _HURRY * store._checkpoint_bytes
+            if store._checkpoint_threads <= 1 or len(chunk) <= 1 or not behind:
+                for session_id in chunk:
+                    write_one(session_id)
+                continue
+            if pool is None:
+                pool = concurrent.futures.ThreadPoolExecutor(
+                    store._checkpoint_threads, thread_name_prefix="checkpointer-files"
+                )
+            for _ in pool.map(write_one, chunk):
+                pass
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
 
 
 def _mark_checkpointed(store: FileSystemSessionStore, generation: int) -> None:

@@ -160,10 +160,10 @@ class FileSystemSessionStore(SessionReads, SessionStore):
             checkpoint. While a checkpoint has not caught up, the journal grows on; past
             ``8 * checkpoint_bytes`` writers wait for it (up to ``lock_timeout``), so memory
             and the replay after a crash stay bounded.
-        checkpoint_threads: How many session files a checkpoint writes (and fsyncs) at once.
-            More make checkpoints of bulk loads faster, at the cost of writers' latency: their
-            journal fsyncs queue behind the checkpoint's (measured: p99.9 of 8 writers 30 ms
-            with 1, 80 ms with 8).
+        checkpoint_threads: How many session files a checkpoint that has fallen behind
+            writes (and fsyncs) at once. One that keeps up writes one at a time, so writers'
+            journal fsyncs barely wait behind its own; once the journal is half-way to the
+            point where writers wait, it uses this many (1: never more than one).
         watch: Follow other processes' writes in the background (watchdog, with polling as
             the fallback), keeping the index fresh and firing their events here.
         poll_interval: Seconds between polls of the journal when following.
@@ -187,7 +187,7 @@ class FileSystemSessionStore(SessionReads, SessionStore):
         codec: Codec | None = None,
         lock_timeout: float = 10.0,
         checkpoint_bytes: int = 8 * 1024 * 1024,
-        checkpoint_threads: int = 1,
+        checkpoint_threads: int = 2,
         watch: bool = True,
         poll_interval: float = 1.0,
         file_mode: int = 0o600,
