@@ -185,7 +185,10 @@ class JournalWriter(JournalReplay):
             self._acquire()
         except BaseException:
             self._abandon_group(start, end=self._writing_end)  # cut later, if still ours last
-            return "nothing was applied (the cut is retried before the next write)"
+            return (
+                "its outcome is unknown: it is cut back before the next write unless another "
+                "process has written after it by then; check with expected_version"
+            )
         try:
             with self._lock:
                 if self._io.size(self._fd_checked()) == self._writing_end:
