@@ -24,6 +24,12 @@ from ..models import (
 from ..stores.base import SessionStore
 from ._base import FakeClock, StoreTestBase, eventually, interaction, session_object
 
+# Writers racing a backup pause this long between writes. A loop that never idles (writers
+# yielding with sleep(0) only) starves the backup's worker threads of the GIL for seconds on a
+# busy machine: CPython hands the GIL to a waiting thread only when the holder keeps it for a
+# whole switch interval, and the spinning loop releases and re-takes it at every select().
+_PACE = 0.0005
+
 
 async def _populate(store: SessionStore, count: int = 4) -> list[PersistedSession]:
     """Sessions with ULIDs, rich metadata, tags, several versions and interactions."""
@@ -291,7 +297,7 @@ class BackupConformance(StoreTestBase):
                 await store.update_session(
                     session_id, {"metadata": {"n": 1}, "merge_metadata": True}
                 )
-                await asyncio.sleep(0)
+                await asyncio.sleep(_PACE)
 
         async def move() -> None:
             flip = 0
@@ -317,13 +323,13 @@ class BackupConformance(StoreTestBase):
                 except TransactionError:
                     pass
                 flip += 1
-                await asyncio.sleep(0)
+                await asyncio.sleep(_PACE)
 
         workers = [asyncio.create_task(bump(s.session_id)) for s in singles]
         workers.append(asyncio.create_task(move()))
         try:
-            for _ in range(5):
-                await asyncio.sleep(0.02)
+            for _ in range(10):
+                await asyncio.sleep(0.01)
                 backup = await store.create_backup()
                 by_id = {s.session_id: s for s in backup.sessions}
                 assert len(by_id) == 152
