@@ -31,6 +31,7 @@ __all__ = [
     "is_expired",
     "matches_filter",
     "matches_search",
+    "metadata_matches",
     "search_interactions",
     "sort_and_page",
     "value_contains",
@@ -95,7 +96,7 @@ def matches_filter(header: SessionHeader, flt: SessionFilter) -> bool:
         return False
     if flt.interaction_count_max is not None and count > flt.interaction_count_max:
         return False
-    if flt.metadata is not None and not _metadata_matches(header.metadata, flt.metadata):
+    if flt.metadata is not None and not metadata_matches(header.metadata, flt.metadata):
         return False
     if flt.tags is not None and not any(tag in header.tags for tag in flt.tags):
         return False
@@ -168,7 +169,8 @@ def _in_range(value: datetime, after: datetime | None, before: datetime | None) 
     return (after is None or value > after) and (before is None or value < before)
 
 
-def _metadata_matches(metadata: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+def metadata_matches(metadata: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    """Whether every key of ``wanted`` is in ``metadata`` with an equal value of its type."""
     for key, expected in wanted.items():
         actual = metadata.get(key, _MISSING)
         if actual is _MISSING or type(actual) is not type(expected) or actual != expected:

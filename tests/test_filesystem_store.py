@@ -11,6 +11,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from fixtures.fs_describe import describe
 
 from session_persistence import (
     ConfigurationError,
@@ -434,11 +435,18 @@ async def test_the_read_cache_keeps_to_its_budget(
 # -- the processor index ----------------------------------------------------------------------
 
 
-def _processor_index_is_exact(store: FileSystemSessionStore) -> bool:
+async def _processor_index_is_exact(store: FileSystemSessionStore) -> bool:
+    """Filtering the index's rows by processor finds what its headers say, no more."""
     expected: dict[str, set[str]] = {}
-    for header in store._index.values():
+    for header in await store._scan():  # (caught up with the journal, as _scan_for is)
         expected.setdefault(header.processor_id, set()).add(header.session_id)
-    return store._by_processor == expected
+    found = {
+        processor: {
+            h.session_id for h in await store._scan_for(SessionFilter(processor_id=processor))
+        }
+        for processor in [*expected, "nobody"]
+    }
+    return found == {**expected, "nobody": set()}
 
 
 async def test_queries_by_processor_use_an_index_that_stays_exact(tmp_path: Path) -> None:
@@ -454,7 +462,7 @@ async def test_queries_by_processor_use_an_index_that_stays_exact(tmp_path: Path
         await store.delete_session(a[0].session_id)
         assert await store.count_sessions(SessionFilter(processor_id="a")) == 2
         assert await store.count_sessions(SessionFilter(processor_id=["a", "b", "zzz"])) == 3
-        assert _processor_index_is_exact(store)
+        assert await _processor_index_is_exact(store)
         replaced = dataclasses.replace(backup, sessions=[
             dataclasses.replace(s, processor_id="c") if s.session_id == a[1].session_id else s
             for s in backup.sessions
@@ -468,10 +476,10 @@ async def test_queries_by_processor_use_an_index_that_stays_exact(tmp_path: Path
             await store.create_session(session_object("b"))
             await store.delete_session(b.session_id)
             assert await store.count_sessions(SessionFilter(processor_id="b")) == 1
-        assert _processor_index_is_exact(store)
-        assert _processor_index_is_exact(other)
+        assert await _processor_index_is_exact(store)
+        assert await _processor_index_is_exact(other)
     async with FileSystemSessionStore(root, watch=False) as again:
-        assert _processor_index_is_exact(again)
+        assert await _processor_index_is_exact(again)
         assert await again.count_sessions(SessionFilter(processor_id="a")) == 2
 
 
@@ -512,5 +520,42 @@ async def test_a_store_written_before_format_2_opens_and_is_upgraded(tmp_path: P
         assert (await store.check()).problems == []
     body = (root / "index.json").read_bytes().split(b"\n")[1]
     assert orjson.loads(body)["generation"] > 3  # rewritten in the new form
+    async with FileSystemSessionStore(root, watch=False) as again:
+        await matches(again)
+
+
+# -- an index written before the columnar layout ---------------------------------------------
+
+
+async def test_an_index_written_before_the_columnar_layout_opens_exactly(tmp_path: Path) -> None:
+    """The fixture (tests/fixtures/make_fs_store_v2.py) opens with every header as it was.
+
+    Its index.json holds headers as objects and index.delta a later checkpoint's; ids, a ULID
+    and a datetime in metadata, an expiry in another UTC offset and tags must read back with
+    their types and offsets. The next full checkpoint writes the columnar layout, which reads
+    back the same.
+    """
+    fixtures = Path(__file__).with_name("fixtures")
+    expected = json.loads((fixtures / "fs_store_v2.expected.json").read_text())
+    root = tmp_path / "store"
+    shutil.copytree(fixtures / "fs_store_v2", root)
+
+    async def matches(store: FileSystemSessionStore) -> None:
+        headers = {h.session_id: describe(h) for h in await store._scan()}
+        assert headers == expected
+        for session_id, header in expected.items():
+            assert describe(await store.get_session_header(session_id)) == header
+            session = await store.get_session(session_id)
+            assert session is not None
+            assert len(session.interactions) == header["interaction_count"]
+
+    async with FileSystemSessionStore(root, watch=False, read_only=True) as reader:
+        await matches(reader)
+    async with FileSystemSessionStore(root, watch=False) as store:
+        await matches(store)
+        await store.optimize()
+    body = orjson.loads((root / "index.json").read_bytes().split(b"\n")[1])
+    assert body["layout"] == "columns-1"
+    assert len(body["columns"]["ids"]) == len(expected)
     async with FileSystemSessionStore(root, watch=False) as again:
         await matches(again)

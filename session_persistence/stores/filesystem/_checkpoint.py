@@ -240,7 +240,7 @@ def finish_closed(
         if full_index:
             assert journal_held  # the in-memory index is the state at the start of g + 1
             with store._lock:
-                everything = list(store._index.values())
+                everything = store._index.copy()
             store._index_files.write_base(generation + 1, everything)
         else:
             changed = [header for header in headers.values() if header is not None]

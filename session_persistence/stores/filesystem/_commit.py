@@ -219,8 +219,7 @@ class JournalWriter(JournalReplay):
         def version_of(session_id: str) -> int | None:
             if session_id in versions:
                 return versions[session_id]
-            header = self._index.get(session_id)
-            return None if header is None else header.version
+            return self._index.version(session_id)
 
         for batch in group:
             try:

@@ -84,8 +84,13 @@ def encode_document(kind: str, body: bytes, **extra: Any) -> bytes:
     return orjson.dumps(head) + b"\n" + body + b"\n"
 
 
-def decode_document(data: bytes, kind: str) -> tuple[dict[str, Any], bytes]:
+def decode_document(
+    data: bytes, kind: str, *, copy: bool = True
+) -> tuple[dict[str, Any], bytes | memoryview]:
     """Validate a checksummed document; return its head and its body.
+
+    ``copy=False`` returns the body as a view of ``data`` instead of a copy (for a large
+    index: the caller reads it once).
 
     Raises:
         BadFile: Empty, truncated, damaged, of another kind, or of a newer format.
@@ -112,7 +117,7 @@ def decode_document(data: bytes, kind: str) -> tuple[dict[str, Any], bytes]:
     length, checksum = head.get("length"), head.get("crc32")
     if type(length) is not int or type(checksum) is not str:
         raise BadFile("the first line lacks length or crc32")
-    body = data[newline + 1 :]
+    body: bytes | memoryview = data[newline + 1 :] if copy else memoryview(data)[newline + 1 :]
     if len(body) != length + 1 or body[-1:] != b"\n":
         raise BadFile(f"truncated or extended: expected {length} bytes, found {len(body) - 1}")
     body = body[:-1]

@@ -3,10 +3,14 @@
 Two files, so that a checkpoint writes what it changed and not the whole index:
 
 * ``index.json``, the **base**: a checksummed document (see :mod:`._format`) whose body,
-  ``{"generation": G, "headers": [...]}``, holds every header at the start of generation ``G``
-  (the generation is inside the checksummed body: a damaged head cannot make an old base pass
-  for a newer one; bases written before this release, a bare array with the generation in the
-  head only, are read and replaced by the next checkpoint);
+  ``{"generation": G, "layout": "columns-1", "columns": {...}}``, holds every header at the
+  start of generation ``G`` as columns, one array per field (see
+  :meth:`._table.HeaderTable.columns`), loaded in one parse with no object per session but
+  a tuple. The generation is inside the checksummed body: a damaged head cannot make an old
+  base pass for a newer one. Bases written by earlier releases (``{"generation": G,
+  "headers": [...]}``, or a bare array of headers with the generation in the head only) are
+  read and replaced by the next checkpoint; a ``layout`` this release does not know makes the
+  index be rebuilt from the session files;
 * ``index.delta``, the **deltas**: framed lines ``<crc32> {"from": F, "generation": G',
   "headers": [...], "deleted": [...]}``, each taking the index from the start of generation
   ``F`` to the start of ``G'``: the headers of the sessions the checkpointed generations
@@ -46,6 +50,7 @@ from ._format import (
     header_to_json,
     iter_frames,
 )
+from ._table import COLUMNS_LAYOUT, HeaderTable
 
 __all__ = ["IndexFiles"]
 
@@ -97,36 +102,45 @@ class IndexFiles:
         # after them would never be read, so only a whole new base may be written now.
         self.damaged = False
 
-    def load(self) -> tuple[int, list[SessionHeader]] | None:
-        """Return ``(generation, headers)``, or ``None`` when there is no usable base."""
+    def load(self) -> tuple[int, HeaderTable] | None:
+        """Return ``(generation, index)``, or ``None`` when there is no usable base."""
         try:
             raw = self._io.read_file(self.base_path)
-            head, body = decode_document(raw, "index")
+            head, body = decode_document(raw, "index", copy=False)
+            del raw  # (body is a view of it; a large index must not be held twice)
             generation = head.get("generation")
             if type(generation) is not int or generation < 1:
                 raise BadFile("bad generation")
             with no_gc_pauses():
-                items = orjson.loads(body)
-                self._legacy_base = type(items) is list
-                if type(items) is dict:
-                    if items.get("generation") != generation:
-                        raise BadFile("the head and the body name different generations")
-                    items = items.get("headers")
-                if type(items) is not list:
-                    raise BadFile("the body must hold an array of headers")
-                headers = {
-                    header.session_id: header
-                    for header in (header_from_json(item, self._codec) for item in items)
-                }
-                generation = self._apply_deltas(generation, headers)
+                table = self._parse_base(generation, orjson.loads(body))
+                del body
+                generation = self._apply_deltas(generation, table)
         except FileNotFoundError:
             return None
         except (BadFile, orjson.JSONDecodeError, OSError) as exc:
             logger.warning("ignoring index snapshot %s (%s); rebuilding", self.base_path, exc)
             return None
-        return generation, list(headers.values())
+        return generation, table
 
-    def _apply_deltas(self, generation: int, headers: dict[str, SessionHeader]) -> int:
+    def _parse_base(self, generation: int, items: object) -> HeaderTable:
+        """The base's table: columns, or the header arrays of earlier releases."""
+        self._legacy_base = type(items) is list
+        if type(items) is dict:
+            if items.get("generation") != generation:
+                raise BadFile("the head and the body name different generations")
+            layout = items.get("layout")
+            if layout is not None:
+                if layout != COLUMNS_LAYOUT:
+                    raise BadFile(f"index layout {layout!r} is not one this release reads")
+                return HeaderTable.from_columns(items.get("columns"), self._codec)
+            self._legacy_base = True
+            items = items.get("headers")
+        if type(items) is not list:
+            raise BadFile("the body must hold an array of headers")
+        headers = (header_from_json(item, self._codec) for item in items)
+        return HeaderTable.from_headers(headers, self._codec)
+
+    def _apply_deltas(self, generation: int, headers: HeaderTable) -> int:
         self.damaged = False
         try:
             data = self._io.read_file(self.delta_path)
@@ -152,7 +166,7 @@ class IndexFiles:
             if target <= generation:
                 continue  # folded into the base already
             for session_id in deleted:
-                headers.pop(session_id, None)
+                headers.discard(session_id)
             for header in changed:
                 headers[header.session_id] = header
             generation = target
@@ -161,14 +175,11 @@ class IndexFiles:
             self.damaged = True
         return generation
 
-    def write_base(self, generation: int, headers: list[SessionHeader]) -> None:
+    def write_base(self, generation: int, index: HeaderTable) -> None:
         """Write the whole index as of the start of ``generation`` and empty the deltas."""
         self.damaged = False
         body = dump_json(
-            {
-                "generation": generation,
-                "headers": [header_to_json(header, self._codec) for header in headers],
-            }
+            {"generation": generation, "layout": COLUMNS_LAYOUT, "columns": index.columns()}
         )
         self._io.replace_file(
             self.base_path,

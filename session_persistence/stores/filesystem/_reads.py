@@ -26,15 +26,16 @@ import dataclasses
 import enum
 import time
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import orjson
 
-from ..._copy import accessed, clone_session
+from ..._copy import clone_session
 from ...documents import document_to_session
 from ...errors import StoreCorruptionError
-from ...models import PersistedSession, SessionFilter, SessionHeader
+from ...models import PersistedSession, SessionFilter, SessionHeader, SessionQueryOptions
+from ...query import Search
 from ._commit import JournalWriter
 from ._files import OnDisk, extend
 from ._format import Append, BadFile
@@ -57,11 +58,13 @@ class SessionReads(JournalWriter):
 
     _read_only: bool
     _freezing: bool
+    _idle: timedelta | None
 
     if TYPE_CHECKING:
 
         def _exclusive(self) -> contextlib.AbstractContextManager[None]: ...
         def _journal_removal(self, session_id: str, reason: str) -> None: ...
+        def _now(self) -> datetime: ...
 
     async def _get_header(self, session_id: str) -> SessionHeader | None:
         with self._lock:
@@ -74,18 +77,37 @@ class SessionReads(JournalWriter):
             return list(self._index.values())
 
     async def _scan_for(self, flt: SessionFilter) -> Sequence[SessionHeader]:
-        wanted = flt.processor_id
-        if wanted is None:
-            return await self._scan()
-        processors = {wanted} if isinstance(wanted, str) else set(wanted)
+        # Exactly what flt selects (expired ones too: the caller judges expiry and overlays a
+        # transaction's changes), headers built for those only.
+        wide = dataclasses.replace(flt, include_expired=True)
         with self._lock:
             self._catch_up(locked=False)
             index = self._index
-            return [
-                index[session_id]
-                for processor in processors
-                for session_id in self._by_processor.get(processor, ())
-            ]
+            return index.headers(index.select(wide, self._now(), self._idle))
+
+    async def _query(
+        self,
+        flt: SessionFilter,
+        options: SessionQueryOptions,
+        now: datetime,
+        search: Search | None = None,
+    ) -> list[SessionHeader] | None:
+        if search is not None:
+            return None  # (the base searches what _scan_for selects)
+        with self._lock:
+            self._catch_up(locked=False)
+            index = self._index
+            return index.headers(index.page(index.select(flt, now, self._idle), options))
+
+    async def _count(self, flt: SessionFilter, now: datetime) -> int | None:
+        with self._lock:
+            self._catch_up(locked=False)
+            return len(self._index.select(flt, now, self._idle))
+
+    async def _expired_headers(self, now: datetime) -> Sequence[SessionHeader]:
+        with self._lock:
+            self._catch_up(locked=False)
+            return self._index.expired(now, self._idle)
 
     async def _session_count(self) -> int:
         with self._lock:
@@ -94,9 +116,7 @@ class SessionReads(JournalWriter):
 
     def _touch(self, session_id: str, when: datetime) -> None:
         with self._lock:
-            header = self._index.get(session_id)
-            if header is not None and header.last_accessed_at < when:
-                self._index[session_id] = accessed(header, when)
+            self._index.touch(session_id, when)
 
     def _lookup(
         self, session_id: str, *, locked: bool = False

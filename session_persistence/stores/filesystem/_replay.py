@@ -42,6 +42,7 @@ from ._format import (
 )
 from ._index import IndexFiles
 from ._journal import Damage, DamageLog, Line, sessions_named, split_lines
+from ._table import HeaderTable
 
 __all__ = ["JournalReplay", "Pending"]
 
@@ -72,8 +73,7 @@ class JournalReplay:
     _journal_dir: Path
     _file_mode: int
     _lock: threading.RLock
-    _index: dict[str, SessionHeader]
-    _by_processor: dict[str, set[str]]
+    _index: HeaderTable
     _pending: dict[str, Pending]
     _touched: set[str]
     _closing: dict[str, Pending] | None
@@ -152,22 +152,20 @@ class JournalReplay:
         while start - 1 in generations:
             start -= 1
         try:
-            self._replay(start, headers, locked=locked)
+            self._replay(start, HeaderTable.from_headers(headers, self._codec), locked=locked)
         except _GenerationGap as gap:  # pragma: no cover - the run of segments has no gap
             message = f"the journal of {self._root} is inconsistent: {gap}"
             raise StoreCorruptionError(message) from gap
         if locked and snapshot is None and not generations and not headers:
-            self._index_files.write_base(start, [])  # a new store: no rebuild at the next open
+            # A new store: no rebuild at the next open.
+            self._index_files.write_base(start, HeaderTable(self._codec))
             return False
         return True
 
-    def _replay(self, start: int, headers: list[SessionHeader], *, locked: bool) -> None:
-        """Reset the in-memory state to ``headers`` at generation ``start`` and replay."""
+    def _replay(self, start: int, index: HeaderTable, *, locked: bool) -> None:
+        """Reset the in-memory state to ``index`` at generation ``start`` and replay."""
         with self._lock:
-            self._index = {header.session_id: header for header in headers}
-            self._by_processor = {}
-            for header in headers:
-                self._by_processor.setdefault(header.processor_id, set()).add(header.session_id)
+            self._index = index
             self._read_cache.clear()
             self._read_cache_bytes = 0
             self._changes += 1
@@ -422,12 +420,12 @@ class JournalReplay:
         and the break is reported.
         """
         session_id = append.header.session_id
-        header = self._index.get(session_id)
-        if header is not None and header.version == append.expected:
+        version = self._index.version(session_id)
+        if version is not None and version == append.expected:
             return True
-        if header is not None and append.header.version <= header.version:
+        if version is not None and append.header.version <= version:
             return False
-        have = "absent" if header is None else f"at version {header.version}"
+        have = "absent" if version is None else f"at version {version}"
         self._damage.broken[session_id] = (
             f"journal generation {self._generation} appends to it at version "
             f"{append.expected}, but the journal leaves it {have}: records of it were lost to "
@@ -446,21 +444,14 @@ class JournalReplay:
         if cached is not None:
             self._read_cache_bytes -= cached[1]
         if isinstance(change, Delete):
-            old = self._index.pop(change.session_id, None)
-            existed = old is not None
-            if old is not None:
-                self._unindex(old)
+            existed = self._index.discard(change.session_id)
             self._pending.pop(change.session_id, None)
             self._touched.add(change.session_id)
             if foreign and existed and change.reason is None and self._collect_foreign:
                 self._foreign.append(("session_deleted", change.session_id))
             return
         session_id = change.header.session_id
-        old = self._index.get(session_id)
-        existed = old is not None
-        if old is not None and old.processor_id != change.header.processor_id:
-            self._unindex(old)  # a restore may replace a session with another processor's
-        self._by_processor.setdefault(change.header.processor_id, set()).add(session_id)
+        existed = session_id in self._index
         self._index[session_id] = change.header
         self._touched.add(session_id)
         if isinstance(change, Put):
@@ -470,13 +461,6 @@ class JournalReplay:
         if foreign and self._collect_foreign:
             kind: EventName = "session_updated" if existed else "session_created"
             self._foreign.append((kind, session_id))
-
-    def _unindex(self, header: SessionHeader) -> None:
-        ids = self._by_processor.get(header.processor_id)
-        if ids is not None:
-            ids.discard(header.session_id)
-            if not ids:
-                del self._by_processor[header.processor_id]
 
     def _reload(self, why: str, *, locked: bool = False) -> None:
         """Start over from the snapshot or the files (``_lock`` held; rare).
@@ -489,7 +473,7 @@ class JournalReplay:
 
     # == index snapshot and rebuild ==============================================================
 
-    def _load_snapshot(self) -> tuple[int, list[SessionHeader]] | None:
+    def _load_snapshot(self) -> tuple[int, HeaderTable] | None:
         return self._index_files.load()
 
     def _scan_files(self, locked: bool) -> list[SessionHeader]:

@@ -127,6 +127,7 @@ from ._journal import DamageLog
 from ._lock import ProcessLock
 from ._reads import SessionReads
 from ._replay import Pending
+from ._table import HeaderTable
 from ._watch import JournalWatcher, network_filesystem
 
 __all__ = ["FileSystemSessionStore"]
@@ -244,7 +245,7 @@ class FileSystemSessionStore(SessionReads, SessionStore):
         # In-memory state, guarded by _lock (readers) and _write_mutex (the single writer).
         self._lock = threading.RLock()
         self._write_mutex = threading.Lock()
-        self._index: dict[str, SessionHeader] = {}
+        self._index = HeaderTable(self._codec)
         self._pending: dict[str, Pending] = {}
         # A closed generation whose changes are not in the session files yet (see _checkpoint).
         self._closing: dict[str, Pending] | None = None
@@ -261,7 +262,6 @@ class FileSystemSessionStore(SessionReads, SessionStore):
         self._read_cache_bytes = 0
         self._changes = 0
         # processor_id -> ids of its sessions: queries by processor read only those headers.
-        self._by_processor: dict[str, set[str]] = {}
         self._touched: set[str] = set()
         self._generation = 0
         self._fd: int | None = None
