@@ -109,6 +109,7 @@ from ..transactions import (
     outside_transaction,
 )
 from ._backup_methods import BackupMethods
+from ._history import HistoryMethods
 from ._keyed import KeyedMethods
 from ._single import AppendBuild, DeleteBuild, UpdateBuild, write_one
 
@@ -123,7 +124,7 @@ _CLEANUP_BATCH = 500
 _CHECK_CHUNK = 256
 
 
-class SessionStore(KeyedMethods, BackupMethods, abc.ABC):
+class SessionStore(KeyedMethods, HistoryMethods, BackupMethods, abc.ABC):
     """The store contract: the whole public API, over a narrow abstract core.
 
     Stores are async context managers: ``async with store:`` initializes and shuts down.
