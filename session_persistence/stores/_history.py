@@ -58,9 +58,7 @@ class HistoryWindow:
                 f"offset must be an int >= 0 (how many interactions to skip), got {offset!r}"
             )
         if limit is not None and (type(limit) is not int or limit < 0):
-            raise InvalidInputError(
-                f"limit must be None (no limit) or an int >= 0, got {limit!r}"
-            )
+            raise InvalidInputError(f"limit must be None (no limit) or an int >= 0, got {limit!r}")
         if type(newest_first) is not bool:
             raise InvalidInputError(f"newest_first must be True or False, got {newest_first!r}")
         return cls(offset, limit, newest_first)

@@ -116,7 +116,8 @@ class HistoryConformance(StoreTestBase):
         got.clear()
         again = await store.get_interactions(created.session_id, limit=2, newest_first=True)
         assert _texts(again) == ["message 2", "message 1"]
-        assert again is not None and len(again[0].responses) == 1
+        assert again is not None
+        assert len(again[0].responses) == 1
         session = await store.require_session(created.session_id)
         assert _texts(session.interactions) == _expected(3, 0, None, False)
 
@@ -154,9 +155,7 @@ class HistoryConformance(StoreTestBase):
         self, store: SessionStore, clock: FakeClock
     ) -> None:
         """A session past expires_at gives None, as get_session does, until it is revived."""
-        created = await store.create_session(
-            session_object(interactions=2), expires_at=clock.now
-        )
+        created = await store.create_session(session_object(interactions=2), expires_at=clock.now)
         assert await store.get_session(created.session_id) is None
         assert await store.get_interactions(created.session_id) is None
         assert await store.get_interactions(created.session_id, limit=1, newest_first=True) is None
