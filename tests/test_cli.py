@@ -230,7 +230,7 @@ def test_ls_filters_sorts_and_limits(store_text: str) -> None:
 
 
 def test_ls_reads_headers_not_histories(tmp_path: Path) -> None:
-    """ls lists a session whose history cannot be decoded: it reads the index alone."""
+    """The ls command lists a session whose history cannot be decoded (headers only)."""
     text = spec_text("sqlite", tmp_path)
     ids = fill(text)
     database = tmp_path / "data" / "sessions.db"
