@@ -86,11 +86,14 @@ def decode_slice(
         found: list[Interaction] = []
         for index, text in enumerate(texts):
             position = stop - 1 - index if window.newest_first else start + index
+            where = f"interactions[{position}]"
             if type(text) is not str:
-                raise InvalidInputError("interaction rows must be JSON text")
-            found.append(
-                interaction_from_json(orjson.loads(text), codec, f"interactions[{position}]")
-            )
+                raise InvalidInputError(f"{where} must be JSON text")
+            try:
+                data = orjson.loads(text)
+            except orjson.JSONDecodeError as exc:
+                raise InvalidInputError(f"{where} is not valid JSON: {exc}") from exc
+            found.append(interaction_from_json(data, codec, where))
         return found
     except (InvalidInputError, SerializationError, ValueError) as exc:
         raise StoreCorruptionError(

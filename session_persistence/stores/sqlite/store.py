@@ -388,6 +388,21 @@ class SQLiteSessionStore(SessionStore):
     def _session(self, row: tuple[Any, ...], texts: Sequence[str]) -> PersistedSession:
         return session_from_rows(self._recorded(row), texts, self._codec, self._label)
 
+    async def _point_read(self, read: Callable[[sqlite3.Connection], T]) -> T:
+        """``read(connection)``: on this thread if no lock is in the way, else on the worker."""
+        reader = self._reader
+        if reader is not None and not self._reading:  # (a backup reads its own snapshot)
+            try:
+                return reader.run(read)
+            except Busy:
+                pass  # read through the worker, which waits for the lock
+            except sqlite3.Error as exc:
+                raise self._translate(exc) from exc
+        return await self._call(self._read_on_worker, read)
+
+    def _read_on_worker(self, read: Callable[[sqlite3.Connection], T]) -> T:
+        return read(self._conn)
+
     async def _session_rows(self, session_id: str) -> tuple[tuple[Any, ...], list[str]] | None:
         """A session's header row and interaction rows: on this thread if no lock is in the way."""
         reader = self._reader
@@ -432,23 +447,13 @@ class SQLiteSessionStore(SessionStore):
         self, session_id: str, now: datetime, window: HistoryWindow
     ) -> list[Interaction] | None:
         # _load_live's expiry and touch, over the header row and only the window's rows.
-        def read(db: sqlite3.Connection) -> tuple[tuple[Any, ...], list[Any]] | None:
-            return history_rows(db, self._history, session_id, window)
-
-        reader = self._reader
-        found = None
-        if reader is not None and not self._reading:
-            try:
-                found = (reader.run(read),)
-            except Busy:
-                pass  # read through the worker, which waits for the lock
-            except sqlite3.Error as exc:
-                raise self._translate(exc) from exc
-        rows = found[0] if found is not None else await self._call(lambda: read(self._conn))
-        if rows is None or self._expired(self._header(rows[0]), now):
+        found = await self._point_read(
+            lambda db: history_rows(db, self._history, session_id, window)
+        )
+        if found is None or self._expired(self._header(found[0]), now):
             return None
         self._touch(session_id, now)
-        return decode_slice(rows[0], rows[1], window, self._label, self._codec)
+        return decode_slice(found[0], found[1], window, self._label, self._codec)
 
     async def _load_many(self, session_ids: Sequence[str]) -> list[PersistedSession | None]:
         if not session_ids:
