@@ -29,6 +29,7 @@ from ulid import ULID
 from ._deprecation import warn_deprecated
 from ._manager_events import ManagerEvents, _Registration
 from ._manager_keyed import KeyedManagerMethods
+from ._manager_queries import QueryManagerMethods
 from ._manager_stores import copy_sessions, open_configured_store, store_changed
 from .config import seconds, utc_now
 from .errors import (
@@ -38,7 +39,6 @@ from .errors import (
     SessionConflictError,
     SessionNotFoundError,
     SessionStoreError,
-    SessionTooLargeError,
     StoreClosedError,
     UnsavedChangesError,
 )
@@ -52,8 +52,6 @@ from .models import (
     PersistedSession,
     SessionFilter,
     SessionObject,
-    SessionQueryOptions,
-    SessionUpdate,
     StoreStats,
     Unset,
 )
@@ -92,7 +90,7 @@ def _delegated(
     return call
 
 
-class SessionPersistenceManager(KeyedManagerMethods, ManagerEvents):
+class SessionPersistenceManager(KeyedManagerMethods, QueryManagerMethods, ManagerEvents):
     """Opens the configured store and keeps managed sessions persisted.
 
     ``async with SessionPersistenceManager(config) as manager:`` initializes and shuts down.
@@ -356,113 +354,6 @@ class SessionPersistenceManager(KeyedManagerMethods, ManagerEvents):
         """The sessions this manager tracks (flushes at shutdown)."""
         return list(self._managed)
 
-    # == queries and bulk work ===================================================================
-
-    async def find_sessions(
-        self,
-        *,
-        processor_id: str | Sequence[str] | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        has_interactions: bool | None = None,
-        tags: Sequence[str] | None = None,
-        limit: int | None = None,
-    ) -> list[PersistedSession]:
-        """Live sessions updated within ``[since, until]``, most recently updated first.
-
-        Args:
-            processor_id: One processor or several.
-            since: Updated at or after this time.
-            until: Updated at or before this time.
-            has_interactions: Only sessions with (``True``) or without (``False``) any.
-            tags: Sessions carrying any of these tags.
-            limit: At most this many.
-        """
-        return await self.list_sessions(
-            SessionFilter(
-                processor_id=processor_id,
-                updated_after=since,
-                updated_before=until,
-                has_interactions=has_interactions,
-                tags=tags,
-            ),
-            SessionQueryOptions(limit=limit, sort_by="updated_at", sort_order="desc"),
-        )
-
-    async def get_session_summary(self, session_id: str) -> SessionSummary | None:
-        """Summarize a stored session, expired or not (``None``: it does not exist).
-
-        Reads only the header: cheap, and not an access.
-        """
-        async with self._using() as store:
-            header = await store.get_session_header(session_id)
-            if header is None:
-                return None
-            now = store.config.clock()
-            expired = store.is_expired(header)
-        managed = [s for s in self._managed if s.session_id == session_id]
-        return SessionSummary(
-            session_id=header.session_id,
-            processor_id=header.processor_id,
-            interaction_count=header.interaction_count,
-            version=header.version,
-            created_at=header.created_at,
-            updated_at=header.updated_at,
-            expires_at=header.expires_at,
-            last_accessed_at=header.last_accessed_at,
-            age=now - header.created_at,
-            time_since_update=now - header.updated_at,
-            is_expired=expired,
-            is_managed=bool(managed),
-            has_unsaved_changes=any(s.has_unsaved_changes for s in managed),
-            size_bytes=header.size_bytes,
-        )
-
-    async def bulk_update_sessions(
-        self,
-        filter: SessionFilter,
-        updates: SessionUpdate | Mapping[str, Any],
-        *,
-        atomic: bool = True,
-    ) -> BulkUpdateResult:
-        """Apply one update to every session ``filter`` selects, in one transaction.
-
-        All-or-nothing by default: every selected session changes, or, if one cannot take
-        the update (it grew too large, it vanished), none does and the error is raised. With
-        ``atomic=False``, each session that can take the update does (still committed
-        together, as one transaction), and each one that cannot is left unchanged and named
-        in :attr:`BulkUpdateResult.errors`. Managed sessions follow: their next persist sees
-        the new version and reloads.
-
-        Args:
-            filter: The sessions to update.
-            updates: As for :meth:`SessionStore.update_session`.
-            atomic: ``False`` to update what can be updated and report the rest.
-
-        Raises:
-            InvalidUpdateError: ``updates`` is not a valid update (nothing changed).
-            SessionTooLargeError, SessionNotFoundError: ``atomic`` and a session could not be
-                updated (nothing changed).
-            TransactionError: Another writer changed a selected session meanwhile (nothing
-                changed; run it again).
-        """
-        if not isinstance(filter, SessionFilter):
-            raise InvalidInputError("filter must be a SessionFilter")
-        updated: list[str] = []
-        errors: list[str] = []
-        async with self._using() as store, store.transaction():
-            for session_id in [s.session_id for s in await store.list_sessions(filter)]:
-                try:
-                    async with store.transaction():  # a savepoint: undoes this session only
-                        await store.update_session(session_id, updates)
-                except (SessionTooLargeError, SessionNotFoundError) as error:
-                    if atomic:
-                        raise
-                    errors.append(f"{session_id}: {error}")
-                else:
-                    updated.append(session_id)
-        return BulkUpdateResult(updated_count=len(updated), session_ids=updated, errors=errors)
-
     # == monitoring ==============================================================================
 
     async def get_stats(self) -> ManagerStats:
@@ -635,11 +526,13 @@ class SessionPersistenceManager(KeyedManagerMethods, ManagerEvents):
     get_session = _delegated(SessionStore.get_session)
     require_session = _delegated(SessionStore.require_session)
     get_session_header = _delegated(SessionStore.get_session_header)
+    get_interactions = _delegated(SessionStore.get_interactions)
     has_session = _delegated(SessionStore.has_session)
     update_session = _delegated(SessionStore.update_session)
     append_interactions = _delegated(SessionStore.append_interactions)
     delete_session = _delegated(SessionStore.delete_session)
     list_sessions = _delegated(SessionStore.list_sessions)
+    list_session_headers = _delegated(SessionStore.list_session_headers)
     count_sessions = _delegated(SessionStore.count_sessions)
     search_sessions = _delegated(SessionStore.search_sessions)
     get_sessions_by_processor = _delegated(SessionStore.get_sessions_by_processor)

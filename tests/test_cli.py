@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -226,6 +227,21 @@ def test_ls_filters_sorts_and_limits(store_text: str) -> None:
     bad = run("ls", "--store", store_text, "--since", "yesterday")
     assert bad.exit_code == Exit.USAGE
     assert bad.stderr.startswith("error: --since 'yesterday' is not a time")
+
+
+def test_ls_reads_headers_not_histories(tmp_path: Path) -> None:
+    """The ls command lists a session whose history cannot be decoded (headers only)."""
+    text = spec_text("sqlite", tmp_path)
+    ids = fill(text)
+    database = tmp_path / "data" / "sessions.db"
+    with sqlite3.connect(database) as db:
+        db.execute(
+            "UPDATE interactions SET data = 'not json' WHERE session_id = ?", (ids["tagged"],)
+        )
+    found = as_json(run("ls", "--json", "--store", text))
+    rows = {row["session_id"]: row for row in found["sessions"]}
+    assert set(rows) == {ids["tagged"], ids["other"]}
+    assert rows[ids["tagged"]]["interaction_count"] == 2
 
 
 def test_show_readable_raw_and_json(store_text: str) -> None:

@@ -212,6 +212,27 @@ async def test_require_session_and_require_managed_session(
             await call("01JABCDEFGHJKMNPQRSTVWXYZ0")
 
 
+async def test_headers_and_history_slices(manager: SessionPersistenceManager) -> None:
+    """find_session_headers selects as find_sessions does; get_interactions reads a slice."""
+    first = await manager.create_session(session_object("a", interactions=3), tags=["x"])
+    await manager.create_session(session_object("b"))
+    second = await manager.create_session(session_object("a"), tags=["x"])
+    for arguments in ({}, {"processor_id": "a"}, {"tags": ["x"], "limit": 1}):
+        headers = await manager.find_session_headers(**arguments)
+        sessions = await manager.find_sessions(**arguments)
+        assert [h.session_id for h in headers] == [s.session_id for s in sessions]
+    found = await manager.find_session_headers(processor_id="a", has_interactions=True)
+    assert [(h.session_id, h.interaction_count) for h in found] == [(first.session_id, 3)]
+    listed = await manager.list_session_headers(SessionFilter(processor_id="a"))
+    assert [h.session_id for h in listed] == [first.session_id, second.session_id]
+    tail = await manager.get_interactions(first.session_id, limit=2, newest_first=True)
+    assert tail == first.interactions[:0:-1]
+    assert await manager.get_interactions(second.session_id) == []
+    assert await manager.get_interactions("01JABCDEFGHJKMNPQRSTVWXYZ0") is None
+    with pytest.raises(InvalidInputError):
+        await manager.get_interactions(first.session_id, offset=-1)
+
+
 async def test_find_sessions_and_summary() -> None:
     """find_sessions filters and sorts by recency; summaries cover expired sessions too."""
     clock = FakeClock()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -29,7 +30,9 @@ from session_persistence import (
     InMemorySessionStore,
     InvalidInputError,
     InvalidSessionIdError,
+    SessionStoreConfig,
     SQLiteSessionStore,
+    StoreCorruptionError,
 )
 from session_persistence.integrations.openai_agents import (
     POP_SENDER,
@@ -37,6 +40,7 @@ from session_persistence.integrations.openai_agents import (
     AgentsSession,
 )
 from session_persistence.stores.base import SessionStore
+from session_persistence.testing import FakeClock
 
 CHILD = str(Path(__file__).with_name("agents_child.py"))
 ROOT = str(Path(__file__).resolve().parent.parent)
@@ -136,6 +140,44 @@ async def test_get_items_limit_returns_the_newest_in_order(store: SessionStore) 
     assert [cast(dict[str, Any], i)["content"] for i in await session.get_items()] == ["3", "4"]
     assert len(await AgentsSession("chat", store).get_items()) == 5
     assert await session.get_items(limit=0) == []
+
+
+async def test_get_items_limit_past_many_pops(store: SessionStore) -> None:
+    """Pops that eat a whole tail make get_items(limit) read further back, and stay exact."""
+    session = AgentsSession("chat", store)
+    await session.add_items([user(str(i)) for i in range(60)])
+    for _ in range(45):
+        assert await session.pop_item() is not None
+    await session.add_items([user("new")])
+    everything = [cast(dict[str, Any], i)["content"] for i in await session.get_items()]
+    assert everything == [*[str(i) for i in range(15)], "new"]
+    for limit in (1, 2, 5, 16, 17, 100):
+        newest = [cast(dict[str, Any], i)["content"] for i in await session.get_items(limit)]
+        assert newest == everything[-limit:], limit
+
+
+async def test_get_items_limit_reads_only_the_tail(tmp_path: Path) -> None:
+    """With a limit, an old interaction that cannot be decoded is never read."""
+    async with SQLiteSessionStore(tmp_path / "sessions.db") as store:
+        session = AgentsSession("chat", store)
+        await session.add_items([user(str(i)) for i in range(100)])
+        with sqlite3.connect(tmp_path / "sessions.db") as db:
+            db.execute("UPDATE interactions SET data = 'not json' WHERE seq = 0")
+        newest = [cast(dict[str, Any], i)["content"] for i in await session.get_items(3)]
+        assert newest == ["97", "98", "99"]
+        with pytest.raises(StoreCorruptionError):
+            await session.get_items()
+
+
+async def test_get_items_of_an_expired_session_is_empty(tmp_path: Path) -> None:
+    """An expired record reads as no items, with or without a limit."""
+    clock = FakeClock()
+    async with InMemorySessionStore(SessionStoreConfig(clock=clock)) as store:
+        session = AgentsSession("chat", store)
+        await session.add_items([user("a"), user("b")])
+        await store.set_session_expiration("chat", clock.now)
+        assert await session.get_items() == []
+        assert await session.get_items(limit=1) == []
 
 
 async def test_add_appends_and_never_rewrites(store: SessionStore) -> None:

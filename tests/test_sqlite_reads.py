@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from session_persistence import SessionStoreConfig, SQLiteSessionStore
+from session_persistence import SessionStoreConfig, SQLiteSessionStore, StoreCorruptionError
 from session_persistence.stores.sqlite import _reader
 from session_persistence.testing import FakeClock, session_object
 
@@ -118,3 +118,70 @@ async def test_reads_inside_a_backup_snapshot_use_it(db_path: Path) -> None:
         assert frozen.metadata == {"v": 1}
         assert after is not None
         assert after.metadata == {"v": 2}
+
+
+async def test_a_history_slice_reads_only_its_rows(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """get_interactions decodes only the slice's rows, on the loop's reader (no worker call)."""
+    async with SQLiteSessionStore(db_path, watch=False) as store:
+        session = await store.create_session(session_object(interactions=6))
+        other = sqlite3.connect(db_path, isolation_level=None)
+        try:
+            other.execute("UPDATE interactions SET data = 'not json' WHERE seq = 1")
+        finally:
+            other.close()
+        calls = count_calls(store, monkeypatch)
+        tail = await store.get_interactions(session.session_id, limit=3, newest_first=True)
+        assert tail == session.interactions[:2:-1]
+        assert (
+            await store.get_interactions(session.session_id, offset=2) == (session.interactions[2:])
+        )
+        assert calls == []
+        with pytest.raises(StoreCorruptionError, match=r"interactions\[1\]"):
+            await store.get_interactions(session.session_id, limit=2)
+        with pytest.raises(StoreCorruptionError):
+            await store.get_session(session.session_id)
+
+
+async def test_a_history_slice_missing_rows_is_damage(db_path: Path) -> None:
+    """Rows fewer than interaction_count says the slice holds: StoreCorruptionError."""
+    async with SQLiteSessionStore(db_path, watch=False) as store:
+        session = await store.create_session(session_object(interactions=4))
+        other = sqlite3.connect(db_path, isolation_level=None)
+        try:
+            other.execute("DELETE FROM interactions WHERE seq = 3")
+        finally:
+            other.close()
+        assert len(await store.get_interactions(session.session_id, limit=2) or []) == 2
+        with pytest.raises(StoreCorruptionError, match="interaction_count is 4"):
+            await store.get_interactions(session.session_id, offset=2)
+
+
+async def test_a_history_slice_refused_a_lock_goes_through_the_worker(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slice the loop's reader is refused is read by the worker; a backup's snapshot too."""
+    async with SQLiteSessionStore(db_path, watch=False) as store:
+        session = await store.create_session(session_object(interactions=3))
+        assert store._reader is not None
+
+        def refused(*args: Any) -> Any:
+            raise _reader.Busy("database is locked")
+
+        monkeypatch.setattr(store._reader, "run", refused)
+        calls = count_calls(store, monkeypatch)
+        got = await store.get_interactions(session.session_id, offset=1, limit=1)
+        assert got == session.interactions[1:2]
+        assert calls == ["_read_on_worker"]
+        monkeypatch.undo()
+        async with store._frozen():
+            other = sqlite3.connect(db_path, isolation_level=None)
+            try:
+                other.execute("DELETE FROM interactions WHERE seq = 2")
+                other.execute("UPDATE sessions SET interaction_count = 2")
+            finally:
+                other.close()
+            frozen = await store.get_interactions(session.session_id)
+        assert frozen == session.interactions
+        assert await store.get_interactions(session.session_id) == session.interactions[:2]

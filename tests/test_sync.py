@@ -239,6 +239,18 @@ def test_iter_sessions_is_a_plain_iterator() -> None:
             break
 
 
+def test_sync_manager_reads_slices_and_headers() -> None:
+    """The blocking manager has get_interactions, list_session_headers, find_session_headers."""
+    config = SessionPersistenceConfig(store_type="memory", auto_persist_enabled=False)
+    with SyncSessionPersistenceManager(config) as manager:
+        created = manager.create_session(session_object(interactions=4))
+        tail = manager.get_interactions(created.session_id, limit=1, newest_first=True)
+        assert tail == created.interactions[-1:]
+        assert [h.session_id for h in manager.list_session_headers()] == [created.session_id]
+        headers = manager.find_session_headers(has_interactions=True)
+        assert [h.interaction_count for h in headers] == [4]
+
+
 def test_errors_and_closed_store() -> None:
     """Errors surface as the async API raises them; a closed wrapper says so."""
     sync = SyncSessionStore(InMemorySessionStore())

@@ -55,19 +55,21 @@ async def ls_command(
         include_expired=which in ("expired", "all"),
     )
     order = SessionQueryOptions(sort_by=sort, sort_order="asc" if asc else "desc")  # type: ignore[arg-type]
+    # Headers only: a listing reads the index, never the sessions' histories.
     async with open_store(spec, read_only=True) as store:
         if which == "expired":
-            matching = [s for s in await store.list_sessions(flt, order) if store.is_expired(s)]
-            total, sessions = len(matching), matching[:limit]
+            found = await store.list_session_headers(flt, order)
+            matching = [h for h in found if store.is_expired(h)]
+            total, headers = len(matching), matching[:limit]
         else:
             total = await store.count_sessions(flt)
-            sessions = await store.list_sessions(
+            headers = await store.list_session_headers(
                 flt,
                 SessionQueryOptions(
                     limit=limit, sort_by=order.sort_by, sort_order=order.sort_order
                 ),
             )
-        rows = [header_json(store, s) for s in sessions]
+        rows = [header_json(store, h) for h in headers]
     if output.json:
         output.emit({"store": str(spec), "total": total, "sessions": rows})
         return 0

@@ -14,7 +14,9 @@ How items are stored, as the store's interactions (one per item, in order):
 * ``pop_item`` appends a small *pop record* naming the item it removes, conditionally on the
   version it read (``expected_version``), and retries on a conflict: of any number of
   concurrent pops, each removes exactly one item, and never the same one.
-* ``get_items`` reads the session and replays it: the items, minus those popped.
+* ``get_items`` reads the session's interactions and replays them: the items, minus those
+  popped. With a ``limit`` it reads only the history's tail (``get_interactions``), longer
+  only if pop records ate into it, so its cost follows ``limit``, not the history's length.
 * ``clear_session`` empties the session's interactions (one write; the record, its metadata
   and its version history remain).
 
@@ -121,13 +123,34 @@ class AgentsSession:
         effective = resolve_session_limit(limit, self.session_settings)
         if effective is not None and effective <= 0:
             return []
-        stored = await self._store.get_session(self.session_id)
-        if stored is None:
-            return []
-        items = [item for _, item in _replay(stored.interactions)]
-        if effective is not None:
-            items = items[-effective:]
-        return cast("list[TResponseInputItem]", items)
+        if effective is None:
+            history = await self._store.get_interactions(self.session_id)
+            items = [] if history is None else [item for _, item in _replay(history)]
+            return cast("list[TResponseInputItem]", items)
+        return cast("list[TResponseInputItem]", await self._newest(effective))
+
+    async def _newest(self, limit: int) -> list[Any]:
+        """The newest ``limit`` items, reading only the history's tail.
+
+        A tail read from position ``start`` replays correctly on its own: an item's pop
+        record always comes after it, so every pop of an item in the tail is in the tail
+        (pops in the tail of older items change nothing there). If the tail holds fewer than
+        ``limit`` live items (pops ate them, or the history was rewritten shorter since its
+        length was read), a longer tail is read, up to the whole history.
+        """
+        span = 2 * limit + 8  # room for a few pop records before reading more
+        while True:
+            header = await self._store.get_session_header(self.session_id)
+            if header is None:
+                return []
+            start = max(header.interaction_count - span, 0)
+            tail = await self._store.get_interactions(self.session_id, offset=start)
+            if tail is None:
+                return []
+            live = [item for _, item in _replay(tail, start)]
+            if len(live) >= limit or start == 0:
+                return live[-limit:]
+            span *= 4
 
     async def add_items(self, items: list[TResponseInputItem]) -> None:
         """Append items to the conversation (one append; the history is not rewritten).
@@ -206,10 +229,13 @@ def _item_interaction(item: object) -> Interaction:
     return Interaction(InteractionMessage(item, sender=sender))
 
 
-def _replay(interactions: Sequence[Interaction]) -> list[tuple[int, Any]]:
-    """Return ``(position, item)`` for every item not popped, oldest first."""
+def _replay(interactions: Sequence[Interaction], start: int = 0) -> list[tuple[int, Any]]:
+    """Return ``(position, item)`` for every item not popped, oldest first.
+
+    ``interactions`` are the history from position ``start`` on.
+    """
     live: dict[int, Any] = {}
-    for position, interaction in enumerate(interactions):
+    for position, interaction in enumerate(interactions, start):
         message = interaction.request
         event = message.event
         if message.sender == POP_SENDER and isinstance(event, dict):

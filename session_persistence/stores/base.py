@@ -12,8 +12,10 @@ and may implement ``_apply_single(id, build)``, a single-operation write in one 
 
 Everything else — CRUD, appends, filtering, search, sorting, pagination, expiry rules, limits,
 id validation, transactions (ambient, savepoints, optimistic validation), events, stats, health
-and optimize — is written here once, so every backend behaves the same and passes the same
-conformance suite (:mod:`session_persistence.testing`).
+and optimize — is written here once (with the mixins beside this module, kept apart for size:
+:mod:`._keyed`, :mod:`._history` for partial reads and header listings, :mod:`._monitoring`,
+:mod:`._backup_methods`), so every backend behaves the same and passes the same conformance
+suite (:mod:`session_persistence.testing`).
 
 Every write is version-checked. Inside a transaction, a call is staged and committed with it.
 Outside one, a plain ``update_session``, ``append_interactions`` or ``delete_session`` is a
@@ -32,10 +34,8 @@ import abc
 import asyncio
 import collections
 import contextlib
-import dataclasses
 import logging
 import random
-import time
 import warnings
 from collections.abc import (
     AsyncIterator,
@@ -57,10 +57,8 @@ from .._ids import validate_session_id
 from ..backups import Backups
 from ..config import SessionStoreConfig, seconds
 from ..errors import (
-    BackupError,
     ConfigurationError,
     InvalidInputError,
-    SerializationError,
     SessionConflictError,
     SessionLimitError,
     SessionNotFoundError,
@@ -74,19 +72,13 @@ from ..errors import (
 from ..events import EventBus, EventName, Listener, Unsubscribe
 from ..models import (
     UNSET,
-    CheckProblem,
-    CheckReport,
-    HealthStatus,
     Interaction,
-    OptimizeResult,
     PersistedSession,
-    ProgressCallback,
     SessionFilter,
     SessionHeader,
     SessionObject,
     SessionQueryOptions,
     SessionUpdate,
-    StoreStats,
     Unset,
 )
 from ..ops import DeleteOp, PutOp, WriteOp
@@ -109,7 +101,9 @@ from ..transactions import (
     outside_transaction,
 )
 from ._backup_methods import BackupMethods
+from ._history import HistoryMethods
 from ._keyed import KeyedMethods
+from ._monitoring import MonitoringMethods
 from ._single import AppendBuild, DeleteBuild, UpdateBuild, write_one
 
 __all__ = ["SessionStore"]
@@ -120,10 +114,9 @@ T = TypeVar("T")
 
 _MAX_WRITE_ATTEMPTS = 50
 _CLEANUP_BATCH = 500
-_CHECK_CHUNK = 256
 
 
-class SessionStore(KeyedMethods, BackupMethods, abc.ABC):
+class SessionStore(KeyedMethods, HistoryMethods, MonitoringMethods, BackupMethods, abc.ABC):
     """The store contract: the whole public API, over a narrow abstract core.
 
     Stores are async context managers: ``async with store:`` initializes and shuts down.
@@ -1044,187 +1037,6 @@ class SessionStore(KeyedMethods, BackupMethods, abc.ABC):
     def on_backup_created(self, callback: Listener) -> Unsubscribe:
         """Call ``callback(backup)`` after each backup is written."""
         return self._events.subscribe("backup_created", callback)
-
-    # == monitoring ==============================================================================
-
-    async def get_stats(self) -> StoreStats:
-        """Return counts, sizes and backend figures, computed from the index."""
-        self._ensure_open()
-        headers = await self._scan()
-        now = self._now()
-        expired = sum(1 for h in headers if self._expired(h, now))
-        by_processor: dict[str, int] = {}
-        for header in headers:
-            by_processor[header.processor_id] = by_processor.get(header.processor_id, 0) + 1
-        created = [h.created_at for h in headers]
-        backend = {
-            "store_type": self.store_type,
-            "conflicts": self._conflicts,
-            "recent_errors": len(self._recent_errors(now)),
-            **await self._backups.stats(),
-            **await self._backend_stats(),
-        }
-        return StoreStats(
-            total_sessions=len(headers),
-            active_sessions=len(headers) - expired,
-            expired_sessions=expired,
-            sessions_by_processor=by_processor,
-            storage_size_bytes=sum(h.size_bytes for h in headers),
-            oldest_session=min(created, default=None),
-            newest_session=max(created, default=None),
-            backend=backend,
-        )
-
-    def _recent_errors(self, now: datetime) -> list[tuple[datetime, str]]:
-        since = now - timedelta(seconds=seconds(self._config.health_error_window))
-        return [error for error in self._errors if error[0] > since]
-
-    async def health_check(self) -> HealthStatus:
-        """Run real probes: the store is open, the backend's own checks, recent error rate.
-
-        Errors older than ``health_error_window`` no longer count, so one old failure does
-        not make the store unhealthy forever.
-        """
-        now = self._now()
-        issues: list[str] = []
-        details: dict[str, Any] = {"store_type": self.store_type}
-        if not self._is_open:
-            issues.append("the store is not initialized")
-        else:
-            issues.extend(self._backups.problems())
-            try:
-                issues.extend(await self._probe())
-            except Exception as exc:
-                self._record_error(exc)
-                issues.append(f"health probe failed: {type(exc).__name__}: {exc}")
-        recent = self._recent_errors(now)
-        details["recent_errors"] = len(recent)
-        details["error_window_seconds"] = seconds(self._config.health_error_window)
-        if len(recent) >= self._config.health_error_threshold:
-            issues.append(
-                f"{len(recent)} storage error(s) in the last "
-                f"{details['error_window_seconds']:g}s; latest: {recent[-1][1]}"
-            )
-        return HealthStatus(healthy=not issues, issues=issues, last_check=now, details=details)
-
-    async def check(
-        self, *, repair: bool = False, progress: ProgressCallback | None = None
-    ) -> CheckReport:
-        """Verify every stored session, the backend's own files, and every backup.
-
-        Each session is read back from storage and validated (checksums, format, ids), without
-        the side effects of a normal read: nothing is moved or counted as an access. The
-        backend then checks its own structures (the filesystem store: stray files, the index
-        snapshot, the journal and ``quarantine/``; SQLite: ``PRAGMA quick_check``), and every
-        backup's checksum and records are verified. Other writers keep going meanwhile.
-
-        With ``repair``, what can be repaired is: a damaged session is moved aside (to
-        ``quarantine/`` on the filesystem store, to ``<database>-quarantine/`` on SQLite, as
-        found) and removed from the store, in every process; a damaged backup is moved to
-        ``quarantine/`` in the backup directory. Each problem's ``action`` says what was done.
-        Nothing is ever repaired by rewriting data, so a repair loses only what was already
-        unreadable, and keeps it for an operator to inspect.
-
-        Args:
-            repair: Set damaged things aside, as above.
-            progress: Called as ``progress(done, total)`` while sessions and backups are
-                checked (on the event loop).
-
-        Raises:
-            StoreClosedError: The store is not open.
-        """
-        self._ensure_open()
-        ids = await self._check_ids()
-        backup_ids = await self._backups.ids()
-        total = len(ids) + len(backup_ids)
-        problems: list[CheckProblem] = []
-        done = 0
-        for start in range(0, len(ids), _CHECK_CHUNK):
-            chunk = ids[start : start + _CHECK_CHUNK]
-            for session_id, problem in await self._check_sessions(chunk):
-                problems.append(
-                    CheckProblem(
-                        kind="session", target=session_id, problem=problem, repairable=True
-                    )
-                )
-            done += len(chunk)
-            if progress is not None:
-                progress(done, total)
-        problems.extend(await self._check_backend())
-        for backup_id in backup_ids:
-            try:
-                await self._backups.verify(backup_id)
-            except BackupError as exc:
-                problems.append(
-                    CheckProblem(kind="backup", target=backup_id, problem=str(exc), repairable=True)
-                )
-            done += 1
-            if progress is not None:
-                progress(done, total)
-        if repair:
-            problems = [await self._repair_one(problem) for problem in problems]
-        return CheckReport(
-            sessions_checked=len(ids),
-            backups_checked=len(backup_ids),
-            problems=problems,
-            repair=repair,
-        )
-
-    async def _repair_one(self, problem: CheckProblem) -> CheckProblem:
-        action: str | None
-        if problem.kind == "backup":
-            try:
-                action = await self._backups.quarantine(problem.target, problem.problem)
-            except (BackupError, OSError) as exc:
-                action = None
-                logger.error("cannot set backup %s aside: %s", problem.target, exc)
-        else:
-            action = await self._repair_backend(problem)
-        return dataclasses.replace(problem, action=action)
-
-    async def _check_ids(self) -> list[str]:
-        """Hook: the ids of every stored session, read without validating the sessions."""
-        return [header.session_id for header in await self._scan()]
-
-    async def _check_sessions(self, session_ids: Sequence[str]) -> list[tuple[str, str]]:
-        """Hook: read back and validate these sessions; return ``(id, problem)`` pairs.
-
-        The default loads each one; a backend overrides it to read without side effects.
-        """
-        found = []
-        for session_id in session_ids:
-            try:
-                await self._load(session_id)
-            except (StoreCorruptionError, SerializationError) as exc:
-                found.append((session_id, str(exc)))
-        return found
-
-    async def _check_backend(self) -> list[CheckProblem]:
-        """Hook: check the backend's own structures (files, journal, database)."""
-        return []
-
-    async def _repair_backend(self, problem: CheckProblem) -> str | None:
-        """Hook: repair one problem (not a backup's); return what was done, or ``None``."""
-        return None
-
-    async def optimize(self) -> OptimizeResult:
-        """Remove expired sessions and run the backend's maintenance."""
-        self._ensure_open()
-        started = time.perf_counter()
-        removed = await self.cleanup_expired_sessions()
-        operations = [f"removed {removed} expired session(s)"]
-        with self._storage_errors("optimizing the store failed: {}; nothing was lost"):
-            pruned = await self._backups.rotate()
-            if pruned:
-                operations.append(f"deleted {len(pruned)} backup(s) beyond max_backups")
-            operations.extend(await self._optimize_backend())
-        return OptimizeResult(
-            operations_performed=operations,
-            performance_impact={
-                "expired_removed": removed,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-            },
-        )
 
     def __repr__(self) -> str:
         state = "open" if self._is_open else "closed"

@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 
 import orjson
 
-from .._copy import clone_session
+from .._copy import clone_interactions, clone_session
 from .._fileio import FileIO
 from ..config import Duration, SessionStoreConfig, seconds
 from ..documents import document_to_session, header_of, session_to_document
@@ -45,9 +45,10 @@ from ..errors import (
     StoreCorruptionError,
     StoreIOError,
 )
-from ..models import PersistedSession, SessionHeader
+from ..models import Interaction, PersistedSession, SessionHeader
 from ..ops import AppendOp, CheckOp, DeleteOp, PutOp, WriteOp, check_versions
 from ..serialization import FORMAT_VERSION, Codec, dump_json
+from ._history import HistoryWindow
 from .base import SessionStore
 
 __all__ = ["InMemorySessionStore"]
@@ -128,6 +129,23 @@ class InMemorySessionStore(SessionStore):
 
     async def _get_header(self, session_id: str) -> SessionHeader | None:
         return self._headers.get(session_id)
+
+    async def _load_live_interactions(
+        self, session_id: str, now: datetime, window: HistoryWindow
+    ) -> list[Interaction] | None:
+        # _load_live's expiry and touch, then a copy of the slice only, under the lock that
+        # every batch is applied under (so from one committed version).
+        with self._lock:
+            header = self._headers.get(session_id)
+            if header is None or self._expired(header, now):
+                return None
+            self._touch(session_id, now)
+            interactions = self._sessions[session_id].interactions
+            start, stop = window.bounds(len(interactions))
+            chosen = clone_interactions(interactions[start:stop], start)
+        if window.newest_first:
+            chosen.reverse()
+        return chosen
 
     async def _scan(self) -> Sequence[SessionHeader]:
         with self._lock:

@@ -20,6 +20,7 @@ from ._crud import CrudConformance
 from ._events import EventConformance
 from ._expiry import ExpiryConformance
 from ._forks import ForkConformance
+from ._history import HistoryConformance
 from ._keyed import KeyedConformance
 from ._limits import LimitsConformance
 from ._monitoring import MonitoringConformance
@@ -36,6 +37,7 @@ __all__ = [
     "ExpiryConformance",
     "FakeClock",
     "ForkConformance",
+    "HistoryConformance",
     "KeyedConformance",
     "LimitsConformance",
     "MonitoringConformance",
@@ -54,6 +56,7 @@ __all__ = [
 
 class StoreConformance(
     CrudConformance,
+    HistoryConformance,
     QueryConformance,
     ExpiryConformance,
     SlidingExpiryConformance,

@@ -1,4 +1,8 @@
-"""Conformance: a Hypothesis state machine driving random operations against a simple model."""
+"""Conformance: a Hypothesis state machine driving random operations against a simple model.
+
+Reads are checked too: ``get_interactions`` slices and ``list_session_headers`` against the
+model and ``list_sessions``.
+"""
 
 from __future__ import annotations
 
@@ -181,6 +185,29 @@ def _machine_for(suite: StoreTestBase, root: Path) -> type[RuleBasedStateMachine
                 self.model[session_id].contents.append(texts[session_id])
                 self.model[session_id].version += 1
 
+        @rule(
+            session_id=ids,
+            offset=st.integers(0, 8),
+            limit=st.one_of(st.none(), st.integers(0, 8)),
+            newest_first=st.booleans(),
+        )
+        def read_slice(
+            self, session_id: str, offset: int, limit: int | None, newest_first: bool
+        ) -> None:
+            got = self.run(
+                self.store.get_interactions(
+                    session_id, offset=offset, limit=limit, newest_first=newest_first
+                )
+            )
+            model = self.model.get(session_id)
+            if model is None:
+                assert got is None
+                return
+            wanted = model.contents[::-1] if newest_first else list(model.contents)
+            wanted = wanted[offset:] if limit is None else wanted[offset : offset + limit]
+            assert got is not None
+            assert [i.request.event["content"] for i in got] == wanted
+
         @invariant()
         def store_matches_model(self) -> None:
             sessions = self.run(self.store.list_sessions(SessionFilter(include_expired=True)))
@@ -195,6 +222,11 @@ def _machine_for(suite: StoreTestBase, root: Path) -> type[RuleBasedStateMachine
                 for s in sessions
             }
             assert actual == self.model
+            headers = self.run(self.store.list_session_headers(SessionFilter(include_expired=True)))
+            assert [h.session_id for h in headers] == [s.session_id for s in sessions]
+            assert {h.session_id: h.interaction_count for h in headers} == {
+                session_id: len(model.contents) for session_id, model in self.model.items()
+            }
             assert self.run(self.store.count_sessions()) == len(self.model)
 
     return StoreMachine

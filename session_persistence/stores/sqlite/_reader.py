@@ -23,9 +23,12 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from ._write import Statements, session_rows
+
+T = TypeVar("T")
 
 __all__ = ["Busy", "Reader"]
 
@@ -83,6 +86,20 @@ class Reader:
         with self._lock:
             try:
                 return session_rows(self._db, self._sql, session_id)
+            except sqlite3.OperationalError as exc:
+                _raise_busy(exc)
+                raise
+
+    def run(self, read: Callable[[sqlite3.Connection], T]) -> T:
+        """Return ``read(connection)``: another point read, with the same rules.
+
+        Raises:
+            Busy: A lock refused the read.
+            sqlite3.Error: The read failed.
+        """
+        with self._lock:
+            try:
+                return read(self._db)
             except sqlite3.OperationalError as exc:
                 _raise_busy(exc)
                 raise

@@ -74,6 +74,7 @@ from ...errors import (
 )
 from ...models import (
     CheckProblem,
+    Interaction,
     PersistedSession,
     SessionFilter,
     SessionHeader,
@@ -86,8 +87,10 @@ from ...query import (
     sort_and_page,
 )
 from ...serialization import Codec
+from .._history import HistoryWindow
 from ..base import SessionStore
 from ._follow import Follower
+from ._history import HistoryStatements, decode_slice, history_rows
 from ._quarantine import save_rows
 from ._reader import Busy, Reader
 from ._rows import HEADER_COLUMNS, accessed, header_from_row, session_from_rows, timestamp
@@ -173,6 +176,7 @@ class SQLiteSessionStore(SessionStore):
         self._label = ":memory:" if self._memory else str(self._path)
         self._prefix = table_prefix
         self._sql = Statements(table_prefix)
+        self._history = HistoryStatements(table_prefix)
         self._durability: Durability = durability
         self._durable_backups = durability == "full" and not self._memory
         self._busy_timeout = float(busy_timeout)
@@ -384,6 +388,21 @@ class SQLiteSessionStore(SessionStore):
     def _session(self, row: tuple[Any, ...], texts: Sequence[str]) -> PersistedSession:
         return session_from_rows(self._recorded(row), texts, self._codec, self._label)
 
+    async def _point_read(self, read: Callable[[sqlite3.Connection], T]) -> T:
+        """``read(connection)``: on this thread if no lock is in the way, else on the worker."""
+        reader = self._reader
+        if reader is not None and not self._reading:  # (a backup reads its own snapshot)
+            try:
+                return reader.run(read)
+            except Busy:
+                pass  # read through the worker, which waits for the lock
+            except sqlite3.Error as exc:
+                raise self._translate(exc) from exc
+        return await self._call(self._read_on_worker, read)
+
+    def _read_on_worker(self, read: Callable[[sqlite3.Connection], T]) -> T:
+        return read(self._conn)
+
     async def _session_rows(self, session_id: str) -> tuple[tuple[Any, ...], list[str]] | None:
         """A session's header row and interaction rows: on this thread if no lock is in the way."""
         reader = self._reader
@@ -423,6 +442,18 @@ class SQLiteSessionStore(SessionStore):
                 session = dataclasses.replace(session, last_accessed_at=now)
         self._touch(session_id, now)
         return session
+
+    async def _load_live_interactions(
+        self, session_id: str, now: datetime, window: HistoryWindow
+    ) -> list[Interaction] | None:
+        # _load_live's expiry and touch, over the header row and only the window's rows.
+        found = await self._point_read(
+            lambda db: history_rows(db, self._history, session_id, window)
+        )
+        if found is None or self._expired(self._header(found[0]), now):
+            return None
+        self._touch(session_id, now)
+        return decode_slice(found[0], found[1], window, self._label, self._codec)
 
     async def _load_many(self, session_ids: Sequence[str]) -> list[PersistedSession | None]:
         if not session_ids:
