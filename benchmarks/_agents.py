@@ -79,11 +79,18 @@ class _Conversation:
             await self.ours.store.append_interactions(self.sid, exchange(number))
 
     async def read(self) -> int:
-        """Read the whole history; return how many exchanges it holds."""
+        """Read the whole history, every item of it; return how many exchanges it holds.
+
+        The SDK's ``get_items`` decodes every item; our reads copy interactions only as they
+        are read (``CopyOnRead``), so ours walks every interaction and its request, or a
+        ``len()`` alone would be measured against the SDK's full decode.
+        """
         if self.peer is not None:
             return len(await self.peer.get_items()) // 2
         assert self.ours is not None
-        return len((await self.ours.store.get_session(self.sid)).interactions)
+        session = await self.ours.store.get_session(self.sid)
+        assert session is not None
+        return sum(1 for item in session.interactions if item.request is not None)
 
     def settings(self) -> dict[str, Any]:
         """The SDK database's journal mode and a fresh connection's ``synchronous`` level."""

@@ -15,12 +15,16 @@ never a ``RecursionError``.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import enum
+import gc
+import operator
 import uuid
+from collections.abc import Iterable, Iterator
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, SupportsIndex
 
 from ulid import ULID
 
@@ -32,6 +36,28 @@ _IMMUTABLE: frozenset[type[Any]] = frozenset(
     {str, int, float, bool, type(None), bytes, frozenset, uuid.UUID, Decimal}
     | {ULID, datetime, date, time, timedelta}
 )
+
+
+@contextlib.contextmanager
+def no_gc_pauses() -> Iterator[None]:
+    """Hold the cyclic garbage collector off while many long-lived objects are built.
+
+    Building 100,000 headers, or copying 10,000 interactions, allocates hundreds of thousands
+    of objects and none of them is garbage; the collector would otherwise walk the growing
+    heap over and over (two thirds of the copy's time). Threads may nest it: the collector
+    is turned back on by whoever turned it off.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+#: Copying this many items or more holds the garbage collector off (see no_gc_pauses).
+_MANY = 256
 
 
 class _TooDeep(Exception):
@@ -96,11 +122,18 @@ def _clone(value: Any, depth: int) -> Any:
 
 def _message(message: InteractionMessage) -> InteractionMessage:
     """Copy a message; raises ``_TooDeep`` (paths are worked out only when one is needed)."""
-    return InteractionMessage(
-        event=_clone(message.event, 0),
-        sender=message.sender,
-        recipients=None if message.recipients is None else _clone(message.recipients, 0),
-    )
+    # The usual shapes inline (an event dict, a set of recipients): copying long histories
+    # is mostly this function.
+    event, recipients = message.event, message.recipients
+    if type(event) is dict:
+        event = {k: v if type(v) in _IMMUTABLE else _clone(v, 1) for k, v in event.items()}
+    elif type(event) not in _IMMUTABLE:
+        event = _clone(event, 0)
+    if type(recipients) is set:
+        recipients = set(recipients)
+    elif recipients is not None:
+        recipients = _clone(recipients, 0)
+    return InteractionMessage(event, message.sender, recipients)
 
 
 def clone_message(message: InteractionMessage, path: str = "") -> InteractionMessage:
@@ -179,6 +212,204 @@ def clone_session(
         activity_id=session.activity_id,
         request_id=session.request_id,
         interactions=clone_interactions(session.interactions),
+        created_at=session.created_at,
+        updated_at=session.updated_at,
+        expires_at=session.expires_at,
+        last_accessed_at=last_accessed_at or session.last_accessed_at,
+        metadata=clone_value(session.metadata),
+        tags=list(session.tags),
+        version=session.version,
+    )
+
+
+class CopyOnRead(list[Interaction]):
+    """A returned session's interactions: a list whose items are copied when first read.
+
+    A read must hand the caller objects of its own, but deep-copying a long history on every
+    read costs more than the read itself. This list starts out holding the store's own
+    (never mutated) interactions and replaces each with a deep copy the first time it is
+    read through ``[i]``; iterating, slicing, copying, pickling, concatenating or any other
+    change copies every item not copied yet first. So nothing the caller can reach aliases
+    the store's objects, and a caller that reads only ``len()`` or the last few items pays
+    only for those. Comparisons (``==``, ``in``, ``index``, ``count``) and ``repr`` read the
+    store's objects without handing them out.
+
+    Appends, inserts, pops, removals and assignments of single items keep the copied marks in
+    step; anything else copies the rest first. It is a ``list`` in every other respect, and
+    one made from it in any way (``type(x)(...)``, ``copy``, ``pickle``, ``x + y``) is a plain
+    ``list``.
+    """
+
+    _shared: bytearray | None = None  # 1 where the item is still the store's own
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> list[Interaction]:  # type: ignore[misc]
+        # Built like a list (``type(x)(items)``, as ``dataclasses.asdict`` and copying do),
+        # it is a plain list: only :meth:`lend` makes one of these.
+        return list(*args, **kwargs)
+
+    @classmethod
+    def lend(cls, items: list[Interaction]) -> CopyOnRead:
+        """A list of ``items`` (the store's own), each copied when first read."""
+        lent = list.__new__(cls)
+        list.extend(lent, items)
+        lent._shared = bytearray(b"\x01") * len(items)
+        return lent
+
+    def own(self) -> None:
+        """Copy every item not copied yet (after this it is a plain list in all but type)."""
+        shared = self._shared
+        if shared is None:
+            return
+        with no_gc_pauses() if len(shared) >= _MANY else contextlib.nullcontext():
+            if 0 not in shared:  # nothing copied yet: one pass
+                try:
+                    copies = [
+                        Interaction(_message(i.request), [_message(r) for r in i.responses])
+                        for i in list.__iter__(self)
+                    ]
+                except _TooDeep:  # (then the slow path below names the item)
+                    pass
+                else:
+                    list.__setitem__(self, slice(None), copies)
+                    self._shared = None
+                    return
+            get, put = list.__getitem__, list.__setitem__
+            for index, flag in enumerate(shared):
+                if flag:
+                    put(self, index, clone_interaction(get(self, index), index))
+        self._shared = None
+
+    def __getitem__(self, index: Any) -> Any:
+        shared = self._shared
+        if shared is None:
+            return list.__getitem__(self, index)
+        if type(index) is not int:
+            self.own()
+            return list.__getitem__(self, index)
+        item = list.__getitem__(self, index)
+        position = index if index >= 0 else index + len(self)
+        if shared[position]:
+            item = clone_interaction(item, position)
+            list.__setitem__(self, position, item)
+            shared[position] = 0
+        return item
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        if self._shared is not None and type(index) is int:
+            list.__setitem__(self, index, value)
+            self._shared[index] = 0
+            return
+        self.own()
+        list.__setitem__(self, index, value)
+
+    def __delitem__(self, index: Any) -> None:
+        if self._shared is not None and type(index) is int:
+            list.__delitem__(self, index)
+            del self._shared[index]
+            return
+        self.own()
+        list.__delitem__(self, index)
+
+    def __iter__(self) -> Iterator[Interaction]:
+        self.own()
+        return list.__iter__(self)
+
+    def __reversed__(self) -> Iterator[Interaction]:
+        self.own()
+        return list.__reversed__(self)
+
+    def append(self, item: Interaction) -> None:
+        list.append(self, item)
+        if self._shared is not None:
+            self._shared.append(0)
+
+    def extend(self, items: Iterable[Interaction]) -> None:
+        if self._shared is None:
+            list.extend(self, items)
+            return
+        added = list(items)
+        list.extend(self, added)
+        self._shared.extend(bytes(len(added)))
+
+    def insert(self, index: SupportsIndex, item: Interaction) -> None:
+        if self._shared is None:
+            list.insert(self, index, item)
+            return
+        size = len(self)
+        at = operator.index(index)
+        position = min(max(at + size if at < 0 else at, 0), size)
+        list.insert(self, position, item)
+        self._shared.insert(position, 0)
+
+    def pop(self, index: SupportsIndex = -1) -> Interaction:
+        if self._shared is None:
+            return list.pop(self, index)
+        at = operator.index(index)
+        item: Interaction = self[at]  # (copied, if it was not yet)
+        del self[at]
+        return item
+
+    def remove(self, item: Interaction) -> None:
+        del self[self.index(item)]
+
+    def clear(self) -> None:
+        list.clear(self)
+        self._shared = None
+
+    def copy(self) -> list[Interaction]:
+        self.own()
+        return list.copy(self)
+
+    def sort(self, *args: Any, **kwargs: Any) -> None:
+        self.own()
+        list.sort(self, *args, **kwargs)
+
+    def reverse(self) -> None:
+        self.own()
+        list.reverse(self)
+
+    def __add__(self, other: Any) -> Any:
+        self.own()
+        return list.__add__(self, other)
+
+    def __radd__(self, other: Any) -> Any:
+        self.own()
+        return list(other) + list.copy(self)
+
+    def __iadd__(self, other: Iterable[Interaction]) -> CopyOnRead:  # type: ignore[override,misc]
+        self.extend(other)
+        return self
+
+    def __mul__(self, count: SupportsIndex) -> list[Interaction]:
+        self.own()
+        return list.__mul__(self, count)
+
+    __rmul__ = __mul__
+
+    def __imul__(self, count: SupportsIndex) -> CopyOnRead:
+        self.own()
+        list.__imul__(self, count)
+        return self
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> tuple[Any, ...]:
+        self.own()
+        return (list, (list.copy(self),))
+
+
+def lend_session(
+    session: PersistedSession, last_accessed_at: datetime | None = None
+) -> PersistedSession:
+    """Return ``session`` (the store's own) as the caller's, copying interactions lazily.
+
+    :func:`clone_session`, except that the interactions are copied as they are read
+    (:class:`CopyOnRead`); metadata and tags are copied at once.
+    """
+    return PersistedSession(
+        session_id=session.session_id,
+        processor_id=session.processor_id,
+        activity_id=session.activity_id,
+        request_id=session.request_id,
+        interactions=CopyOnRead.lend(session.interactions),
         created_at=session.created_at,
         updated_at=session.updated_at,
         expires_at=session.expires_at,

@@ -418,8 +418,9 @@ async def test_the_read_cache_keeps_to_its_budget(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The least recently read sessions are evicted once the byte budget is passed."""
-    monkeypatch.setattr(fs_reads, "_READ_CACHE_BYTES", 40_000)
-    async with FileSystemSessionStore(tmp_path / "store", watch=False) as store:
+    async with FileSystemSessionStore(
+        tmp_path / "store", watch=False, read_cache_bytes=40_000
+    ) as store:
         ids = [
             (await store.create_session(session_object(), metadata={"x": "y" * 3_000})).session_id
             for _ in range(20)
@@ -427,9 +428,51 @@ async def test_the_read_cache_keeps_to_its_budget(
         await store.optimize()
         for session_id in ids:
             assert await store.get_session(session_id) is not None
-        assert 0 < store._read_cache_bytes <= 40_000
-        assert list(store._read_cache) == ids[-len(store._read_cache) :]
+        assert 0 < store._read_cache.charged <= 40_000
+        assert store._read_cache.ids() == ids[-len(store._read_cache) :]
         assert len(store._read_cache) < len(ids)
+
+
+async def test_reads_after_appends_stay_warm_and_exact(tmp_path: Path) -> None:
+    """An append (ours or another process's) extends the cached session instead of dropping it.
+
+    A long history must not be decoded again after every append: the read that follows is
+    served from memory, holds the new interactions, and is still the caller's own.
+    """
+    root = tmp_path / "store"
+    async with (
+        FileSystemSessionStore(root, watch=False, read_cache_bytes=4_000_000) as store,
+        FileSystemSessionStore(root, watch=False) as other,
+    ):
+        created = await store.create_session(session_object(interactions=300))
+        sid = created.session_id
+        await store.optimize()  # in its files
+        assert len((await store.get_session(sid)).interactions) == 300  # type: ignore[union-attr]
+        assert sid in store._read_cache
+        decoded: list[str] = []
+        original = fs_reads.SessionReads._load_from_files
+
+        def counting(self: FileSystemSessionStore, session_id: str) -> object:
+            decoded.append(session_id)
+            return original(self, session_id)
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(fs_reads.SessionReads, "_load_from_files", counting)
+            for number, writer in enumerate([store, other, store]):
+                await writer.append_interactions(sid, interaction(f"turn {number}"))
+                seen = await store.get_session(sid)
+                assert seen is not None
+                assert len(seen.interactions) == 301 + number
+                assert seen.interactions[-1].request.event["content"] == f"turn {number}"
+                seen.interactions[-1].request.event["content"] = "changed by the caller"
+                seen.interactions.pop(0)
+        assert decoded == []  # every read after an append came from memory
+        assert sid in store._read_cache
+        final = await store.get_session(sid)
+        assert final is not None
+        assert [i.request.event["content"] for i in final.interactions[-3:]] == [
+            "turn 0", "turn 1", "turn 2"]  # fmt: skip
+        assert final.interactions == (await other.get_session(sid)).interactions  # type: ignore[union-attr]
 
 
 # -- the processor index ----------------------------------------------------------------------

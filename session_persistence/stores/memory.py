@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 
 import orjson
 
-from .._copy import clone_interactions, clone_session
+from .._copy import clone_interactions, lend_session
 from .._fileio import FileIO
 from ..config import Duration, SessionStoreConfig, seconds
 from ..documents import document_to_session, header_of, session_to_document
@@ -125,7 +125,7 @@ class InMemorySessionStore(SessionStore):
             if session is None:
                 return None
             # Reads are recorded on the header only (see _touch); the copy carries them.
-            return clone_session(session, self._headers[session_id].last_accessed_at)
+            return lend_session(session, self._headers[session_id].last_accessed_at)
 
     async def _get_header(self, session_id: str) -> SessionHeader | None:
         return self._headers.get(session_id)

@@ -30,14 +30,13 @@ replay makes up the difference; if it is not, the index is rebuilt from the sess
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
 
+from ..._copy import no_gc_pauses
 from ..._fileio import FileIO
 from ...models import SessionHeader
 from ...serialization import Codec, dump_json
@@ -58,22 +57,6 @@ logger = logging.getLogger(__name__)
 
 #: The delta file is folded into the base once it is larger than the base and this.
 MIN_FOLD_BYTES = 1024 * 1024
-
-
-@contextlib.contextmanager
-def no_gc_pauses() -> Iterator[None]:
-    """Hold the cyclic garbage collector off while a large index is built.
-
-    Building 100,000 headers allocates millions of objects and none of them is garbage; the
-    collector would otherwise walk the growing heap over and over (a third of the load time).
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 class IndexFiles:

@@ -31,11 +31,11 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from ..._copy import clone_session
+from ..._copy import lend_session
 from ...documents import document_to_session
 from ...errors import StoreCorruptionError
 from ...models import PersistedSession, SessionFilter, SessionHeader, SessionQueryOptions
-from ...query import Search
+from ...query import Search, is_expired
 from ._commit import JournalWriter
 from ._files import OnDisk, extend
 from ._format import Append, BadFile
@@ -44,7 +44,6 @@ from ._replay import Pending
 __all__ = ["SessionReads"]
 
 _READ_ATTEMPTS = 50
-_READ_CACHE_BYTES = 32 * 1024 * 1024  # decoded sessions kept for warm reads (by stored size)
 
 
 class _Moved(enum.Enum):
@@ -126,6 +125,12 @@ class SessionReads(JournalWriter):
         Called with ``_lock`` held (and the store lock too if ``locked``).
         """
         self._catch_up(locked=locked)
+        return self._lookup_here(session_id)
+
+    def _lookup_here(
+        self, session_id: str
+    ) -> tuple[SessionHeader | None, PersistedSession | None, list[Append]]:
+        """:meth:`_lookup` without catching up first (the caller just did)."""
         header = self._index.get(session_id)
         if header is None:
             return None, None, []
@@ -145,46 +150,61 @@ class SessionReads(JournalWriter):
     async def _load(self, session_id: str) -> PersistedSession | None:
         """Serve from memory (pending changes, then the read cache), else read the files.
 
-        A warm read is one lookup and one copy; a cold one is a thread hop and a decode.
+        A warm read is one lookup and a lent copy (see :func:`lend_session`); a cold one is a
+        thread hop and a decode.
         """
         with self._lock:
-            header, session, _ = self._lookup(session_id)
-            if header is None or session is not None:
-                return session
-            cached = self._read_cache.get(session_id)
-            if cached is not None and cached[0].version == header.version:
-                self._read_cache.move_to_end(session_id)
-                return clone_session(cached[0], header.last_accessed_at)
+            self._catch_up(locked=False)
+            if session_id not in self._index:
+                return None
+            found = self._warm(session_id)
+            if found is not None:
+                return found
             changes = self._changes
-        found = await asyncio.to_thread(self._load_from_files, session_id)
-        if found is not None:
-            with self._lock:
-                if self._changes == changes:  # nothing changed while we read: still current
-                    self._cache_read(clone_session(found))
-        return found
+        return await self._cold(session_id, changes)
 
-    def _cache_read(self, session: PersistedSession) -> None:
-        """Keep a decoded session, evicting the least recently read beyond the budget."""
-        size = self._index[session.session_id].size_bytes
-        if size > _READ_CACHE_BYTES // 8:
-            return  # a huge session would push everything else out
-        previous = self._read_cache.pop(session.session_id, None)
-        if previous is not None:
-            self._read_cache_bytes -= previous[1]
-        self._read_cache[session.session_id] = (session, size)
-        self._read_cache_bytes += size
-        while self._read_cache_bytes > _READ_CACHE_BYTES:
-            _, (_, evicted) = self._read_cache.popitem(last=False)
-            self._read_cache_bytes -= evicted
+    async def _load_live(self, session_id: str, now: datetime) -> PersistedSession | None:
+        # get_session's read: one catch-up and one index lookup, expiry, the touch, and a warm
+        # read, under one hold of the lock.
+        with self._lock:
+            self._catch_up(locked=False)
+            header = self._index.get(session_id)
+            if header is None or is_expired(header, now, self._idle):
+                return None
+            self._index.touch(session_id, now)
+            found = self._warm(session_id)
+            if found is not None:
+                return found
+            changes = self._changes
+        return await self._cold(session_id, changes)
+
+    def _warm(self, session_id: str) -> PersistedSession | None:
+        """The session from memory (``_lock`` held, caught up), or ``None``: read its files."""
+        header, session, _ = self._lookup_here(session_id)
+        if header is None or session is not None:
+            return session
+        cached = self._read_cache.get(session_id, header.version)
+        if cached is None:
+            return None
+        return lend_session(cached, header.last_accessed_at)
+
+    async def _cold(self, session_id: str, changes: int) -> PersistedSession | None:
+        found = await asyncio.to_thread(self._load_from_files, session_id)
+        if found is None:
+            return None
+        with self._lock:
+            if self._changes == changes:  # nothing changed while we read: still current
+                self._read_cache.keep(found, self._index[session_id].size_bytes)
+                return lend_session(found)
+        return found
 
     def _from_pending(self, pending: Pending, header: SessionHeader) -> PersistedSession:
         assert pending.doc is not None
-        if pending.session is not None:
-            if not pending.appends:
-                return clone_session(pending.session, header.last_accessed_at)
-            session = clone_session(pending.session)
-        else:
-            session = document_to_session(orjson.loads(pending.doc), self._codec)
+        if pending.session is None:  # another process's put: decoded once, then kept
+            pending.session = document_to_session(orjson.loads(pending.doc), self._codec)
+        session = lend_session(pending.session, header.last_accessed_at)
+        if not pending.appends:
+            return session
         for append in pending.appends:
             session = extend(session, append, self._codec)
         return dataclasses.replace(session, last_accessed_at=header.last_accessed_at)

@@ -16,7 +16,6 @@ nothing else, so a crash during it leaves the store as it was.
 
 from __future__ import annotations
 
-import collections
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from ...errors import StoreCorruptionError
 from ...events import EventName
 from ...models import PersistedSession, SessionHeader
 from ...serialization import Codec
+from ._cache import ReadCache
 from ._files import SessionFiles
 from ._format import (
     Append,
@@ -82,8 +82,7 @@ class JournalReplay:
     _closing_headers: dict[str, SessionHeader | None]
     _closing_ours: bool
     _index_files: IndexFiles
-    _read_cache: collections.OrderedDict[str, tuple[PersistedSession, int]]
-    _read_cache_bytes: int
+    _read_cache: ReadCache
     _changes: int
     _generation: int
     _fd: int | None
@@ -167,7 +166,6 @@ class JournalReplay:
         with self._lock:
             self._index = index
             self._read_cache.clear()
-            self._read_cache_bytes = 0
             self._changes += 1
             self._pending = {}
             self._touched = set()
@@ -438,11 +436,12 @@ class JournalReplay:
         self, change: Change, foreign: bool, session: PersistedSession | None = None
     ) -> None:
         self._changes += 1
-        cached = self._read_cache.pop(
-            change.session_id if isinstance(change, Delete) else change.header.session_id, None
-        )
-        if cached is not None:
-            self._read_cache_bytes -= cached[1]
+        if isinstance(change, Append):
+            self._read_cache.follow(change)
+        else:
+            self._read_cache.drop(
+                change.session_id if isinstance(change, Delete) else change.header.session_id
+            )
         if isinstance(change, Delete):
             existed = self._index.discard(change.session_id)
             self._pending.pop(change.session_id, None)

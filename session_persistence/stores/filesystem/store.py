@@ -89,7 +89,6 @@ kernel crash.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import functools
 import logging
@@ -111,10 +110,11 @@ from ...errors import (
     StoreIOError,
 )
 from ...events import EventName
-from ...models import CheckProblem, PersistedSession, SessionHeader
+from ...models import CheckProblem, SessionHeader
 from ...serialization import Codec
 from ..base import SessionStore
 from . import _check, _checkpoint
+from ._cache import DEFAULT_READ_CACHE_BYTES, ReadCache
 from ._checkpoint import Checkpointer
 from ._commit import Batch
 from ._files import SessionFiles
@@ -165,6 +165,9 @@ class FileSystemSessionStore(SessionReads, SessionStore):
             writes (and fsyncs) at once. One that keeps up writes one at a time, so writers'
             journal fsyncs barely wait behind its own; once the journal is half-way to the
             point where writers wait, it uses this many (1: never more than one).
+        read_cache_bytes: The read cache's budget, by stored size (default 64 MiB): decoded
+            sessions kept for warm reads, least recently read evicted first. One session may
+            take up to half of it; a larger one is read from its files each time.
         watch: Follow other processes' writes in the background (watchdog, with polling as
             the fallback), keeping the index fresh and firing their events here.
         poll_interval: Seconds between polls of the journal when following.
@@ -189,6 +192,7 @@ class FileSystemSessionStore(SessionReads, SessionStore):
         lock_timeout: float = 10.0,
         checkpoint_bytes: int = 8 * 1024 * 1024,
         checkpoint_threads: int = 2,
+        read_cache_bytes: int = DEFAULT_READ_CACHE_BYTES,
         watch: bool = True,
         poll_interval: float = 1.0,
         file_mode: int = 0o600,
@@ -204,6 +208,7 @@ class FileSystemSessionStore(SessionReads, SessionStore):
             ("poll_interval", poll_interval),
             ("checkpoint_bytes", checkpoint_bytes),
             ("checkpoint_threads", checkpoint_threads),
+            ("read_cache_bytes", read_cache_bytes),
         ):
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
                 raise ConfigurationError(name, "must be a number greater than zero")
@@ -220,6 +225,7 @@ class FileSystemSessionStore(SessionReads, SessionStore):
         self._dir_mode = dir_mode
         self._io = _io or FileIO()
         self._read_only = read_only
+        self._read_cache_budget = int(read_cache_bytes)
         self._files = SessionFiles(
             self._io, self._root, self._codec, file_mode=file_mode, durable=self._durable
         )
@@ -253,15 +259,11 @@ class FileSystemSessionStore(SessionReads, SessionStore):
         self._closing_from = 0  # the first generation it covers
         self._closing_headers: dict[str, SessionHeader | None] = {}
         self._closing_ours = False
-        # Sessions decoded from their files, most recently read last (see _load). Any change to
-        # a session (ours or another process's, replayed or live) drops its entry, and an entry
-        # is only stored if no change at all happened while its files were read.
-        self._read_cache: collections.OrderedDict[str, tuple[PersistedSession, int]] = (
-            collections.OrderedDict()
-        )
-        self._read_cache_bytes = 0
+        # Sessions decoded from their files (see ._cache): every change to a session (ours or
+        # another process's, replayed or live) extends or drops its entry, and an entry is only
+        # stored if no change at all happened while its files were read.
+        self._read_cache = ReadCache(self._read_cache_budget, self._codec)
         self._changes = 0
-        # processor_id -> ids of its sessions: queries by processor read only those headers.
         self._touched: set[str] = set()
         self._generation = 0
         self._fd: int | None = None

@@ -1,0 +1,115 @@
+"""``CopyOnRead``: what a read returns never aliases what the store keeps, however it is used."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import pickle
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from session_persistence._copy import CopyOnRead, lend_session
+from session_persistence.models import Interaction, PersistedSession
+from session_persistence.serialization import default_codec
+from session_persistence.testing import interaction, session_object
+
+
+def _kept(count: int = 4) -> list[Interaction]:
+    return [interaction(f"turn {n}") for n in range(count)]
+
+
+def _ids(items: list[Interaction]) -> set[int]:
+    return {id(item) for item in items} | {id(item.request.event) for item in items}
+
+
+USES: dict[str, Callable[[CopyOnRead], Any]] = {
+    "index": lambda lent: [lent[0], lent[-1], lent[2]],
+    "slice": lambda lent: lent[1:3],
+    "iterate": lambda lent: list(iter(lent)),
+    "reversed": lambda lent: list(reversed(lent)),
+    "list": list,
+    "tuple": tuple,
+    "sorted key": lambda lent: sorted(lent, key=lambda i: str(i.request.event["content"])),
+    "unpack": lambda lent: [*lent],
+    "copy method": lambda lent: lent.copy(),
+    "copy.copy": copy.copy,
+    "copy.deepcopy": copy.deepcopy,
+    "pickle": lambda lent: pickle.loads(pickle.dumps(lent)),
+    "add": lambda lent: lent + [],  # noqa: RUF005 - the operator is what is tested
+    "radd": lambda lent: [] + lent,  # noqa: RUF005
+    "mul": lambda lent: lent * 2,
+    "pop": lambda lent: [lent.pop(), lent.pop(0)],
+    "asdict-like": lambda lent: type(lent)(x for x in lent),
+    "for": lambda lent: [item for item in lent],  # noqa: C416 - the for loop is tested
+}
+
+
+@pytest.mark.parametrize("use", sorted(USES))
+def test_nothing_handed_out_is_the_stores(use: str) -> None:
+    """Every way of getting items out of the list gives copies, equal to the kept ones."""
+    kept = _kept()
+    snapshot = copy.deepcopy(kept)
+    lent = CopyOnRead.lend(kept)
+    assert lent == kept
+    assert len(lent) == len(kept)
+    out = USES[use](lent)
+    assert type(out) is not CopyOnRead  # whatever is made from it is a plain list
+    items = [
+        x for x in (out if isinstance(out, list | tuple) else [out]) if isinstance(x, Interaction)
+    ]
+    assert items
+    assert not _ids(items) & _ids(kept)
+    for item in items:
+        item.request.event["content"] = "changed"
+        item.responses.clear()
+    assert kept == snapshot  # the store's objects are untouched
+
+
+def test_edits_keep_the_marks_in_step() -> None:
+    """Appends, inserts, deletes and assignments copy nothing twice and alias nothing."""
+    kept = _kept(6)
+    lent = CopyOnRead.lend(kept)
+    new = interaction("new")
+    lent.append(new)
+    lent.insert(0, interaction("first"))
+    lent.insert(-100, interaction("very first"))
+    del lent[3]
+    lent[2] = interaction("replaced")
+    lent.extend([interaction("x")])
+    lent += [interaction("y")]
+    lent.remove(kept[4])
+    assert lent[-3] is new  # the caller's own item stays what it was
+    contents = [item.request.event["content"] for item in lent]
+    assert contents == ["very first", "first", "replaced", "turn 2", "turn 3", "turn 5",
+                        "new", "x", "y"]  # fmt: skip
+    assert not _ids(list(lent)) & _ids(kept)
+    lent.clear()
+    assert lent == []
+    lent.append(new)
+    assert lent[0] is new
+
+
+def test_a_lent_session_is_the_callers() -> None:
+    """lend_session copies metadata and tags at once and interactions as they are read."""
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    obj = session_object(interactions=3)
+    kept = PersistedSession(
+        session_id="s", processor_id=obj.processor_id, activity_id=obj.activity_id,
+        request_id=obj.request_id, interactions=obj.interactions, created_at=now,
+        updated_at=now, expires_at=None, last_accessed_at=now, metadata={"a": [1]},
+        tags=["t"], version=1,
+    )  # fmt: skip
+    lent = lend_session(kept)
+    assert lent == kept
+    as_dict = dataclasses.asdict(lent)  # (builds type(x)(...) of each list)
+    assert type(as_dict["interactions"]) is list
+    assert default_codec.dumps(as_dict) == default_codec.dumps(dataclasses.asdict(kept))
+    lent.metadata["a"].append(2)
+    lent.tags.append("u")
+    lent.interactions[0].request.event["content"] = "changed"
+    assert kept.metadata == {"a": [1]}
+    assert kept.tags == ["t"]
+    assert kept.interactions[0].request.event["content"] != "changed"
