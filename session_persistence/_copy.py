@@ -228,7 +228,7 @@ class CopyOnRead(list[Interaction]):
     A read must hand the caller objects of its own, but deep-copying a long history on every
     read costs more than the read itself. This list starts out holding the store's own
     (never mutated) interactions and replaces each with a deep copy the first time it is
-    read through ``[i]``; iterating, slicing, copying, pickling, concatenating or any other
+    read through ``[i]`` or a slice; iterating, copying, pickling, concatenating or any other
     change copies every item not copied yet first. So nothing the caller can reach aliases
     the store's objects, and a caller that reads only ``len()`` or the last few items pays
     only for those. Comparisons (``==``, ``in``, ``index``, ``count``) and ``repr`` read the
@@ -283,6 +283,8 @@ class CopyOnRead(list[Interaction]):
         shared = self._shared
         if shared is None:
             return list.__getitem__(self, index)
+        if type(index) is slice:  # a plain list of the slice's items, copied as needed
+            return [self[i] for i in range(*index.indices(len(self)))]
         if type(index) is not int:
             self.own()
             return list.__getitem__(self, index)

@@ -113,3 +113,16 @@ def test_a_lent_session_is_the_callers() -> None:
     assert kept.metadata == {"a": [1]}
     assert kept.tags == ["t"]
     assert kept.interactions[0].request.event["content"] != "changed"
+
+
+def test_a_slice_copies_only_its_items() -> None:
+    """A history's tail costs its own items, not the whole history."""
+    kept = _kept(1000)
+    lent = CopyOnRead.lend(kept)
+    tail = lent[-3:]
+    assert type(tail) is list
+    assert [item.request.event["content"] for item in tail] == ["turn 997", "turn 998", "turn 999"]
+    assert not _ids(tail) & _ids(kept)
+    assert lent._shared is not None
+    assert lent._shared.count(0) == 3  # the rest is still the store's, uncopied
+    assert lent[::500] == [kept[0], kept[500]]
