@@ -20,6 +20,7 @@ import copy
 import enum
 import gc
 import operator
+import threading
 import uuid
 from collections.abc import Iterable, Iterator
 from datetime import date, datetime, time, timedelta
@@ -44,16 +45,39 @@ def no_gc_pauses() -> Iterator[None]:
 
     Building 100,000 headers, or copying 10,000 interactions, allocates hundreds of thousands
     of objects and none of them is garbage; the collector would otherwise walk the growing
-    heap over and over (two thirds of the copy's time). Threads may nest it: the collector
-    is turned back on by whoever turned it off.
+    heap over and over (two thirds of the copy's time). Threads may overlap: the first in
+    turns the collector off, the last out turns it back on (if it was on).
     """
-    enabled = gc.isenabled()
-    gc.disable()
+    _PAUSES.enter()
     try:
         yield
     finally:
-        if enabled:
-            gc.enable()
+        _PAUSES.leave()
+
+
+class _Pauses:
+    """Pauses in progress in any thread; the last one out turns the collector back on."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count = 0
+        self._resume = False
+
+    def enter(self) -> None:
+        with self._lock:
+            if self._count == 0:
+                self._resume = gc.isenabled()
+                gc.disable()
+            self._count += 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self._count -= 1
+            if self._count == 0 and self._resume:
+                gc.enable()
+
+
+_PAUSES = _Pauses()
 
 
 #: Copying this many items or more holds the garbage collector off (see no_gc_pauses).
@@ -231,8 +255,15 @@ class CopyOnRead(list[Interaction]):
     read through ``[i]`` or a slice; iterating, copying, pickling, concatenating or any other
     change copies every item not copied yet first. So nothing the caller can reach aliases
     the store's objects, and a caller that reads only ``len()`` or the last few items pays
-    only for those. Comparisons (``==``, ``in``, ``index``, ``count``) and ``repr`` read the
-    store's objects without handing them out.
+    only for those. Comparisons (``==``, ``<``, ``in``, ``index``, ``count``) copy everything
+    first too, as they call the other operand's ``__eq__`` with our items.
+
+    One way around it remains, and it is documented rather than closed: C code that reads a
+    list's items directly instead of through its methods (``orjson.dumps`` does) sees the
+    store's objects for the items not read yet. It only reads them, unless it calls back into
+    Python with them: ``orjson.dumps(interactions, default=f)`` hands ``f`` the store's
+    non-JSON values (a set of recipients, say), which ``f`` must not change. Call ``list()``
+    on the interactions first to hand such code copies.
 
     Appends, inserts, pops, removals and assignments of single items keep the copied marks in
     step; anything else copies the rest first. It is a ``list`` in every other respect, and
@@ -264,7 +295,7 @@ class CopyOnRead(list[Interaction]):
             if 0 not in shared:  # nothing copied yet: one pass
                 try:
                     copies = [
-                        Interaction(_message(i.request), [_message(r) for r in i.responses])
+                        Interaction(_message(i.request), list(map(_message, i.responses)))
                         for i in list.__iter__(self)
                     ]
                 except _TooDeep:  # (then the slow path below names the item)
@@ -290,7 +321,9 @@ class CopyOnRead(list[Interaction]):
             return list.__getitem__(self, index)
         item = list.__getitem__(self, index)
         position = index if index >= 0 else index + len(self)
-        if shared[position]:
+        # (an item appended by C code that bypasses these methods, as heapq does, has no mark:
+        # it is the caller's own)
+        if position < len(shared) and shared[position]:
             item = clone_interaction(item, position)
             list.__setitem__(self, position, item)
             shared[position] = 0
@@ -329,9 +362,10 @@ class CopyOnRead(list[Interaction]):
         if self._shared is None:
             list.extend(self, items)
             return
-        added = list(items)
+        added = list(items)  # (items may be this list: reading it copies the rest first)
         list.extend(self, added)
-        self._shared.extend(bytes(len(added)))
+        if self._shared is not None:
+            self._shared.extend(bytes(len(added)))
 
     def insert(self, index: SupportsIndex, item: Interaction) -> None:
         if self._shared is None:
@@ -396,6 +430,46 @@ class CopyOnRead(list[Interaction]):
     def __reduce_ex__(self, protocol: SupportsIndex) -> tuple[Any, ...]:
         self.own()
         return (list, (list.copy(self),))
+
+    # Comparisons call the other operand's methods with our items: copy first.
+
+    def __eq__(self, other: object) -> bool:
+        self.own()
+        return list.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        self.own()
+        return list.__ne__(self, other)
+
+    def __lt__(self, other: list[Interaction]) -> bool:
+        self.own()
+        return list.__lt__(self, other)
+
+    def __le__(self, other: list[Interaction]) -> bool:
+        self.own()
+        return list.__le__(self, other)
+
+    def __gt__(self, other: list[Interaction]) -> bool:
+        self.own()
+        return list.__gt__(self, other)
+
+    def __ge__(self, other: list[Interaction]) -> bool:
+        self.own()
+        return list.__ge__(self, other)
+
+    def __contains__(self, item: object) -> bool:
+        self.own()
+        return list.__contains__(self, item)
+
+    def index(self, *args: Any) -> int:
+        self.own()
+        return list.index(self, *args)
+
+    def count(self, item: Interaction) -> int:
+        self.own()
+        return list.count(self, item)
+
+    __hash__ = None
 
 
 def lend_session(

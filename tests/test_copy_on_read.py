@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import gc
 import pickle
+import sys
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from session_persistence._copy import CopyOnRead, lend_session
+from session_persistence._copy import CopyOnRead, lend_session, no_gc_pauses
 from session_persistence.models import Interaction, PersistedSession
 from session_persistence.serialization import default_codec
 from session_persistence.testing import interaction, session_object
@@ -126,3 +129,92 @@ def test_a_slice_copies_only_its_items() -> None:
     assert lent._shared is not None
     assert lent._shared.count(0) == 3  # the rest is still the store's, uncopied
     assert lent[::500] == [kept[0], kept[500]]
+
+
+def test_extending_a_list_with_itself() -> None:
+    """Reading itself while extending (which copies the rest first) keeps the marks right."""
+    kept = _kept()
+    lent = CopyOnRead.lend(kept)
+    lent.extend(lent)
+    assert len(lent) == 8
+    lent += lent
+    assert len(lent) == 16
+    assert not _ids(list(lent)) & _ids(kept)
+
+
+@pytest.mark.parametrize("method", ["index", "count", "contains", "eq", "lt"])
+def test_comparisons_hand_the_other_operand_copies(method: str) -> None:
+    """Comparing calls the other side's __eq__ with our items: they must be copies."""
+    kept = _kept()
+    lent = CopyOnRead.lend(kept)
+    seen: list[object] = []
+
+    class Probe:
+        def __eq__(self, other: object) -> bool:
+            seen.append(other)
+            return False
+
+        def __lt__(self, other: object) -> bool:
+            seen.append(other)
+            return False
+
+        __gt__ = __lt__
+        __hash__ = object.__hash__
+
+    probe: Any = Probe()
+    if method == "index":
+        with pytest.raises(ValueError, match="not in list"):
+            lent.index(probe)
+    elif method == "count":
+        assert lent.count(probe) == 0
+    elif method == "contains":
+        assert probe not in lent
+    elif method == "eq":
+        assert lent != [probe] * len(kept)
+    else:
+        assert not lent < [probe]
+    assert seen
+    assert not {id(s) for s in seen} & _ids(kept)
+
+
+def test_an_item_appended_behind_its_back_is_the_callers() -> None:
+    """C code appending without the list's methods (heapq does) leaves an unmarked item."""
+    lent = CopyOnRead.lend(_kept(2))
+    mine = interaction("mine")
+    list.append(lent, mine)
+    assert lent[2] is mine
+    assert len(list(lent)) == 3
+
+
+def test_overlapping_gc_pauses_leave_the_collector_on() -> None:
+    """The first pause in turns the collector off and the last out back on, in any order."""
+    first, second = no_gc_pauses(), no_gc_pauses()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)  # (the one that turned it off leaves first)
+    assert not gc.isenabled()
+    second.__exit__(None, None, None)
+    assert gc.isenabled()
+
+
+def test_gc_pauses_in_many_threads_leave_the_collector_on() -> None:
+    """Four threads pausing 2,000 times each, switching as often as Python lets them."""
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+
+    def worker() -> None:
+        for _ in range(2000):
+            with no_gc_pauses():
+                pass
+
+    try:
+        for _ in range(20):
+            threads = [threading.Thread(target=worker) for _ in range(4)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert gc.isenabled()
+    finally:
+        sys.setswitchinterval(old)
+        gc.enable()

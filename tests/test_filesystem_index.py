@@ -257,6 +257,23 @@ def _columns() -> dict[str, object]:
         ("tagsets", [[1]]),
         ("size", []),
         ("zoned", {"nobody": [None, None, None, None]}),
+        ("ids", ["s1\ns2"]),  # (a newline must not pass for the joined check's separator)
+        ("activity", ["01JD0000000000000000000000\n01JD0000000000000000000000"]),
+        ("metadata", ["not json"]),
+        ("metadata", ["[1, 2]"]),
+        ("metadata", ['{"$ulid": "nope"}']),
+        ("zoned", {"s1": ["2000-01-01T00:00:00+00:00"] * 3 + [None]}),
+        (
+            "zoned",
+            {
+                "s1": [
+                    "2000-01-01T00:00:00+00:00",
+                    "2000-01-01T00:00:00+00:00",
+                    None,
+                    "2000-01-01T00:00:00+00:00",
+                ]
+            },
+        ),  # disagrees with the row
     ],
 )
 def test_a_damaged_column_is_refused(name: str, value: object) -> None:

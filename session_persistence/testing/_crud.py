@@ -103,6 +103,37 @@ class CrudConformance(StoreTestBase):
         assert again.metadata == {"inner": {"x": 1}}
         assert again.tags == ["a"]
 
+    async def test_returned_interactions_are_a_list_of_the_callers_own(
+        self, store: SessionStore
+    ) -> None:
+        """Every list operation on a read's interactions works and changes nothing stored."""
+        created = await store.create_session(session_object(interactions=3))
+        await store.optimize()  # (a store with a read cache serves the next reads from it)
+        for use in ("extend self", "iadd self", "slice", "pop", "sort", "reverse", "setslice"):
+            got = await store.get_session(created.session_id)
+            assert got is not None
+            items = got.interactions
+            if use == "extend self":
+                items.extend(items)
+            elif use == "iadd self":
+                items += items
+            elif use == "slice":
+                items[-1:][0].request.event["content"] = "changed"
+            elif use == "pop":
+                items.pop(0).request.event["content"] = "changed"
+            elif use == "sort":
+                items.sort(key=lambda i: -len(str(i.request.event)))
+            elif use == "reverse":
+                items.reverse()
+            else:
+                items[:] = items[1:]
+            for item in items:
+                item.request.event["content"] = "changed"
+            again = await store.get_session(created.session_id)
+            assert again is not None
+            assert [i.request.event["content"] for i in again.interactions] == [
+                "message 0", "message 1", "message 2"]  # fmt: skip
+
     async def test_update_bumps_version_and_replaces_fields(
         self, store: SessionStore, clock: FakeClock
     ) -> None:

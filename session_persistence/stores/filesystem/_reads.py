@@ -139,6 +139,8 @@ class SessionReads(JournalWriter):
             # Changes of a closed generation whose checkpoint has not finished come first.
             older = None if self._closing is None else self._closing.get(session_id)
             if older is not None:
+                if older.doc is not None and older.session is None:  # decoded once, then kept
+                    older.session = document_to_session(orjson.loads(older.doc), self._codec)
                 appends = older.appends if pending is None else older.appends + pending.appends
                 pending = Pending(older.doc, older.session, appends)
         if pending is None:

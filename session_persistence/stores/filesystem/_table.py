@@ -414,7 +414,7 @@ class HeaderTable:
         if type(data) is not dict:
             raise BadFile("the index columns must be an object")
         ids = _column(data, "ids", str)
-        if ids and _IDS.fullmatch("\n".join(ids)) is None:
+        if not _all_match(_IDS, ids):
             raise BadFile("the index holds an invalid session id")
         count = len(ids)
         processors = _column(data, "processors", str)
@@ -431,8 +431,10 @@ class HeaderTable:
         request = _column(data, "request", str, count)
         for texts, bit in ((activity, _ULID_ACTIVITY), (request, _ULID_REQUEST)):
             ulids = [text for text, flag in zip(texts, flags, strict=True) if flag & bit]
-            if ulids and _ULIDS.fullmatch("\n".join(ulids)) is None:
+            if not _all_match(_ULIDS, ulids):
                 raise BadFile("the index holds an id marked as a ULID that is not one")
+        metadata = _column(data, "metadata", str, count, optional=True)
+        _check_metadata(metadata, codec)
         rows = zip(
             [processors[i] for i in proc_index],
             activity,
@@ -442,7 +444,7 @@ class HeaderTable:
             _column(data, "updated", int, count, lower=_EARLIEST, upper=_LATEST),
             _column(data, "expires", int, count, optional=True, lower=_EARLIEST, upper=_LATEST),
             _column(data, "accessed", int, count, lower=_EARLIEST, upper=_LATEST),
-            _column(data, "metadata", str, count, optional=True),
+            metadata,
             [tagsets[i] for i in tag_index],
             _column(data, "version", int, count, lower=1),
             _column(data, "count", int, count),
@@ -512,6 +514,34 @@ def _column(
     return values
 
 
+def _all_match(pattern: re.Pattern[str], texts: list[str]) -> bool:
+    """Whether every text matches ``pattern`` (which admits no newline), in one regex call."""
+    if not texts:
+        return True
+    joined = "\n".join(texts)
+    return joined.count("\n") == len(texts) - 1 and pattern.fullmatch(joined) is not None
+
+
+def _check_metadata(texts: list[str | None], codec: Codec) -> None:
+    """Every metadata text must be a JSON object the codec reads (``BadFile`` if not).
+
+    One parse each, kept only while it is checked; only texts holding a type tag (``"$``) go
+    through the codec too.
+    """
+    loads = orjson.loads
+    for text in texts:
+        if text is None:
+            continue
+        try:
+            value = loads(text)
+            if type(value) is not dict:
+                raise BadFile("the index holds metadata that is not an object")
+            if '"$' in text:
+                codec.from_json_value(value, "metadata", depth=1)
+        except (orjson.JSONDecodeError, SerializationError) as exc:
+            raise BadFile(f"the index holds metadata that does not read back: {exc}") from exc
+
+
 def _zoned(
     data: Any, rows: dict[str, Row]
 ) -> dict[str, tuple[datetime, datetime, datetime | None, datetime]]:
@@ -532,6 +562,14 @@ def _zoned(
             raise BadFile("the index's zoned timestamps lack a required one")
         if any(m is not None and m.utcoffset() is None for m in parsed):
             raise BadFile("an index timestamp lacks its UTC offset")
+        row = rows[session_id]
+        if [None if m is None else micros(m) for m in parsed] != [
+            row[_C],
+            row[_U],
+            row[_E],
+            row[_L],
+        ]:
+            raise BadFile("the index's zoned timestamps disagree with its columns")
         zoned[session_id] = (created, updated, expires, accessed)
     return zoned
 

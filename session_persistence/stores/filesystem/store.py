@@ -208,10 +208,11 @@ class FileSystemSessionStore(SessionReads, SessionStore):
             ("poll_interval", poll_interval),
             ("checkpoint_bytes", checkpoint_bytes),
             ("checkpoint_threads", checkpoint_threads),
-            ("read_cache_bytes", read_cache_bytes),
         ):
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
                 raise ConfigurationError(name, "must be a number greater than zero")
+        if type(read_cache_bytes) is not int or read_cache_bytes < 0:
+            raise ConfigurationError("read_cache_bytes", "must be an int >= 0 (0: no read cache)")
         self._root = Path(base_dir)
         self._durability: Durability = durability
         self._durable = durability == "full"
@@ -225,7 +226,7 @@ class FileSystemSessionStore(SessionReads, SessionStore):
         self._dir_mode = dir_mode
         self._io = _io or FileIO()
         self._read_only = read_only
-        self._read_cache_budget = int(read_cache_bytes)
+        self._read_cache_budget = read_cache_bytes
         self._files = SessionFiles(
             self._io, self._root, self._codec, file_mode=file_mode, durable=self._durable
         )
