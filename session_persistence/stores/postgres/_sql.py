@@ -163,13 +163,12 @@ def _metadata(st: Statement, key: str, value: Any) -> None:
 
 
 def _guarded(st: Statement, column: str, condition: str, *params: Any) -> None:
-    """Add a condition that parses a ``json`` column, letting through what it cannot parse.
+    r"""Add a condition that parses a ``json`` column, letting through what it cannot parse.
 
-    PostgreSQL's JSON operators refuse a document holding a ``\\u0000`` escape (one that a
+    PostgreSQL's JSON operators refuse a document holding a ``\u0000`` escape (one that a
     ``str`` with a NUL character encodes to): they fail the whole statement. Such rows are
     let through, so the condition selects at least what it must, and Python decides.
     """
-    st.add(
-        f"(CASE WHEN strpos({column}::text, '\\u0000') > 0 THEN true ELSE {condition} END)", *params
-    )
+    nul = "'\\u0000'"  # (the six characters of the JSON escape)
+    st.add(f"(CASE WHEN strpos({column}::text, {nul}) > 0 THEN true ELSE {condition} END)", *params)
     st.exact = False

@@ -244,6 +244,12 @@ class PostgresSessionStore(SessionStore):
                 await conn.set_autocommit(True)
             yield conn
 
+    async def _weed(self) -> None:
+        """After a lost connection: test the idle ones, so the pool drops every dead one."""
+        if self._pool is not None:
+            with contextlib.suppress(psycopg.Error, psycopg_pool.PoolTimeout):
+                await self._pool.check()
+
     # == lifecycle ===============================================================================
 
     async def _open(self) -> None:
@@ -319,7 +325,8 @@ class PostgresSessionStore(SessionStore):
                     return await cursor.fetchall()
             except psycopg.OperationalError as exc:
                 if attempt == 1 and _lost(exc):
-                    continue  # a connection the server dropped: once more on a fresh one
+                    await self._weed()  # a connection the server dropped: once more
+                    continue
                 raise translate(exc, self.label, writing=False) from exc
             except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
                 raise translate(exc, self.label, writing=False) from exc
@@ -474,11 +481,19 @@ class PostgresSessionStore(SessionStore):
 
     async def _apply(self, ops: Sequence[WriteOp], *, max_sessions: int | None) -> None:
         """One PostgreSQL transaction: version-checked statements, the notification, COMMIT."""
-        try:
-            async with self._connection() as conn:
-                await self._transaction(conn, ops, max_sessions)
-        except psycopg_pool.PoolTimeout as exc:
-            raise translate(exc, self.label, writing=True) from exc
+        for attempt in (1, 2):
+            try:
+                async with self._connection() as conn:
+                    await self._transaction(conn, ops, max_sessions)
+                break
+            except _Stale as stale:
+                # A pooled connection the server dropped while idle (a restart): nothing was
+                # sent but BEGIN, so the batch is tried once more on a fresh connection.
+                if attempt == 2:
+                    raise translate(stale.error, self.label, writing=True) from stale.error
+                await self._weed()
+            except psycopg_pool.PoolTimeout as exc:
+                raise translate(exc, self.label, writing=True) from exc
         self._commits += 1
         self._follower.remember(ops)
         for op in ops:
@@ -490,6 +505,11 @@ class PostgresSessionStore(SessionStore):
     ) -> None:
         try:
             await conn.execute("BEGIN")
+        except psycopg.OperationalError as exc:
+            if _lost(exc):
+                raise _Stale(exc) from exc
+            raise translate(exc, self.label, writing=True) from exc
+        try:
             if self._per_transaction:
                 for name, value in self._settings():
                     await conn.execute("SELECT set_config(%s, %s, true)", (name, value))
@@ -638,6 +658,14 @@ class PostgresSessionStore(SessionStore):
     def __repr__(self) -> str:
         state = "open" if self.is_initialized else "closed"
         return f"<PostgresSessionStore {self.prefix}* {state}>"
+
+
+class _Stale(Exception):
+    """``BEGIN`` failed for a connection lost before it: nothing of the batch was sent."""
+
+    def __init__(self, error: psycopg.OperationalError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def orjson_payload(origin: str, session_id: str) -> str:
