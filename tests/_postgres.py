@@ -22,6 +22,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -169,9 +170,17 @@ class PostgresServer:
             "pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", action, *more
         )
 
-    def restart(self, mode: str = "fast") -> None:
-        """Restart the server (``fast``: disconnect everyone, then stop cleanly)."""
-        self._pg_ctl("restart", "-m", mode)
+    def restart(self, mode: str = "fast", *, down_for: float = 0.0) -> None:
+        """Restart the server, staying down ``down_for`` seconds in between.
+
+        ``fast`` disconnects everyone, then stops cleanly; ``immediate`` stops as a crash.
+        """
+        if down_for <= 0:
+            self._pg_ctl("restart", "-m", mode)
+            return
+        self._pg_ctl("stop", "-m", mode)
+        time.sleep(down_for)
+        self._pg_ctl("start")
 
     def stop(self) -> None:
         """Stop the server and remove its directory."""

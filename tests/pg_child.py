@@ -135,7 +135,9 @@ async def hosts(dsn: str, prefix: str, name: str, peers: int, rounds: int) -> No
 
 
 async def load(dsn: str, prefix: str, name: str) -> None:
-    async with PostgresSessionStore(dsn, table_prefix=prefix, max_size=4) as store:
+    async with PostgresSessionStore(
+        dsn, table_prefix=prefix, max_size=4, connect_timeout=1
+    ) as store:
         report(kind="ready", name=name)
         stop = asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
         i = 0

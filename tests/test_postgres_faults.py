@@ -7,7 +7,9 @@ way a server restart or a network failure breaks them, with ``pg_terminate_backe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
@@ -127,32 +129,62 @@ class _CommitCutter(psycopg.AsyncConnection[Any]):
 async def test_a_connection_lost_during_commit_says_the_outcome_is_unknown(
     postgres_dsn: str, prefix: str
 ) -> None:
-    """``COMMIT`` on a lost connection: ``StoreIOError`` saying so; a re-read settles it."""
-    _CommitCutter.dsn = postgres_dsn
-    pool = psycopg_pool.AsyncConnectionPool(
-        postgres_dsn, min_size=1, max_size=2, connection_class=_CommitCutter, open=False
-    )
-    await pool.open(wait=True)
-    try:
-        async with PostgresSessionStore(pool=pool, table_prefix=prefix) as store:
-            session = await store.create_session(session_object(), metadata={"n": 0})
-            _CommitCutter.armed = True
-            with pytest.raises(StoreIOError, match="outcome is unknown") as info:
+    """A transaction's ``COMMIT`` on a lost connection: ``StoreIOError`` saying so."""
+    async with (
+        _cutting_pool(postgres_dsn) as pool,
+        PostgresSessionStore(pool=pool, table_prefix=prefix) as store,
+    ):
+        session = await store.create_session(session_object(), metadata={"n": 0})
+        _CommitCutter.armed = True
+        with pytest.raises(StoreIOError, match="outcome is unknown") as info:
+            async with store.transaction():
                 await store.update_session(
                     session.session_id, {"metadata": {"n": 1}}, expected_version=1
                 )
-            assert "expected_version" in str(info.value)
-            # The retry the message advises: here the server never saw COMMIT.
-            got = await store.get_session(session.session_id)
-            assert got is not None
-            assert got.metadata == {"n": 0}
+        assert "expected_version" in str(info.value)
+        assert not _CommitCutter.armed
+        # The retry the message advises: here the server never saw COMMIT.
+        got = await store.get_session(session.session_id)
+        assert got is not None
+        assert got.metadata == {"n": 0}
+        await store.update_session(session.session_id, {"metadata": {"n": 1}}, expected_version=1)
+        with pytest.raises(SessionConflictError):
             await store.update_session(
-                session.session_id, {"metadata": {"n": 1}}, expected_version=1
+                session.session_id, {"metadata": {"n": 2}}, expected_version=1
             )
-            with pytest.raises(SessionConflictError):
-                await store.update_session(
-                    session.session_id, {"metadata": {"n": 2}}, expected_version=1
-                )
+
+
+async def test_a_single_write_lost_in_flight_is_settled_from_the_stored_version(
+    postgres_dsn: str, prefix: str
+) -> None:
+    """A plain update whose connection dies before COMMIT: found not applied, sent again."""
+    async with (
+        _cutting_pool(postgres_dsn) as pool,
+        PostgresSessionStore(pool=pool, table_prefix=prefix) as store,
+    ):
+        session = await store.create_session(session_object(), metadata={"n": 0})
+        await store.update_session(session.session_id, {"metadata": {"n": 1}})
+        _CommitCutter.armed = True
+        updated = await store.update_session(
+            session.session_id, {"metadata": {"n": 2}}, expected_version=2
+        )
+        assert not _CommitCutter.armed  # the connection was cut
+        assert updated.version == 3
+        got = await store.get_session(session.session_id)
+        assert got is not None
+        assert (got.version, got.metadata) == (3, {"n": 2})  # applied exactly once
+
+
+@contextlib.asynccontextmanager
+async def _cutting_pool(dsn: str) -> AsyncIterator[psycopg_pool.AsyncConnectionPool[Any]]:
+    _CommitCutter.dsn = dsn
+    _CommitCutter.armed = False
+    pool = psycopg_pool.AsyncConnectionPool(
+        dsn, min_size=1, max_size=2, connection_class=_CommitCutter, open=False
+    )
+    await pool.open(wait=True)
+    try:
+        yield pool
     finally:
         await pool.close()
 

@@ -110,7 +110,13 @@ async def test_four_hosts_keep_counters_exact_totals_whole_and_hear_each_other(
 async def test_a_server_restart_under_load_fails_writes_typed_then_recovers(
     postgres_cluster: PostgresServer | None, postgres_dsn: str, prefix: str
 ) -> None:
-    """``pg_ctl restart`` mid-load: typed errors, then writes resume; every ack is stored."""
+    """A server restart mid-load: typed errors, then writes resume; every ack is stored.
+
+    The server stays down longer than the writers' ``connect_timeout``, so writes in flight
+    and writes started meanwhile fail (with typed errors); afterwards the pools reconnect by
+    themselves. A write whose connection is cut but which the server never committed is
+    settled from the stored version and sent again, so it may succeed without an error.
+    """
     if postgres_cluster is None:
         pytest.skip("SP_POSTGRES_DSN names an external server: this test restarts its own")
     names = [f"load-{i}" for i in range(3)]
@@ -135,7 +141,8 @@ async def test_a_server_restart_under_load_fails_writes_typed_then_recovers(
             return sum(1 for x in lines[name] if x["kind"] == "ack")
 
         await wait_for(lambda: all(acks(n) >= 20 for n in names))
-        await asyncio.to_thread(postgres_cluster.restart)
+        # Down for 2 s: longer than the writers' connect_timeout (1 s), so writes fail.
+        await asyncio.to_thread(postgres_cluster.restart, "fast", down_for=2.0)
         after = {n: acks(n) for n in names}
         await wait_for(lambda: all(acks(n) >= after[n] + 20 for n in names))
         for child in children:

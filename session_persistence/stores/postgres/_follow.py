@@ -158,6 +158,7 @@ class Follower:
         return {str(sid): int(version) for sid, version in await cursor.fetchall()}
 
     async def _catch_up(self, current: dict[str, int]) -> None:
+        self._store._known.clear()  # (what this store remembers may be out of date)
         known, self.known = self.known, current
         if known is None:
             return  # the first look: a baseline, nothing to report
@@ -180,12 +181,14 @@ class Follower:
         if origin == self.origin:
             return  # our own commit: its events fired when it committed
         if changes is None:  # too many changes for one payload: compare everything
+            self._store._known.clear()
             assert self._conn is not None
             await self._catch_up(await self._versions(self._conn))
             return
         known = self.known
         assert known is not None
         for kind, sid, version in changes:
+            self._store._known.pop(sid, None)  # another store wrote it (see _fast.py)
             if kind == "d":
                 if known.pop(sid, None) is not None:
                     await self._store._emit("session_deleted", sid)

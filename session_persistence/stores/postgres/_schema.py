@@ -20,6 +20,8 @@ Version 1::
                     data json,               -- one encoded interaction
                     PRIMARY KEY (session_id, seq))
     {p}schema(version integer)               -- one row
+    {p}quarantine(session_id, reason, quarantined_at, session json, interactions json)
+    {p}expect(n, session_id, expected)       -- raises SQLSTATE SP409 unless n = 1
 
 Indexes serve the filters and sort keys of ``SessionFilter``/``SessionQueryOptions``: each is
 ``(column, session_id)``, the order :func:`~session_persistence.query.sort_and_page` sorts
@@ -74,6 +76,18 @@ def _v1(p: str) -> list[str]:
             for column in ("processor_id", "activity_id", "request_id", "created_at")
         ),
         f"CREATE INDEX {p}sessions_expires_at ON {p}sessions (expires_at NULLS LAST, session_id)",
+        # The version check of a write sent without waiting for each statement's reply (see
+        # _fast.py): a statement that changed no row fails the transaction with SP409.
+        f"""CREATE FUNCTION {p}expect(n bigint, session_id text, expected bigint)
+            RETURNS bigint LANGUAGE plpgsql AS $$
+            BEGIN
+                IF n <> 1 THEN
+                    RAISE EXCEPTION USING ERRCODE = 'SP409', MESSAGE = format(
+                        'session %s is not at version %s', session_id,
+                        coalesce(expected::text, '<absent>'));
+                END IF;
+                RETURN n;
+            END $$""",
         f"""CREATE TABLE {p}quarantine (
             id bigserial PRIMARY KEY,
             session_id text NOT NULL,

@@ -92,6 +92,21 @@ class Statements:
         )
         self.count = f"SELECT count(*) FROM {p}sessions"
         self.prefix = p
+        self._checked: dict[str, str] = {}
+
+    def checked(self, statement: str) -> str:
+        """``statement`` (an UPDATE or DELETE) failing with SP409 unless it changed one row.
+
+        Its parameters, then the session id and the expected version (for the message).
+        """
+        found = self._checked.get(statement)
+        if found is None:
+            found = (
+                f"WITH changed AS ({statement} RETURNING 1) SELECT "
+                f"{self.prefix}expect((SELECT count(*) FROM changed), %s::text, %s::bigint)"
+            )
+            self._checked[statement] = found
+        return found
 
 
 async def write_ops(

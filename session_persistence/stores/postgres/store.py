@@ -51,9 +51,9 @@ import contextlib
 import dataclasses
 import logging
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import psycopg
 import psycopg_pool
@@ -73,12 +73,13 @@ from ...models import (
     SessionHeader,
     SessionQueryOptions,
 )
-from ...ops import DeleteOp, PutOp, WriteOp
+from ...ops import DeleteOp, PutOp, WriteOp, op_session_id
 from ...query import Search, matches_filter, matches_search, sort_and_page
 from ...query import search_interactions as search_interactions_of
 from ...serialization import Codec
 from ..base import SessionStore
 from ._errors import translate
+from ._fast import Known, apply_single
 from ._follow import Follower, payload
 from ._rows import HEADER_SELECT, HeaderRow, header_from_row, session_from_rows
 from ._schema import SCHEMA_VERSION, migrate
@@ -90,6 +91,7 @@ __all__ = ["PostgresSessionStore"]
 logger = logging.getLogger(__name__)
 
 Conn = psycopg.AsyncConnection[TupleRow]
+T = TypeVar("T")
 
 _PREFIX = re.compile(r"[a-z_][a-z0-9_]{0,39}")
 _TOUCH_BACKLOG = 1000  # recorded reads written once this many are pending
@@ -189,6 +191,7 @@ class PostgresSessionStore(SessionStore):
         self._watch = bool(watch)
         self._follower = Follower(self)
         self._touched: dict[str, datetime] = {}
+        self._known: dict[str, Known] = {}  # what this store last wrote (see _fast.py)
         self._snap: Conn | None = None  # a backup's REPEATABLE READ transaction (_frozen)
         self._snap_lock = asyncio.Lock()
         self._migrated_from: int | None = None
@@ -339,6 +342,20 @@ class PostgresSessionStore(SessionStore):
             return (*row[:7], touched, *row[8:])
         return row
 
+    def _touched_header(self, header: SessionHeader) -> SessionHeader:
+        """``header`` with this process's latest recorded read of the session."""
+        touched = self._touched.get(header.session_id)
+        if touched is not None and touched > header.last_accessed_at:
+            return dataclasses.replace(header, last_accessed_at=touched)
+        return header
+
+    def _touched_session(self, session: PersistedSession) -> PersistedSession:
+        """``session`` with this process's latest recorded read of it."""
+        touched = self._touched.get(session.session_id)
+        if touched is not None and touched > session.last_accessed_at:
+            return dataclasses.replace(session, last_accessed_at=touched)
+        return session
+
     def _header(self, row: HeaderRow) -> SessionHeader:
         return header_from_row(self._recorded(row), self._codec, self.label)
 
@@ -479,8 +496,20 @@ class PostgresSessionStore(SessionStore):
 
     # == writes ==================================================================================
 
+    async def _apply_single(
+        self,
+        session_id: str,
+        build: Callable[[SessionHeader | None, PersistedSession | None], tuple[WriteOp | None, T]],
+        *,
+        load: bool,
+        max_sessions: int | None,
+    ) -> T:
+        return await apply_single(self, session_id, build, load=load, max_sessions=max_sessions)
+
     async def _apply(self, ops: Sequence[WriteOp], *, max_sessions: int | None) -> None:
         """One PostgreSQL transaction: version-checked statements, the notification, COMMIT."""
+        for op in ops:  # (see _fast.py: what is remembered must be what this store wrote)
+            self._known.pop(op_session_id(op), None)
         for attempt in (1, 2):
             try:
                 async with self._connection() as conn:
@@ -587,6 +616,7 @@ class PostgresSessionStore(SessionStore):
         except psycopg.Error as exc:
             raise translate(exc, self.label, writing=True) from exc
         self._follower.forget(session_id)
+        self._known.pop(session_id, None)
         return f"saved its rows to the table {p}quarantine and removed it from the store"
 
     # == backups =================================================================================
