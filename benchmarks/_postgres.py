@@ -13,10 +13,11 @@ Two workloads, each side in alternating rounds in this one process (``_measure.a
   data = %s, version = version + 1 WHERE id = %s AND version = %s`` per transaction (``BEGIN``,
   the ``UPDATE``, ``COMMIT``), on a table with the same ``json`` column type.
 * **concurrent writers**: 1 and 32 coroutines, each updating its own session through one store
-  (a pool of 32 connections); aggregate writes over the wall time of the chunks. The
-  ``client_cpu_share`` figure (this process's CPU time over wall time) says how much of the
-  time the Python client itself was busy: near 1.0 means the client, not the server, is the
-  bottleneck on this machine.
+  (a pool of 32 connections); aggregate writes over the wall time of the chunks. Where the
+  time goes: ``client_cpu_share`` (this process's CPU seconds over wall seconds: 1.0 is one
+  core busy all the time), ``server_cpu_share`` (the same for every server process, read from
+  ``/proc``), and ``cpu_ms_per_write`` (both, per write). ``cores`` over ``cpu_ms_per_write``
+  bounds the throughput any number of writers can reach on this machine.
 """
 
 from __future__ import annotations
@@ -65,14 +66,38 @@ WRITERS = 32
 
 
 @asynccontextmanager
-async def _database() -> AsyncIterator[str]:
-    """A fresh database on a throwaway server (or ``SP_POSTGRES_DSN``'s)."""
+async def _database() -> AsyncIterator[tuple[str, Path | None]]:
+    """A fresh database on a throwaway server (or ``SP_POSTGRES_DSN``'s), and its data dir."""
     given = os.environ.get("SP_POSTGRES_DSN")
     if given:
-        yield _server.create_database(given, "sp_bench")
+        yield _server.create_database(given, "sp_bench"), None
         return
     with _server.throwaway_server(fsync=True) as server:
-        yield server.create_database("sp_bench")
+        yield server.create_database("sp_bench"), server.data
+
+
+def _server_cpu(data: Path | None) -> float:
+    """CPU seconds used so far by the server's processes (the postmaster's children), Linux.
+
+    0.0 when unknown (an external server, or no /proc).
+    """
+    if data is None:
+        return 0.0
+    try:
+        postmaster = int((data / "postmaster.pid").read_text().split()[0])
+        ticks = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # (gone meanwhile)
+            pid, ppid = int(stat.parent.name), int(fields[1])
+            if postmaster in (pid, ppid):
+                total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / ticks
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 class _Raw:
@@ -110,8 +135,8 @@ class _Raw:
 async def postgres(root: Path, sizes: Sizes) -> list[Result]:
     """Both workloads (see the module documentation); nothing if no server can be had."""
     try:
-        async with _database() as dsn:
-            return [*await _one_writer(dsn, sizes), *await _concurrent(dsn, sizes)]
+        async with _database() as (dsn, data):
+            return [*await _one_writer(dsn, sizes), *await _concurrent(dsn, data, sizes)]
     except _server.PostgresUnavailable as exc:
         print(f"[postgres] skipped: {exc}", file=sys.stderr)
         return []
@@ -137,7 +162,7 @@ async def _one_writer(dsn: str, sizes: Sizes) -> list[Result]:
     return [summarize(ONE_WRITER, name, p.samples) for name, p in pooled.items()]
 
 
-async def _concurrent(dsn: str, sizes: Sizes) -> list[Result]:
+async def _concurrent(dsn: str, data: Path | None, sizes: Sizes) -> list[Result]:
     config = SessionStoreConfig(default_session_ttl=None)
     each = max(4, sizes.each_writer)
     async with PostgresSessionStore(
@@ -154,6 +179,7 @@ async def _concurrent(dsn: str, sizes: Sizes) -> list[Result]:
         }
         salts = dict.fromkeys(keys, 0)
         cpu: dict[int, float] = dict.fromkeys(keys, 0.0)
+        server_cpu: dict[int, float] = dict.fromkeys(keys, 0.0)
 
         def crowd(writers: int) -> Any:
             async def chunk(_round: int) -> list[float]:
@@ -172,9 +198,10 @@ async def _concurrent(dsn: str, sizes: Sizes) -> list[Result]:
                             )
                         )
 
-                started = time.process_time()
+                started, on_server = time.process_time(), _server_cpu(data)
                 await asyncio.gather(*(writer(key) for key in keys[writers]))
                 cpu[writers] += time.process_time() - started
+                server_cpu[writers] += _server_cpu(data) - on_server
                 return timer.samples
 
             return chunk
@@ -189,7 +216,11 @@ async def _concurrent(dsn: str, sizes: Sizes) -> list[Result]:
             p.samples,
             ops_per_s=p.ops_per_s,
             client_cpu_share=round(cpu[writers] / p.elapsed, 3) if p.elapsed else 0.0,
-            server_cores=os.cpu_count(),
+            server_cpu_share=round(server_cpu[writers] / p.elapsed, 3) if p.elapsed else 0.0,
+            cpu_ms_per_write=round(1000 * (cpu[writers] + server_cpu[writers]) / p.ops, 3)
+            if p.ops
+            else 0.0,
+            cores=os.cpu_count(),
         )
         for writers, p in pooled.items()
     ]

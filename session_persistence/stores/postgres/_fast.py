@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 import psycopg
@@ -44,7 +44,7 @@ from ...models import PersistedSession, SessionHeader
 from ...ops import AppendOp, DeleteOp, PutOp, WriteOp, op_session_id
 from ._errors import UNKNOWN_OUTCOME, translate
 from ._follow import payload
-from ._rows import HEADER_SELECT, put_values, session_from_rows
+from ._rows import HEADER_SELECT, changed_columns, session_from_rows
 
 if TYPE_CHECKING:
     from .store import Conn, PostgresSessionStore
@@ -106,7 +106,11 @@ async def apply_single(
         header = None if known is None else store._touched_header(known.header)
         session = None
         if known is not None and known.session is not None and load:
-            session = store._touched_session(clone_session(known.session))
+            # Without update listeners nothing but the build sees it, and a build never
+            # mutates what it is given (it derives a new state): no copy needed.
+            listened = store._events.has_listeners("session_updated")
+            given = clone_session(known.session) if listened else known.session
+            session = store._touched_session(given)
         try:
             op, result = build(header, session)
         except SessionStoreError:
@@ -125,7 +129,7 @@ async def apply_single(
             return result
         assert known is not None
         try:
-            await _write(store, op, known.texts)
+            written = await _write(store, op, known)
         except SessionConflictError:
             remember(store, session_id, None)
             if fresh:
@@ -141,7 +145,7 @@ async def apply_single(
             await store._weed()
             known = None
             continue
-        _remember_written(store, op)
+        _remember_written(store, op, written)
         store._commits += 1
         store._follower.remember([op])
         return result
@@ -163,13 +167,12 @@ async def _read(store: PostgresSessionStore, session_id: str, load: bool) -> Kno
     return Known(header_of(session, size), session, texts)
 
 
-def _remember_written(store: PostgresSessionStore, op: WriteOp) -> None:
+def _remember_written(store: PostgresSessionStore, op: WriteOp, texts: list[str] | None) -> None:
     session_id = op_session_id(op)
     if isinstance(op, PutOp):
         listened = store._events.has_listeners("session_updated")
         # (listeners get op.session itself: what is remembered must be a copy of its own)
         session = clone_session(op.session) if listened else op.session
-        _, texts = put_values(op.header, op.data)
         remember(store, session_id, Known(op.header, session, texts))
     elif isinstance(op, AppendOp):
         remember(store, session_id, Known(op.header, None, None))
@@ -179,23 +182,26 @@ def _remember_written(store: PostgresSessionStore, op: WriteOp) -> None:
         store._touched.pop(session_id, None)
 
 
-async def _write(store: PostgresSessionStore, op: WriteOp, texts: list[str] | None) -> None:
-    """Send the op's whole transaction in one pipeline; raise what went wrong."""
+async def _write(store: PostgresSessionStore, op: WriteOp, known: Known | None) -> list[str] | None:
+    """Apply the op as one statement; return the session's new interaction texts (a put).
+
+    One statement is one transaction in autocommit mode: its version check, its interaction
+    rows and its notification commit together or not at all. Behind PgBouncer (settings per
+    transaction) it is sent in a pipeline between ``BEGIN``/``SET LOCAL`` and ``COMMIT``.
+    """
+    statement, params, new_texts = _statement(store, op, known)
     try:
         async with store._connection() as conn:
             try:
-                async with conn.pipeline():
-                    await conn.execute("BEGIN")
-                    if store._per_transaction:
+                if store._per_transaction:
+                    async with conn.pipeline():
+                        await conn.execute("BEGIN")
                         for name, value in store._settings():
                             await conn.execute("SELECT set_config(%s, %s, true)", (name, value))
-                    await _statements(store, conn, op, texts)
-                    note = payload(store._follower.origin, [op])
-                    if note is not None:
-                        await conn.execute(
-                            "SELECT pg_notify(%s, %s)", (store.channel, note), prepare=False
-                        )
-                    await conn.execute("COMMIT", prepare=False)
+                        await conn.execute(statement, params, prepare=False)
+                        await conn.execute("COMMIT", prepare=False)
+                else:
+                    await conn.execute(statement, params)
             except psycopg.Error as exc:
                 if (
                     conn.closed
@@ -203,63 +209,82 @@ async def _write(store: PostgresSessionStore, op: WriteOp, texts: list[str] | No
                     or (isinstance(exc, psycopg.OperationalError) and _lost(exc))
                 ):
                     raise _Lost(exc) from exc
-                await conn.execute("ROLLBACK")
-                if exc.sqlstate == _CONFLICT:  # (asked on this connection: the pool may be dry)
+                if store._per_transaction:
+                    await conn.execute("ROLLBACK")
+                # A stale append meets rows already at its positions (23505) before its check.
+                if exc.sqlstate in (_CONFLICT, "23505"):  # (asked on this connection)
                     raise await _conflict(store, conn, op) from exc
                 raise translate(exc, store.label, writing=True) from exc
     except psycopg_pool.PoolTimeout as exc:
         raise translate(exc, store.label, writing=True) from exc
+    return new_texts
 
 
-async def _statements(
-    store: PostgresSessionStore, conn: Conn, op: WriteOp, texts: list[str] | None
-) -> None:
+def _statement(
+    store: PostgresSessionStore, op: WriteOp, known: Known | None
+) -> tuple[str, tuple[Any, ...], list[str] | None]:
+    """The op as one statement: data-modifying CTEs, then the check and the notification."""
     sql = store._sql
+    ctes: list[str] = []
+    params: list[Any] = []
+    new_texts = None
+    session_id = op_session_id(op)
     if isinstance(op, PutOp):
         assert op.expected is not None
-        assert texts is not None
-        session_id = op.header.session_id
-        values, new_texts = put_values(op.header, op.data)
-        await conn.execute(
-            sql.checked(sql.replace),
-            (*values[1:], session_id, op.expected, session_id, op.expected),
+        assert known is not None
+        assert known.texts is not None
+        texts = known.texts
+        document = orjson.loads(op.data)
+        metadata = orjson.dumps(document["metadata"]).decode()
+        same_rows = known.session is not None and (
+            op.session.interactions is known.session.interactions
         )
-        same = 0
-        for old, new in zip(texts, new_texts, strict=False):
-            if old != new:
-                break
-            same += 1
-        if same < len(texts):
-            await conn.execute(sql.delete_rows_from, (session_id, same), prepare=False)
-        for index in range(same, len(new_texts)):
-            row = (session_id, index, new_texts[index])
-            await conn.execute(sql.insert_rows, row, prepare=False)
+        # (an unchanged history is the very same list: the build derives the new state)
+        new_texts = (
+            texts if same_rows else [orjson.dumps(i).decode() for i in document["interactions"]]
+        )
+        columns, values = changed_columns(known.header, op.header, metadata)
+        ctes.append(f"changed AS ({sql.replace_columns(columns)} RETURNING 1)")
+        params += [*values, session_id, op.expected]
+        same = len(texts) if same_rows else 0
+        if not same_rows:
+            for old, new in zip(texts, new_texts, strict=False):
+                if old != new:
+                    break
+                same += 1
+        if len(new_texts) < len(texts):
+            ctes.append(f"dropped AS ({sql.delete_rows_from})")
+            params += [session_id, len(new_texts)]
+        if same < len(new_texts):
+            ctes.append(f"added AS ({sql.upsert_rows})")
+            params += [session_id, list(range(same, len(new_texts))), new_texts[same:]]
     elif isinstance(op, AppendOp):
         h = op.header
-        await conn.execute(
-            sql.checked(sql.append),
-            (
-                h.version,
-                h.updated_at,
-                h.last_accessed_at,
-                h.expires_at,
-                h.interaction_count,
-                h.size_bytes,
-                h.session_id,
-                op.expected,
-                h.session_id,
-                op.expected,
-            ),
-        )
+        ctes.append(f"changed AS ({sql.append} RETURNING 1)")
+        params += [
+            h.version,
+            h.updated_at,
+            h.last_accessed_at,
+            h.expires_at,  # (an append moves a sliding session's expiry: the header's is kept)
+            h.interaction_count,
+            h.size_bytes,
+            session_id,
+            op.expected,
+        ]
         first = h.interaction_count - len(op.encoded)
-        for index, item in enumerate(op.encoded):
-            row = (h.session_id, first + index, item.decode())
-            await conn.execute(sql.insert_rows, row, prepare=False)
+        ctes.append(f"added AS ({sql.upsert_rows})")
+        params += [
+            session_id,
+            list(range(first, h.interaction_count)),
+            [item.decode() for item in op.encoded],
+        ]
     else:
         assert isinstance(op, DeleteOp)
-        await conn.execute(
-            sql.checked(sql.delete), (op.session_id, op.expected, op.session_id, op.expected)
-        )
+        ctes.append(f"changed AS ({sql.delete} RETURNING 1)")  # (rows: ON DELETE CASCADE)
+        params += [session_id, op.expected]
+    statement = sql.one(tuple(ctes))
+    params += [session_id, op.expected, store.channel, payload(store._follower.origin, [op])]
+    return statement, tuple(params), new_texts
 
 
 async def _conflict(store: PostgresSessionStore, conn: Conn, op: WriteOp) -> SessionConflictError:

@@ -32,6 +32,7 @@ __all__ = [
     "COLUMNS",
     "HEADER_SELECT",
     "HeaderRow",
+    "changed_columns",
     "header_from_row",
     "header_values",
     "put_values",
@@ -88,6 +89,40 @@ def header_values(header: SessionHeader, metadata_json: str) -> tuple[Any, ...]:
         header.interaction_count,
         header.size_bytes,
     )
+
+
+def changed_columns(
+    old: SessionHeader, new: SessionHeader, metadata_json: str
+) -> tuple[tuple[str, ...], list[Any]]:
+    """The columns (and values) of ``new`` that differ from ``old``'s, ``version`` always.
+
+    A replace sets only these: every column named in ``SET`` costs encoding and sending, and
+    an indexed one an index entry, changed or not. ``metadata`` is always set (comparing the
+    dicts costs about what sending it does).
+    """
+    columns = ["version", "updated_at", "last_accessed_at", "metadata"]
+    values: list[Any] = [new.version, new.updated_at, new.last_accessed_at, metadata_json]
+    if new.expires_at != old.expires_at:
+        columns.append("expires_at")
+        values.append(new.expires_at)
+    if new.tags != old.tags:
+        columns.append("tags")
+        values.append(orjson.dumps(list(new.tags)).decode())
+    if new.interaction_count != old.interaction_count:
+        columns.append("interaction_count")
+        values.append(new.interaction_count)
+    if new.size_bytes != old.size_bytes:
+        columns.append("size_bytes")
+        values.append(new.size_bytes)
+    if (new.processor_id, new.activity_id, new.request_id, new.created_at) != (
+        old.processor_id,
+        old.activity_id,
+        old.request_id,
+        old.created_at,
+    ):  # (never, through the API; a restore goes through the batch path)
+        full = header_values(new, metadata_json)
+        return COLUMNS[1:], list(full[1:])
+    return tuple(columns), values
 
 
 def put_values(header: SessionHeader, data: bytes) -> tuple[tuple[Any, ...], list[str]]:

@@ -92,20 +92,39 @@ class Statements:
         )
         self.count = f"SELECT count(*) FROM {p}sessions"
         self.prefix = p
-        self._checked: dict[str, str] = {}
+        self.upsert_rows = (
+            f"INSERT INTO {p}interactions (session_id, seq, data) "
+            "SELECT %s, t.seq, t.data::json FROM unnest(%s::integer[], %s::text[]) AS t(seq, data) "
+            "ON CONFLICT (session_id, seq) DO UPDATE SET data = EXCLUDED.data"
+        )
+        self._one: dict[tuple[str, ...], str] = {}
+        self._replace: dict[tuple[str, ...], str] = {}
 
-    def checked(self, statement: str) -> str:
-        """``statement`` (an UPDATE or DELETE) failing with SP409 unless it changed one row.
+    def replace_columns(self, columns: tuple[str, ...]) -> str:
+        """``UPDATE`` of ``columns`` only, for the row at ``session_id`` and ``version``."""
+        found = self._replace.get(columns)
+        if found is None:
+            sets = ", ".join(f"{c} = %s::{_TYPES[c]}" for c in columns)
+            found = (
+                f"UPDATE {self.prefix}sessions SET {sets} WHERE session_id = %s AND version = %s"
+            )
+            self._replace[columns] = found
+        return found
 
-        Its parameters, then the session id and the expected version (for the message).
+    def one(self, ctes: tuple[str, ...]) -> str:
+        """One statement: ``ctes`` (the first named ``changed``), then the version check.
+
+        ``{prefix}expect`` fails the statement (SQLSTATE SP409), and so everything the CTEs
+        did, unless ``changed`` holds exactly one row. Its last parameters: the session id
+        and the expected version (for the message), the channel and the notification.
         """
-        found = self._checked.get(statement)
+        found = self._one.get(ctes)
         if found is None:
             found = (
-                f"WITH changed AS ({statement} RETURNING 1) SELECT "
-                f"{self.prefix}expect((SELECT count(*) FROM changed), %s::text, %s::bigint)"
+                f"WITH {', '.join(ctes)} SELECT {self.prefix}expect("
+                "(SELECT count(*) FROM changed), %s::text, %s::bigint), pg_notify(%s, %s)"
             )
-            self._checked[statement] = found
+            self._one[ctes] = found
         return found
 
 

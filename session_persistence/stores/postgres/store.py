@@ -241,11 +241,17 @@ class PostgresSessionStore(SessionStore):
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[Conn]:
-        assert self._pool is not None, "used before _open or after _close"
-        async with self._pool.connection(timeout=self._connect_timeout) as conn:
+        pool = self._pool
+        assert pool is not None, "used before _open or after _close"
+        # getconn/putconn rather than pool.connection(): the connections are in autocommit
+        # mode, so the context manager's commit-or-rollback has nothing to do.
+        conn = await pool.getconn(timeout=self._connect_timeout)
+        try:
             if not conn.autocommit:  # (a pool the caller gave us)
                 await conn.set_autocommit(True)
             yield conn
+        finally:
+            await pool.putconn(conn)  # (it discards a broken one, rolls back a transaction)
 
     async def _weed(self) -> None:
         """After a lost connection: test the idle ones, so the pool drops every dead one."""
