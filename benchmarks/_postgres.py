@@ -221,6 +221,7 @@ async def _concurrent(dsn: str, data: Path | None, sizes: Sizes) -> list[Result]
             if p.ops
             else 0.0,
             cores=os.cpu_count(),
+            load_average=round(os.getloadavg()[0], 2),
         )
         for writers, p in pooled.items()
     ]
