@@ -26,9 +26,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
-from psycopg.conninfo import make_conninfo
-
 __all__ = [
     "PostgresServer",
     "PostgresUnavailable",
@@ -200,6 +197,10 @@ class PostgresServer:
 
 def create_database(admin_dsn: str, name: str) -> str:
     """Create (or re-create, empty) the database ``name``; return its connection string."""
+    # (imported here: conftest imports this module in venvs without the postgres extra)
+    import psycopg  # noqa: PLC0415
+    from psycopg.conninfo import make_conninfo  # noqa: PLC0415
+
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')

@@ -29,7 +29,7 @@ from session_persistence import (
 from session_persistence.stores.base import SessionStore
 from session_persistence.stores.postgres import PostgresSessionStore
 from session_persistence.stores.postgres._schema import SCHEMA_VERSION
-from session_persistence.testing import FakeClock, StoreConformance, session_object
+from session_persistence.testing import FakeClock, StoreConformance, eventually, session_object
 
 _prefixes = itertools.count()
 
@@ -328,3 +328,113 @@ def test_random_queries_match_the_in_memory_store(postgres_dsn: str, tmp_path: P
         loop.run_until_complete(pg.shutdown())
         loop.run_until_complete(memory.shutdown())
         loop.close()
+
+
+# -- damage, maintenance and monitoring ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "reason"),
+    [
+        ("metadata", "'[1, 2]'", "metadata"),
+        ("tags", "'[1]'", "tags"),
+        ("interaction_count", "-1", "interaction_count"),
+        ("version", "0", "version"),
+        ("session_id", "'../../etc/passwd'", "session"),
+    ],
+)
+async def test_damaged_columns_are_reported(
+    postgres_dsn: str, prefix: str, column: str, value: str, reason: str
+) -> None:
+    """Each kind of damaged column raises ``StoreCorruptionError``, whichever read finds it."""
+    async with PostgresSessionStore(postgres_dsn, table_prefix=prefix) as store:
+        await store.create_session(session_object(interactions=1))
+        sql(postgres_dsn, f"ALTER TABLE {prefix}interactions DROP CONSTRAINT "
+            f"{prefix}interactions_session_id_fkey")  # fmt: skip
+        sql(postgres_dsn, f"UPDATE {prefix}sessions SET {column} = {value}")
+        with pytest.raises(StoreCorruptionError, match=reason):
+            await store.list_sessions(SessionFilter(include_expired=True))
+        with pytest.raises(StoreCorruptionError):
+            await store.get_stats()
+
+
+async def test_an_interaction_count_that_disagrees_with_the_rows_is_reported(
+    postgres_dsn: str, prefix: str
+) -> None:
+    """A session whose rows do not number ``interaction_count`` is never returned short."""
+    async with PostgresSessionStore(postgres_dsn, table_prefix=prefix) as store:
+        session = await store.create_session(session_object(interactions=3))
+        sql(postgres_dsn, f"DELETE FROM {prefix}interactions WHERE seq = 1")
+        with pytest.raises(StoreCorruptionError, match="3 but 2 interaction rows"):
+            await store.get_session(session.session_id)
+        # A listing leaves it out (counted for health) rather than failing for the others.
+        other = await store.create_session(session_object())
+        listed = await store.list_sessions()
+        assert [s.session_id for s in listed] == [other.session_id]
+
+
+async def test_stats_health_and_optimize_report_the_database(
+    postgres_dsn: str, prefix: str
+) -> None:
+    """Backend figures come from the server; optimize vacuums and analyzes both tables."""
+    clock = FakeClock()
+    config = SessionStoreConfig(clock=clock, idle_timeout=60)
+    async with PostgresSessionStore(postgres_dsn, config, table_prefix=prefix) as store:
+        kept = await store.create_session(session_object(interactions=2))
+        await store.create_session(session_object(), expires_at=clock.now + timedelta(seconds=5))
+        clock.advance(30)
+        await store.get_session(kept.session_id)  # a recorded read keeps it from idling out
+        clock.advance(40)
+        stats = await store.get_stats()
+        assert stats.backend["schema_version"] == SCHEMA_VERSION
+        assert stats.backend["database_bytes"] > 0
+        assert stats.backend["table_prefix"] == prefix
+        assert stats.total_sessions == 2
+        health = await store.health_check()
+        assert health.healthy, health.issues
+        result = await store.optimize()
+        assert result.performance_impact["expired_removed"] == 1
+        assert any("VACUUM" in line for line in result.operations_performed)
+        # The recorded read reached the database before the idle judgement was made there.
+        assert await store.count_sessions() == 1
+    with pytest.raises(ConfigurationError):
+        PostgresSessionStore(5)  # type: ignore[arg-type]
+
+
+async def test_a_batch_too_big_for_one_notification_is_caught_up_whole(
+    postgres_dsn: str, prefix: str
+) -> None:
+    """300 sessions created in one transaction: another store hears every one."""
+    async with (
+        PostgresSessionStore(postgres_dsn, table_prefix=prefix) as writer,
+        PostgresSessionStore(postgres_dsn, table_prefix=prefix) as reader,
+    ):
+        heard: set[str] = set()
+        reader.on_session_created(lambda s: heard.add(s.session_id))
+        await reader.following()
+        async with writer.transaction():
+            made = [await writer.create_session(session_object()) for _ in range(300)]
+        await eventually(lambda: len(heard) == 300)
+        assert heard == {s.session_id for s in made}
+
+
+async def test_many_recorded_reads_are_written_in_the_background(
+    postgres_dsn: str, prefix: str
+) -> None:
+    """Past 1,000 pending reads, ``last_accessed_at`` reaches the database by itself."""
+    clock = FakeClock()
+    async with PostgresSessionStore(
+        postgres_dsn, SessionStoreConfig(clock=clock), table_prefix=prefix
+    ) as store:
+        async with store.transaction():
+            made = [await store.create_session(session_object()) for _ in range(1000)]
+        clock.advance(10)
+        for session in made:
+            await store.get_session(session.session_id)
+
+        def written() -> bool:
+            rows = sql(postgres_dsn, f"SELECT count(*) FROM {prefix}sessions "
+                       "WHERE last_accessed_at > created_at")  # fmt: skip
+            return bool(rows[0][0] == 1000)
+
+        await eventually(written)

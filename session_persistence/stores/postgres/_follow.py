@@ -181,9 +181,11 @@ class Follower:
         if origin == self.origin:
             return  # our own commit: its events fired when it committed
         if changes is None:  # too many changes for one payload: compare everything
-            self._store._known.clear()
-            assert self._conn is not None
-            await self._catch_up(await self._versions(self._conn))
+            # (read through the pool: the listening connection is busy in notifies())
+            rows = await self._store._rows(
+                f"SELECT session_id, version FROM {self._store.prefix}sessions"
+            )
+            await self._catch_up({str(sid): int(version) for sid, version in rows})
             return
         known = self.known
         assert known is not None

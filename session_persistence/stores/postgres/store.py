@@ -192,6 +192,7 @@ class PostgresSessionStore(SessionStore):
         self._follower = Follower(self)
         self._touched: dict[str, datetime] = {}
         self._known: dict[str, Known] = {}  # what this store last wrote (see _fast.py)
+        self._flushing: asyncio.Task[None] | None = None  # writing recorded reads (_touch)
         self._snap: Conn | None = None  # a backup's REPEATABLE READ transaction (_frozen)
         self._snap_lock = asyncio.Lock()
         self._migrated_from: int | None = None
@@ -299,6 +300,8 @@ class PostgresSessionStore(SessionStore):
     async def _close(self) -> None:
         try:
             await self._follower.stop()
+            if self._flushing is not None:
+                await asyncio.gather(self._flushing, return_exceptions=True)
             if self._touched:
                 with contextlib.suppress(Exception):  # best effort: reads are not writes
                     await self._flush_touches()
@@ -420,8 +423,12 @@ class PostgresSessionStore(SessionStore):
     def _touch(self, session_id: str, when: datetime) -> None:
         if self._touched.get(session_id, when) <= when:
             self._touched[session_id] = when
-        if len(self._touched) >= _TOUCH_BACKLOG and self._pool is not None:
-            self._spawn(self._flush_touches_logged, "touches")
+        if (
+            len(self._touched) >= _TOUCH_BACKLOG
+            and self._pool is not None
+            and (self._flushing is None or self._flushing.done())
+        ):
+            self._flushing = asyncio.get_running_loop().create_task(self._flush_touches_logged())
 
     async def _flush_touches_logged(self) -> None:
         try:
