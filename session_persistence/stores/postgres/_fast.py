@@ -211,8 +211,9 @@ async def _write(store: PostgresSessionStore, op: WriteOp, known: Known | None) 
                     raise _Lost(exc) from exc
                 if store._per_transaction:
                     await conn.execute("ROLLBACK")
-                # A stale append meets rows already at its positions (23505) before its check.
-                if exc.sqlstate in (_CONFLICT, "23505"):  # (asked on this connection)
+                # The check (SP409) fails the statement; a row of a session deleted meanwhile
+                # may fail its foreign key (23503) first: both are a version conflict.
+                if exc.sqlstate in (_CONFLICT, "23503"):  # (asked on this connection)
                     raise await _conflict(store, conn, op) from exc
                 raise translate(exc, store.label, writing=True) from exc
     except psycopg_pool.PoolTimeout as exc:
