@@ -110,7 +110,10 @@ class PostgresServer:
     def __init__(self, *, fsync: bool = False, settings: dict[str, str] | None = None) -> None:
         self.bin = find_binaries()
         self._prefix, self._uid, self._gid = _run_as()
-        self.root = Path(tempfile.mkdtemp(prefix="sp-pg-"))
+        # As root the server runs as another user, who must reach the directory: /tmp, not
+        # a TMPDIR that may sit inside root's own home.
+        where = "/tmp" if self._uid is not None and Path("/tmp").is_dir() else None
+        self.root = Path(tempfile.mkdtemp(prefix="sp-pg-", dir=where))
         self.data = self.root / "data"
         self.socket_dir = self.root
         self.log = self.root / "server.log"
