@@ -8,8 +8,8 @@ made and run as an unprivileged user (``postgres`` if it exists, else ``nobody``
 
 The binaries are looked up on ``PATH`` and in ``/usr/lib/postgresql/<version>/bin`` (Debian's
 layout; the newest version wins). ``make test`` installs Debian's ``postgresql`` package when
-neither has them. ``SP_POSTGRES_DSN`` points the tests at an existing server instead (a
-database the tests may create databases in).
+neither has them. ``SP_POSTGRES_BIN`` names the directory to use instead. ``SP_POSTGRES_DSN``
+points the tests at an existing server instead (one the tests may create databases in).
 
 Used by ``tests/conftest.py`` (the ``postgres_server`` fixture) and ``benchmarks/_postgres.py``.
 """
@@ -47,6 +47,11 @@ def find_binaries() -> Path:
     Raises:
         PostgresUnavailable: Neither ``PATH`` nor ``/usr/lib/postgresql/*/bin`` has them.
     """
+    chosen = os.environ.get("SP_POSTGRES_BIN")
+    if chosen:  # (only there: the tests of the skip itself point it at nothing)
+        if all((Path(chosen) / name).exists() for name in _BINARIES):
+            return Path(chosen)
+        raise PostgresUnavailable(f"SP_POSTGRES_BIN={chosen} has no initdb and pg_ctl")
     on_path = [shutil.which(name) for name in _BINARIES]
     if all(on_path):
         # (a symlink such as /usr/local/bin/initdb: its real directory has the rest too)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -158,3 +159,33 @@ def test_watch_shows_another_process_writing_to_postgres(dsn: str) -> None:
 async def _create_tables(dsn: str) -> None:
     async with PostgresSessionStore(dsn):
         pass
+
+
+@pytest.mark.parametrize(("required", "outcome"), [("0", "1 skipped"), ("1", "1 error")])
+def test_without_postgresql_the_tests_skip_loudly_unless_required(
+    tmp_path: Path, required: str, outcome: str
+) -> None:
+    """No binaries: a skip saying so; with SP_REQUIRE_POSTGRES=1 (as .ci/run sets), an error."""
+    env = {
+        **os.environ,
+        "SP_POSTGRES_BIN": str(tmp_path),  # no initdb there
+        "SP_REQUIRE_POSTGRES": required,
+        "PYTHONPATH": os.pathsep.join(sys.path),
+    }
+    env.pop("SP_POSTGRES_DSN", None)
+    test = f"{Path(__file__).with_name('test_postgres_store.py')}::test_tables_read_well_in_psql"
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-rs", "--no-cov", "-p", "no:cacheprovider", test],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=Path(__file__).parent.parent,
+        check=False,
+    )
+    assert outcome in done.stdout, done.stdout
+    if required == "0":
+        assert "NO POSTGRESQL" in done.stdout
+        assert done.returncode == 0
+    else:
+        assert "SP_REQUIRE_POSTGRES=1" in done.stdout
+        assert done.returncode != 0
