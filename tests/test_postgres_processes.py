@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import psycopg
 import pytest
 from _postgres import PostgresServer
 
@@ -179,7 +180,12 @@ async def test_a_server_restart_under_load_fails_writes_typed_then_recovers(
 async def test_a_client_killed_mid_transaction_leaves_nothing_half_applied(
     postgres_dsn: str, prefix: str
 ) -> None:
-    """SIGKILL during 20-session transactions: every session at one round; total kept."""
+    """SIGKILL during 20-session transactions: every session at one round; total kept.
+
+    Kills go on (up to 20) until the server has rolled back at least two transactions that
+    a killed client left open (``pg_stat_database.xact_rollback``): kills that land between
+    transactions prove nothing.
+    """
     accounts = [f"acct-{i}" for i in range(20)]
     async with PostgresSessionStore(postgres_dsn, table_prefix=prefix) as store:
         for sid in accounts:
@@ -190,13 +196,15 @@ async def test_a_client_killed_mid_transaction_leaves_nothing_half_applied(
                 expires_at=None,
             )
     rng = random.Random()
-    for _ in range(5):
+    first = rollbacks(postgres_dsn)
+    kills = 0
+    while kills < 20 and not (kills >= 3 and rollbacks(postgres_dsn) - first >= 2):
+        kills += 1
         child = spawn("rounds", postgres_dsn, prefix)
         try:
             assert (await read_line(child))["kind"] == "ready"
-            wanted = rng.randint(3, 30)
             last = 0
-            for _ in range(wanted):
+            for _ in range(rng.randint(3, 30)):
                 last = (await read_line(child))["round"]
             await asyncio.sleep(rng.uniform(0, 0.01))
             child.send_signal(signal.SIGKILL)
@@ -209,6 +217,17 @@ async def test_a_client_killed_mid_transaction_leaves_nothing_half_applied(
         assert len(rounds) == 1, rounds  # all or nothing of every transaction
         assert rounds.pop() >= last
         assert sum(s.metadata["balance"] for s in sessions) == 50 * 20
+    await wait_for(lambda: rollbacks(postgres_dsn) - first >= 1, within=10)
+
+
+def rollbacks(dsn: str) -> int:
+    """Transactions the server rolled back in this database (a killed client's included)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT xact_rollback FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 async def wait_for(condition: Any, within: float = 120) -> None:
