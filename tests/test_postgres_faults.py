@@ -226,13 +226,16 @@ async def test_every_store_hears_the_others_writes_and_catches_up_after_a_drop(
         # The listening connection drops; writes made meanwhile are reported on reconnect.
         events.clear()
         terminate_others(postgres_dsn)
+        await eventually(lambda: reader._follower.reconnecting, within=10)
+        unhealthy = await reader.health_check()
+        assert any("reconnecting" in issue for issue in unhealthy.issues), unhealthy.issues
         await writer.create_session(session_object(), session_id="while-down")
         await reader.following()
         await eventually(lambda: ("created", "while-down", 1) in events)
         await writer.update_session("while-down", {"tags": ["x"]})
         await eventually(lambda: ("updated", "while-down", 2) in events)
         health = await reader.health_check()
-        assert health.details["recent_errors"] >= 0
+        assert not any("reconnecting" in issue for issue in health.issues), health.issues
 
 
 async def test_get_or_create_across_stores_creates_exactly_once(

@@ -103,6 +103,11 @@ class Follower:
                 self._run(), name=f"{self._store!r}.follow"
             )
 
+    @property
+    def reconnecting(self) -> bool:
+        """Whether following has started but its connection is not up (for health)."""
+        return self._task is not None and not self._task.done() and not self._ready.is_set()
+
     async def ready(self) -> None:
         """Wait until the listening connection is up and has read its baseline."""
         await self._ready.wait()

@@ -684,6 +684,12 @@ class PostgresSessionStore(SessionStore):
 
     async def _probe(self) -> list[str]:
         await self._rows("SELECT 1")
+        if self._follower.reconnecting:
+            return [
+                f"events from other stores on {self.label} are not being received: the "
+                "listening connection is reconnecting (missed writes are reported once it is "
+                "back)"
+            ]
         return []
 
     async def _optimize_backend(self) -> list[str]:
