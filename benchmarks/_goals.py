@@ -22,6 +22,7 @@ FS = "filesystem/full"
 SQL = "sqlite/full"
 RAW = "sqlite3 raw/FULL"
 SAME_DOC = "sqlite3 SELECT+orjson, same session"
+PG = "postgres/full"
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,
@@ -233,6 +234,13 @@ def goals(sizes: Sizes, scale: dict[str, int] | None = None) -> list[Goal]:
              ("processes",), _zero_failures("4 writer process(es)", SQL), "<=", 0, unit=""),
         Goal("21", "SQLite store, 4 writer processes vs 1 (aggregate writes/s)", ("processes",),
              _tput("4 writer process(es)", SQL, SQL, "1 writer process(es)"), ">=", 1.0),
+        # -- issue 22: the PostgreSQL store ----------------------------------------------------
+        Goal("22", "PostgreSQL store update_session vs raw psycopg, one version-checked UPDATE "
+             "per transaction", ("postgres",),
+             _tput("update 1 KB, one writer (PostgreSQL)", PG, "psycopg raw"), ">=", 0.8),
+        Goal("22", "PostgreSQL store: 32 concurrent writers vs one writer (aggregate writes/s)",
+             ("postgres",), _tput("32 concurrent writers (PostgreSQL)", PG, PG,
+                                  "1 concurrent writers (PostgreSQL)"), ">=", 4.0),
         # -- issue 7: watch ---------------------------------------------------------------------
         Goal("7", "watch in another process shows a created session (p99), filesystem store",
              ("watch",), _field("watch sees another process's create", FS, "p99_ms"),

@@ -27,18 +27,20 @@ from pathlib import Path
 
 from _goals import Figures, goals
 from _measure import Result, environment
+from _postgres import postgres
 from _report import write_chart, write_markdown
 from _scale import growth, scale_settings
 from _sizes import Sizes, Workload
 from _workloads import WORKLOADS
 
 RESULTS = Path(__file__).with_name("results")
+ALL: dict[str, Workload] = {**WORKLOADS, "postgres": postgres}
 
 
 async def run(args: argparse.Namespace) -> Path:
     """Run the chosen workloads; write JSON, Markdown and the chart; return the JSON path."""
     sizes = Sizes.pick(args.quick)
-    workloads: dict[str, Workload] = {"growth": growth} if args.scale else WORKLOADS
+    workloads: dict[str, Workload] = {"growth": growth} if args.scale else ALL
     scale = scale_settings() if args.scale else None
     mode = "scale" if args.scale else ("quick" if args.quick else "full")
     chosen = [name for name in (args.only or list(workloads)) if name in workloads]
@@ -95,7 +97,7 @@ def main() -> None:
         action="store_true",
         help="only the growth run (SP_BENCH_SCALE_BLOCK sessions x SP_BENCH_SCALE_BLOCKS)",
     )
-    parser.add_argument("--only", nargs="+", choices=[*WORKLOADS, "growth"], help="these workloads")
+    parser.add_argument("--only", nargs="+", choices=[*ALL, "growth"], help="these workloads")
     parser.add_argument("--out", default=str(RESULTS), help="where results go")
     parser.add_argument("--dir", default=None, help="where the stores are created (a temp dir)")
     asyncio.run(run(parser.parse_args()))

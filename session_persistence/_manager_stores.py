@@ -6,13 +6,33 @@ import contextlib
 import os
 import tempfile
 
-from .errors import MigrationError
+from .config import Durability, SessionStoreConfig
+from .errors import ConfigurationError, MigrationError
 from .manager_config import SessionPersistenceConfig
 from .models import ProgressCallback, RestoreOptions, SessionFilter
 from .stores import FileSystemSessionStore, InMemorySessionStore, SQLiteSessionStore
 from .stores.base import SessionStore
 
-__all__ = ["copy_sessions", "open_configured_store", "store_changed"]
+__all__ = ["copy_sessions", "open_configured_store", "postgres_store", "store_changed"]
+
+
+def postgres_store(
+    dsn: str | None, config: SessionStoreConfig, *, durability: Durability, watch: bool = True
+) -> SessionStore:
+    """A ``PostgresSessionStore`` (imported here: psycopg is the optional ``postgres`` extra).
+
+    Raises:
+        ConfigurationError: The ``postgres`` extra is not installed.
+    """
+    try:
+        from .stores.postgres import PostgresSessionStore  # noqa: PLC0415 (optional extra)
+    except ImportError as exc:
+        raise ConfigurationError(
+            "store_type",
+            f"'postgres' needs the postgres extra: pip install 'session-persistence[postgres]' "
+            f"({exc})",
+        ) from exc
+    return PostgresSessionStore(dsn, config, durability=durability, watch=watch)
 
 
 def store_changed(old: SessionPersistenceConfig, new: SessionPersistenceConfig) -> bool:
@@ -23,6 +43,12 @@ def store_changed(old: SessionPersistenceConfig, new: SessionPersistenceConfig) 
         return old.custom_store is not new.custom_store
     if new.store_type == "memory":
         return old.effective_store_config() != new.effective_store_config()
+    if new.store_type == "postgres":
+        return (
+            old.postgres_dsn != new.postgres_dsn
+            or old.effective_store_config() != new.effective_store_config()
+            or old.durability != new.durability
+        )
     return (
         os.path.realpath(old.store_location()) != os.path.realpath(new.store_location())
         or old.effective_store_config() != new.effective_store_config()
@@ -45,6 +71,8 @@ async def open_configured_store(config: SessionPersistenceConfig) -> tuple[Sessi
         store = InMemorySessionStore(store_config)
     elif config.store_type == "sqlite":
         store = SQLiteSessionStore(config.sqlite_path, store_config, durability=config.durability)
+    elif config.store_type == "postgres":
+        store = postgres_store(config.postgres_dsn, store_config, durability=config.durability)
     else:
         store = FileSystemSessionStore(
             config.filesystem_base_dir, store_config, durability=config.durability

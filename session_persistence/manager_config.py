@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias, get_args
@@ -30,7 +31,7 @@ from .stores.base import SessionStore
 __all__ = ["ENVIRONMENT_VARIABLES", "SessionPersistenceConfig", "StoreType"]
 
 #: The stores a manager can open itself (``"custom"``: the instance in ``custom_store``).
-StoreType: TypeAlias = Literal["memory", "filesystem", "sqlite", "custom"]
+StoreType: TypeAlias = Literal["memory", "filesystem", "sqlite", "postgres", "custom"]
 
 _STORE_TYPES: tuple[str, ...] = get_args(StoreType)
 _TRUE = frozenset({"1", "true", "yes", "on"})
@@ -43,16 +44,20 @@ class SessionPersistenceConfig:
     """How a :class:`~session_persistence.SessionPersistenceManager` stores and persists.
 
     Attributes:
-        store_type: ``"filesystem"`` (the default), ``"sqlite"``, ``"memory"``, or
-            ``"custom"`` with ``custom_store``.
+        store_type: ``"filesystem"`` (the default), ``"sqlite"``, ``"postgres"``,
+            ``"memory"``, or ``"custom"`` with ``custom_store``.
         store_config: Options of the store (TTL, limits, cleanup, backups, health window).
             Not allowed with ``"custom"``: a custom store keeps the config it was built with.
         filesystem_base_dir: The filesystem store's directory (default ``./session_data``).
         sqlite_path: The SQLite store's database file (default ``./data/sessions.db``).
+        postgres_dsn: The PostgreSQL store's connection string or URI
+            (``postgresql://user@host/db``); ``None``: libpq's defaults and ``PG*`` variables.
+            Needs the ``postgres`` extra.
         custom_store: A store instance, for ``store_type="custom"``. The manager opens it if
             it is not open yet, and closes it at shutdown only if it opened it.
-        durability: What an acknowledged write of the filesystem and SQLite stores survives:
-            ``"full"`` (power loss; the default) or ``"process"`` (a killed process).
+        durability: What an acknowledged write of the filesystem, SQLite and PostgreSQL
+            stores survives: ``"full"`` (power loss; the default) or ``"process"`` (a killed
+            process; see each store's docs).
         auto_persist_enabled: Persist changed managed sessions in the background. Off, they
             are written by ``persist()``, ``persist_session()`` and ``shutdown()`` only.
         auto_persist_interval: How often the background flush writes every changed managed
@@ -87,6 +92,7 @@ class SessionPersistenceConfig:
     store_config: SessionStoreConfig | None = None
     filesystem_base_dir: str | os.PathLike[str] = "./session_data"
     sqlite_path: str | os.PathLike[str] = "./data/sessions.db"
+    postgres_dsn: str | None = None
     custom_store: SessionStore | None = field(default=None, compare=False)
     durability: Durability = "full"
     auto_persist_enabled: bool = True
@@ -130,6 +136,8 @@ class SessionPersistenceConfig:
             value = getattr(self, name)
             if not isinstance(value, str | os.PathLike) or not os.fspath(value):
                 raise ConfigurationError(name, f"must be a non-empty path, got {value!r}")
+        if self.postgres_dsn is not None and not isinstance(self.postgres_dsn, str):
+            raise ConfigurationError("postgres_dsn", "must be a connection string or None")
         if self.durability not in ("full", "process"):
             raise ConfigurationError(
                 "durability", f"must be 'full' or 'process', got {self.durability!r}"
@@ -175,6 +183,8 @@ class SessionPersistenceConfig:
             return os.fspath(self.filesystem_base_dir)
         if self.store_type == "sqlite":
             return os.fspath(self.sqlite_path)
+        if self.store_type == "postgres":
+            return redact_dsn(self.postgres_dsn or "(libpq defaults)")
         if self.store_type == "memory":
             return "(memory)"
         return f"(custom: {type(self.custom_store).__name__})"
@@ -228,8 +238,13 @@ class SessionPersistenceConfig:
                 store_type = overrides.get("store_type", env.get("SESSION_STORE_TYPE", ""))
                 if store_type.strip() == "memory":
                     continue  # an in-memory store has no path
-                sqlite = store_type.strip() == "sqlite"
-                option = "sqlite_path" if sqlite else "filesystem_base_dir"
+                option = {"sqlite": "sqlite_path", "postgres": "postgres_dsn"}.get(
+                    store_type.strip(), "filesystem_base_dir"
+                )
+                if option == "postgres_dsn" and "SESSION_STORE_DSN" in env:
+                    continue  # SESSION_STORE_DSN names it
+            elif variable == "SESSION_STORE_DSN" and not raw.strip():
+                raise ConfigurationError(variable, "must not be empty")
             else:
                 option = name
             found[target][option] = _parse(variable, raw, kind)
@@ -242,6 +257,12 @@ class SessionPersistenceConfig:
             origin["manager"].pop(name, None)
         config: SessionPersistenceConfig = _build(cls, options, origin["manager"])
         return config
+
+
+def redact_dsn(dsn: str) -> str:
+    """``dsn`` with any password replaced by ``***`` (for messages and listings)."""
+    dsn = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", dsn)
+    return re.sub(r"(password\s*=\s*)('[^']*'|\S+)", r"\1***", dsn)
 
 
 def _build(factory: Any, options: dict[str, Any], origin: Mapping[str, str]) -> Any:
@@ -323,6 +344,7 @@ def _variables() -> dict[str, tuple[str, str, _Kind]]:
         f"SESSION_{name.upper()}": ("manager", name, kind) for name, kind in manager.items()
     }
     table["SESSION_STORE_PATH"] = ("manager", "path", "path")
+    table["SESSION_STORE_DSN"] = ("manager", "postgres_dsn", "str")
     table.update(
         {f"SESSION_STORE_{name.upper()}": ("store", name, kind) for name, kind in store.items()}
     )

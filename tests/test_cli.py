@@ -105,7 +105,7 @@ def test_store_comes_from_the_option_the_environment_or_the_default(tmp_path: Pa
     env = {"SESSION_STORE_TYPE": "sqlite", "SESSION_STORE_PATH": str(tmp_path / "x.db")}
     assert StoreSpec.parse(None, env).kind == "sqlite"
     assert StoreSpec.parse("filesystem:here", env).path == Path("here")
-    for bad in ("nowhere", "memory:x", "sqlite:", "postgres:db"):
+    for bad in ("nowhere", "memory:x", "sqlite:", "mongodb:db", "postgres:"):
         with pytest.raises(click.UsageError, match="expected filesystem"):
             StoreSpec.parse(bad, {})
     with pytest.raises(click.UsageError, match="memory store"):

@@ -30,7 +30,8 @@ def test_defaults_are_the_filesystem_store_with_auto_persistence() -> None:
 @pytest.mark.parametrize(
     ("option", "value"),
     [
-        ("store_type", "postgres"),
+        ("store_type", "mongodb"),
+        ("postgres_dsn", 5),
         ("store_config", {"max_sessions": 3}),
         ("filesystem_base_dir", ""),
         ("sqlite_path", 7),
@@ -113,6 +114,7 @@ SAMPLES: dict[str, tuple[str, str, Any]] = {
     "SESSION_FILESYSTEM_BASE_DIR": ("/srv/sessions", "filesystem_base_dir", "/srv/sessions"),
     "SESSION_SQLITE_PATH": ("/srv/s.db", "sqlite_path", "/srv/s.db"),
     "SESSION_STORE_PATH": ("/data/s.db", "sqlite_path", "/data/s.db"),  # with TYPE=sqlite
+    "SESSION_STORE_DSN": ("dbname=s", "postgres_dsn", "dbname=s"),
     "SESSION_DURABILITY": ("process", "durability", "process"),
     "SESSION_AUTO_PERSIST_ENABLED": ("false", "auto_persist_enabled", False),
     "SESSION_AUTO_PERSIST_INTERVAL": ("2.5", "auto_persist_interval", 2.5),

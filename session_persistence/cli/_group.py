@@ -28,8 +28,8 @@ __all__ = ["STORE_HELP", "cli", "command", "main"]
 
 
 STORE_HELP = (
-    "The store: filesystem:DIRECTORY or sqlite:FILE. Default: SESSION_STORE_TYPE and "
-    f"SESSION_STORE_PATH, else {DEFAULT_STORE}."
+    "The store: filesystem:DIRECTORY, sqlite:FILE or postgres://USER@HOST/DATABASE. Default: "
+    f"SESSION_STORE_TYPE and SESSION_STORE_PATH (or SESSION_STORE_DSN), else {DEFAULT_STORE}."
 )
 
 

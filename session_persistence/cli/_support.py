@@ -43,6 +43,7 @@ from rich.progress import (
 )
 from ulid import ULID
 
+from .._manager_stores import postgres_store
 from ..config import SessionStoreConfig
 from ..errors import (
     BackupError,
@@ -58,7 +59,7 @@ from ..errors import (
     StoreCorruptionError,
     StoreReadOnlyError,
 )
-from ..manager_config import SessionPersistenceConfig
+from ..manager_config import SessionPersistenceConfig, redact_dsn
 from ..models import ProgressCallback
 from ..stores import FileSystemSessionStore, InMemorySessionStore, SQLiteSessionStore
 from ..stores.base import SessionStore
@@ -125,11 +126,16 @@ def exit_code_for(error: BaseException) -> Exit:
 
 @dataclass(frozen=True, slots=True)
 class StoreSpec:
-    """A store named on the command line: ``filesystem:DIR`` or ``sqlite:FILE``."""
+    """A store named on the command line: ``filesystem:DIR``, ``sqlite:FILE`` or PostgreSQL.
 
-    kind: Literal["filesystem", "sqlite"]
+    PostgreSQL is a URI (``postgres://...``, ``postgresql://...``) or ``postgres:DSN`` (a
+    libpq connection string); the store's tables are ``sp_*``.
+    """
+
+    kind: Literal["filesystem", "sqlite", "postgres"]
     path: Path
     config: SessionPersistenceConfig
+    dsn: str = ""
 
     @classmethod
     def parse(cls, text: str | None, environ: Mapping[str, str] | None = None) -> StoreSpec:
@@ -141,14 +147,23 @@ class StoreSpec:
             click.UsageError: The text or a variable is not valid.
         """
         env = dict(os.environ if environ is None else environ)
-        if text is None and "SESSION_STORE_TYPE" not in env and "SESSION_STORE_PATH" not in env:
+        if (
+            text is None
+            and "SESSION_STORE_TYPE" not in env
+            and "SESSION_STORE_PATH" not in env
+            and "SESSION_STORE_DSN" not in env
+        ):
             text = DEFAULT_STORE
         if text is not None:
             kind, colon, path = text.partition(":")
-            if not colon or not path or kind not in ("filesystem", "sqlite"):
+            if kind in ("postgres", "postgresql") and path.startswith("//"):
+                kind, path = "postgres", text  # a URI: the whole text is the DSN
+            if not colon or not path or kind not in ("filesystem", "sqlite", "postgres"):
                 raise click.UsageError(
-                    f"--store {text!r}: expected filesystem:DIRECTORY or sqlite:FILE"
+                    f"--store {text!r}: expected filesystem:DIRECTORY, sqlite:FILE or "
+                    "postgres://USER@HOST/DATABASE"
                 )
+            env.pop("SESSION_STORE_DSN", None)
             env["SESSION_STORE_TYPE"], env["SESSION_STORE_PATH"] = kind, path
         try:
             config = SessionPersistenceConfig.from_env(env)
@@ -158,16 +173,32 @@ class StoreSpec:
             return cls("filesystem", Path(config.filesystem_base_dir), config)
         if config.store_type == "sqlite":
             return cls("sqlite", Path(config.sqlite_path), config)
+        if config.store_type == "postgres":
+            return cls("postgres", Path(), config, config.postgres_dsn or "")
         raise click.UsageError(
             f"SESSION_STORE_TYPE={config.store_type!r}: the command-line tool works on "
-            "'filesystem' and 'sqlite' stores (a memory store lives inside one process)"
+            "'filesystem', 'sqlite' and 'postgres' stores (a memory store lives inside one "
+            "process)"
         )
 
     def __str__(self) -> str:
+        if self.kind == "postgres":
+            shown = redact_dsn(self.dsn)
+            return shown if "://" in shown else f"postgres:{shown}"
         return f"{self.kind}:{self.path}"
 
+    def same_as(self, other: StoreSpec) -> bool:
+        """Whether both name the same store."""
+        if self.kind != other.kind:
+            return False
+        if self.kind == "postgres":
+            return self.dsn == other.dsn
+        return self.path.resolve() == other.path.resolve()
+
     def exists(self) -> bool:
-        """Whether a store of this kind is at the path."""
+        """Whether a store of this kind is at the path (or in the database)."""
+        if self.kind == "postgres":
+            return postgres_tables_exist(self.dsn)
         if self.kind == "filesystem":
             return (self.path / "store.json").is_file()
         return self.path.is_file()
@@ -176,7 +207,10 @@ class StoreSpec:
         """Why :meth:`exists` is false, with what to do."""
         if self.kind == "filesystem" and self.path.is_dir() and any(self.path.iterdir()):
             return f"{self.path} is not a session-persistence store (it has no store.json)"
-        where = "directory" if self.kind == "filesystem" else "database file"
+        if self.kind == "postgres":
+            where = "session tables (sp_*) in that database"
+        else:
+            where = "directory" if self.kind == "filesystem" else "database file"
         return (
             f"no store at {self} (no such {where}); pass --store, set SESSION_STORE_PATH, "
             "or create one with 'session-persistence import'"
@@ -186,7 +220,8 @@ class StoreSpec:
         """A closed store for this spec, with nothing running in the background.
 
         ``read_only`` opens a filesystem store to inspect it: nothing on disk changes, and
-        damage is reported, never moved. (SQLite needs no such mode: its reads move nothing.)
+        damage is reported, never moved. (SQLite and PostgreSQL need no such mode: their
+        reads move nothing.)
         """
         config = self.config.effective_store_config()
         # An operator's look must not change the store: no cleanup, no timed backups.
@@ -204,7 +239,27 @@ class StoreSpec:
                 poll_interval=0.25,
                 read_only=read_only,
             )
+        if self.kind == "postgres":
+            return postgres_store(self.dsn or None, config, durability=durability, watch=watch)
         return SQLiteSessionStore(self.path, config, durability=durability, watch=watch)
+
+
+def postgres_tables_exist(dsn: str, prefix: str = "sp_") -> bool:
+    """Whether the database holds a PostgreSQL store's tables (``{prefix}schema``).
+
+    A server that cannot be reached counts as "exists": opening the store then reports the
+    real failure, rather than "no store".
+    """
+    try:
+        import psycopg  # noqa: PLC0415 (the optional postgres extra)
+    except ImportError:
+        return True  # opening the store says what to install
+    try:
+        with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
+            row = conn.execute("SELECT to_regclass(%s)::text", (f"{prefix}schema",)).fetchone()
+    except psycopg.Error:
+        return True
+    return row is not None and row[0] is not None
 
 
 @contextlib.asynccontextmanager

@@ -75,7 +75,7 @@ async def migrate_command(target_text: str, *, spec: StoreSpec, output: Output) 
     The source is only read. Exit 1 if the counts differ.
     """
     target = StoreSpec.parse(target_text)
-    if target.kind == spec.kind and target.path.resolve() == spec.path.resolve():
+    if target.same_as(spec):
         raise click.UsageError(f"--to {target} is the store being migrated")
     everything = SessionFilter(include_expired=True)
     async with (

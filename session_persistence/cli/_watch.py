@@ -48,6 +48,9 @@ async def watch_command(
         store.on_session_deleted(lambda sid: event("deleted", None, sid))
         store.on_session_expired(lambda s: event("expired", s, s.session_id))
         await store.count_sessions()  # following from here on
+        following = getattr(store, "following", None)
+        if following is not None:  # PostgreSQL: wait until its LISTEN connection is up
+            await following()
         output.err.print(f"watching {spec} (Ctrl-C to stop)")
         seen = 0
         loop = asyncio.get_running_loop()

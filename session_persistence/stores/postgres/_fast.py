@@ -1,0 +1,329 @@
+"""Single-operation writes in one round trip: a remembered state and a pipelined transaction.
+
+A plain ``update_session``, ``append_interactions`` or ``delete_session`` (see
+:meth:`SessionStore._apply_single`) needs the session's stored state to build its op. Reading
+it costs a round trip; so does each statement of the write if every reply is awaited. This
+module removes both where it safely can:
+
+* **What this store last wrote is remembered** (:class:`Known`, at most ``_MAX_KNOWN``
+  sessions): the header, and for a whole-session write the session and its interaction texts.
+  The op is built from that, *without reading*, and written with the version it was built at
+  as its expected version. If any other writer (another host) changed the session since, that
+  version check fails: the state is then read from the database and the op built again, once.
+  So what is remembered is never trusted, only tried: a write applies only to the state it
+  was built from, exactly as with a fresh read. Notifications from other stores drop their
+  sessions from it at once.
+* **The transaction is pipelined** (psycopg's pipeline mode): ``BEGIN``, the version-checked
+  statement, the interaction rows, ``pg_notify`` and ``COMMIT`` go out together and their
+  replies are read once. The version check therefore cannot be a row count read in between:
+  it is ``{prefix}expect(changed rows, ...)``, which raises SQLSTATE ``SP409`` unless exactly
+  one row changed, so the server aborts the transaction and ``COMMIT`` does nothing.
+
+A connection lost while the pipeline was in flight leaves the outcome open (``COMMIT`` may
+have been received). The stored header settles it when it can: still at the op's expected
+version means not applied (then the write is retried once on a fresh connection, as a
+connection dropped while idle in the pool needs); at the op's new version *and* its new
+``updated_at`` (a microsecond timestamp of this write) means applied. Anything else, or no
+answer, raises :class:`StoreIOError` saying the outcome is unknown.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import orjson
+import psycopg
+import psycopg_pool
+
+from ..._copy import clone_session
+from ...documents import header_of
+from ...errors import SessionConflictError, SessionStoreError, StoreIOError
+from ...models import PersistedSession, SessionHeader
+from ...ops import AppendOp, DeleteOp, PutOp, WriteOp, op_session_id
+from ._errors import UNKNOWN_OUTCOME, translate
+from ._follow import payload
+from ._rows import HEADER_SELECT, changed_columns, session_from_rows
+
+if TYPE_CHECKING:
+    from .store import Conn, PostgresSessionStore
+
+__all__ = ["Known", "apply_single"]
+
+T = TypeVar("T")
+
+_MAX_KNOWN = 10_000
+_CONFLICT = "SP409"
+
+Build = Callable[[SessionHeader | None, PersistedSession | None], tuple[WriteOp | None, T]]
+
+
+@dataclasses.dataclass(slots=True)
+class Known:
+    """A session's state as this store last wrote it (``session`` and ``texts``: if whole)."""
+
+    header: SessionHeader
+    session: PersistedSession | None
+    texts: list[str] | None
+
+
+class _Lost(Exception):
+    """The connection was lost while the pipeline was in flight."""
+
+    def __init__(self, error: psycopg.Error) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def remember(store: PostgresSessionStore, session_id: str, known: Known | None) -> None:
+    """Record (or, with ``None``, forget) what this store last wrote to a session."""
+    cache = store._known
+    cache.pop(session_id, None)
+    if known is None:
+        return
+    cache[session_id] = known
+    if len(cache) > _MAX_KNOWN:
+        del cache[next(iter(cache))]  # the oldest
+
+
+async def apply_single(
+    store: PostgresSessionStore,
+    session_id: str,
+    build: Build[T],
+    *,
+    load: bool,
+    max_sessions: int | None,
+) -> T:
+    """:meth:`SessionStore._apply_single` in (usually) one round trip; see the module docs."""
+    known = store._known.get(session_id)
+    if known is not None and load and known.session is None:
+        known = None
+    for attempt in (1, 2, 3):
+        fresh = known is None
+        if known is None:
+            known = await _read(store, session_id, load)
+        header = None if known is None else store._touched_header(known.header)
+        session = None
+        if known is not None and known.session is not None and load:
+            # Without update listeners nothing but the build sees it, and a build never
+            # mutates what it is given (it derives a new state): no copy needed.
+            listened = store._events.has_listeners("session_updated")
+            given = clone_session(known.session) if listened else known.session
+            session = store._touched_session(given)
+        try:
+            op, result = build(header, session)
+        except SessionStoreError:
+            if fresh:
+                raise
+            known = None  # perhaps only what was remembered is out of date: read, build again
+            remember(store, session_id, None)
+            continue
+        if op is None:
+            return result
+        if not isinstance(op, PutOp | AppendOp | DeleteOp) or (
+            isinstance(op, PutOp) and (op.expected is None or known is None or known.texts is None)
+        ):
+            remember(store, session_id, None)
+            await store._apply([op], max_sessions=max_sessions)
+            return result
+        assert known is not None
+        try:
+            written = await _write(store, op, known)
+        except SessionConflictError:
+            remember(store, session_id, None)
+            if fresh:
+                raise
+            known = None
+            continue
+        except _Lost as lost:
+            remember(store, session_id, None)
+            if not await _not_applied(store, op, lost):
+                return result  # the stored state shows it applied
+            if attempt == 3:
+                raise translate(lost.error, store.label, writing=True) from lost.error
+            await store._weed()
+            known = None
+            continue
+        _remember_written(store, op, written)
+        store._commits += 1
+        store._follower.remember([op])
+        return result
+    raise AssertionError("unreachable")
+
+
+async def _read(store: PostgresSessionStore, session_id: str, load: bool) -> Known | None:
+    """The stored state, read now (a whole session if ``load``)."""
+    if not load:
+        header = await store._get_header(session_id)
+        return None if header is None else Known(header, None, None)
+    rows = await store._rows(store._session_select("s.session_id = %s"), (session_id,))
+    if not rows:
+        return None
+    row = rows[0]
+    session = session_from_rows(row[:-1], row[-1], store._codec, store.label)
+    texts = [orjson.dumps(item).decode() for item in orjson.loads(row[-1])]
+    size = row[13]
+    return Known(header_of(session, size), session, texts)
+
+
+def _remember_written(store: PostgresSessionStore, op: WriteOp, texts: list[str] | None) -> None:
+    session_id = op_session_id(op)
+    if isinstance(op, PutOp):
+        listened = store._events.has_listeners("session_updated")
+        # (listeners get op.session itself: what is remembered must be a copy of its own)
+        session = clone_session(op.session) if listened else op.session
+        remember(store, session_id, Known(op.header, session, texts))
+    elif isinstance(op, AppendOp):
+        remember(store, session_id, Known(op.header, None, None))
+    else:
+        remember(store, session_id, None)
+    if isinstance(op, DeleteOp):
+        store._touched.pop(session_id, None)
+
+
+async def _write(store: PostgresSessionStore, op: WriteOp, known: Known | None) -> list[str] | None:
+    """Apply the op as one statement; return the session's new interaction texts (a put).
+
+    One statement is one transaction in autocommit mode: its version check, its interaction
+    rows and its notification commit together or not at all. Behind PgBouncer (settings per
+    transaction) it is sent in a pipeline between ``BEGIN``/``SET LOCAL`` and ``COMMIT``.
+    """
+    statement, params, new_texts = _statement(store, op, known)
+    try:
+        async with store._connection() as conn:
+            try:
+                if store._per_transaction:
+                    async with conn.pipeline():
+                        await conn.execute("BEGIN")
+                        for name, value in store._settings():
+                            await conn.execute("SELECT set_config(%s, %s, true)", (name, value))
+                        await conn.execute(statement, params, prepare=False)
+                        await conn.execute("COMMIT", prepare=False)
+                else:
+                    await conn.execute(statement, params)
+            except psycopg.Error as exc:
+                if (
+                    conn.closed
+                    or conn.broken
+                    or (isinstance(exc, psycopg.OperationalError) and _lost(exc))
+                ):
+                    raise _Lost(exc) from exc
+                if store._per_transaction:
+                    await conn.execute("ROLLBACK")
+                # The check (SP409) fails the statement; a row of a session deleted meanwhile
+                # may fail its foreign key (23503) first: both are a version conflict.
+                if exc.sqlstate in (_CONFLICT, "23503"):  # (asked on this connection)
+                    raise await _conflict(store, conn, op) from exc
+                raise translate(exc, store.label, writing=True) from exc
+    except psycopg_pool.PoolTimeout as exc:
+        raise translate(exc, store.label, writing=True) from exc
+    return new_texts
+
+
+def _statement(
+    store: PostgresSessionStore, op: WriteOp, known: Known | None
+) -> tuple[str, tuple[Any, ...], list[str] | None]:
+    """The op as one statement: data-modifying CTEs, then the check and the notification."""
+    sql = store._sql
+    ctes: list[str] = []
+    params: list[Any] = []
+    new_texts = None
+    session_id = op_session_id(op)
+    if isinstance(op, PutOp):
+        assert op.expected is not None
+        assert known is not None
+        assert known.texts is not None
+        texts = known.texts
+        document = orjson.loads(op.data)
+        metadata = orjson.dumps(document["metadata"]).decode()
+        same_rows = known.session is not None and (
+            op.session.interactions is known.session.interactions
+        )
+        # (an unchanged history is the very same list: the build derives the new state)
+        new_texts = (
+            texts if same_rows else [orjson.dumps(i).decode() for i in document["interactions"]]
+        )
+        columns, values = changed_columns(known.header, op.header, metadata)
+        ctes.append(f"changed AS ({sql.replace_columns(columns)} RETURNING 1)")
+        params += [*values, session_id, op.expected]
+        same = len(texts) if same_rows else 0
+        if not same_rows:
+            for old, new in zip(texts, new_texts, strict=False):
+                if old != new:
+                    break
+                same += 1
+        if len(new_texts) < len(texts):
+            ctes.append(f"dropped AS ({sql.delete_rows_from})")
+            params += [session_id, len(new_texts)]
+        if same < len(new_texts):
+            ctes.append(f"added AS ({sql.upsert_rows})")
+            params += [session_id, list(range(same, len(new_texts))), new_texts[same:]]
+    elif isinstance(op, AppendOp):
+        h = op.header
+        ctes.append(f"changed AS ({sql.append} RETURNING 1)")
+        params += [
+            h.version,
+            h.updated_at,
+            h.last_accessed_at,
+            h.expires_at,  # (an append moves a sliding session's expiry: the header's is kept)
+            h.interaction_count,
+            h.size_bytes,
+            session_id,
+            op.expected,
+        ]
+        first = h.interaction_count - len(op.encoded)
+        ctes.append(f"added AS ({sql.upsert_rows})")
+        params += [
+            session_id,
+            list(range(first, h.interaction_count)),
+            [item.decode() for item in op.encoded],
+        ]
+    else:
+        assert isinstance(op, DeleteOp)
+        ctes.append(f"changed AS ({sql.delete} RETURNING 1)")  # (rows: ON DELETE CASCADE)
+        params += [session_id, op.expected]
+    statement = sql.one(tuple(ctes))
+    params += [session_id, op.expected, store.channel, payload(store._follower.origin, [op])]
+    return statement, tuple(params), new_texts
+
+
+async def _conflict(store: PostgresSessionStore, conn: Conn, op: WriteOp) -> SessionConflictError:
+    session_id = op_session_id(op)
+    cursor = await conn.execute(store._sql.version, (session_id,))
+    row = await cursor.fetchone()
+    actual = int(row[0]) if row is not None else None
+    return SessionConflictError(session_id, op.expected, actual)
+
+
+async def _not_applied(store: PostgresSessionStore, op: WriteOp, lost: _Lost) -> bool:
+    """After a lost pipeline: ``True`` if the op surely did not apply, ``False`` if it did.
+
+    Raises:
+        StoreIOError: The outcome cannot be told (see the module documentation).
+    """
+    session_id = op_session_id(op)
+    try:
+        rows = await store._rows(
+            f"SELECT {HEADER_SELECT} FROM {store.prefix}sessions s WHERE s.session_id = %s",
+            (session_id,),
+        )
+    except SessionStoreError:
+        rows = None
+    if rows is not None:
+        version = int(rows[0][9]) if rows else None
+        if version == op.expected:
+            return True
+        if isinstance(op, PutOp | AppendOp) and rows and version == op.header.version:
+            return rows[0][6] != op.header.updated_at and _unknown(store, lost)
+    return _unknown(store, lost)
+
+
+def _unknown(store: PostgresSessionStore, lost: _Lost) -> bool:
+    raise StoreIOError(
+        f"writing to {store.label} failed: {UNKNOWN_OUTCOME} ({lost.error})", store.label
+    ) from lost.error
+
+
+def _lost(exc: psycopg.OperationalError) -> bool:
+    return exc.sqlstate is None or exc.sqlstate.startswith(("08", "57P"))
