@@ -143,16 +143,15 @@ def test_queries_on_rows_equal_the_reference_on_headers(
     """Select + page on the rows = matches_filter + is_expired + sort_and_page on headers."""
     now = _moment(now_at)
     idle = None if idle_seconds is None else timedelta(seconds=idle_seconds)
-    expected = sort_and_page(
-        [
-            h
-            for h in written
-            if matches_filter(h, flt) and (flt.include_expired or not is_expired(h, now, idle))
-        ],
-        page,
-    )
+    selected = [
+        h
+        for h in written
+        if matches_filter(h, flt) and (flt.include_expired or not is_expired(h, now, idle))
+    ]
+    expected = sort_and_page(selected, page)
     for table in (HeaderTable.from_headers(written, CODEC), _reloaded(
             HeaderTable.from_headers(written, CODEC))):  # fmt: skip
+        assert table.count(flt, now, idle) == len(selected)
         found = table.headers(table.page(table.select(flt, now, idle), page))
         assert [h.session_id for h in found] == [h.session_id for h in expected]
         for ours, theirs in zip(found, expected, strict=True):

@@ -602,3 +602,12 @@ async def test_an_index_written_before_the_columnar_layout_opens_exactly(tmp_pat
     assert len(body["columns"]["ids"]) == len(expected)
     async with FileSystemSessionStore(root, watch=False) as again:
         await matches(again)
+    first = next(iter(expected))
+    async with FileSystemSessionStore(root, watch=False, checkpoint_bytes=1) as store:
+        await store.append_interactions(first, interaction("one more"))
+        await store.optimize()  # a checkpoint that appends a delta line
+        assert b'"layout":"columns-1"' in (root / "index.delta").read_bytes()
+    async with FileSystemSessionStore(root, watch=False) as again:
+        header = await again.get_session_header(first)
+        assert header is not None
+        assert header.interaction_count == expected[first]["interaction_count"] + 1

@@ -12,9 +12,11 @@ Two files, so that a checkpoint writes what it changed and not the whole index:
   read and replaced by the next checkpoint; a ``layout`` this release does not know makes the
   index be rebuilt from the session files;
 * ``index.delta``, the **deltas**: framed lines ``<crc32> {"from": F, "generation": G',
-  "headers": [...], "deleted": [...]}``, each taking the index from the start of generation
-  ``F`` to the start of ``G'``: the headers of the sessions the checkpointed generations
-  touched, and the ids they deleted. A delta applies only where the one before it ended
+  "layout": "columns-1", "columns": {...}, "deleted": [...]}``, each taking the index from the
+  start of generation ``F`` to the start of ``G'``: the headers of the sessions the
+  checkpointed generations touched, as columns like the base's (lines written by earlier
+  releases hold ``"headers": [...]`` objects instead, and are read as such), and the ids they
+  deleted. A delta applies only where the one before it ended
   (``F`` is the generation reached so far), so a line lost to damage is noticed, never
   stepped over.
 
@@ -46,7 +48,6 @@ from ._format import (
     encode_document,
     frame,
     header_from_json,
-    header_to_json,
     iter_frames,
 )
 from ._table import COLUMNS_LAYOUT, HeaderTable
@@ -136,7 +137,7 @@ class IndexFiles:
                 start, target = record["from"], record["generation"]
                 if type(start) is not int or type(target) is not int or not start < target:
                     raise BadFile("a delta without its generations")
-                changed = [header_from_json(item, self._codec) for item in record["headers"]]
+                changed = self._changed(record)
                 deleted = record["deleted"]
                 if type(deleted) is not list or not all(type(x) is str for x in deleted):
                     raise BadFile("a delta's deleted ids must be strings")
@@ -150,13 +151,25 @@ class IndexFiles:
                 continue  # folded into the base already
             for session_id in deleted:
                 headers.discard(session_id)
-            for header in changed:
-                headers[header.session_id] = header
+            headers.update(changed)
             generation = target
         if end != len(data):
             logger.warning("ignoring index deltas from a damaged or torn line at byte %d", end)
             self.damaged = True
         return generation
+
+    def _changed(self, record: dict[str, object]) -> HeaderTable:
+        """A delta's changed headers: columns, or (written by earlier releases) objects."""
+        if "layout" in record:
+            if record["layout"] != COLUMNS_LAYOUT:
+                raise BadFile(f"index delta layout {record['layout']!r} is not one this reads")
+            return HeaderTable.from_columns(record.get("columns"), self._codec)
+        items = record["headers"]
+        if type(items) is not list:
+            raise BadFile("a delta's headers must be an array")
+        return HeaderTable.from_headers(
+            (header_from_json(item, self._codec) for item in items), self._codec
+        )
 
     def write_base(self, generation: int, index: HeaderTable) -> None:
         """Write the whole index as of the start of ``generation`` and empty the deltas."""
@@ -200,7 +213,8 @@ class IndexFiles:
             {
                 "from": start,
                 "generation": generation,
-                "headers": [header_to_json(header, self._codec) for header in changed],
+                "layout": COLUMNS_LAYOUT,
+                "columns": HeaderTable.from_headers(changed, self._codec).columns(),
                 "deleted": deleted,
             }
         )

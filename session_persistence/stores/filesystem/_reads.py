@@ -101,7 +101,7 @@ class SessionReads(JournalWriter):
     async def _count(self, flt: SessionFilter, now: datetime) -> int | None:
         with self._lock:
             self._catch_up(locked=False)
-            return len(self._index.select(flt, now, self._idle))
+            return self._index.count(flt, now, self._idle)
 
     async def _expired_headers(self, now: datetime) -> Sequence[SessionHeader]:
         with self._lock:

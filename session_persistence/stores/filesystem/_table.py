@@ -28,7 +28,7 @@ from __future__ import annotations
 import collections
 import heapq
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -159,6 +159,14 @@ class HeaderTable:
         if hot is not None:
             self._hot[session_id] = accessed(hot, when)
 
+    def update(self, other: HeaderTable) -> None:
+        """Take every session of ``other`` (an index delta's), replacing what is here."""
+        for session_id in other._rows:
+            self._hot.pop(session_id, None)
+            self._zoned.pop(session_id, None)
+        self._rows.update(other._rows)
+        self._zoned.update(other._zoned)
+
     def copy(self) -> HeaderTable:
         """A copy sharing the (immutable) rows: what a checkpoint writes out of the lock."""
         other = HeaderTable(self._codec)
@@ -276,6 +284,25 @@ class HeaderTable:
             return [p for p in kept if (end := p[1][_E]) is None or end > now_us]
         since = now_us - idle // _MICROSECOND  # live: last accessed after this
         return [p for p in kept if ((end := p[1][_E]) is None or end > now_us) and p[1][_L] > since]
+
+    def count(self, flt: SessionFilter, now: datetime, idle: timedelta | None) -> int:
+        """``len(self.select(flt, now, idle))``, without building the pairs."""
+        rows: Collection[Row] = self._rows.values()
+        wanted = flt.processor_id
+        if wanted is not None:
+            texts = _texts(wanted)
+            rows = [row for row in rows if row[_P] in texts]
+        for check in self._compile(flt):
+            rows = [row for row in rows if check(row)]
+        if flt.include_expired:
+            return len(rows)
+        now_us = micros(now)
+        if idle is None:
+            return len([1 for row in rows if (end := row[_E]) is None or end > now_us])
+        since = now_us - idle // _MICROSECOND
+        return len(
+            [1 for row in rows if ((end := row[_E]) is None or end > now_us) and row[_L] > since]
+        )
 
     def expired(self, now: datetime, idle: timedelta | None) -> list[SessionHeader]:
         """The headers of every session expired at ``now``."""
