@@ -96,8 +96,10 @@ class IndexFiles:
             if type(generation) is not int or generation < 1:
                 raise BadFile("bad generation")
             with no_gc_pauses():
-                table = self._parse_base(generation, orjson.loads(body))
-                del body
+                items = orjson.loads(body)
+                del body  # (frees the file's bytes before the table is built beside the parse)
+                table = self._parse_base(generation, items)
+                del items
                 generation = self._apply_deltas(generation, table)
         except FileNotFoundError:
             return None

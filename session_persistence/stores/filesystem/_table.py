@@ -401,10 +401,19 @@ class HeaderTable:
     # == snapshot columns =====================================================================
 
     def columns(self) -> dict[str, Any]:
-        """The table as JSON-native columns (the snapshot body's ``columns``)."""
-        ids = list(self._rows)
+        """The table as JSON-native columns (one chunk of :meth:`column_chunks`)."""
+        return self._columns(list(self._rows.items()))
+
+    def column_chunks(self, rows_per_chunk: int) -> Iterator[dict[str, Any]]:
+        """The table as columns, ``rows_per_chunk`` sessions a chunk (at least one chunk)."""
+        pairs = list(self._rows.items())
+        for start in range(0, max(len(pairs), 1), rows_per_chunk):
+            yield self._columns(pairs[start : start + rows_per_chunk])
+
+    def _columns(self, pairs: list[tuple[str, Row]]) -> dict[str, Any]:
+        ids = [sid for sid, _ in pairs]
         fields: list[Sequence[Any]] = (
-            list(zip(*self._rows.values(), strict=True)) if ids else [()] * 13
+            list(zip(*(row for _, row in pairs), strict=True)) if ids else [()] * 13
         )
         processors: dict[str, int] = {}
         tagsets: dict[tuple[str, ...], int] = {}
@@ -426,8 +435,9 @@ class HeaderTable:
             "count": fields[_N],
             "size": fields[_S],
             "zoned": {
-                sid: [None if t is None else t.isoformat() for t in moments]
-                for sid, moments in self._zoned.items()
+                sid: [None if t is None else t.isoformat() for t in self._zoned[sid]]
+                for sid in ids
+                if sid in self._zoned
             },
         }
 
@@ -438,6 +448,18 @@ class HeaderTable:
         Raises:
             BadFile: A column is missing, of the wrong length, or holds a wrong value.
         """
+        table = cls(codec)
+        table.add_columns(data)
+        return table
+
+    def add_columns(self, data: Any) -> None:
+        """Add one chunk of columns (:meth:`column_chunks`), validating every column.
+
+        Raises:
+            BadFile: A column is missing, of the wrong length, or holds a wrong value, or a
+                session is already in the table. The table is then unusable.
+        """
+        codec = self._codec
         if type(data) is not dict:
             raise BadFile("the index columns must be an object")
         ids = _column(data, "ids", str)
@@ -450,9 +472,9 @@ class HeaderTable:
             raise BadFile("the index holds a tag that is not a string")
         proc_index = _column(data, "processor", int, count, upper=len(processors))
         tag_index = _column(data, "tags", int, count, upper=len(tagsets))
-        table = cls(codec)
-        interned = {value: value for value in [*processors, *tagsets]}
-        table._interned = interned
+        intern = self._interned.setdefault
+        processors = [intern(p, p) for p in processors]
+        tagsets = [intern(t, t) for t in tagsets]
         flags = _column(data, "ulid", int, count, upper=4)
         activity = _column(data, "activity", str, count)
         request = _column(data, "request", str, count)
@@ -478,11 +500,12 @@ class HeaderTable:
             _column(data, "size", int, count),
             strict=True,
         )
-        table._rows = dict(zip(ids, rows, strict=True))
-        if len(table._rows) != count:
+        chunk = dict(zip(ids, rows, strict=True))
+        before = len(self._rows)
+        self._rows.update(chunk)
+        if len(chunk) != count or len(self._rows) != before + count:
             raise BadFile("the index names a session twice")
-        table._zoned = _zoned(data.get("zoned"), table._rows)
-        return table
+        self._zoned.update(_zoned(data.get("zoned"), chunk))
 
     @classmethod
     def from_headers(cls, headers: Iterable[SessionHeader], codec: Codec) -> HeaderTable:
