@@ -369,6 +369,24 @@ def _hostile_delta(rng: random.Random, data: bytes, victim: str) -> tuple[bytes,
             dumps({"from": 1, "generation": 2, "headers": [], "deleted": "x"}),
             dumps({"from": 1, "generation": 2, "headers": [deep(300)], "deleted": []}),
             dumps({"from": 1, "generation": 2, "headers": [{"session_id": "../x"}], "deleted": []}),
+            dumps(
+                {"from": 1, "generation": 2, "layout": "columns-1", "columns": {}, "deleted": []}
+            ),
+            dumps(
+                {"from": 1, "generation": 2, "layout": "columns-9", "columns": {}, "deleted": []}
+            ),
+            dumps(
+                {"from": 1, "generation": 2, "layout": "columns-1", "columns": None, "deleted": []}
+            ),
+            dumps(
+                {
+                    "from": 1,
+                    "generation": 2,
+                    "layout": "columns-1",
+                    "columns": {"ids": ["../x"]},
+                    "deleted": [],
+                }
+            ),
         ]
     )
     line = b"%08x %s\n" % (zlib.crc32(payload), payload)
@@ -471,6 +489,18 @@ def _split_document(data: bytes) -> tuple[dict[str, Any], Any]:
     return orjson.loads(data[:newline]), orjson.loads(data[newline + 1 : -1])
 
 
+def _split_index(data: bytes) -> tuple[dict[str, Any], list[Any]]:
+    """index.json's head and each body line parsed (the first line, then a chunk a line)."""
+    newline = data.index(b"\n")
+    return orjson.loads(data[:newline]), [
+        orjson.loads(x) for x in data[newline + 1 : -1].split(b"\n")
+    ]
+
+
+def _seal_index(head: dict[str, Any], lines: list[Any]) -> bytes:
+    return _seal_document(head, b"\n".join(dumps(line) for line in lines))
+
+
 def _seal_document(head: dict[str, Any], body: bytes) -> bytes:
     """Re-seal a checksummed document around ``body`` (``head`` keeps its other fields)."""
     head = {**head, "length": len(body), "crc32": f"{zlib.crc32(body):08x}"}
@@ -516,40 +546,64 @@ def _hostile_base(
 
 
 def _hostile_index(
-    rng: random.Random, head: dict[str, Any], body: Any, victim: str
+    rng: random.Random, head: dict[str, Any], lines: list[Any], victim: str
 ) -> tuple[bytes, str]:
-    choice = rng.randrange(4)
-    if choice == 0 or type(body) is not list or not body:
+    """A checksum-valid index.json that is malformed: its head, its first line or a column."""
+    choice = rng.randrange(5)
+    chunks = [n for n, line in enumerate(lines) if type(line) is dict and "ids" in line]
+    if choice == 0 or not chunks:
         value = rng.choice([None, [1], "x", 0, -1, 1.5, True, 2**63])
         head = {**head, "generation": value}
         what = f"generation = {value!r}"
     elif choice == 1:
-        body = rng.choice([{}, "x", None, 5])
-        what = f"body = {body!r}"
+        lines[0] = rng.choice(
+            [{}, "x", None, 5, {**lines[0], "chunks": len(chunks) + 1},
+             {**lines[0], "chunks": -1}, {**lines[0], "layout": "columns-9"},
+             {**lines[0], "generation": 0}]
+        )  # fmt: skip
+        what = f"first line = {str(lines[0])[:60]!r}"
+    elif choice == 2:
+        if rng.random() < 0.5:
+            lines.append(lines[rng.choice(chunks)])  # a chunk twice: every id twice
+        else:
+            del lines[rng.choice(chunks)]
+        what = "a chunk line added or dropped"
     else:
-        entry = rng.randrange(len(body))
+        chunk = lines[rng.choice(chunks)]
         key, value = rng.choice(
             [
-                ("@entry", None),
-                ("@entry", [1]),
-                ("@entry", "x"),
-                ("session_id", "../../victim"),
-                ("session_id", victim),
-                ("session_id", 5),
-                ("interaction_count", -1),
-                ("interaction_count", "x"),
-                ("size_bytes", None),
-                ("version", "x"),
-                ("metadata", deep(300)),
-                ("created_at", "x"),
+                ("ids", "../../victim"),
+                ("ids", victim),
+                ("ids", 5),
+                ("ids", "a\nb"),
+                ("activity", "not-a-ulid"),
+                ("processor", 10**6),
+                ("ulid", 9),
+                ("created", "x"),
+                ("created", 10**30),
+                ("expires", 1.5),
+                ("version", 0),
+                ("count", -1),
+                ("size", None),
+                ("metadata", "not json"),
+                ("metadata", "[1]"),
+                ("metadata", dumps(deep(300)).decode()),
+                ("tags", -1),
+                ("@column", None),
+                ("@length", None),
             ]
         )
-        if key == "@entry":
-            body[entry] = value
+        column = rng.choice([k for k in chunk if type(chunk[k]) is list and chunk[k]] or ["ids"])
+        if key == "@column":
+            del chunk[column]
+        elif key == "@length":
+            chunk[column] = chunk[column] + chunk[column][:1]
+        elif chunk.get(key):
+            chunk[key][rng.randrange(len(chunk[key]))] = value
         else:
-            body[entry][key] = value
-        what = f"header {entry}: {key} = {str(value)[:40]!r}"
-    return _seal_document(head, dumps(body)), what
+            chunk[key] = [value]
+        what = f"column {key if key[0] != '@' else column}: {key} {str(value)[:40]!r}"
+    return _seal_index(head, lines), what
 
 
 def _split_backup(data: bytes) -> tuple[dict[str, Any], list[bytes], bool]:
@@ -690,7 +744,14 @@ def mutate(
     elif target.kind == "backup":
         data, mutation.detail = _hostile_backup(rng, data, victim, lax=name == "lax")
         mutation.lax = name == "lax"
-    else:  # a checksummed document: a session base or index.json
+    elif target.kind == "index":
+        head, lines = _split_index(data)
+        if name == "deep":
+            mutation.detail = _deep_change(rng, lines[rng.randrange(len(lines))])
+            data = _seal_index(head, lines)
+        else:
+            data, mutation.detail = _hostile_index(rng, head, lines, victim)
+    else:  # a checksummed document: a session base
         head, body = _split_document(data)
         if name == "lax":
             mutation.detail = _lax_change(rng, body, victim)
@@ -699,8 +760,6 @@ def mutate(
         elif name == "deep":
             mutation.detail = _deep_change(rng, body)
             data = _seal_document(head, dumps(body))
-        elif target.kind == "index":
-            data, mutation.detail = _hostile_index(rng, head, body, victim)
         else:
             data, mutation.detail = _hostile_base(rng, head, body, other_session, victim)
     path.write_bytes(data)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import orjson
 import pytest
@@ -16,11 +17,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from ulid import ULID
 
-from session_persistence import SessionFilter, SessionHeader, SessionQueryOptions
+from session_persistence import (
+    FileSystemSessionStore,
+    SessionFilter,
+    SessionHeader,
+    SessionQueryOptions,
+)
+from session_persistence._fileio import FileIO
 from session_persistence.query import is_expired, matches_filter, sort_and_page
 from session_persistence.serialization import Codec
+from session_persistence.stores.filesystem import _index as index_module
 from session_persistence.stores.filesystem._format import BadFile
+from session_persistence.stores.filesystem._index import IndexFiles
 from session_persistence.stores.filesystem._table import HeaderTable
+from session_persistence.testing import session_object
 
 BASE = datetime(2030, 1, 1, tzinfo=UTC)
 EAST = timezone(timedelta(hours=2))
@@ -285,3 +295,67 @@ def test_a_damaged_column_is_refused(name: str, value: object) -> None:
                 columns[other] = columns[other] * 2  # type: ignore[operator]
     with pytest.raises(BadFile):
         HeaderTable.from_columns(columns, CODEC)
+
+
+async def test_an_index_in_chunks_reads_back_and_damage_anywhere_rebuilds_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A base written in many chunks opens exactly; damage anywhere refuses all of it.
+
+    A flipped byte in a chunk, a cut or an extra line makes the whole base be refused, and
+    the index is rebuilt from the session files.
+    """
+    monkeypatch.setattr(index_module, "ROWS_PER_CHUNK", 3)
+    root = tmp_path / "store"
+    async with FileSystemSessionStore(root, watch=False) as store:
+        for n in range(10):
+            await store.create_session(session_object(f"p{n % 3}"), metadata={"n": n})
+        await store.optimize()
+        store._index_files.fold()  # the deltas into a new base: in chunks
+        written = {h.session_id: h for h in await store._scan()}
+    lines = (root / "index.json").read_bytes().split(b"\n")
+    assert orjson.loads(lines[1])["chunks"] == 4
+    assert len(lines) == 2 + 4 + 1  # head, first body line, 4 chunks, the final newline
+    files = IndexFiles(FileIO(), root, CODEC, file_mode=0o600, durable=False,
+                       fsync_dir=lambda _: None)  # fmt: skip
+    loaded = files.load()
+    assert loaded is not None
+    assert {sid: loaded[1].get(sid) for sid in written} == written
+    good = (root / "index.json").read_bytes()
+    starts = [i + 1 for i, byte in enumerate(good) if byte == ord("\n")]
+    middle = starts[3] + 60  # inside the second chunk's ids (still JSON when flipped)
+    for damaged in (
+        good[:middle] + bytes([good[middle] ^ 1]) + good[middle + 1 :],
+        good[:-10] + b"\n",
+        good[:-1] + b"\n{}\n",
+    ):
+        (root / "index.json").write_bytes(damaged)
+        assert files.load() is None
+        async with FileSystemSessionStore(root, watch=False) as reopened:  # rebuilt
+            assert {h.session_id: h for h in await reopened._scan()} == written
+
+
+async def test_shutdown_folds_deltas_past_a_quarter_of_the_base(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """So the next open reads one file; smaller deltas are left for later checkpoints."""
+    monkeypatch.setattr(index_module, "MIN_FOLD_BYTES", 0)
+    root = tmp_path / "store"
+    async with FileSystemSessionStore(root, watch=False) as store:
+        for n in range(40):
+            await store.create_session(session_object(), metadata={"n": n})
+        await store.optimize()
+        store._index_files.fold()  # a base of 40 sessions
+        await store.create_session(session_object())
+        await store.optimize()  # one small delta line: under a quarter of the base
+        small = (root / "index.delta").stat().st_size
+        assert small > 0
+    assert (root / "index.delta").stat().st_size == small
+    async with FileSystemSessionStore(root, watch=False) as store:
+        for n in range(30):
+            await store.create_session(session_object(), metadata={"n": n})
+        await store.optimize()
+        assert (root / "index.delta").stat().st_size > (root / "index.json").stat().st_size / 4
+    assert (root / "index.delta").stat().st_size == 0
+    async with FileSystemSessionStore(root, watch=False) as store:
+        assert await store.count_sessions() == 71

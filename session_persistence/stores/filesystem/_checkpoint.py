@@ -168,12 +168,22 @@ class Checkpointer:
         return 0.0
 
 
-def checkpoint_now(store: FileSystemSessionStore, *, full_index: bool = False) -> None:
+def checkpoint_now(
+    store: FileSystemSessionStore, *, full_index: bool = False, fold_deltas: bool = False
+) -> None:
     """Checkpoint everything now, holding both locks throughout (``optimize()``, shutdown).
 
     ``full_index``: write the whole index snapshot anew (after a rebuild), even if nothing
-    is pending.
+    is pending. ``fold_deltas`` (shutdown): then fold ``index.delta`` into a new base if it
+    has grown past a quarter of the base, so that the next open reads one file.
     """
+    _checkpoint_now(store, full_index)
+    if fold_deltas and store._index_files.worth_folding(0.25):
+        with store._exclusive():
+            store._index_files.fold()
+
+
+def _checkpoint_now(store: FileSystemSessionStore, full_index: bool) -> None:
     with store._exclusive():
         with store._lock:
             store._repair()

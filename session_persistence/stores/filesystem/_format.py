@@ -84,6 +84,32 @@ def encode_document(kind: str, body: bytes, **extra: Any) -> bytes:
     return orjson.dumps(head) + b"\n" + body + b"\n"
 
 
+def read_head(line: bytes, kind: str) -> tuple[dict[str, Any], int, str]:
+    """Validate a checksummed document's first line; return it, the body's length and CRC.
+
+    Raises:
+        BadFile: Not JSON, of another kind, of a newer format, or without length or crc32.
+    """
+    try:
+        head = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise BadFile(f"the first line is not JSON ({exc}); not a store file") from exc
+    if type(head) is not dict or head.get("kind") != kind:
+        raise BadFile(f"not a {kind} file")
+    version = head.get("format")
+    if type(version) is not int or version < 1:
+        raise BadFile(f"bad format version {version!r}")
+    if version > FORMAT_VERSION:
+        raise BadFile(
+            f"written in format {version} by a newer session-persistence; "
+            f"this version reads format {FORMAT_VERSION}: upgrade to read it"
+        )
+    length, checksum = head.get("length"), head.get("crc32")
+    if type(length) is not int or length < 0 or type(checksum) is not str:
+        raise BadFile("the first line lacks length or crc32")
+    return head, length, checksum
+
+
 def decode_document(
     data: bytes, kind: str, *, copy: bool = True
 ) -> tuple[dict[str, Any], bytes | memoryview]:
@@ -100,23 +126,7 @@ def decode_document(
     newline = data.find(b"\n")
     if newline < 0:
         raise BadFile("the file is truncated or not a session-persistence file")
-    try:
-        head = orjson.loads(data[:newline])
-    except orjson.JSONDecodeError as exc:
-        raise BadFile(f"the first line is not JSON ({exc}); not a store file") from exc
-    if type(head) is not dict or head.get("kind") != kind:
-        raise BadFile(f"not a {kind} file")
-    version = head.get("format")
-    if type(version) is not int or version < 1:
-        raise BadFile(f"bad format version {version!r}")
-    if version > FORMAT_VERSION:
-        raise BadFile(
-            f"written in format {version} by a newer session-persistence; "
-            f"this version reads format {FORMAT_VERSION}: upgrade to read it"
-        )
-    length, checksum = head.get("length"), head.get("crc32")
-    if type(length) is not int or type(checksum) is not str:
-        raise BadFile("the first line lacks length or crc32")
+    head, length, checksum = read_head(data[:newline], kind)
     body: bytes | memoryview = data[newline + 1 :] if copy else memoryview(data)[newline + 1 :]
     if len(body) != length + 1 or body[-1:] != b"\n":
         raise BadFile(f"truncated or extended: expected {length} bytes, found {len(body) - 1}")

@@ -33,6 +33,7 @@ replay makes up the difference; if it is not, the index is rebuilt from the sess
 from __future__ import annotations
 
 import logging
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -44,11 +45,11 @@ from ...models import SessionHeader
 from ...serialization import Codec, dump_json
 from ._format import (
     BadFile,
-    decode_document,
     encode_document,
     frame,
     header_from_json,
     iter_frames,
+    read_head,
 )
 from ._table import COLUMNS_LAYOUT, HeaderTable
 
@@ -58,6 +59,70 @@ logger = logging.getLogger(__name__)
 
 #: The delta file is folded into the base once it is larger than the base and this.
 MIN_FOLD_BYTES = 1024 * 1024
+
+#: Sessions per line (chunk of columns) of the base.
+ROWS_PER_CHUNK = 50_000
+
+_READ_BLOCK = 4 * 1024 * 1024
+
+
+class _BodyLines:
+    """A checksummed document's body, read from a file one line at a time.
+
+    The head (the first line) is checked at once; the body's length at once too (against the
+    file's size), and its CRC-32 as its last line is read. ``next()`` raises ``BadFile`` for
+    a body that ends early; ``end()`` for one with lines left.
+    """
+
+    def __init__(self, io: FileIO, fd: int, kind: str) -> None:
+        self._io, self._fd = io, fd
+        self._buffer, self._position, self._offset = b"", 0, 0
+        line = self._line()
+        if line is None:
+            raise BadFile("the file is empty or truncated")
+        self.head, length, checksum = read_head(line, kind)
+        self._crc, self._checksum = 0, checksum
+        self._left = length  # body bytes not read yet (its final newline aside)
+        if io.size(fd) != self._offset_of_body() + length + 1:
+            raise BadFile(f"truncated or extended: the body should be {length} bytes")
+
+    def _offset_of_body(self) -> int:
+        return self._offset - (len(self._buffer) - self._position)
+
+    def _line(self) -> bytes | None:
+        parts = []
+        while True:
+            newline = self._buffer.find(b"\n", self._position)
+            if newline >= 0:
+                parts.append(self._buffer[self._position : newline])
+                self._position = newline + 1
+                return parts[0] if len(parts) == 1 else b"".join(parts)
+            parts.append(self._buffer[self._position :])
+            self._buffer = self._io.read_at(self._fd, _READ_BLOCK, self._offset)
+            self._position = 0
+            self._offset += len(self._buffer)
+            if not self._buffer:
+                return None
+
+    def next(self) -> bytes:
+        """The body's next line (its last: once its checksum has been verified)."""
+        if self._left < 0:
+            raise BadFile("the body has fewer lines than it says")
+        line = self._line()
+        if line is None or len(line) > self._left:
+            raise BadFile("truncated: the body ends early")
+        self._left -= len(line) + 1
+        self._crc = zlib.crc32(line, self._crc)
+        if self._left >= 0:
+            self._crc = zlib.crc32(b"\n", self._crc)
+        elif f"{self._crc:08x}" != self._checksum:
+            raise BadFile("checksum mismatch: the content was damaged")
+        return line
+
+    def end(self) -> None:
+        """Check the body has been read to its end (and so its checksum verified)."""
+        if self._left >= 0:
+            raise BadFile("the body has more lines than it says")
 
 
 class IndexFiles:
@@ -89,37 +154,59 @@ class IndexFiles:
     def load(self) -> tuple[int, HeaderTable] | None:
         """Return ``(generation, index)``, or ``None`` when there is no usable base."""
         try:
-            raw = self._io.read_file(self.base_path)
-            head, body = decode_document(raw, "index", copy=False)
-            del raw  # (body is a view of it; a large index must not be held twice)
-            generation = head.get("generation")
-            if type(generation) is not int or generation < 1:
-                raise BadFile("bad generation")
-            with no_gc_pauses():
-                items = orjson.loads(body)
-                del body  # (frees the file's bytes before the table is built beside the parse)
-                table = self._parse_base(generation, items)
-                del items
-                generation = self._apply_deltas(generation, table)
+            fd = self._io.open_read(self.base_path)
         except FileNotFoundError:
             return None
+        except OSError as exc:
+            logger.warning("ignoring index snapshot %s (%s); rebuilding", self.base_path, exc)
+            return None
+        try:
+            with no_gc_pauses():
+                generation, table = self._read_base(_BodyLines(self._io, fd, "index"))
+                generation = self._apply_deltas(generation, table)
         except (BadFile, orjson.JSONDecodeError, OSError) as exc:
             logger.warning("ignoring index snapshot %s (%s); rebuilding", self.base_path, exc)
             return None
+        finally:
+            self._io.close(fd)
         return generation, table
 
+    def _read_base(self, lines: _BodyLines) -> tuple[int, HeaderTable]:
+        """The base's generation and table, read a line (a chunk of columns) at a time.
+
+        Only one chunk is parsed at a time, so opening holds the table and one chunk, not the
+        file and its whole parse besides. The checksum covers the whole body and is checked at
+        its last line: until then nothing read is trusted (the caller gets ``BadFile``).
+        """
+        generation = lines.head.get("generation")
+        if type(generation) is not int or generation < 1:
+            raise BadFile("bad generation")
+        items = orjson.loads(lines.next())
+        if type(items) is dict and items.get("layout") is not None:
+            if items.get("generation") != generation:
+                raise BadFile("the head and the body name different generations")
+            if items["layout"] != COLUMNS_LAYOUT:
+                raise BadFile(f"index layout {items['layout']!r} is not one this release reads")
+            table = HeaderTable(self._codec)
+            chunks = items.get("chunks", 0)
+            if type(chunks) is not int or chunks < 0:
+                raise BadFile("a bad count of index chunks")
+            if "columns" in items:  # (one chunk on the first line)
+                table.add_columns(items["columns"])
+            for _ in range(chunks):
+                table.add_columns(orjson.loads(lines.next()))
+            lines.end()
+            self._legacy_base = False
+            return generation, table
+        lines.end()
+        return generation, self._parse_base(generation, items)
+
     def _parse_base(self, generation: int, items: object) -> HeaderTable:
-        """The base's table: columns, or the header arrays of earlier releases."""
-        self._legacy_base = type(items) is list
+        """A base written by earlier releases: headers as objects."""
+        self._legacy_base = True
         if type(items) is dict:
             if items.get("generation") != generation:
                 raise BadFile("the head and the body name different generations")
-            layout = items.get("layout")
-            if layout is not None:
-                if layout != COLUMNS_LAYOUT:
-                    raise BadFile(f"index layout {layout!r} is not one this release reads")
-                return HeaderTable.from_columns(items.get("columns"), self._codec)
-            self._legacy_base = True
             items = items.get("headers")
         if type(items) is not list:
             raise BadFile("the body must hold an array of headers")
@@ -176,9 +263,12 @@ class IndexFiles:
     def write_base(self, generation: int, index: HeaderTable) -> None:
         """Write the whole index as of the start of ``generation`` and empty the deltas."""
         self.damaged = False
-        body = dump_json(
-            {"generation": generation, "layout": COLUMNS_LAYOUT, "columns": index.columns()}
+        chunks = [dump_json(chunk) for chunk in index.column_chunks(ROWS_PER_CHUNK)]
+        first = dump_json(
+            {"generation": generation, "layout": COLUMNS_LAYOUT, "chunks": len(chunks)}
         )
+        body = b"\n".join([first, *chunks])
+        del chunks
         self._io.replace_file(
             self.base_path,
             encode_document("index", body, generation=generation),
@@ -243,6 +333,15 @@ class IndexFiles:
             base_size = 0
         if self._legacy_base or size > max(base_size, MIN_FOLD_BYTES):
             self.fold()
+
+    def worth_folding(self, fraction: float) -> bool:
+        """Whether the deltas are larger than ``fraction`` of the base (and ``MIN_FOLD_BYTES``)."""
+        try:
+            delta = self._io.lstat(self.delta_path).st_size
+            base = self._io.lstat(self.base_path).st_size
+        except FileNotFoundError:
+            return False
+        return delta > max(base * fraction, MIN_FOLD_BYTES)
 
     def fold(self) -> None:
         """Rewrite the base with every delta folded in (from the files, not from memory)."""

@@ -334,8 +334,9 @@ class FileSystemSessionStore(SessionReads, SessionStore):
             await asyncio.to_thread(self._checkpointer.stop)
             self._checkpointer = None
         try:
-            if (self._touched or self._closing is not None) and not self._read_only:
-                await asyncio.to_thread(_checkpoint.checkpoint_now, self)
+            pending = self._touched or self._closing is not None
+            if not self._read_only and (pending or self._index_files.worth_folding(0.25)):
+                await asyncio.to_thread(_checkpoint.checkpoint_now, self, fold_deltas=True)
         except (OSError, SessionStoreError) as exc:
             # Everything is in the journal; the next open replays it.
             self._record_error(exc)
