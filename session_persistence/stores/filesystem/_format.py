@@ -110,13 +110,8 @@ def read_head(line: bytes, kind: str) -> tuple[dict[str, Any], int, str]:
     return head, length, checksum
 
 
-def decode_document(
-    data: bytes, kind: str, *, copy: bool = True
-) -> tuple[dict[str, Any], bytes | memoryview]:
+def decode_document(data: bytes, kind: str) -> tuple[dict[str, Any], bytes]:
     """Validate a checksummed document; return its head and its body.
-
-    ``copy=False`` returns the body as a view of ``data`` instead of a copy (for a large
-    index: the caller reads it once).
 
     Raises:
         BadFile: Empty, truncated, damaged, of another kind, or of a newer format.
@@ -127,7 +122,7 @@ def decode_document(
     if newline < 0:
         raise BadFile("the file is truncated or not a session-persistence file")
     head, length, checksum = read_head(data[:newline], kind)
-    body: bytes | memoryview = data[newline + 1 :] if copy else memoryview(data)[newline + 1 :]
+    body = data[newline + 1 :]
     if len(body) != length + 1 or body[-1:] != b"\n":
         raise BadFile(f"truncated or extended: expected {length} bytes, found {len(body) - 1}")
     body = body[:-1]
