@@ -500,12 +500,11 @@ class HeaderTable:
             _column(data, "size", int, count),
             strict=True,
         )
-        chunk = dict(zip(ids, rows, strict=True))
         before = len(self._rows)
-        self._rows.update(chunk)
-        if len(chunk) != count or len(self._rows) != before + count:
+        self._rows.update(zip(ids, rows, strict=True))
+        if len(self._rows) != before + count:  # (twice in the chunk, or in an earlier one)
             raise BadFile("the index names a session twice")
-        self._zoned.update(_zoned(data.get("zoned"), chunk))
+        self._zoned.update(_zoned(data.get("zoned"), self._rows))
 
     @classmethod
     def from_headers(cls, headers: Iterable[SessionHeader], codec: Codec) -> HeaderTable:
