@@ -29,7 +29,13 @@ from session_persistence import (
 from session_persistence.stores.base import SessionStore
 from session_persistence.stores.postgres import PostgresSessionStore
 from session_persistence.stores.postgres._schema import SCHEMA_VERSION
-from session_persistence.testing import FakeClock, StoreConformance, eventually, session_object
+from session_persistence.testing import (
+    FakeClock,
+    StoreConformance,
+    eventually,
+    interaction,
+    session_object,
+)
 
 _prefixes = itertools.count()
 
@@ -438,3 +444,55 @@ async def test_many_recorded_reads_are_written_in_the_background(
             return bool(rows[0][0] == 1000)
 
         await eventually(written)
+
+
+# -- what a store remembers of its writes (_fast.py) ----------------------------------------------
+
+
+async def test_a_remembered_state_does_not_overwrite_a_recreated_session(
+    postgres_dsn: str, prefix: str
+) -> None:
+    """A remembers x at v3; B deletes x and creates it again (same id) up to v3.
+
+    A's next write is built from what A remembers, expecting version 3, which the new
+    session also has: the check pins the incarnation too, so A re-reads and appends to B's.
+    """
+    async with (
+        PostgresSessionStore(postgres_dsn, table_prefix=prefix) as a,
+        PostgresSessionStore(postgres_dsn, table_prefix=prefix) as b,
+    ):
+        obj = session_object("p")
+        obj.interactions = [interaction("a0"), interaction("a1")]
+        await a.create_session(obj, session_id="x", metadata={"owner": "a"})
+        await a.update_session("x", {"metadata": {"owner": "a", "n": 1}})  # v2, remembered
+        await a.append_interactions("x", interaction("a2"))  # v3, remembered by A
+        # host B: delete and re-create under the same id, then two writes: v3 again
+        assert await b.delete_session("x")
+        await b.create_session(session_object("p"), session_id="x", metadata={"owner": "b"})
+        await b.append_interactions("x", interaction("b0"))
+        await b.append_interactions("x", interaction("b1"))  # v3, interactions b0, b1
+        # host A appends one interaction: must land after b0, b1
+        await a.append_interactions("x", interaction("a3"))
+        got = await b.get_session("x")
+        assert got is not None
+        contents = [i.request.event.get("content") for i in got.interactions]
+        assert contents == ["b0", "b1", "a3"], contents
+
+
+async def test_a_remembered_state_does_not_bring_back_a_deleted_sessions_metadata(
+    postgres_dsn: str, prefix: str
+) -> None:
+    """The same with an update: A's merge must not be built on the deleted session's metadata."""
+    async with (
+        PostgresSessionStore(postgres_dsn, table_prefix=prefix) as a,
+        PostgresSessionStore(postgres_dsn, table_prefix=prefix) as b,
+    ):
+        await a.create_session(session_object("p"), session_id="y", metadata={"old": 1})
+        await a.update_session("y", {"metadata": {"old": 2}})  # v2, remembered by A
+        await b.delete_session("y")
+        await b.create_session(session_object("p"), session_id="y", metadata={"new": 1})
+        await b.update_session("y", {"tags": ["b"]})  # v2 again
+        await a.update_session("y", {"metadata": {"a": 1}, "merge_metadata": True})
+        got = await b.get_session("y")
+        assert got is not None
+        assert got.metadata == {"new": 1, "a": 1}, got.metadata

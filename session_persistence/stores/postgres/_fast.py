@@ -10,8 +10,10 @@ module removes both where it safely can:
   The op is built from that, *without reading*, and written with the version it was built at
   as its expected version. If any other writer (another host) changed the session since, that
   version check fails: the state is then read from the database and the op built again, once.
-  So what is remembered is never trusted, only tried: a write applies only to the state it
-  was built from, exactly as with a fresh read. Notifications from other stores drop their
+  The check pins the row's ``incarnation`` too (see :mod:`._schema`): versions restart at 1
+  when another host deletes the id and creates it again, so a version alone could match a
+  different session. So what is remembered is never trusted, only tried: a write applies
+  only to the state it was built from, exactly as with a fresh read. Notifications from other stores drop their
   sessions from it at once.
 * **The transaction is pipelined** (psycopg's pipeline mode): ``BEGIN``, the version-checked
   statement, the interaction rows, ``pg_notify`` and ``COMMIT`` go out together and their
@@ -61,11 +63,17 @@ Build = Callable[[SessionHeader | None, PersistedSession | None], tuple[WriteOp 
 
 @dataclasses.dataclass(slots=True)
 class Known:
-    """A session's state as this store last wrote it (``session`` and ``texts``: if whole)."""
+    """A session's state as this store last wrote it (``session`` and ``texts``: if whole).
+
+    ``incarnation`` is the row's ``incarnation`` column (see :mod:`._schema`): a write built
+    from this state applies only to that row, never to a session re-created under the id
+    since (whose versions start again at 1 and may reach the remembered one).
+    """
 
     header: SessionHeader
     session: PersistedSession | None
     texts: list[str] | None
+    incarnation: int
 
 
 class _Lost(Exception):
@@ -145,7 +153,7 @@ async def apply_single(
             await store._weed()
             known = None
             continue
-        _remember_written(store, op, written)
+        _remember_written(store, op, written, known.incarnation)
         store._commits += 1
         store._follower.remember([op])
         return result
@@ -154,35 +162,45 @@ async def apply_single(
 
 async def _read(store: PostgresSessionStore, session_id: str, load: bool) -> Known | None:
     """The stored state, read now (a whole session if ``load``)."""
+    p = store.prefix
     if not load:
-        header = await store._get_header(session_id)
-        return None if header is None else Known(header, None, None)
-    rows = await store._rows(store._session_select("s.session_id = %s"), (session_id,))
+        rows = await store._rows(
+            f"SELECT {HEADER_SELECT}, s.incarnation FROM {p}sessions s WHERE s.session_id = %s",
+            (session_id,),
+        )
+        if not rows:
+            return None
+        return Known(store._header(rows[0][:-1]), None, None, int(rows[0][-1]))
+    rows = await store._rows(
+        store._session_select("s.session_id = %s", extra="s.incarnation"), (session_id,)
+    )
     if not rows:
         return None
     row = rows[0]
-    session = session_from_rows(row[:-1], row[-1], store._codec, store.label)
+    session = session_from_rows(row[:-2], row[-1], store._codec, store.label)
     texts = [orjson.dumps(item).decode() for item in orjson.loads(row[-1])]
     size = row[13]
-    return Known(header_of(session, size), session, texts)
+    return Known(header_of(session, size), session, texts, int(row[-2]))
 
 
-def _remember_written(store: PostgresSessionStore, op: WriteOp, texts: list[str] | None) -> None:
+def _remember_written(
+    store: PostgresSessionStore, op: WriteOp, texts: list[str] | None, incarnation: int
+) -> None:
     session_id = op_session_id(op)
     if isinstance(op, PutOp):
         listened = store._events.has_listeners("session_updated")
         # (listeners get op.session itself: what is remembered must be a copy of its own)
         session = clone_session(op.session) if listened else op.session
-        remember(store, session_id, Known(op.header, session, texts))
+        remember(store, session_id, Known(op.header, session, texts, incarnation))
     elif isinstance(op, AppendOp):
-        remember(store, session_id, Known(op.header, None, None))
+        remember(store, session_id, Known(op.header, None, None, incarnation))
     else:
         remember(store, session_id, None)
     if isinstance(op, DeleteOp):
         store._touched.pop(session_id, None)
 
 
-async def _write(store: PostgresSessionStore, op: WriteOp, known: Known | None) -> list[str] | None:
+async def _write(store: PostgresSessionStore, op: WriteOp, known: Known) -> list[str] | None:
     """Apply the op as one statement; return the session's new interaction texts (a put).
 
     One statement is one transaction in autocommit mode: its version check, its interaction
@@ -222,7 +240,7 @@ async def _write(store: PostgresSessionStore, op: WriteOp, known: Known | None) 
 
 
 def _statement(
-    store: PostgresSessionStore, op: WriteOp, known: Known | None
+    store: PostgresSessionStore, op: WriteOp, known: Known
 ) -> tuple[str, tuple[Any, ...], list[str] | None]:
     """The op as one statement: data-modifying CTEs, then the check and the notification."""
     sql = store._sql
@@ -232,7 +250,6 @@ def _statement(
     session_id = op_session_id(op)
     if isinstance(op, PutOp):
         assert op.expected is not None
-        assert known is not None
         assert known.texts is not None
         texts = known.texts
         document = orjson.loads(op.data)
@@ -246,7 +263,7 @@ def _statement(
         )
         columns, values = changed_columns(known.header, op.header, metadata)
         ctes.append(f"changed AS ({sql.replace_columns(columns)} RETURNING 1)")
-        params += [*values, session_id, op.expected]
+        params += [*values, session_id, op.expected, known.incarnation]
         same = len(texts) if same_rows else 0
         if not same_rows:
             for old, new in zip(texts, new_texts, strict=False):
@@ -261,7 +278,7 @@ def _statement(
             params += [session_id, list(range(same, len(new_texts))), new_texts[same:]]
     elif isinstance(op, AppendOp):
         h = op.header
-        ctes.append(f"changed AS ({sql.append} RETURNING 1)")
+        ctes.append(f"changed AS ({sql.append_pinned} RETURNING 1)")
         params += [
             h.version,
             h.updated_at,
@@ -271,6 +288,7 @@ def _statement(
             h.size_bytes,
             session_id,
             op.expected,
+            known.incarnation,
         ]
         first = h.interaction_count - len(op.encoded)
         ctes.append(f"added AS ({sql.upsert_rows})")
@@ -281,8 +299,8 @@ def _statement(
         ]
     else:
         assert isinstance(op, DeleteOp)
-        ctes.append(f"changed AS ({sql.delete} RETURNING 1)")  # (rows: ON DELETE CASCADE)
-        params += [session_id, op.expected]
+        ctes.append(f"changed AS ({sql.delete_pinned} RETURNING 1)")  # (rows: ON DELETE CASCADE)
+        params += [session_id, op.expected, known.incarnation]
     statement = sql.one(tuple(ctes))
     params += [session_id, op.expected, store.channel, payload(store._follower.origin, [op])]
     return statement, tuple(params), new_texts

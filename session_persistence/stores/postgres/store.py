@@ -371,10 +371,12 @@ class PostgresSessionStore(SessionStore):
     def _session(self, row: HeaderRow) -> PersistedSession:
         return session_from_rows(self._recorded(row[:-1]), row[-1], self._codec, self.label)
 
-    def _session_select(self, where: str) -> str:
+    def _session_select(self, where: str, *, extra: str = "") -> str:
+        """Header columns, then ``extra`` (if given), then the interactions as a JSON array."""
         p = self.prefix
+        extra = f"{extra}, " if extra else ""
         return (
-            f"SELECT {HEADER_SELECT}, (SELECT coalesce(json_agg(i.data ORDER BY i.seq), "
+            f"SELECT {HEADER_SELECT}, {extra}(SELECT coalesce(json_agg(i.data ORDER BY i.seq), "
             f"'[]')::text FROM {p}interactions i WHERE i.session_id = s.session_id) "
             f"FROM {p}sessions s WHERE {where}"
         )

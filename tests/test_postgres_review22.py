@@ -1,0 +1,378 @@
+"""Review of issue 22 (PostgresSessionStore): reproducers of defects found.
+
+Each test states what the contract promises; every one of them fails on the merged code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime
+import itertools
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from session_persistence import (
+    InMemorySessionStore,
+    SessionFilter,
+    SessionStoreConfig,
+    SessionStoreError,
+)
+from session_persistence.stores.postgres import PostgresSessionStore
+from session_persistence.testing import FakeClock, interaction, session_object
+
+_prefixes = itertools.count()
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"r{next(_prefixes)}_"
+
+
+def sql(dsn: str, statement: str, *params: object) -> list[tuple[Any, ...]]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        cursor = conn.execute(statement, params)  # type: ignore[arg-type]
+        return cursor.fetchall() if cursor.description else []
+
+
+# -- 1. the remembered state (_fast.py) passes the version check of a re-created session ------
+
+
+# -- 2. an "outcome unknown" single write is settled as "not applied" while it still runs ------
+
+
+class _Proxy:
+    """A Unix-socket relay in front of the server; ``cut()`` drops the client side only.
+
+    That is a network failure as the client sees it: the server's backend is not told, so a
+    statement it is running (here: waiting for a row lock) goes on and commits.
+    """
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.dir = tempfile.mkdtemp(prefix="spx-", dir="/tmp")
+        self.clients: list[asyncio.StreamWriter] = []
+        self.servers: list[asyncio.StreamWriter] = []
+        self.server: asyncio.AbstractServer | None = None
+        self.refuse = False  # drop new connections at once (the network is down)
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_unix_server(self._serve, f"{self.dir}/.s.PGSQL.5432")
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.refuse:
+            writer.transport.abort()
+            return
+        up_reader, up_writer = await asyncio.open_unix_connection(self.upstream)
+        self.clients.append(writer)
+        self.servers.append(up_writer)
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(Exception):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+
+        with contextlib.suppress(asyncio.CancelledError):  # (the loop's end: no noise)
+            await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
+
+    def cut(self) -> None:
+        for writer in self.clients:
+            writer.transport.abort()
+        self.clients.clear()
+
+    async def close(self) -> None:
+        self.cut()
+        for writer in self.servers:
+            writer.transport.abort()
+        if self.server is not None:
+            self.server.close()
+        await asyncio.sleep(0.05)  # the relays see their sockets closed and end
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@contextlib.asynccontextmanager
+async def proxied(dsn: str) -> AsyncIterator[tuple[_Proxy, str]]:
+    params = conninfo_to_dict(dsn)
+    port = params.get("port") or "5432"
+    proxy = _Proxy(f"{params['host']}/.s.PGSQL.{port}")
+    await proxy.start()
+    try:
+        yield proxy, make_conninfo(dsn, host=proxy.dir, port="5432")
+    finally:
+        await proxy.close()
+
+
+async def _waiting_on_locks(dsn: str, n: int) -> None:
+    for _ in range(500):
+        rows = sql(
+            dsn,
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock'",
+        )
+        if rows[0][0] >= n:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"never {n} backends waiting on a lock")
+
+
+async def test_an_append_lost_in_flight_is_not_applied_twice(
+    postgres_dsn: str, prefix: str
+) -> None:
+    """The connection drops while the append waits for a row lock another host holds.
+
+    The stored version is still the expected one (the append has not run yet), so _fast.py
+    decides "not applied" and sends it again; then the lock is released, the first statement
+    (still running on the server) commits, the second conflicts, and write_one rebuilds it
+    on the new state: the interaction is appended twice.
+    """
+    async with proxied(postgres_dsn) as (proxy, via_proxy):
+        async with PostgresSessionStore(via_proxy, table_prefix=prefix) as store:
+            session = await store.create_session(session_object("p"))
+            sid = session.session_id
+            await store.append_interactions(sid, interaction("one"))  # remembered: v2
+            locker = await psycopg.AsyncConnection.connect(postgres_dsn)
+            try:
+                await locker.execute(
+                    f"SELECT 1 FROM {prefix}sessions WHERE session_id = %s FOR UPDATE", (sid,)
+                )
+                task = asyncio.create_task(store.append_interactions(sid, interaction("two")))
+                await _waiting_on_locks(postgres_dsn, 1)
+                proxy.cut()  # the network drops; the server's backend goes on waiting
+                await _waiting_on_locks(postgres_dsn, 2)  # the store sent it again
+                await locker.commit()  # the other host's transaction ends
+                header = await task
+            finally:
+                await locker.close()
+            got = await store.get_session(sid)
+            assert got is not None
+            contents = [i.request.event.get("content") for i in got.interactions]
+            assert contents == ["one", "two"], (contents, header.version)
+
+
+# -- 3. query pushdown: a session whose metadata the codec wraps is hidden from filters -------
+
+
+async def test_metadata_filters_match_the_in_memory_store_whatever_the_other_keys(
+    postgres_dsn: str, prefix: str
+) -> None:
+    """A "$" key anywhere in metadata makes the codec store it as {"$esc": {...}}: then
+    ``metadata -> 'plan'`` is NULL in SQL and the session is never returned."""
+    metadata = {"$ref": "doc-1", "plan": "pro"}
+    async with (
+        PostgresSessionStore(postgres_dsn, table_prefix=prefix) as store,
+        InMemorySessionStore() as memory,
+    ):
+        for target in (store, memory):
+            await target.create_session(session_object("p"), session_id="s1", metadata=metadata)
+        flt = SessionFilter(metadata={"plan": "pro"})
+        want = [s.session_id for s in await memory.list_sessions(flt)]
+        assert want == ["s1"]
+        assert [s.session_id for s in await store.list_sessions(flt)] == want
+        assert await store.count_sessions(flt) == 1
+
+
+# -- 4. a backup's snapshot serves every read of the process: stale reads, lost events --------
+
+
+async def test_reads_and_events_during_a_backups_frozen_step_see_other_hosts_writes(
+    postgres_dsn: str, prefix: str
+) -> None:
+    """While ``_frozen`` (a backup's last step) holds its REPEATABLE READ snapshot, *every*
+    ``_rows`` call of the store goes to that snapshot: a ``get_session`` of a session another
+    host has committed returns ``None``, and the follower's ``_load`` for that host's
+    notification finds nothing, so ``session_created`` is dropped for good."""
+    async with (
+        PostgresSessionStore(postgres_dsn, table_prefix=prefix) as a,
+        PostgresSessionStore(postgres_dsn, table_prefix=prefix) as b,
+    ):
+        created: list[str] = []
+        a.on_session_created(lambda session: created.append(session.session_id))
+        await a.following()
+        async with a._frozen():  # what create_backup() holds for its final re-read
+            session = await b.create_session(session_object("p"))
+            await asyncio.sleep(0.5)  # the notification arrives and is handled meanwhile
+            seen_during = await a.get_session(session.session_id)
+        await asyncio.sleep(0.5)
+        # (both fail on the merged code: read as absent, and no event ever)
+        assert (seen_during is not None, created) == (True, [session.session_id])
+
+
+# -- 5. idle expiry across hosts: one host's reads are invisible to the other's cleanup ------
+
+
+async def test_a_session_read_on_one_host_is_not_cleaned_up_as_idle_by_another(
+    postgres_dsn: str, prefix: str
+) -> None:
+    """idle_timeout 60 s. Host B reads the session every 30 s; host A's cleanup (its own
+    background loop, or an explicit call) judges idleness from the database's
+    last_accessed_at, which B only writes once 1,000 reads are pending or at shutdown: A
+    deletes a session that B is using."""
+    clock = FakeClock()
+    config = SessionStoreConfig(idle_timeout=60, clock=clock)
+    async with (
+        PostgresSessionStore(postgres_dsn, config, table_prefix=prefix) as a,
+        PostgresSessionStore(postgres_dsn, config, table_prefix=prefix) as b,
+    ):
+        session = await a.create_session(session_object("p"), expires_at=None)
+        for _ in range(4):  # two minutes of B reading it every 30 s
+            clock.advance(30)
+            assert await b.get_session(session.session_id) is not None
+        removed = await a.cleanup_expired_sessions()
+        assert removed == 0, "host A deleted a session host B read 0 s ago"
+        assert await b.get_session(session.session_id) is not None
+
+
+# -- 6. shutdown with writes in flight: untyped errors ----------------------------------------
+
+
+async def test_writes_in_flight_at_shutdown_fail_with_typed_errors(
+    postgres_dsn: str, prefix: str
+) -> None:
+    """``shutdown()`` closes the pool under running writers: they get ``AssertionError('used
+    before _open or after _close')`` and ``psycopg_pool.PoolClosed``, not the library's
+    ``StoreClosedError``/``StoreIOError``."""
+    store = PostgresSessionStore(postgres_dsn, table_prefix=prefix, max_size=4)
+    await store.initialize()
+    ids = [(await store.create_session(session_object("p"))).session_id for _ in range(8)]
+
+    async def writer(session_id: str) -> None:
+        for i in range(3000):
+            await store.append_interactions(session_id, interaction(f"m{i}"))
+
+    tasks = [asyncio.create_task(writer(session_id)) for session_id in ids]
+    await asyncio.sleep(0.3)
+    await store.shutdown()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    untyped = sorted(
+        {f"{type(r).__name__}: {r}" for r in results if isinstance(r, BaseException)
+         and not isinstance(r, SessionStoreError)}  # fmt: skip
+    )
+    assert untyped == []
+
+
+# -- 7. a NUL character in an id: stored by the other stores, refused as a storage failure -----
+
+
+async def test_a_nul_character_in_the_ids_is_stored_as_on_the_other_stores(
+    postgres_dsn: str, prefix: str
+) -> None:
+    """The in-memory and SQLite stores keep ``processor_id='p\\x00q'``; PostgreSQL ``text``
+    cannot, and the store reports ``StoreIOError`` (a storage failure, "try again"), so such
+    a session can neither be created nor migrated/restored into PostgreSQL."""
+    from session_persistence import SessionObject  # noqa: PLC0415
+
+    async with PostgresSessionStore(postgres_dsn, table_prefix=prefix) as store:
+        created = await store.create_session(SessionObject("p\x00q", "a", "r"))
+        got = await store.get_session(created.session_id)
+        assert got is not None
+        assert got.processor_id == "p\x00q"
+
+
+# -- 8. filters the in-memory store answers (0 matches) fail on PostgreSQL, mostly untyped ----
+
+
+@pytest.mark.parametrize(
+    "flt",
+    [
+        SessionFilter(metadata={"k": "\ud800"}),  # orjson: TypeError (JSONEncodeError)
+        SessionFilter(tags=["\ud800"]),  # TypeError
+        SessionFilter(processor_id="\ud800"),  # UnicodeEncodeError from psycopg
+        SessionFilter(processor_id="p\x00"),  # StoreIOError "text fields cannot contain NUL"
+    ],
+    ids=["metadata-surrogate", "tag-surrogate", "id-surrogate", "id-nul"],
+)
+async def test_filters_with_odd_strings_answer_as_the_in_memory_store(
+    postgres_dsn: str, prefix: str, flt: SessionFilter
+) -> None:
+    async with PostgresSessionStore(postgres_dsn, table_prefix=prefix) as store:
+        await store.create_session(session_object("p"), metadata={"k": "v"}, tags=["t"])
+        assert await store.count_sessions(flt) == 0
+        assert await store.list_sessions(flt) == []
+
+
+# -- 9. catch-up after a dropped listener compares versions only: a replaced session is missed --
+
+
+async def test_a_session_replaced_while_the_listener_was_down_is_reported(
+    postgres_dsn: str, prefix: str
+) -> None:
+    """While host A's listening connection is down, host B deletes "x" and creates a new "x"
+    (version 1 again). A's catch-up sees the version it knew and reports nothing: neither the
+    deletion nor the new session (its listeners keep the old one's state)."""
+    async with (
+        proxied(postgres_dsn) as (proxy, via_proxy),
+        PostgresSessionStore(postgres_dsn, table_prefix=prefix, listen_dsn=via_proxy) as a,
+        PostgresSessionStore(postgres_dsn, table_prefix=prefix) as b,
+    ):
+        events: list[tuple[str, Any]] = []
+        a.on_session_created(lambda s: events.append(("created", s.metadata)))
+        a.on_session_updated(lambda new, old: events.append(("updated", new.metadata)))
+        a.on_session_deleted(lambda sid: events.append(("deleted", sid)))
+        await a.following()
+        await b.create_session(session_object("p"), session_id="x", metadata={"gen": 1})
+        for _ in range(200):
+            if events:
+                break
+            await asyncio.sleep(0.01)
+        assert events == [("created", {"gen": 1})]
+        events.clear()
+        proxy.refuse = True
+        proxy.cut()  # A's listening connection drops and cannot reconnect for now
+        for _ in range(500):
+            if a._follower.reconnecting:
+                break
+            await asyncio.sleep(0.01)
+        await b.delete_session("x")
+        await b.create_session(session_object("p"), session_id="x", metadata={"gen": 2})
+        proxy.refuse = False
+        await a.following()
+        await asyncio.sleep(0.5)
+        assert events != [], "the replacement of x was never reported"
+
+
+# -- 10. max_sessions is checked with a count that does not see other hosts' pending creates --
+
+
+async def test_max_sessions_holds_across_hosts(postgres_dsn: str, prefix: str) -> None:
+    """Eight hosts create at once with ``max_sessions=3``: under READ COMMITTED each batch's
+    ``count(*)`` misses the others' uncommitted rows, so more than three are stored."""
+    config = SessionStoreConfig(max_sessions=3)
+    stores = [PostgresSessionStore(postgres_dsn, config, table_prefix=prefix) for _ in range(8)]
+    await asyncio.gather(*(store.initialize() for store in stores))
+    try:
+        await asyncio.gather(
+            *(store.create_session(session_object("p")) for store in stores),
+            return_exceptions=True,
+        )
+        assert len(sql(postgres_dsn, f"SELECT 1 FROM {prefix}sessions")) <= 3
+    finally:
+        await asyncio.gather(*(store.shutdown() for store in stores))
+
+
+# -- 11. a server TimeZone east of UTC: a late expires_at makes every query fail --------------
+
+
+async def test_a_late_expiry_reads_back_whatever_the_servers_time_zone(
+    postgres_dsn: str, prefix: str
+) -> None:
+    """psycopg returns timestamptz in the session's TimeZone; 9999-12-31 23:00 UTC is year
+    10000 in Tokyo, which Python cannot hold: the write succeeds, then every read that meets
+    the row (get, list, count of the rows...) fails with StoreIOError."""
+    dsn = make_conninfo(postgres_dsn, options="-c timezone=Asia/Tokyo")
+    async with PostgresSessionStore(dsn, table_prefix=prefix) as store:
+        await store.create_session(session_object("p"))
+        late = await store.create_session(
+            session_object("p"), expires_at=datetime(9999, 12, 31, 23, 0, tzinfo=UTC)
+        )
+        got = await store.get_session(late.session_id)
+        assert got is not None
+        assert len(await store.list_sessions()) == 2
