@@ -9,12 +9,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import shutil
+import tempfile
 from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
 import psycopg_pool
 import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from session_persistence import (
     SessionConflictError,
@@ -190,6 +193,118 @@ async def _cutting_pool(dsn: str) -> AsyncIterator[psycopg_pool.AsyncConnectionP
 
 
 # -- several stores on one table set -----------------------------------------------------------
+
+
+class _Proxy:
+    """A Unix-socket relay in front of the server; ``cut()`` drops the client side only.
+
+    That is a network failure as the client sees it: the server's backend is not told, so a
+    statement it is running (here: waiting for a row lock) goes on and commits.
+    """
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.dir = tempfile.mkdtemp(prefix="spx-", dir="/tmp")
+        self.clients: list[asyncio.StreamWriter] = []
+        self.servers: list[asyncio.StreamWriter] = []
+        self.server: asyncio.AbstractServer | None = None
+        self.refuse = False  # drop new connections at once (the network is down)
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_unix_server(self._serve, f"{self.dir}/.s.PGSQL.5432")
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.refuse:
+            writer.transport.abort()
+            return
+        up_reader, up_writer = await asyncio.open_unix_connection(self.upstream)
+        self.clients.append(writer)
+        self.servers.append(up_writer)
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(Exception):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+
+        with contextlib.suppress(asyncio.CancelledError):  # (the loop's end: no noise)
+            await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
+
+    def cut(self) -> None:
+        for writer in self.clients:
+            writer.transport.abort()
+        self.clients.clear()
+
+    async def close(self) -> None:
+        self.cut()
+        for writer in self.servers:
+            writer.transport.abort()
+        if self.server is not None:
+            self.server.close()
+        await asyncio.sleep(0.05)  # the relays see their sockets closed and end
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@contextlib.asynccontextmanager
+async def proxied(dsn: str) -> AsyncIterator[tuple[_Proxy, str]]:
+    params = conninfo_to_dict(dsn)
+    port = params.get("port") or "5432"
+    proxy = _Proxy(f"{params['host']}/.s.PGSQL.{port}")
+    await proxy.start()
+    try:
+        yield proxy, make_conninfo(dsn, host=proxy.dir, port="5432")
+    finally:
+        await proxy.close()
+
+
+async def _waiting_on_a_lock(dsn: str, besides: int | None = None) -> int:
+    """The pid of a backend waiting for a lock (not ``besides``), once there is one."""
+    for _ in range(500):
+        rows = sql(
+            dsn,
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock' AND pid <> %s",
+            besides or 0,
+        )
+        if rows:
+            return int(rows[0][0])
+        await asyncio.sleep(0.01)
+    raise AssertionError("no backend waiting on a lock")
+
+
+async def test_an_append_lost_in_flight_is_not_applied_twice(
+    postgres_dsn: str, prefix: str
+) -> None:
+    """The connection drops while the append waits for a row lock another host holds.
+
+    The stored version is still the expected one (the append has not run yet), but the
+    server's backend goes on waiting and would commit once the lock is released: the store
+    must end that backend before it decides "not applied" and sends the append again.
+    """
+    async with (
+        proxied(postgres_dsn) as (proxy, via_proxy),
+        PostgresSessionStore(via_proxy, table_prefix=prefix) as store,
+    ):
+        session = await store.create_session(session_object("p"))
+        sid = session.session_id
+        await store.append_interactions(sid, interaction("one"))  # remembered: v2
+        locker = await psycopg.AsyncConnection.connect(postgres_dsn)
+        try:
+            await locker.execute(
+                f"SELECT 1 FROM {prefix}sessions WHERE session_id = %s FOR UPDATE", (sid,)
+            )
+            task = asyncio.create_task(store.append_interactions(sid, interaction("two")))
+            first = await _waiting_on_a_lock(postgres_dsn)
+            proxy.cut()  # the network drops; the server's backend goes on waiting
+            await _waiting_on_a_lock(postgres_dsn, besides=first)  # sent again
+            await locker.commit()  # the other host's transaction ends
+            header = await task
+        finally:
+            await locker.close()
+        got = await store.get_session(sid)
+        assert got is not None
+        contents = [i.request.event.get("content") for i in got.interactions]
+        assert contents == ["one", "two"], (contents, header.version)
 
 
 async def test_every_store_hears_the_others_writes_and_catches_up_after_a_drop(

@@ -13,26 +13,36 @@ module removes both where it safely can:
   The check pins the row's ``incarnation`` too (see :mod:`._schema`): versions restart at 1
   when another host deletes the id and creates it again, so a version alone could match a
   different session. So what is remembered is never trusted, only tried: a write applies
-  only to the state it was built from, exactly as with a fresh read. Notifications from other stores drop their
-  sessions from it at once.
+  only to the state it was built from, exactly as with a fresh read. Notifications from
+  other stores drop their sessions from it at once.
 * **The transaction is pipelined** (psycopg's pipeline mode): ``BEGIN``, the version-checked
   statement, the interaction rows, ``pg_notify`` and ``COMMIT`` go out together and their
   replies are read once. The version check therefore cannot be a row count read in between:
   it is ``{prefix}expect(changed rows, ...)``, which raises SQLSTATE ``SP409`` unless exactly
   one row changed, so the server aborts the transaction and ``COMMIT`` does nothing.
 
-A connection lost while the pipeline was in flight leaves the outcome open (``COMMIT`` may
-have been received). The stored header settles it when it can: still at the op's expected
-version means not applied (then the write is retried once on a fresh connection, as a
-connection dropped while idle in the pool needs); at the op's new version *and* its new
-``updated_at`` (a microsecond timestamp of this write) means applied. Anything else, or no
-answer, raises :class:`StoreIOError` saying the outcome is unknown.
+A connection lost while the statement was in flight leaves the outcome open: the server's
+backend may still be running it (waiting for a row lock, say) and commit it later, since a
+client-side network failure is not noticed by the backend until it next writes to it. So
+nothing is decided while it may still run: the backend (``conn.info.backend_pid``, recorded
+before sending) is terminated with ``pg_terminate_backend`` and the store waits until it has
+gone from ``pg_stat_activity`` (an ended backend has committed or rolled back for good).
+Then the stored row settles it: still at the op's expected version and incarnation means not
+applied (the write is then retried once on a fresh connection, as a connection dropped while
+idle in the pool needs); at the op's new version, same incarnation, *and* its new
+``updated_at`` (a microsecond timestamp of this write) means applied. Anything else, a
+backend that cannot be terminated or does not end within ``_SETTLE_TIMEOUT``, behind
+PgBouncer (whose ``backend_pid`` is not the server's), or no answer, raises
+:class:`StoreIOError` saying the outcome is unknown, which is never a
+``SessionConflictError``: a write whose outcome is unknown is never rebuilt and sent again.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Callable
+from datetime import UTC
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
@@ -56,6 +66,7 @@ __all__ = ["Known", "apply_single"]
 T = TypeVar("T")
 
 _MAX_KNOWN = 10_000
+_SETTLE_TIMEOUT = 10.0  # seconds to wait for a lost write's backend to end
 _CONFLICT = "SP409"
 
 Build = Callable[[SessionHeader | None, PersistedSession | None], tuple[WriteOp | None, T]]
@@ -77,11 +88,12 @@ class Known:
 
 
 class _Lost(Exception):
-    """The connection was lost while the pipeline was in flight."""
+    """The connection was lost while the statement was in flight (on backend ``pid``)."""
 
-    def __init__(self, error: psycopg.Error) -> None:
+    def __init__(self, error: psycopg.Error, pid: int | None) -> None:
         super().__init__(str(error))
         self.error = error
+        self.pid = pid
 
 
 def remember(store: PostgresSessionStore, session_id: str, known: Known | None) -> None:
@@ -146,7 +158,7 @@ async def apply_single(
             continue
         except _Lost as lost:
             remember(store, session_id, None)
-            if not await _not_applied(store, op, lost):
+            if not await _not_applied(store, op, known, lost):
                 return result  # the stored state shows it applied
             if attempt == 3:
                 raise translate(lost.error, store.label, writing=True) from lost.error
@@ -210,6 +222,7 @@ async def _write(store: PostgresSessionStore, op: WriteOp, known: Known) -> list
     statement, params, new_texts = _statement(store, op, known)
     try:
         async with store._connection() as conn:
+            pid = None if store._pgbouncer else conn.info.backend_pid
             try:
                 if store._per_transaction:
                     async with conn.pipeline():
@@ -226,7 +239,7 @@ async def _write(store: PostgresSessionStore, op: WriteOp, known: Known) -> list
                     or conn.broken
                     or (isinstance(exc, psycopg.OperationalError) and _lost(exc))
                 ):
-                    raise _Lost(exc) from exc
+                    raise _Lost(exc, pid) from exc
                 if store._per_transaction:
                     await conn.execute("ROLLBACK")
                 # The check (SP409) fails the statement; a row of a session deleted meanwhile
@@ -314,27 +327,49 @@ async def _conflict(store: PostgresSessionStore, conn: Conn, op: WriteOp) -> Ses
     return SessionConflictError(session_id, op.expected, actual)
 
 
-async def _not_applied(store: PostgresSessionStore, op: WriteOp, lost: _Lost) -> bool:
-    """After a lost pipeline: ``True`` if the op surely did not apply, ``False`` if it did.
+async def _not_applied(store: PostgresSessionStore, op: WriteOp, known: Known, lost: _Lost) -> bool:
+    """After a lost statement: ``True`` if the op surely did not apply, ``False`` if it did.
 
     Raises:
         StoreIOError: The outcome cannot be told (see the module documentation).
     """
     session_id = op_session_id(op)
+    if lost.pid is None or not await _ended(store, lost.pid):
+        _unknown(store, lost)
     try:
         rows = await store._rows(
-            f"SELECT {HEADER_SELECT} FROM {store.prefix}sessions s WHERE s.session_id = %s",
+            f"SELECT s.version, s.incarnation, s.updated_at AT TIME ZONE 'UTC' "
+            f"FROM {store.prefix}sessions s WHERE s.session_id = %s",
             (session_id,),
         )
     except SessionStoreError:
-        rows = None
-    if rows is not None:
-        version = int(rows[0][9]) if rows else None
+        return _unknown(store, lost)
+    if rows and int(rows[0][1]) == known.incarnation:
+        version, updated_at = int(rows[0][0]), rows[0][2]
         if version == op.expected:
             return True
-        if isinstance(op, PutOp | AppendOp) and rows and version == op.header.version:
-            return rows[0][6] != op.header.updated_at and _unknown(store, lost)
+        if isinstance(op, PutOp | AppendOp) and version == op.header.version:
+            new = op.header.updated_at.astimezone(UTC).replace(tzinfo=None)
+            if updated_at == new:
+                return False
     return _unknown(store, lost)
+
+
+async def _ended(store: PostgresSessionStore, pid: int) -> bool:
+    """Terminate backend ``pid`` and wait until it is gone; ``False`` if it did not end."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + _SETTLE_TIMEOUT
+    try:
+        async with store._connection() as conn:
+            await conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            while loop.time() < deadline:
+                cursor = await conn.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,))
+                if await cursor.fetchone() is None:
+                    return True
+                await asyncio.sleep(0.01)
+    except (psycopg.Error, psycopg_pool.PoolTimeout):
+        pass  # (not allowed to, or no connection: the outcome stays unknown)
+    return False
 
 
 def _unknown(store: PostgresSessionStore, lost: _Lost) -> bool:

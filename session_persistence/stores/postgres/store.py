@@ -186,6 +186,7 @@ class PostgresSessionStore(SessionStore):
         self._statement_timeout = statement_timeout
         self._connect_timeout = float(connect_timeout)
         self._per_transaction = pgbouncer or pool is not None
+        self._pgbouncer = bool(pgbouncer)  # (then backend_pid is not the server's: see _fast)
         self._prepare_threshold = None if pgbouncer else prepare_threshold
         self._listen_dsn = listen_dsn
         self._watch = bool(watch)
