@@ -496,3 +496,37 @@ async def test_a_remembered_state_does_not_bring_back_a_deleted_sessions_metadat
         got = await b.get_session("y")
         assert got is not None
         assert got.metadata == {"new": 1, "a": 1}, got.metadata
+
+
+# -- backups -----------------------------------------------------------------------------------
+
+
+async def test_reads_and_events_during_a_backups_frozen_step_see_other_hosts_writes(
+    postgres_dsn: str, prefix: str
+) -> None:
+    """Only the backup's own reads use its ``REPEATABLE READ`` snapshot.
+
+    While ``_frozen`` (a backup's last step) holds the snapshot, a ``get_session`` from
+    another task must see what another host committed since, and the event follower must
+    load that host's new session for its ``session_created``.
+    """
+    async with (
+        PostgresSessionStore(postgres_dsn, table_prefix=prefix) as a,
+        PostgresSessionStore(postgres_dsn, table_prefix=prefix) as b,
+    ):
+        created: list[str] = []
+        a.on_session_created(lambda session: created.append(session.session_id))
+        await a.following()
+        wanted: asyncio.Queue[str] = asyncio.Queue()
+
+        async def caller() -> bool:  # a request handler: its own task, not the backup's
+            return await a.get_session(await wanted.get()) is not None
+
+        reader = asyncio.create_task(caller())
+        async with a._frozen():  # what create_backup() holds for its final re-read
+            session = await b.create_session(session_object("p"))
+            assert await a.get_session(session.session_id) is None  # the backup's own view
+            await wanted.put(session.session_id)
+            seen_during = await reader
+            await eventually(lambda: created == [session.session_id], within=10)
+        assert seen_during

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
 import logging
 import re
@@ -95,6 +96,12 @@ T = TypeVar("T")
 
 _PREFIX = re.compile(r"[a-z_][a-z0-9_]{0,39}")
 _TOUCH_BACKLOG = 1000  # recorded reads written once this many are pending
+
+#: A backup's ``REPEATABLE READ`` transaction (see ``_frozen``), for the backup's own reads
+#: only: set in the task that holds ``_frozen``, so no other task of the process reads from it.
+_SNAPSHOT: contextvars.ContextVar[tuple[PostgresSessionStore, Conn] | None] = (
+    contextvars.ContextVar("session_persistence_postgres_snapshot", default=None)
+)
 
 
 class PostgresSessionStore(SessionStore):
@@ -194,7 +201,6 @@ class PostgresSessionStore(SessionStore):
         self._touched: dict[str, datetime] = {}
         self._known: dict[str, Known] = {}  # what this store last wrote (see _fast.py)
         self._flushing: asyncio.Task[None] | None = None  # writing recorded reads (_touch)
-        self._snap: Conn | None = None  # a backup's REPEATABLE READ transaction (_frozen)
         self._snap_lock = asyncio.Lock()
         self._migrated_from: int | None = None
         self._commits = 0
@@ -323,14 +329,15 @@ class PostgresSessionStore(SessionStore):
 
     async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run one read statement; a connection lost before it ran is retried once."""
-        if self._snap is not None:  # inside a backup's snapshot (see _frozen)
+        snap = _SNAPSHOT.get()
+        if snap is not None and snap[0] is self:  # a backup's own read (see _frozen)
+            conn = snap[1]
             async with self._snap_lock:
-                if self._snap is not None:
-                    try:
-                        cursor = await self._snap.execute(sql, params)
-                        return await cursor.fetchall()
-                    except psycopg.Error as exc:
-                        raise translate(exc, self.label, writing=False) from exc
+                try:
+                    cursor = await conn.execute(sql, params)
+                    return await cursor.fetchall()
+                except psycopg.Error as exc:
+                    raise translate(exc, self.label, writing=False) from exc
         for attempt in (1, 2):
             try:
                 async with self._connection() as conn:
@@ -442,7 +449,7 @@ class PostgresSessionStore(SessionStore):
 
     async def _flush_touches(self) -> None:
         """Write recorded reads' ``last_accessed_at`` (one statement, rows in id order)."""
-        if not self._touched or self._snap is not None:
+        if not self._touched:
             return
         touched, self._touched = self._touched, {}
         ids = sorted(touched)  # a fixed lock order: no deadlock with another host's flush
@@ -642,7 +649,9 @@ class PostgresSessionStore(SessionStore):
         """Hold this process's writers off and read from one ``REPEATABLE READ`` snapshot.
 
         Other hosts keep writing: the snapshot sees the tables as they were when it began,
-        whatever commits after.
+        whatever commits after. Only reads of the task that holds this block (the backup's)
+        use the snapshot (a context variable): every other read of the process, a caller's
+        or the event follower's, still sees the latest commits.
         """
         async with super()._frozen(), self._connection() as conn:
             try:
@@ -651,11 +660,11 @@ class PostgresSessionStore(SessionStore):
             except psycopg.Error as exc:
                 await _rollback(conn)
                 raise translate(exc, self.label, writing=False) from exc
-            self._snap = conn
+            token = _SNAPSHOT.set((self, conn))
             try:
                 yield
             finally:
-                self._snap = None
+                _SNAPSHOT.reset(token)
                 await _rollback(conn)
 
     # == monitoring ==============================================================================
