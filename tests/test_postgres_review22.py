@@ -52,25 +52,6 @@ def sql(dsn: str, statement: str, *params: object) -> list[tuple[Any, ...]]:
 # -- 3. query pushdown: a session whose metadata the codec wraps is hidden from filters -------
 
 
-async def test_metadata_filters_match_the_in_memory_store_whatever_the_other_keys(
-    postgres_dsn: str, prefix: str
-) -> None:
-    """A "$" key anywhere in metadata makes the codec store it as {"$esc": {...}}: then
-    ``metadata -> 'plan'`` is NULL in SQL and the session is never returned."""
-    metadata = {"$ref": "doc-1", "plan": "pro"}
-    async with (
-        PostgresSessionStore(postgres_dsn, table_prefix=prefix) as store,
-        InMemorySessionStore() as memory,
-    ):
-        for target in (store, memory):
-            await target.create_session(session_object("p"), session_id="s1", metadata=metadata)
-        flt = SessionFilter(metadata={"plan": "pro"})
-        want = [s.session_id for s in await memory.list_sessions(flt)]
-        assert want == ["s1"]
-        assert [s.session_id for s in await store.list_sessions(flt)] == want
-        assert await store.count_sessions(flt) == 1
-
-
 # -- 4. a backup's snapshot serves every read of the process: stale reads, lost events --------
 
 

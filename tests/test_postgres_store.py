@@ -530,3 +530,28 @@ async def test_reads_and_events_during_a_backups_frozen_step_see_other_hosts_wri
             seen_during = await reader
             await eventually(lambda: created == [session.session_id], within=10)
         assert seen_during
+
+
+# -- filters ------------------------------------------------------------------------------------
+
+
+async def test_metadata_filters_match_the_in_memory_store_whatever_the_other_keys(
+    postgres_dsn: str, prefix: str
+) -> None:
+    """A "$" key in metadata makes the codec store it as ``{"$esc": {...}}``.
+
+    The SQL filter must look inside that wrapper, or ``metadata -> 'plan'`` is NULL and the
+    session is never returned.
+    """
+    metadata = {"$ref": "doc-1", "plan": "pro"}
+    async with (
+        PostgresSessionStore(postgres_dsn, table_prefix=prefix) as store,
+        InMemorySessionStore() as memory,
+    ):
+        for target in (store, memory):
+            await target.create_session(session_object("p"), session_id="s1", metadata=metadata)
+        flt = SessionFilter(metadata={"plan": "pro"})
+        want = [s.session_id for s in await memory.list_sessions(flt)]
+        assert want == ["s1"]
+        assert [s.session_id for s in await store.list_sessions(flt)] == want
+        assert await store.count_sessions(flt) == 1

@@ -34,6 +34,9 @@ __all__ = ["Statement", "expired_condition", "order_by", "select"]
 
 _SIMPLE_KEY = re.compile(r"[A-Za-z0-9_]{1,64}")
 _INT64 = 2**63
+#: The metadata object as the codec stored it: a dict with any key starting with "$" is
+#: written as ``{"$esc": {...}}`` (and a dict without one never has an ``$esc`` key).
+_METADATA = "coalesce(s.metadata -> '$esc', s.metadata)"
 
 
 @dataclass(slots=True)
@@ -157,7 +160,8 @@ def _metadata(st: Statement, key: str, value: Any) -> None:
         return
     plain = type(value) in (str, bool) or value is None
     if plain or (type(value) is int and -_INT64 <= value < _INT64):
-        _guarded(st, "s.metadata", "(s.metadata -> %s)::text = %s", key, _json(value))
+        # (metadata with a "$" key is stored escaped, as {"$esc": {...}}: see serialization)
+        _guarded(st, "s.metadata", f"({_METADATA} -> %s)::text = %s", key, _json(value))
     else:
         st.exact = False
 
