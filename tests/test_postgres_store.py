@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 import itertools
 import random
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ import psycopg
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from psycopg.conninfo import make_conninfo
 
 from session_persistence import (
     ConfigurationError,
@@ -555,3 +556,26 @@ async def test_metadata_filters_match_the_in_memory_store_whatever_the_other_key
         assert want == ["s1"]
         assert [s.session_id for s in await store.list_sessions(flt)] == want
         assert await store.count_sessions(flt) == 1
+
+
+# -- time zones ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("pgbouncer", [False, True], ids=["pooled", "pgbouncer-mode"])
+async def test_a_late_expiry_reads_back_whatever_the_servers_time_zone(
+    postgres_dsn: str, prefix: str, pgbouncer: bool
+) -> None:
+    """Timestamps are read in UTC whatever the server's (or connection's) TimeZone.
+
+    psycopg returns a timestamptz in the connection's zone; 9999-12-31 23:00 UTC is year
+    10000 in Tokyo, which Python cannot hold, and every read that met the row failed.
+    """
+    dsn = make_conninfo(postgres_dsn, options="-c timezone=Asia/Tokyo")
+    async with PostgresSessionStore(dsn, table_prefix=prefix, pgbouncer=pgbouncer) as store:
+        await store.create_session(session_object("p"))
+        late = await store.create_session(
+            session_object("p"), expires_at=datetime(9999, 12, 31, 23, 0, tzinfo=UTC)
+        )
+        got = await store.get_session(late.session_id)
+        assert got is not None
+        assert len(await store.list_sessions()) == 2

@@ -57,10 +57,22 @@ COLUMNS = (
     "size_bytes",
 )
 
-#: What a header is read with (alias ``s``): the JSON columns as their exact text.
-HEADER_SELECT = ", ".join(
-    f"s.{c}::text" if c in ("metadata", "tags") else f"s.{c}" for c in COLUMNS
-)
+_TIMES = ("created_at", "updated_at", "last_accessed_at", "expires_at")
+
+
+def _selected(column: str) -> str:
+    if column in ("metadata", "tags"):
+        return f"s.{column}::text"
+    if column in _TIMES:
+        # In UTC, whatever the connection's TimeZone: psycopg returns a timestamptz in that
+        # zone, where a late UTC time (9999-12-31 23:00) may be a year Python cannot hold.
+        return f"s.{column} AT TIME ZONE 'UTC'"
+    return f"s.{column}"
+
+
+#: What a header is read with (alias ``s``): the JSON columns as their exact text, the
+#: timestamps as UTC wall-clock times (``timestamp`` values that :func:`_text` reads as UTC).
+HEADER_SELECT = ", ".join(_selected(c) for c in COLUMNS)
 
 HeaderRow = tuple[Any, ...]
 
@@ -136,8 +148,10 @@ def put_values(header: SessionHeader, data: bytes) -> tuple[tuple[Any, ...], lis
 def _text(moment: Any, column: str) -> str | None:
     if moment is None:
         return None
-    if not isinstance(moment, datetime) or moment.tzinfo is None:
+    if not isinstance(moment, datetime):
         raise InvalidInputError(f"{column} must be a timestamp with a time zone")
+    if moment.tzinfo is None:  # (read AT TIME ZONE 'UTC': see HEADER_SELECT)
+        return moment.replace(tzinfo=UTC).isoformat()
     return moment.astimezone(UTC).isoformat()
 
 

@@ -53,7 +53,7 @@ import dataclasses
 import logging
 import re
 from collections.abc import AsyncIterator, Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar
 
 import psycopg
@@ -230,9 +230,14 @@ class PostgresSessionStore(SessionStore):
         return ""
 
     async def _configure(self, conn: Conn) -> None:
-        """A new pooled connection: autocommit, and the session settings (unless PgBouncer)."""
+        """A new pooled connection: autocommit, and the session settings (unless PgBouncer).
+
+        ``TimeZone`` is UTC (timestamps are read ``AT TIME ZONE 'UTC'`` anyway, for PgBouncer
+        and pools the caller gives, where no session setting can be relied on).
+        """
         await conn.set_autocommit(True)
         if not self._per_transaction:
+            await conn.execute("SELECT set_config('TimeZone', 'UTC', false)")
             for name, value in self._settings():
                 await conn.execute("SELECT set_config(%s, %s, false)", (name, value))
 
@@ -355,8 +360,12 @@ class PostgresSessionStore(SessionStore):
     def _recorded(self, row: HeaderRow) -> HeaderRow:
         """The row with this process's latest recorded read of it (see :meth:`_touch`)."""
         touched = self._touched.get(row[0])
-        if touched is not None and isinstance(row[7], datetime) and touched > row[7]:
-            return (*row[:7], touched, *row[8:])
+        stored = row[7]
+        if touched is not None and isinstance(stored, datetime):
+            if stored.tzinfo is None:  # (read in UTC: see HEADER_SELECT)
+                stored = stored.replace(tzinfo=UTC)
+            if touched > stored:
+                return (*row[:7], touched, *row[8:])
         return row
 
     def _touched_header(self, header: SessionHeader) -> SessionHeader:
