@@ -579,3 +579,30 @@ async def test_a_late_expiry_reads_back_whatever_the_servers_time_zone(
         got = await store.get_session(late.session_id)
         assert got is not None
         assert len(await store.list_sessions()) == 2
+
+
+# -- idle expiry across hosts -------------------------------------------------------------------
+
+
+async def test_a_session_read_on_one_host_is_not_cleaned_up_as_idle_by_another(
+    postgres_dsn: str, prefix: str
+) -> None:
+    """idle_timeout 60 s; host B reads the session every 30 s (store clock).
+
+    Host A's cleanup judges idleness from the database's ``last_accessed_at``: B must write
+    its recorded reads on time (a quarter of idle_timeout), not only once 1,000 are pending
+    or at shutdown, or A deletes a session B is using.
+    """
+    clock = FakeClock()
+    config = SessionStoreConfig(idle_timeout=60, clock=clock)
+    async with (
+        PostgresSessionStore(postgres_dsn, config, table_prefix=prefix) as a,
+        PostgresSessionStore(postgres_dsn, config, table_prefix=prefix) as b,
+    ):
+        session = await a.create_session(session_object("p"), expires_at=None)
+        for _ in range(4):  # two minutes of B reading it every 30 s
+            clock.advance(30)
+            assert await b.get_session(session.session_id) is not None
+        removed = await a.cleanup_expired_sessions()
+        assert removed == 0, "host A deleted a session host B read 0 s ago"
+        assert await b.get_session(session.session_id) is not None

@@ -36,8 +36,10 @@ Reads and expiry
     Filters, counts, sorting and pagination are SQL (see :mod:`._sql`); a text search is
     decided in Python over the rows the filter selects (its rules, ``str.lower`` over decoded
     values, are Python's). A read records ``last_accessed_at`` in this process at once, and
-    in the database before a query that judges idle expiry, when many are pending, and at
-    shutdown, so reads cost no write of their own.
+    in the database before a query that judges idle expiry, when many are pending, at
+    shutdown, and, with ``idle_timeout`` set, once the oldest pending read is a quarter of
+    ``idle_timeout`` old (so other hosts' cleanups see it; see ``_flush_due``): many reads
+    share one write.
 
 Backups
     The base's snapshot algorithm, with ``_frozen`` reading from one ``REPEATABLE READ``
@@ -201,6 +203,8 @@ class PostgresSessionStore(SessionStore):
         self._touched: dict[str, datetime] = {}
         self._known: dict[str, Known] = {}  # what this store last wrote (see _fast.py)
         self._flushing: asyncio.Task[None] | None = None  # writing recorded reads (_touch)
+        self._flush_timer: asyncio.Task[None] | None = None  # writes them on time (_touch)
+        self._pending_since: tuple[datetime, float] | None = None  # the oldest unwritten read
         self._snap_lock = asyncio.Lock()
         self._migrated_from: int | None = None
         self._commits = 0
@@ -312,6 +316,10 @@ class PostgresSessionStore(SessionStore):
     async def _close(self) -> None:
         try:
             await self._follower.stop()
+            timer, self._flush_timer = self._flush_timer, None
+            if timer is not None:
+                timer.cancel()
+                await asyncio.gather(timer, return_exceptions=True)
             if self._flushing is not None:
                 await asyncio.gather(self._flushing, return_exceptions=True)
             if self._touched:
@@ -407,6 +415,10 @@ class PostgresSessionStore(SessionStore):
         if session is None or self._expired(session, now):
             return None
         self._touch(session_id, now)
+        flushing = self._flushing
+        if flushing is not None and not flushing.done():
+            # (a flush this read made due: the read is in the database when it returns)
+            await asyncio.gather(asyncio.shield(flushing), return_exceptions=True)
         if now > session.last_accessed_at:
             session = dataclasses.replace(session, last_accessed_at=now)
         return session
@@ -440,14 +452,47 @@ class PostgresSessionStore(SessionStore):
         return int(rows[0][0])
 
     def _touch(self, session_id: str, when: datetime) -> None:
+        self._record_read(session_id, when)
+        if self._pool is None or (self._flushing is not None and not self._flushing.done()):
+            return
+        if len(self._touched) >= _TOUCH_BACKLOG or self._flush_due(when):
+            self._flushing = asyncio.get_running_loop().create_task(self._flush_touches_logged())
+        elif self._idle is not None and (self._flush_timer is None or self._flush_timer.done()):
+            self._flush_timer = asyncio.get_running_loop().create_task(self._flush_later())
+
+    def _record_read(self, session_id: str, when: datetime) -> None:
+        if not self._touched:  # the oldest pending read: by the store's clock and the loop's
+            self._pending_since = (when, asyncio.get_running_loop().time())
         if self._touched.get(session_id, when) <= when:
             self._touched[session_id] = when
-        if (
-            len(self._touched) >= _TOUCH_BACKLOG
-            and self._pool is not None
-            and (self._flushing is None or self._flushing.done())
-        ):
-            self._flushing = asyncio.get_running_loop().create_task(self._flush_touches_logged())
+
+    def _flush_due(self, now: datetime) -> bool:
+        """Whether recorded reads must be written now, so other hosts judge idleness by them.
+
+        With ``idle_timeout`` set, the oldest pending read is written once it is a quarter
+        of ``idle_timeout`` old, by the store's clock or by the event loop's (so every read
+        is in the database well before it is ``idle_timeout / 2`` old).
+        """
+        if self._idle is None or not self._touched or self._pending_since is None:
+            return False
+        limit = self._idle / 4
+        since, loop_since = self._pending_since
+        elapsed = asyncio.get_running_loop().time() - loop_since
+        return now - since >= limit or elapsed >= limit.total_seconds()
+
+    async def _flush_later(self) -> None:
+        """Write recorded reads a quarter of ``idle_timeout`` after the oldest was recorded."""
+        assert self._idle is not None
+        while self._touched and self._pool is not None:
+            assert self._pending_since is not None
+            loop = asyncio.get_running_loop()
+            wait = self._pending_since[1] + self._idle.total_seconds() / 4 - loop.time()
+            await asyncio.sleep(max(wait, 0.01))
+            if self._flushing is not None and not self._flushing.done():
+                await asyncio.gather(self._flushing, return_exceptions=True)
+            elif self._flush_due(self._now()):
+                self._flushing = loop.create_task(self._flush_touches_logged())
+                await asyncio.gather(self._flushing, return_exceptions=True)
 
     async def _flush_touches_logged(self) -> None:
         try:
@@ -472,7 +517,7 @@ class PostgresSessionStore(SessionStore):
                 )
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
             for session_id, when in touched.items():  # keep them for the next try
-                self._touch(session_id, when)
+                self._record_read(session_id, when)
             raise translate(exc, self.label, writing=False) from exc
 
     async def _before_query(self, flt: SessionFilter) -> None:
