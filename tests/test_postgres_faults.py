@@ -353,6 +353,45 @@ async def test_every_store_hears_the_others_writes_and_catches_up_after_a_drop(
         assert not any("reconnecting" in issue for issue in health.issues), health.issues
 
 
+async def test_a_session_replaced_while_the_listener_was_down_is_reported(
+    postgres_dsn: str, prefix: str
+) -> None:
+    """While A's listening connection is down, B deletes "x" and creates a new "x" (v1 again).
+
+    A's catch-up must tell the new session from the one it knew (same id and version, another
+    created_at) and report the deletion, then the new session.
+    """
+    async with (
+        proxied(postgres_dsn) as (proxy, via_proxy),
+        PostgresSessionStore(postgres_dsn, table_prefix=prefix, listen_dsn=via_proxy) as a,
+        PostgresSessionStore(postgres_dsn, table_prefix=prefix) as b,
+    ):
+        events: list[tuple[str, Any]] = []
+        a.on_session_created(lambda s: events.append(("created", s.metadata)))
+        a.on_session_updated(lambda new, old: events.append(("updated", new.metadata)))
+        a.on_session_deleted(lambda sid: events.append(("deleted", sid)))
+        await a.following()
+        await b.create_session(session_object("p"), session_id="x", metadata={"gen": 1})
+        for _ in range(200):
+            if events:
+                break
+            await asyncio.sleep(0.01)
+        assert events == [("created", {"gen": 1})]
+        events.clear()
+        proxy.refuse = True
+        proxy.cut()  # A's listening connection drops and cannot reconnect for now
+        for _ in range(500):
+            if a._follower.reconnecting:
+                break
+            await asyncio.sleep(0.01)
+        await b.delete_session("x")
+        await b.create_session(session_object("p"), session_id="x", metadata={"gen": 2})
+        proxy.refuse = False
+        await a.following()
+        await eventually(lambda: len(events) >= 2, within=10)
+        assert events == [("deleted", "x"), ("created", {"gen": 2})]
+
+
 async def test_get_or_create_across_stores_creates_exactly_once(
     postgres_dsn: str, prefix: str
 ) -> None:
