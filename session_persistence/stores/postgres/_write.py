@@ -95,6 +95,14 @@ class Statements:
             f"INSERT INTO {p}interactions (session_id, seq, data) VALUES (%s, %s, %s::json)"
         )
         self.count = f"SELECT count(*) FROM {p}sessions"
+        #: The advisory lock of ``max_sessions`` checks (one per table set).
+        self.limit_key = int.from_bytes(
+            hashlib.blake2b(
+                f"session-persistence:{p}:max_sessions".encode(), digest_size=8
+            ).digest(),
+            "big",
+            signed=True,
+        )
         self.prefix = p
         self.upsert_rows = (
             f"INSERT INTO {p}interactions (session_id, seq, data) "

@@ -624,6 +624,12 @@ class PostgresSessionStore(SessionStore):
                 created = sum(1 for op in ops if isinstance(op, PutOp) and op.expected is None)
                 deleted = sum(1 for op in ops if isinstance(op, DeleteOp))
                 if created > deleted:
+                    # One creating batch at a time counts (across hosts): under READ COMMITTED
+                    # a count cannot see other transactions' uncommitted rows, so two batches
+                    # could each count below the limit and both commit. The lock is held to
+                    # COMMIT; the count, a statement after taking it, sees what the last
+                    # holder committed. Nothing else is locked after it: no deadlock.
+                    await conn.execute(self._sql.lock_id, (self._sql.limit_key,))
                     cursor = await conn.execute(self._sql.count)
                     row = await cursor.fetchone()
                     if row is not None and int(row[0]) > max_sessions:
