@@ -22,6 +22,8 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from session_persistence import (
     SessionConflictError,
     SessionFilter,
+    SessionStoreError,
+    StoreClosedError,
     StoreIOError,
     StoreLockTimeoutError,
 )
@@ -428,3 +430,34 @@ async def test_check_repair_sets_a_damaged_row_aside_in_the_quarantine_table(
         assert stats.backend["quarantined"] == 1
     rows = sql(postgres_dsn, f"SELECT session_id, session->>'metadata' FROM {prefix}quarantine")
     assert rows == [(bad.session_id, "[1]")]
+
+
+async def test_writes_in_flight_at_shutdown_fail_with_typed_errors(
+    postgres_dsn: str, prefix: str
+) -> None:
+    """Writers still running when ``shutdown()`` closes the pool get the library's errors.
+
+    ``StoreClosedError`` (or ``StoreIOError``), never ``AssertionError('used before _open or
+    after _close')`` or ``psycopg_pool.PoolClosed``.
+    """
+    store = PostgresSessionStore(postgres_dsn, table_prefix=prefix, max_size=4)
+    await store.initialize()
+    ids = [(await store.create_session(session_object("p"))).session_id for _ in range(8)]
+
+    async def writer(session_id: str) -> None:
+        for i in range(3000):
+            await store.append_interactions(session_id, interaction(f"m{i}"))
+
+    tasks = [asyncio.create_task(writer(session_id)) for session_id in ids]
+    await asyncio.sleep(0.3)
+    await store.shutdown()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    untyped = sorted(
+        {
+            f"{type(r).__name__}: {r}"
+            for r in results
+            if isinstance(r, BaseException) and not isinstance(r, SessionStoreError)
+        }
+    )
+    assert untyped == []
+    assert all(isinstance(r, StoreClosedError | StoreIOError) for r in results)

@@ -67,6 +67,7 @@ from ...errors import (
     ConfigurationError,
     SessionConflictError,
     SessionLimitError,
+    StoreClosedError,
     StoreCorruptionError,
 )
 from ...models import (
@@ -259,10 +260,14 @@ class PostgresSessionStore(SessionStore):
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[Conn]:
         pool = self._pool
-        assert pool is not None, "used before _open or after _close"
+        if pool is None:  # (a call still running when shutdown() closed the pool)
+            raise StoreClosedError("the store was shut down while this call was running")
         # getconn/putconn rather than pool.connection(): the connections are in autocommit
         # mode, so the context manager's commit-or-rollback has nothing to do.
-        conn = await pool.getconn(timeout=self._connect_timeout)
+        try:
+            conn = await pool.getconn(timeout=self._connect_timeout)
+        except psycopg_pool.PoolClosed as exc:
+            raise StoreClosedError("the store was shut down while this call was running") from exc
         try:
             if not conn.autocommit:  # (a pool the caller gave us)
                 await conn.set_autocommit(True)
@@ -316,17 +321,28 @@ class PostgresSessionStore(SessionStore):
     async def _close(self) -> None:
         try:
             await self._follower.stop()
-            timer, self._flush_timer = self._flush_timer, None
-            if timer is not None:
-                timer.cancel()
-                await asyncio.gather(timer, return_exceptions=True)
-            if self._flushing is not None:
-                await asyncio.gather(self._flushing, return_exceptions=True)
-            if self._touched:
-                with contextlib.suppress(Exception):  # best effort: reads are not writes
-                    await self._flush_touches()
+            # Writes already running finish first (each is one transaction on a pooled
+            # connection); later ones wait at the gate, then find the pool closed and raise
+            # StoreClosedError (see _connection).
+            async with self._gate.frozen():
+                try:
+                    await self._close_rest()
+                finally:
+                    await self._close_pool()
         finally:
-            await self._close_pool()
+            await self._close_pool()  # (if stopping the follower failed)
+
+    async def _close_rest(self) -> None:
+        """Stop writing recorded reads, then write those still pending (best effort)."""
+        timer, self._flush_timer = self._flush_timer, None
+        if timer is not None:
+            timer.cancel()
+            await asyncio.gather(timer, return_exceptions=True)
+        if self._flushing is not None:
+            await asyncio.gather(self._flushing, return_exceptions=True)
+        if self._touched:
+            with contextlib.suppress(Exception):  # best effort: reads are not writes
+                await self._flush_touches()
 
     async def following(self) -> None:
         """Wait until events from other stores (any host) are being delivered.
