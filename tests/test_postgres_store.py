@@ -606,3 +606,24 @@ async def test_a_session_read_on_one_host_is_not_cleaned_up_as_idle_by_another(
         removed = await a.cleanup_expired_sessions()
         assert removed == 0, "host A deleted a session host B read 0 s ago"
         assert await b.get_session(session.session_id) is not None
+
+
+@pytest.mark.parametrize(
+    "flt",
+    [
+        SessionFilter(metadata={"k": "\ud800"}),  # (orjson cannot encode it)
+        SessionFilter(tags=["\ud800"]),
+        SessionFilter(tags_all=["t", "\ud800"]),
+        SessionFilter(processor_id="\ud800"),  # (nor UTF-8)
+        SessionFilter(processor_id=["p\x00", "\udfff"]),
+    ],
+    ids=["metadata-surrogate", "tag-surrogate", "tags-all-surrogate", "id-surrogate", "id-nul"],
+)
+async def test_filters_with_odd_strings_answer_as_the_in_memory_store(
+    postgres_dsn: str, prefix: str, flt: SessionFilter
+) -> None:
+    """A string no stored session can hold matches nothing, as in memory (no error)."""
+    async with PostgresSessionStore(postgres_dsn, table_prefix=prefix) as store:
+        await store.create_session(session_object("p"), metadata={"k": "v"}, tags=["t"])
+        assert await store.count_sessions(flt) == 0
+        assert await store.list_sessions(flt) == []
