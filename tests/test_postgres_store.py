@@ -22,6 +22,7 @@ from session_persistence import (
     Interaction,
     InteractionMessage,
     SessionFilter,
+    SessionObject,
     SessionQueryOptions,
     SessionStoreConfig,
     StoreCorruptionError,
@@ -627,3 +628,33 @@ async def test_filters_with_odd_strings_answer_as_the_in_memory_store(
         await store.create_session(session_object("p"), metadata={"k": "v"}, tags=["t"])
         assert await store.count_sessions(flt) == 0
         assert await store.list_sessions(flt) == []
+
+
+async def test_a_nul_character_in_the_ids_is_stored_as_on_the_other_stores(
+    postgres_dsn: str, prefix: str
+) -> None:
+    r"""Ids with NUL (which ``text`` cannot hold) are kept, found and sorted as in memory.
+
+    The in-memory and SQLite stores keep ``processor_id='p\x00q'``; so must this store, or
+    such sessions cannot be migrated or restored into PostgreSQL.
+    """
+    ids = ["a", "a\x00", "a\x01", "a\x01\x01", "a\x01\x02", "a\x02", "a\x00b"]
+    async with (
+        PostgresSessionStore(postgres_dsn, table_prefix=prefix) as store,
+        InMemorySessionStore() as memory,
+    ):
+        for target in (store, memory):
+            for n, activity in enumerate(ids):
+                obj = SessionObject("p\x00q", activity, "r\x01")
+                await target.create_session(obj, session_id=f"s{n}")
+        got = await store.get_session("s1")
+        assert got is not None
+        assert (got.processor_id, got.activity_id, got.request_id) == ("p\x00q", "a\x00", "r\x01")
+        options = SessionQueryOptions(sort_by="activity_id")
+        for flt in (
+            SessionFilter(processor_id="p\x00q"),
+            SessionFilter(activity_id=["a\x01", "a\x00b"]),
+            SessionFilter(request_id="r\x01\x02"),
+        ):
+            want = [s.activity_id for s in await memory.list_sessions(flt, options)]
+            assert [s.activity_id for s in await store.list_sessions(flt, options)] == want

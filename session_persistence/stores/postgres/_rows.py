@@ -1,7 +1,8 @@
 """Rows to sessions and back: the PostgreSQL store's column encoding, defined once.
 
 Timestamps are ``timestamptz`` columns (microsecond precision, as Python's datetimes); ids are
-``text`` with a flag column saying which of ``activity_id``/``request_id`` is a ULID; the JSON
+``text`` with a flag column saying which of ``activity_id``/``request_id`` is a ULID (a NUL,
+which ``text`` cannot hold, escaped order-preservingly: see :func:`escape_id`); the JSON
 parts (``metadata``, ``tags``, each interaction) are PostgreSQL ``json`` values holding the
 codec's compact text byte for byte.
 
@@ -17,6 +18,7 @@ row that fails raises :class:`~session_persistence.errors.StoreCorruptionError` 
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,6 +35,7 @@ __all__ = [
     "HEADER_SELECT",
     "HeaderRow",
     "changed_columns",
+    "escape_id",
     "header_from_row",
     "header_values",
     "put_values",
@@ -79,6 +82,27 @@ HeaderRow = tuple[Any, ...]
 _ACTIVITY_ULID = 1
 _REQUEST_ULID = 2
 
+_UNESCAPE = re.compile("\x01([\x01\x02])")
+
+
+def escape_id(text: str) -> str:
+    r"""An id as a ``text`` column holds it: NUL (which ``text`` cannot hold) escaped.
+
+    ``\x00`` becomes ``\x01\x01`` and ``\x01`` becomes ``\x01\x02``; nothing else
+    changes. The escape keeps code-point order (``COLLATE "C"``: sorts and ranges agree with
+    Python's), and an id without either character, every ordinary one, is stored as it is.
+    """
+    if "\x00" in text or "\x01" in text:
+        return text.replace("\x01", "\x01\x02").replace("\x00", "\x01\x01")
+    return text
+
+
+def unescape_id(text: Any) -> Any:
+    """The id :func:`escape_id` stored (anything not a ``str`` is returned for validation)."""
+    if type(text) is str and "\x01" in text:
+        return _UNESCAPE.sub(lambda m: "\x00" if m.group(1) == "\x01" else "\x01", text)
+    return text
+
 
 def header_values(header: SessionHeader, metadata_json: str) -> tuple[Any, ...]:
     """Return a header's column values, in :data:`COLUMNS` order."""
@@ -87,9 +111,9 @@ def header_values(header: SessionHeader, metadata_json: str) -> tuple[Any, ...]:
     )
     return (
         header.session_id,
-        header.processor_id,
-        str(header.activity_id),
-        str(header.request_id),
+        escape_id(header.processor_id),
+        escape_id(str(header.activity_id)),
+        escape_id(str(header.request_id)),
         flags,
         header.created_at,
         header.updated_at,
@@ -156,7 +180,8 @@ def _text(moment: Any, column: str) -> str | None:
 
 
 def _document(row: HeaderRow, interactions: Any) -> dict[str, Any]:
-    (session_id, processor_id, activity_id, request_id, flags) = row[:5]
+    session_id, flags = row[0], row[4]
+    processor_id, activity_id, request_id = (unescape_id(value) for value in row[1:4])
     if type(flags) is not int:
         raise InvalidInputError("ulid_ids must be an integer")
     return {

@@ -28,7 +28,7 @@ import orjson
 from ulid import ULID
 
 from ...models import SessionFilter, SessionQueryOptions
-from ._rows import HEADER_SELECT
+from ._rows import HEADER_SELECT, escape_id
 
 __all__ = ["Statement", "expired_condition", "order_by", "select"]
 
@@ -153,9 +153,7 @@ def _json(value: Any) -> str | None:
 
 
 def _storable(text: str) -> bool:
-    """Whether a ``text`` column can hold ``text`` (no lone surrogate, no NUL)."""
-    if "\x00" in text:
-        return False
+    """Whether a ``text`` column can hold ``text`` (UTF-8: no lone surrogate)."""
     try:
         text.encode()
     except UnicodeEncodeError:
@@ -168,7 +166,7 @@ def _ids(st: Statement, column: str, wanted: str | ULID | Sequence[str | ULID] |
         return
     values = [str(wanted)] if isinstance(wanted, str | ULID) else [str(item) for item in wanted]
     # A value no row can hold matches nothing (as in memory), rather than failing the query.
-    values = [value for value in values if _storable(value)]
+    values = [escape_id(value) for value in values if _storable(value)]
     st.add(f"s.{column} = ANY(%s)" if values else "false", *([values] if values else []))
 
 
