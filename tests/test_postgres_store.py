@@ -141,6 +141,27 @@ async def test_tables_of_a_newer_schema_are_refused(postgres_dsn: str, prefix: s
     assert not store.is_initialized
 
 
+async def test_version_1_tables_are_migrated_with_an_incarnation_per_row(
+    postgres_dsn: str, prefix: str
+) -> None:
+    """Tables written at schema version 1 get the incarnation column, one number per row."""
+    async with PostgresSessionStore(postgres_dsn, table_prefix=prefix) as store:
+        for n in range(3):
+            await store.create_session(session_object("p"), session_id=f"s{n}")
+    sql(postgres_dsn, f"ALTER TABLE {prefix}sessions DROP COLUMN incarnation")
+    sql(postgres_dsn, f"DROP SEQUENCE {prefix}incarnations")
+    sql(postgres_dsn, f"UPDATE {prefix}schema SET version = 1")
+    async with PostgresSessionStore(postgres_dsn, table_prefix=prefix) as store:
+        rows = sql(postgres_dsn, f"SELECT incarnation FROM {prefix}sessions")
+        assert len({row[0] for row in rows}) == 3
+        await store.append_interactions("s0", interaction("after"))
+        await store.create_session(session_object("p"), session_id="s3")
+    assert sql(postgres_dsn, f"SELECT version FROM {prefix}schema") == [(SCHEMA_VERSION,)]
+    assert (
+        len({row[0] for row in sql(postgres_dsn, f"SELECT incarnation FROM {prefix}sessions")}) == 4
+    )
+
+
 @pytest.mark.parametrize(
     ("kwargs", "option"),
     [
