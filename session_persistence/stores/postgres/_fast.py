@@ -123,14 +123,7 @@ async def apply_single(
         fresh = known is None
         if known is None:
             known = await _read(store, session_id, load)
-        header = None if known is None else store._touched_header(known.header)
-        session = None
-        if known is not None and known.session is not None and load:
-            # Without update listeners nothing but the build sees it, and a build never
-            # mutates what it is given (it derives a new state): no copy needed.
-            listened = store._events.has_listeners("session_updated")
-            given = clone_session(known.session) if listened else known.session
-            session = store._touched_session(given)
+        header, session = _given(store, known, load)
         try:
             op, result = build(header, session)
         except SessionStoreError:
@@ -145,6 +138,9 @@ async def apply_single(
             isinstance(op, PutOp) and (op.expected is None or known is None or known.texts is None)
         ):
             remember(store, session_id, None)
+            if not fresh:  # (_apply checks versions only: build from what is stored now)
+                known = None
+                continue
             await store._apply([op], max_sessions=max_sessions)
             return result
         assert known is not None
@@ -159,7 +155,9 @@ async def apply_single(
         except _Lost as lost:
             remember(store, session_id, None)
             if not await _not_applied(store, op, known, lost):
-                return result  # the stored state shows it applied
+                store._commits += 1  # the stored state shows it applied
+                store._follower.remember([op])
+                return result
             if attempt == 3:
                 raise translate(lost.error, store.label, writing=True) from lost.error
             await store._weed()
@@ -170,6 +168,21 @@ async def apply_single(
         store._follower.remember([op])
         return result
     raise AssertionError("unreachable")
+
+
+def _given(
+    store: PostgresSessionStore, known: Known | None, load: bool
+) -> tuple[SessionHeader | None, PersistedSession | None]:
+    """What a build is given: the header, and the session if ``load``, with recorded reads."""
+    header = None if known is None else store._touched_header(known.header)
+    session = None
+    if known is not None and known.session is not None and load:
+        # Without update listeners nothing but the build sees it, and a build never
+        # mutates what it is given (it derives a new state): no copy needed.
+        listened = store._events.has_listeners("session_updated")
+        given = clone_session(known.session) if listened else known.session
+        session = store._touched_session(given)
+    return header, session
 
 
 async def _read(store: PostgresSessionStore, session_id: str, load: bool) -> Known | None:
@@ -240,12 +253,15 @@ async def _write(store: PostgresSessionStore, op: WriteOp, known: Known) -> list
                     or (isinstance(exc, psycopg.OperationalError) and _lost(exc))
                 ):
                     raise _Lost(exc, pid) from exc
-                if store._per_transaction:
-                    await conn.execute("ROLLBACK")
-                # The check (SP409) fails the statement; a row of a session deleted meanwhile
-                # may fail its foreign key (23503) first: both are a version conflict.
-                if exc.sqlstate in (_CONFLICT, "23503"):  # (asked on this connection)
-                    raise await _conflict(store, conn, op) from exc
+                try:
+                    if store._per_transaction:
+                        await conn.execute("ROLLBACK")
+                    # The check (SP409) fails the statement; a row of a session deleted
+                    # meanwhile may fail its foreign key (23503) first: both a conflict.
+                    if exc.sqlstate in (_CONFLICT, "23503"):  # (asked on this connection)
+                        raise await _conflict(store, conn, op) from exc
+                except psycopg.Error as again:  # (the statement failed: nothing applied)
+                    raise translate(again, store.label, writing=True) from exc
                 raise translate(exc, store.label, writing=True) from exc
     except psycopg_pool.PoolTimeout as exc:
         raise translate(exc, store.label, writing=True) from exc

@@ -654,7 +654,7 @@ class PostgresSessionStore(SessionStore):
             if note is not None:
                 await conn.execute("SELECT pg_notify(%s, %s)", (self.channel, note))
         except (SessionConflictError, SessionLimitError):
-            await conn.execute("ROLLBACK")
+            await _rollback(conn)  # (a connection that broke meanwhile is discarded)
             raise
         except psycopg.Error as exc:
             await _rollback(conn)
