@@ -9,16 +9,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import shutil
+import tempfile
 from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
 import psycopg_pool
 import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from session_persistence import (
     SessionConflictError,
     SessionFilter,
+    SessionStoreError,
+    StoreClosedError,
     StoreIOError,
     StoreLockTimeoutError,
 )
@@ -192,6 +197,118 @@ async def _cutting_pool(dsn: str) -> AsyncIterator[psycopg_pool.AsyncConnectionP
 # -- several stores on one table set -----------------------------------------------------------
 
 
+class _Proxy:
+    """A Unix-socket relay in front of the server; ``cut()`` drops the client side only.
+
+    That is a network failure as the client sees it: the server's backend is not told, so a
+    statement it is running (here: waiting for a row lock) goes on and commits.
+    """
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.dir = tempfile.mkdtemp(prefix="spx-", dir="/tmp")
+        self.clients: list[asyncio.StreamWriter] = []
+        self.servers: list[asyncio.StreamWriter] = []
+        self.server: asyncio.AbstractServer | None = None
+        self.refuse = False  # drop new connections at once (the network is down)
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_unix_server(self._serve, f"{self.dir}/.s.PGSQL.5432")
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.refuse:
+            writer.transport.abort()
+            return
+        up_reader, up_writer = await asyncio.open_unix_connection(self.upstream)
+        self.clients.append(writer)
+        self.servers.append(up_writer)
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(Exception):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+
+        with contextlib.suppress(asyncio.CancelledError):  # (the loop's end: no noise)
+            await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
+
+    def cut(self) -> None:
+        for writer in self.clients:
+            writer.transport.abort()
+        self.clients.clear()
+
+    async def close(self) -> None:
+        self.cut()
+        for writer in self.servers:
+            writer.transport.abort()
+        if self.server is not None:
+            self.server.close()
+        await asyncio.sleep(0.05)  # the relays see their sockets closed and end
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@contextlib.asynccontextmanager
+async def proxied(dsn: str) -> AsyncIterator[tuple[_Proxy, str]]:
+    params = conninfo_to_dict(dsn)
+    port = params.get("port") or "5432"
+    proxy = _Proxy(f"{params['host']}/.s.PGSQL.{port}")
+    await proxy.start()
+    try:
+        yield proxy, make_conninfo(dsn, host=proxy.dir, port="5432")
+    finally:
+        await proxy.close()
+
+
+async def _waiting_on_a_lock(dsn: str, besides: int | None = None) -> int:
+    """The pid of a backend waiting for a lock (not ``besides``), once there is one."""
+    for _ in range(500):
+        rows = sql(
+            dsn,
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock' AND pid <> %s",
+            besides or 0,
+        )
+        if rows:
+            return int(rows[0][0])
+        await asyncio.sleep(0.01)
+    raise AssertionError("no backend waiting on a lock")
+
+
+async def test_an_append_lost_in_flight_is_not_applied_twice(
+    postgres_dsn: str, prefix: str
+) -> None:
+    """The connection drops while the append waits for a row lock another host holds.
+
+    The stored version is still the expected one (the append has not run yet), but the
+    server's backend goes on waiting and would commit once the lock is released: the store
+    must end that backend before it decides "not applied" and sends the append again.
+    """
+    async with (
+        proxied(postgres_dsn) as (proxy, via_proxy),
+        PostgresSessionStore(via_proxy, table_prefix=prefix) as store,
+    ):
+        session = await store.create_session(session_object("p"))
+        sid = session.session_id
+        await store.append_interactions(sid, interaction("one"))  # remembered: v2
+        locker = await psycopg.AsyncConnection.connect(postgres_dsn)
+        try:
+            await locker.execute(
+                f"SELECT 1 FROM {prefix}sessions WHERE session_id = %s FOR UPDATE", (sid,)
+            )
+            task = asyncio.create_task(store.append_interactions(sid, interaction("two")))
+            first = await _waiting_on_a_lock(postgres_dsn)
+            proxy.cut()  # the network drops; the server's backend goes on waiting
+            await _waiting_on_a_lock(postgres_dsn, besides=first)  # sent again
+            await locker.commit()  # the other host's transaction ends
+            header = await task
+        finally:
+            await locker.close()
+        got = await store.get_session(sid)
+        assert got is not None
+        contents = [i.request.event.get("content") for i in got.interactions]
+        assert contents == ["one", "two"], (contents, header.version)
+
+
 async def test_every_store_hears_the_others_writes_and_catches_up_after_a_drop(
     postgres_dsn: str, prefix: str
 ) -> None:
@@ -238,6 +355,45 @@ async def test_every_store_hears_the_others_writes_and_catches_up_after_a_drop(
         assert not any("reconnecting" in issue for issue in health.issues), health.issues
 
 
+async def test_a_session_replaced_while_the_listener_was_down_is_reported(
+    postgres_dsn: str, prefix: str
+) -> None:
+    """While A's listening connection is down, B deletes "x" and creates a new "x" (v1 again).
+
+    A's catch-up must tell the new session from the one it knew (same id and version, another
+    created_at) and report the deletion, then the new session.
+    """
+    async with (
+        proxied(postgres_dsn) as (proxy, via_proxy),
+        PostgresSessionStore(postgres_dsn, table_prefix=prefix, listen_dsn=via_proxy) as a,
+        PostgresSessionStore(postgres_dsn, table_prefix=prefix) as b,
+    ):
+        events: list[tuple[str, Any]] = []
+        a.on_session_created(lambda s: events.append(("created", s.metadata)))
+        a.on_session_updated(lambda new, old: events.append(("updated", new.metadata)))
+        a.on_session_deleted(lambda sid: events.append(("deleted", sid)))
+        await a.following()
+        await b.create_session(session_object("p"), session_id="x", metadata={"gen": 1})
+        for _ in range(200):
+            if events:
+                break
+            await asyncio.sleep(0.01)
+        assert events == [("created", {"gen": 1})]
+        events.clear()
+        proxy.refuse = True
+        proxy.cut()  # A's listening connection drops and cannot reconnect for now
+        for _ in range(500):
+            if a._follower.reconnecting:
+                break
+            await asyncio.sleep(0.01)
+        await b.delete_session("x")
+        await b.create_session(session_object("p"), session_id="x", metadata={"gen": 2})
+        proxy.refuse = False
+        await a.following()
+        await eventually(lambda: len(events) >= 2, within=10)
+        assert events == [("deleted", "x"), ("created", {"gen": 2})]
+
+
 async def test_get_or_create_across_stores_creates_exactly_once(
     postgres_dsn: str, prefix: str
 ) -> None:
@@ -274,3 +430,34 @@ async def test_check_repair_sets_a_damaged_row_aside_in_the_quarantine_table(
         assert stats.backend["quarantined"] == 1
     rows = sql(postgres_dsn, f"SELECT session_id, session->>'metadata' FROM {prefix}quarantine")
     assert rows == [(bad.session_id, "[1]")]
+
+
+async def test_writes_in_flight_at_shutdown_fail_with_typed_errors(
+    postgres_dsn: str, prefix: str
+) -> None:
+    """Writers still running when ``shutdown()`` closes the pool get the library's errors.
+
+    ``StoreClosedError`` (or ``StoreIOError``), never ``AssertionError('used before _open or
+    after _close')`` or ``psycopg_pool.PoolClosed``.
+    """
+    store = PostgresSessionStore(postgres_dsn, table_prefix=prefix, max_size=4)
+    await store.initialize()
+    ids = [(await store.create_session(session_object("p"))).session_id for _ in range(8)]
+
+    async def writer(session_id: str) -> None:
+        for i in range(3000):
+            await store.append_interactions(session_id, interaction(f"m{i}"))
+
+    tasks = [asyncio.create_task(writer(session_id)) for session_id in ids]
+    await asyncio.sleep(0.3)
+    await store.shutdown()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    untyped = sorted(
+        {
+            f"{type(r).__name__}: {r}"
+            for r in results
+            if isinstance(r, BaseException) and not isinstance(r, SessionStoreError)
+        }
+    )
+    assert untyped == []
+    assert all(isinstance(r, StoreClosedError | StoreIOError) for r in results)

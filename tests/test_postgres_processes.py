@@ -22,7 +22,7 @@ import psycopg
 import pytest
 from _postgres import PostgresServer
 
-from session_persistence import SessionFilter
+from session_persistence import SessionFilter, SessionStoreConfig
 from session_persistence.stores.postgres import PostgresSessionStore
 from session_persistence.testing import session_object
 
@@ -33,6 +33,12 @@ _prefixes = itertools.count()
 @pytest.fixture
 def prefix() -> str:
     return f"h{next(_prefixes)}_"
+
+
+def sql(dsn: str, statement: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        cursor = conn.execute(statement)  # type: ignore[arg-type]
+        return cursor.fetchall() if cursor.description else []
 
 
 def spawn(*args: str) -> subprocess.Popen[bytes]:
@@ -235,3 +241,22 @@ async def wait_for(condition: Any, within: float = 120) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         await asyncio.sleep(0.02)
+
+
+async def test_max_sessions_holds_across_hosts(postgres_dsn: str, prefix: str) -> None:
+    """Eight stores (each its own pool, as hosts) create at once with ``max_sessions=3``.
+
+    Under READ COMMITTED each batch's ``count(*)`` misses the others' uncommitted rows:
+    without a lock around count and insert more than three are stored.
+    """
+    config = SessionStoreConfig(max_sessions=3)
+    stores = [PostgresSessionStore(postgres_dsn, config, table_prefix=prefix) for _ in range(8)]
+    await asyncio.gather(*(store.initialize() for store in stores))
+    try:
+        await asyncio.gather(
+            *(store.create_session(session_object("p")) for store in stores),
+            return_exceptions=True,
+        )
+        assert len(sql(postgres_dsn, f"SELECT 1 FROM {prefix}sessions")) <= 3
+    finally:
+        await asyncio.gather(*(store.shutdown() for store in stores))

@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 import itertools
 import random
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ import psycopg
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from psycopg.conninfo import make_conninfo
 
 from session_persistence import (
     ConfigurationError,
@@ -21,6 +22,7 @@ from session_persistence import (
     Interaction,
     InteractionMessage,
     SessionFilter,
+    SessionObject,
     SessionQueryOptions,
     SessionStoreConfig,
     StoreCorruptionError,
@@ -29,7 +31,13 @@ from session_persistence import (
 from session_persistence.stores.base import SessionStore
 from session_persistence.stores.postgres import PostgresSessionStore
 from session_persistence.stores.postgres._schema import SCHEMA_VERSION
-from session_persistence.testing import FakeClock, StoreConformance, eventually, session_object
+from session_persistence.testing import (
+    FakeClock,
+    StoreConformance,
+    eventually,
+    interaction,
+    session_object,
+)
 
 _prefixes = itertools.count()
 
@@ -131,6 +139,27 @@ async def test_tables_of_a_newer_schema_are_refused(postgres_dsn: str, prefix: s
     with pytest.raises(StoreCorruptionError, match="newer than this library"):
         await store.initialize()
     assert not store.is_initialized
+
+
+async def test_version_1_tables_are_migrated_with_an_incarnation_per_row(
+    postgres_dsn: str, prefix: str
+) -> None:
+    """Tables written at schema version 1 get the incarnation column, one number per row."""
+    async with PostgresSessionStore(postgres_dsn, table_prefix=prefix) as store:
+        for n in range(3):
+            await store.create_session(session_object("p"), session_id=f"s{n}")
+    sql(postgres_dsn, f"ALTER TABLE {prefix}sessions DROP COLUMN incarnation")
+    sql(postgres_dsn, f"DROP SEQUENCE {prefix}incarnations")
+    sql(postgres_dsn, f"UPDATE {prefix}schema SET version = 1")
+    async with PostgresSessionStore(postgres_dsn, table_prefix=prefix) as store:
+        rows = sql(postgres_dsn, f"SELECT incarnation FROM {prefix}sessions")
+        assert len({row[0] for row in rows}) == 3
+        await store.append_interactions("s0", interaction("after"))
+        await store.create_session(session_object("p"), session_id="s3")
+    assert sql(postgres_dsn, f"SELECT version FROM {prefix}schema") == [(SCHEMA_VERSION,)]
+    assert (
+        len({row[0] for row in sql(postgres_dsn, f"SELECT incarnation FROM {prefix}sessions")}) == 4
+    )
 
 
 @pytest.mark.parametrize(
@@ -438,3 +467,215 @@ async def test_many_recorded_reads_are_written_in_the_background(
             return bool(rows[0][0] == 1000)
 
         await eventually(written)
+
+
+# -- what a store remembers of its writes (_fast.py) ----------------------------------------------
+
+
+async def test_a_remembered_state_does_not_overwrite_a_recreated_session(
+    postgres_dsn: str, prefix: str
+) -> None:
+    """A remembers x at v3; B deletes x and creates it again (same id) up to v3.
+
+    A's next write is built from what A remembers, expecting version 3, which the new
+    session also has: the check pins the incarnation too, so A re-reads and appends to B's.
+    """
+    async with (
+        PostgresSessionStore(postgres_dsn, table_prefix=prefix) as a,
+        PostgresSessionStore(postgres_dsn, table_prefix=prefix) as b,
+    ):
+        obj = session_object("p")
+        obj.interactions = [interaction("a0"), interaction("a1")]
+        await a.create_session(obj, session_id="x", metadata={"owner": "a"})
+        await a.update_session("x", {"metadata": {"owner": "a", "n": 1}})  # v2, remembered
+        await a.append_interactions("x", interaction("a2"))  # v3, remembered by A
+        # host B: delete and re-create under the same id, then two writes: v3 again
+        assert await b.delete_session("x")
+        await b.create_session(session_object("p"), session_id="x", metadata={"owner": "b"})
+        await b.append_interactions("x", interaction("b0"))
+        await b.append_interactions("x", interaction("b1"))  # v3, interactions b0, b1
+        # host A appends one interaction: must land after b0, b1
+        await a.append_interactions("x", interaction("a3"))
+        got = await b.get_session("x")
+        assert got is not None
+        contents = [i.request.event.get("content") for i in got.interactions]
+        assert contents == ["b0", "b1", "a3"], contents
+
+
+async def test_a_remembered_state_does_not_bring_back_a_deleted_sessions_metadata(
+    postgres_dsn: str, prefix: str
+) -> None:
+    """The same with an update: A's merge must not be built on the deleted session's metadata."""
+    async with (
+        PostgresSessionStore(postgres_dsn, table_prefix=prefix) as a,
+        PostgresSessionStore(postgres_dsn, table_prefix=prefix) as b,
+    ):
+        await a.create_session(session_object("p"), session_id="y", metadata={"old": 1})
+        await a.update_session("y", {"metadata": {"old": 2}})  # v2, remembered by A
+        await b.delete_session("y")
+        await b.create_session(session_object("p"), session_id="y", metadata={"new": 1})
+        await b.update_session("y", {"tags": ["b"]})  # v2 again
+        await a.update_session("y", {"metadata": {"a": 1}, "merge_metadata": True})
+        got = await b.get_session("y")
+        assert got is not None
+        assert got.metadata == {"new": 1, "a": 1}, got.metadata
+
+
+# -- backups -----------------------------------------------------------------------------------
+
+
+async def test_reads_and_events_during_a_backups_frozen_step_see_other_hosts_writes(
+    postgres_dsn: str, prefix: str
+) -> None:
+    """Only the backup's own reads use its ``REPEATABLE READ`` snapshot.
+
+    While ``_frozen`` (a backup's last step) holds the snapshot, a ``get_session`` from
+    another task must see what another host committed since, and the event follower must
+    load that host's new session for its ``session_created``.
+    """
+    async with (
+        PostgresSessionStore(postgres_dsn, table_prefix=prefix) as a,
+        PostgresSessionStore(postgres_dsn, table_prefix=prefix) as b,
+    ):
+        created: list[str] = []
+        a.on_session_created(lambda session: created.append(session.session_id))
+        await a.following()
+        wanted: asyncio.Queue[str] = asyncio.Queue()
+
+        async def caller() -> bool:  # a request handler: its own task, not the backup's
+            return await a.get_session(await wanted.get()) is not None
+
+        reader = asyncio.create_task(caller())
+        async with a._frozen():  # what create_backup() holds for its final re-read
+            session = await b.create_session(session_object("p"))
+            assert await a.get_session(session.session_id) is None  # the backup's own view
+            await wanted.put(session.session_id)
+            seen_during = await reader
+            await eventually(lambda: created == [session.session_id], within=10)
+        assert seen_during
+
+
+# -- filters ------------------------------------------------------------------------------------
+
+
+async def test_metadata_filters_match_the_in_memory_store_whatever_the_other_keys(
+    postgres_dsn: str, prefix: str
+) -> None:
+    """A "$" key in metadata makes the codec store it as ``{"$esc": {...}}``.
+
+    The SQL filter must look inside that wrapper, or ``metadata -> 'plan'`` is NULL and the
+    session is never returned.
+    """
+    metadata = {"$ref": "doc-1", "plan": "pro"}
+    async with (
+        PostgresSessionStore(postgres_dsn, table_prefix=prefix) as store,
+        InMemorySessionStore() as memory,
+    ):
+        for target in (store, memory):
+            await target.create_session(session_object("p"), session_id="s1", metadata=metadata)
+        flt = SessionFilter(metadata={"plan": "pro"})
+        want = [s.session_id for s in await memory.list_sessions(flt)]
+        assert want == ["s1"]
+        assert [s.session_id for s in await store.list_sessions(flt)] == want
+        assert await store.count_sessions(flt) == 1
+
+
+# -- time zones ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("pgbouncer", [False, True], ids=["pooled", "pgbouncer-mode"])
+async def test_a_late_expiry_reads_back_whatever_the_servers_time_zone(
+    postgres_dsn: str, prefix: str, pgbouncer: bool
+) -> None:
+    """Timestamps are read in UTC whatever the server's (or connection's) TimeZone.
+
+    psycopg returns a timestamptz in the connection's zone; 9999-12-31 23:00 UTC is year
+    10000 in Tokyo, which Python cannot hold, and every read that met the row failed.
+    """
+    dsn = make_conninfo(postgres_dsn, options="-c timezone=Asia/Tokyo")
+    async with PostgresSessionStore(dsn, table_prefix=prefix, pgbouncer=pgbouncer) as store:
+        await store.create_session(session_object("p"))
+        late = await store.create_session(
+            session_object("p"), expires_at=datetime(9999, 12, 31, 23, 0, tzinfo=UTC)
+        )
+        got = await store.get_session(late.session_id)
+        assert got is not None
+        assert len(await store.list_sessions()) == 2
+
+
+# -- idle expiry across hosts -------------------------------------------------------------------
+
+
+async def test_a_session_read_on_one_host_is_not_cleaned_up_as_idle_by_another(
+    postgres_dsn: str, prefix: str
+) -> None:
+    """idle_timeout 60 s; host B reads the session every 30 s (store clock).
+
+    Host A's cleanup judges idleness from the database's ``last_accessed_at``: B must write
+    its recorded reads on time (a quarter of idle_timeout), not only once 1,000 are pending
+    or at shutdown, or A deletes a session B is using.
+    """
+    clock = FakeClock()
+    config = SessionStoreConfig(idle_timeout=60, clock=clock)
+    async with (
+        PostgresSessionStore(postgres_dsn, config, table_prefix=prefix) as a,
+        PostgresSessionStore(postgres_dsn, config, table_prefix=prefix) as b,
+    ):
+        session = await a.create_session(session_object("p"), expires_at=None)
+        for _ in range(4):  # two minutes of B reading it every 30 s
+            clock.advance(30)
+            assert await b.get_session(session.session_id) is not None
+        removed = await a.cleanup_expired_sessions()
+        assert removed == 0, "host A deleted a session host B read 0 s ago"
+        assert await b.get_session(session.session_id) is not None
+
+
+@pytest.mark.parametrize(
+    "flt",
+    [
+        SessionFilter(metadata={"k": "\ud800"}),  # (orjson cannot encode it)
+        SessionFilter(tags=["\ud800"]),
+        SessionFilter(tags_all=["t", "\ud800"]),
+        SessionFilter(processor_id="\ud800"),  # (nor UTF-8)
+        SessionFilter(processor_id=["p\x00", "\udfff"]),
+    ],
+    ids=["metadata-surrogate", "tag-surrogate", "tags-all-surrogate", "id-surrogate", "id-nul"],
+)
+async def test_filters_with_odd_strings_answer_as_the_in_memory_store(
+    postgres_dsn: str, prefix: str, flt: SessionFilter
+) -> None:
+    """A string no stored session can hold matches nothing, as in memory (no error)."""
+    async with PostgresSessionStore(postgres_dsn, table_prefix=prefix) as store:
+        await store.create_session(session_object("p"), metadata={"k": "v"}, tags=["t"])
+        assert await store.count_sessions(flt) == 0
+        assert await store.list_sessions(flt) == []
+
+
+async def test_a_nul_character_in_the_ids_is_stored_as_on_the_other_stores(
+    postgres_dsn: str, prefix: str
+) -> None:
+    r"""Ids with NUL (which ``text`` cannot hold) are kept, found and sorted as in memory.
+
+    The in-memory and SQLite stores keep ``processor_id='p\x00q'``; so must this store, or
+    such sessions cannot be migrated or restored into PostgreSQL.
+    """
+    ids = ["a", "a\x00", "a\x01", "a\x01\x01", "a\x01\x02", "a\x02", "a\x00b"]
+    async with (
+        PostgresSessionStore(postgres_dsn, table_prefix=prefix) as store,
+        InMemorySessionStore() as memory,
+    ):
+        for target in (store, memory):
+            for n, activity in enumerate(ids):
+                obj = SessionObject("p\x00q", activity, "r\x01")
+                await target.create_session(obj, session_id=f"s{n}")
+        got = await store.get_session("s1")
+        assert got is not None
+        assert (got.processor_id, got.activity_id, got.request_id) == ("p\x00q", "a\x00", "r\x01")
+        options = SessionQueryOptions(sort_by="activity_id")
+        for flt in (
+            SessionFilter(processor_id="p\x00q"),
+            SessionFilter(activity_id=["a\x01", "a\x00b"]),
+            SessionFilter(request_id="r\x01\x02"),
+        ):
+            want = [s.activity_id for s in await memory.list_sessions(flt, options)]
+            assert [s.activity_id for s in await store.list_sessions(flt, options)] == want

@@ -10,27 +10,39 @@ module removes both where it safely can:
   The op is built from that, *without reading*, and written with the version it was built at
   as its expected version. If any other writer (another host) changed the session since, that
   version check fails: the state is then read from the database and the op built again, once.
-  So what is remembered is never trusted, only tried: a write applies only to the state it
-  was built from, exactly as with a fresh read. Notifications from other stores drop their
-  sessions from it at once.
+  The check pins the row's ``incarnation`` too (see :mod:`._schema`): versions restart at 1
+  when another host deletes the id and creates it again, so a version alone could match a
+  different session. So what is remembered is never trusted, only tried: a write applies
+  only to the state it was built from, exactly as with a fresh read. Notifications from
+  other stores drop their sessions from it at once.
 * **The transaction is pipelined** (psycopg's pipeline mode): ``BEGIN``, the version-checked
   statement, the interaction rows, ``pg_notify`` and ``COMMIT`` go out together and their
   replies are read once. The version check therefore cannot be a row count read in between:
   it is ``{prefix}expect(changed rows, ...)``, which raises SQLSTATE ``SP409`` unless exactly
   one row changed, so the server aborts the transaction and ``COMMIT`` does nothing.
 
-A connection lost while the pipeline was in flight leaves the outcome open (``COMMIT`` may
-have been received). The stored header settles it when it can: still at the op's expected
-version means not applied (then the write is retried once on a fresh connection, as a
-connection dropped while idle in the pool needs); at the op's new version *and* its new
-``updated_at`` (a microsecond timestamp of this write) means applied. Anything else, or no
-answer, raises :class:`StoreIOError` saying the outcome is unknown.
+A connection lost while the statement was in flight leaves the outcome open: the server's
+backend may still be running it (waiting for a row lock, say) and commit it later, since a
+client-side network failure is not noticed by the backend until it next writes to it. So
+nothing is decided while it may still run: the backend (``conn.info.backend_pid``, recorded
+before sending) is terminated with ``pg_terminate_backend`` and the store waits until it has
+gone from ``pg_stat_activity`` (an ended backend has committed or rolled back for good).
+Then the stored row settles it: still at the op's expected version and incarnation means not
+applied (the write is then retried once on a fresh connection, as a connection dropped while
+idle in the pool needs); at the op's new version, same incarnation, *and* its new
+``updated_at`` (a microsecond timestamp of this write) means applied. Anything else, a
+backend that cannot be terminated or does not end within ``_SETTLE_TIMEOUT``, behind
+PgBouncer (whose ``backend_pid`` is not the server's), or no answer, raises
+:class:`StoreIOError` saying the outcome is unknown, which is never a
+``SessionConflictError``: a write whose outcome is unknown is never rebuilt and sent again.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Callable
+from datetime import UTC
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
@@ -54,6 +66,7 @@ __all__ = ["Known", "apply_single"]
 T = TypeVar("T")
 
 _MAX_KNOWN = 10_000
+_SETTLE_TIMEOUT = 10.0  # seconds to wait for a lost write's backend to end
 _CONFLICT = "SP409"
 
 Build = Callable[[SessionHeader | None, PersistedSession | None], tuple[WriteOp | None, T]]
@@ -61,19 +74,26 @@ Build = Callable[[SessionHeader | None, PersistedSession | None], tuple[WriteOp 
 
 @dataclasses.dataclass(slots=True)
 class Known:
-    """A session's state as this store last wrote it (``session`` and ``texts``: if whole)."""
+    """A session's state as this store last wrote it (``session`` and ``texts``: if whole).
+
+    ``incarnation`` is the row's ``incarnation`` column (see :mod:`._schema`): a write built
+    from this state applies only to that row, never to a session re-created under the id
+    since (whose versions start again at 1 and may reach the remembered one).
+    """
 
     header: SessionHeader
     session: PersistedSession | None
     texts: list[str] | None
+    incarnation: int
 
 
 class _Lost(Exception):
-    """The connection was lost while the pipeline was in flight."""
+    """The connection was lost while the statement was in flight (on backend ``pid``)."""
 
-    def __init__(self, error: psycopg.Error) -> None:
+    def __init__(self, error: psycopg.Error, pid: int | None) -> None:
         super().__init__(str(error))
         self.error = error
+        self.pid = pid
 
 
 def remember(store: PostgresSessionStore, session_id: str, known: Known | None) -> None:
@@ -103,14 +123,7 @@ async def apply_single(
         fresh = known is None
         if known is None:
             known = await _read(store, session_id, load)
-        header = None if known is None else store._touched_header(known.header)
-        session = None
-        if known is not None and known.session is not None and load:
-            # Without update listeners nothing but the build sees it, and a build never
-            # mutates what it is given (it derives a new state): no copy needed.
-            listened = store._events.has_listeners("session_updated")
-            given = clone_session(known.session) if listened else known.session
-            session = store._touched_session(given)
+        header, session = _given(store, known, load)
         try:
             op, result = build(header, session)
         except SessionStoreError:
@@ -125,6 +138,9 @@ async def apply_single(
             isinstance(op, PutOp) and (op.expected is None or known is None or known.texts is None)
         ):
             remember(store, session_id, None)
+            if not fresh:  # (_apply checks versions only: build from what is stored now)
+                known = None
+                continue
             await store._apply([op], max_sessions=max_sessions)
             return result
         assert known is not None
@@ -138,51 +154,78 @@ async def apply_single(
             continue
         except _Lost as lost:
             remember(store, session_id, None)
-            if not await _not_applied(store, op, lost):
-                return result  # the stored state shows it applied
+            if not await _not_applied(store, op, known, lost):
+                store._commits += 1  # the stored state shows it applied
+                store._follower.remember([op])
+                return result
             if attempt == 3:
                 raise translate(lost.error, store.label, writing=True) from lost.error
             await store._weed()
             known = None
             continue
-        _remember_written(store, op, written)
+        _remember_written(store, op, written, known.incarnation)
         store._commits += 1
         store._follower.remember([op])
         return result
     raise AssertionError("unreachable")
 
 
+def _given(
+    store: PostgresSessionStore, known: Known | None, load: bool
+) -> tuple[SessionHeader | None, PersistedSession | None]:
+    """What a build is given: the header, and the session if ``load``, with recorded reads."""
+    header = None if known is None else store._touched_header(known.header)
+    session = None
+    if known is not None and known.session is not None and load:
+        # Without update listeners nothing but the build sees it, and a build never
+        # mutates what it is given (it derives a new state): no copy needed.
+        listened = store._events.has_listeners("session_updated")
+        given = clone_session(known.session) if listened else known.session
+        session = store._touched_session(given)
+    return header, session
+
+
 async def _read(store: PostgresSessionStore, session_id: str, load: bool) -> Known | None:
     """The stored state, read now (a whole session if ``load``)."""
+    p = store.prefix
     if not load:
-        header = await store._get_header(session_id)
-        return None if header is None else Known(header, None, None)
-    rows = await store._rows(store._session_select("s.session_id = %s"), (session_id,))
+        rows = await store._rows(
+            f"SELECT {HEADER_SELECT}, s.incarnation FROM {p}sessions s WHERE s.session_id = %s",
+            (session_id,),
+        )
+        if not rows:
+            return None
+        return Known(store._header(rows[0][:-1]), None, None, int(rows[0][-1]))
+    rows = await store._rows(
+        store._session_select("s.session_id = %s", extra="s.incarnation"), (session_id,)
+    )
     if not rows:
         return None
     row = rows[0]
-    session = session_from_rows(row[:-1], row[-1], store._codec, store.label)
+    session = session_from_rows(row[:-2], row[-1], store._codec, store.label)
     texts = [orjson.dumps(item).decode() for item in orjson.loads(row[-1])]
     size = row[13]
-    return Known(header_of(session, size), session, texts)
+    return Known(header_of(session, size), session, texts, int(row[-2]))
 
 
-def _remember_written(store: PostgresSessionStore, op: WriteOp, texts: list[str] | None) -> None:
+def _remember_written(
+    store: PostgresSessionStore, op: WriteOp, texts: list[str] | None, incarnation: int
+) -> None:
     session_id = op_session_id(op)
     if isinstance(op, PutOp):
         listened = store._events.has_listeners("session_updated")
         # (listeners get op.session itself: what is remembered must be a copy of its own)
         session = clone_session(op.session) if listened else op.session
-        remember(store, session_id, Known(op.header, session, texts))
+        remember(store, session_id, Known(op.header, session, texts, incarnation))
     elif isinstance(op, AppendOp):
-        remember(store, session_id, Known(op.header, None, None))
+        remember(store, session_id, Known(op.header, None, None, incarnation))
     else:
         remember(store, session_id, None)
     if isinstance(op, DeleteOp):
         store._touched.pop(session_id, None)
 
 
-async def _write(store: PostgresSessionStore, op: WriteOp, known: Known | None) -> list[str] | None:
+async def _write(store: PostgresSessionStore, op: WriteOp, known: Known) -> list[str] | None:
     """Apply the op as one statement; return the session's new interaction texts (a put).
 
     One statement is one transaction in autocommit mode: its version check, its interaction
@@ -192,6 +235,7 @@ async def _write(store: PostgresSessionStore, op: WriteOp, known: Known | None) 
     statement, params, new_texts = _statement(store, op, known)
     try:
         async with store._connection() as conn:
+            pid = None if store._pgbouncer else conn.info.backend_pid
             try:
                 if store._per_transaction:
                     async with conn.pipeline():
@@ -208,13 +252,16 @@ async def _write(store: PostgresSessionStore, op: WriteOp, known: Known | None) 
                     or conn.broken
                     or (isinstance(exc, psycopg.OperationalError) and _lost(exc))
                 ):
-                    raise _Lost(exc) from exc
-                if store._per_transaction:
-                    await conn.execute("ROLLBACK")
-                # The check (SP409) fails the statement; a row of a session deleted meanwhile
-                # may fail its foreign key (23503) first: both are a version conflict.
-                if exc.sqlstate in (_CONFLICT, "23503"):  # (asked on this connection)
-                    raise await _conflict(store, conn, op) from exc
+                    raise _Lost(exc, pid) from exc
+                try:
+                    if store._per_transaction:
+                        await conn.execute("ROLLBACK")
+                    # The check (SP409) fails the statement; a row of a session deleted
+                    # meanwhile may fail its foreign key (23503) first: both a conflict.
+                    if exc.sqlstate in (_CONFLICT, "23503"):  # (asked on this connection)
+                        raise await _conflict(store, conn, op) from exc
+                except psycopg.Error as again:  # (the statement failed: nothing applied)
+                    raise translate(again, store.label, writing=True) from exc
                 raise translate(exc, store.label, writing=True) from exc
     except psycopg_pool.PoolTimeout as exc:
         raise translate(exc, store.label, writing=True) from exc
@@ -222,7 +269,7 @@ async def _write(store: PostgresSessionStore, op: WriteOp, known: Known | None) 
 
 
 def _statement(
-    store: PostgresSessionStore, op: WriteOp, known: Known | None
+    store: PostgresSessionStore, op: WriteOp, known: Known
 ) -> tuple[str, tuple[Any, ...], list[str] | None]:
     """The op as one statement: data-modifying CTEs, then the check and the notification."""
     sql = store._sql
@@ -232,7 +279,6 @@ def _statement(
     session_id = op_session_id(op)
     if isinstance(op, PutOp):
         assert op.expected is not None
-        assert known is not None
         assert known.texts is not None
         texts = known.texts
         document = orjson.loads(op.data)
@@ -246,7 +292,7 @@ def _statement(
         )
         columns, values = changed_columns(known.header, op.header, metadata)
         ctes.append(f"changed AS ({sql.replace_columns(columns)} RETURNING 1)")
-        params += [*values, session_id, op.expected]
+        params += [*values, session_id, op.expected, known.incarnation]
         same = len(texts) if same_rows else 0
         if not same_rows:
             for old, new in zip(texts, new_texts, strict=False):
@@ -261,7 +307,7 @@ def _statement(
             params += [session_id, list(range(same, len(new_texts))), new_texts[same:]]
     elif isinstance(op, AppendOp):
         h = op.header
-        ctes.append(f"changed AS ({sql.append} RETURNING 1)")
+        ctes.append(f"changed AS ({sql.append_pinned} RETURNING 1)")
         params += [
             h.version,
             h.updated_at,
@@ -271,6 +317,7 @@ def _statement(
             h.size_bytes,
             session_id,
             op.expected,
+            known.incarnation,
         ]
         first = h.interaction_count - len(op.encoded)
         ctes.append(f"added AS ({sql.upsert_rows})")
@@ -281,8 +328,8 @@ def _statement(
         ]
     else:
         assert isinstance(op, DeleteOp)
-        ctes.append(f"changed AS ({sql.delete} RETURNING 1)")  # (rows: ON DELETE CASCADE)
-        params += [session_id, op.expected]
+        ctes.append(f"changed AS ({sql.delete_pinned} RETURNING 1)")  # (rows: ON DELETE CASCADE)
+        params += [session_id, op.expected, known.incarnation]
     statement = sql.one(tuple(ctes))
     params += [session_id, op.expected, store.channel, payload(store._follower.origin, [op])]
     return statement, tuple(params), new_texts
@@ -296,27 +343,49 @@ async def _conflict(store: PostgresSessionStore, conn: Conn, op: WriteOp) -> Ses
     return SessionConflictError(session_id, op.expected, actual)
 
 
-async def _not_applied(store: PostgresSessionStore, op: WriteOp, lost: _Lost) -> bool:
-    """After a lost pipeline: ``True`` if the op surely did not apply, ``False`` if it did.
+async def _not_applied(store: PostgresSessionStore, op: WriteOp, known: Known, lost: _Lost) -> bool:
+    """After a lost statement: ``True`` if the op surely did not apply, ``False`` if it did.
 
     Raises:
         StoreIOError: The outcome cannot be told (see the module documentation).
     """
     session_id = op_session_id(op)
+    if lost.pid is None or not await _ended(store, lost.pid):
+        _unknown(store, lost)
     try:
         rows = await store._rows(
-            f"SELECT {HEADER_SELECT} FROM {store.prefix}sessions s WHERE s.session_id = %s",
+            f"SELECT s.version, s.incarnation, s.updated_at AT TIME ZONE 'UTC' "
+            f"FROM {store.prefix}sessions s WHERE s.session_id = %s",
             (session_id,),
         )
     except SessionStoreError:
-        rows = None
-    if rows is not None:
-        version = int(rows[0][9]) if rows else None
+        return _unknown(store, lost)
+    if rows and int(rows[0][1]) == known.incarnation:
+        version, updated_at = int(rows[0][0]), rows[0][2]
         if version == op.expected:
             return True
-        if isinstance(op, PutOp | AppendOp) and rows and version == op.header.version:
-            return rows[0][6] != op.header.updated_at and _unknown(store, lost)
+        if isinstance(op, PutOp | AppendOp) and version == op.header.version:
+            new = op.header.updated_at.astimezone(UTC).replace(tzinfo=None)
+            if updated_at == new:
+                return False
     return _unknown(store, lost)
+
+
+async def _ended(store: PostgresSessionStore, pid: int) -> bool:
+    """Terminate backend ``pid`` and wait until it is gone; ``False`` if it did not end."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + _SETTLE_TIMEOUT
+    try:
+        async with store._connection() as conn:
+            await conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            while loop.time() < deadline:
+                cursor = await conn.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,))
+                if await cursor.fetchone() is None:
+                    return True
+                await asyncio.sleep(0.01)
+    except (psycopg.Error, psycopg_pool.PoolTimeout):
+        pass  # (not allowed to, or no connection: the outcome stays unknown)
+    return False
 
 
 def _unknown(store: PostgresSessionStore, lost: _Lost) -> bool:

@@ -1,7 +1,8 @@
 """Rows to sessions and back: the PostgreSQL store's column encoding, defined once.
 
 Timestamps are ``timestamptz`` columns (microsecond precision, as Python's datetimes); ids are
-``text`` with a flag column saying which of ``activity_id``/``request_id`` is a ULID; the JSON
+``text`` with a flag column saying which of ``activity_id``/``request_id`` is a ULID (a NUL,
+which ``text`` cannot hold, escaped order-preservingly: see :func:`escape_id`); the JSON
 parts (``metadata``, ``tags``, each interaction) are PostgreSQL ``json`` values holding the
 codec's compact text byte for byte.
 
@@ -17,6 +18,7 @@ row that fails raises :class:`~session_persistence.errors.StoreCorruptionError` 
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,6 +35,7 @@ __all__ = [
     "HEADER_SELECT",
     "HeaderRow",
     "changed_columns",
+    "escape_id",
     "header_from_row",
     "header_values",
     "put_values",
@@ -57,15 +60,48 @@ COLUMNS = (
     "size_bytes",
 )
 
-#: What a header is read with (alias ``s``): the JSON columns as their exact text.
-HEADER_SELECT = ", ".join(
-    f"s.{c}::text" if c in ("metadata", "tags") else f"s.{c}" for c in COLUMNS
-)
+_TIMES = ("created_at", "updated_at", "last_accessed_at", "expires_at")
+
+
+def _selected(column: str) -> str:
+    if column in ("metadata", "tags"):
+        return f"s.{column}::text"
+    if column in _TIMES:
+        # In UTC, whatever the connection's TimeZone: psycopg returns a timestamptz in that
+        # zone, where a late UTC time (9999-12-31 23:00) may be a year Python cannot hold.
+        return f"s.{column} AT TIME ZONE 'UTC'"
+    return f"s.{column}"
+
+
+#: What a header is read with (alias ``s``): the JSON columns as their exact text, the
+#: timestamps as UTC wall-clock times (``timestamp`` values that :func:`_text` reads as UTC).
+HEADER_SELECT = ", ".join(_selected(c) for c in COLUMNS)
 
 HeaderRow = tuple[Any, ...]
 
 _ACTIVITY_ULID = 1
 _REQUEST_ULID = 2
+
+_UNESCAPE = re.compile("\x01([\x01\x02])")
+
+
+def escape_id(text: str) -> str:
+    r"""An id as a ``text`` column holds it: NUL (which ``text`` cannot hold) escaped.
+
+    ``\x00`` becomes ``\x01\x01`` and ``\x01`` becomes ``\x01\x02``; nothing else
+    changes. The escape keeps code-point order (``COLLATE "C"``: sorts and ranges agree with
+    Python's), and an id without either character, every ordinary one, is stored as it is.
+    """
+    if "\x00" in text or "\x01" in text:
+        return text.replace("\x01", "\x01\x02").replace("\x00", "\x01\x01")
+    return text
+
+
+def unescape_id(text: Any) -> Any:
+    """The id :func:`escape_id` stored (anything not a ``str`` is returned for validation)."""
+    if type(text) is str and "\x01" in text:
+        return _UNESCAPE.sub(lambda m: "\x00" if m.group(1) == "\x01" else "\x01", text)
+    return text
 
 
 def header_values(header: SessionHeader, metadata_json: str) -> tuple[Any, ...]:
@@ -75,9 +111,9 @@ def header_values(header: SessionHeader, metadata_json: str) -> tuple[Any, ...]:
     )
     return (
         header.session_id,
-        header.processor_id,
-        str(header.activity_id),
-        str(header.request_id),
+        escape_id(header.processor_id),
+        escape_id(str(header.activity_id)),
+        escape_id(str(header.request_id)),
         flags,
         header.created_at,
         header.updated_at,
@@ -136,13 +172,16 @@ def put_values(header: SessionHeader, data: bytes) -> tuple[tuple[Any, ...], lis
 def _text(moment: Any, column: str) -> str | None:
     if moment is None:
         return None
-    if not isinstance(moment, datetime) or moment.tzinfo is None:
+    if not isinstance(moment, datetime):
         raise InvalidInputError(f"{column} must be a timestamp with a time zone")
+    if moment.tzinfo is None:  # (read AT TIME ZONE 'UTC': see HEADER_SELECT)
+        return moment.replace(tzinfo=UTC).isoformat()
     return moment.astimezone(UTC).isoformat()
 
 
 def _document(row: HeaderRow, interactions: Any) -> dict[str, Any]:
-    (session_id, processor_id, activity_id, request_id, flags) = row[:5]
+    session_id, flags = row[0], row[4]
+    processor_id, activity_id, request_id = (unescape_id(value) for value in row[1:4])
     if type(flags) is not int:
         raise InvalidInputError("ulid_ids must be an integer")
     return {

@@ -23,6 +23,11 @@ Version 1::
     {p}quarantine(session_id, reason, quarantined_at, session json, interactions json)
     {p}expect(n, session_id, expected)       -- raises SQLSTATE SP409 unless n = 1
 
+Version 2 adds ``{p}sessions.incarnation bigint`` (``DEFAULT nextval('{p}incarnations')``):
+set when a row is inserted, never updated, never the same for two rows an id ever had. The
+remembered state of :mod:`._fast` is checked against it as well as against ``version``
+(versions restart at 1 when an id is deleted and created again).
+
 Indexes serve the filters and sort keys of ``SessionFilter``/``SessionQueryOptions``: each is
 ``(column, session_id)``, the order :func:`~session_persistence.query.sort_and_page` sorts
 in, on ``processor_id``, ``activity_id``, ``request_id``, ``created_at`` and ``expires_at``
@@ -43,7 +48,7 @@ from ...errors import StoreCorruptionError
 __all__ = ["SCHEMA_VERSION", "advisory_key", "migrate"]
 
 #: The schema version this library writes.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def _v1(p: str) -> list[str]:
@@ -99,8 +104,20 @@ def _v1(p: str) -> list[str]:
     ]
 
 
+def _v2(p: str) -> list[str]:
+    # A session's incarnation: a number no other session of the id ever had (a sequence),
+    # given when its row is inserted and never changed. Versions restart at 1 when an id is
+    # deleted and created again; (incarnation, version) never repeats, so a write built from
+    # an old incarnation's state can be checked against it (see _fast.py).
+    return [
+        f"CREATE SEQUENCE {p}incarnations",
+        f"ALTER TABLE {p}sessions ADD COLUMN incarnation bigint NOT NULL "
+        f"DEFAULT nextval('{p}incarnations')",
+    ]
+
+
 #: ``MIGRATIONS[n]`` returns the statements taking a table set from version ``n`` to ``n + 1``.
-MIGRATIONS: list[Callable[[str], list[str]]] = [_v1]
+MIGRATIONS: list[Callable[[str], list[str]]] = [_v1, _v2]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 

@@ -28,12 +28,15 @@ import orjson
 from ulid import ULID
 
 from ...models import SessionFilter, SessionQueryOptions
-from ._rows import HEADER_SELECT
+from ._rows import HEADER_SELECT, escape_id
 
 __all__ = ["Statement", "expired_condition", "order_by", "select"]
 
 _SIMPLE_KEY = re.compile(r"[A-Za-z0-9_]{1,64}")
 _INT64 = 2**63
+#: The metadata object as the codec stored it: a dict with any key starting with "$" is
+#: written as ``{"$esc": {...}}`` (and a dict without one never has an ``$esc`` key).
+_METADATA = "coalesce(s.metadata -> '$esc', s.metadata)"
 
 
 @dataclass(slots=True)
@@ -96,20 +99,29 @@ def select(
         st.add("s.interaction_count >= %s", flt.interaction_count_min)
     if flt.interaction_count_max is not None:
         st.add("s.interaction_count <= %s", flt.interaction_count_max)
+    # (a tag or value the codec cannot encode is on no stored session: it matches nothing)
     if flt.tags is not None:
-        _guarded(
-            st,
-            "s.tags",
-            "EXISTS (SELECT 1 FROM json_array_elements(s.tags) t(v) WHERE t.v::text = ANY(%s))",
-            [_json(tag) for tag in flt.tags],
-        )
+        tags = [text for text in map(_json, flt.tags) if text is not None]
+        if not tags:
+            st.add("false")
+        else:
+            _guarded(
+                st,
+                "s.tags",
+                "EXISTS (SELECT 1 FROM json_array_elements(s.tags) t(v) WHERE t.v::text = ANY(%s))",
+                tags,
+            )
     if flt.tags_all is not None:
         for tag in dict.fromkeys(flt.tags_all):
+            text = _json(tag)
+            if text is None:
+                st.add("false")
+                continue
             _guarded(
                 st,
                 "s.tags",
                 "EXISTS (SELECT 1 FROM json_array_elements(s.tags) t(v) WHERE t.v::text = %s)",
-                _json(tag),
+                text,
             )
     if flt.metadata is not None:
         for key, value in flt.metadata.items():
@@ -132,15 +144,30 @@ def order_by(options: SessionQueryOptions) -> tuple[str, list[Any]]:
     return sql, [options.limit, options.offset]  # (LIMIT NULL: no limit)
 
 
-def _json(value: Any) -> str:
-    return orjson.dumps(value).decode()
+def _json(value: Any) -> str | None:
+    """``value`` as the codec's JSON text, or ``None`` if it cannot be stored at all."""
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:  # (a lone surrogate: no stored value can equal it)
+        return None
+
+
+def _storable(text: str) -> bool:
+    """Whether a ``text`` column can hold ``text`` (UTF-8: no lone surrogate)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _ids(st: Statement, column: str, wanted: str | ULID | Sequence[str | ULID] | None) -> None:
     if wanted is None:
         return
     values = [str(wanted)] if isinstance(wanted, str | ULID) else [str(item) for item in wanted]
-    st.add(f"s.{column} = ANY(%s)", values)
+    # A value no row can hold matches nothing (as in memory), rather than failing the query.
+    values = [escape_id(value) for value in values if _storable(value)]
+    st.add(f"s.{column} = ANY(%s)" if values else "false", *([values] if values else []))
 
 
 def _range(st: Statement, column: str, after: datetime | None, before: datetime | None) -> None:
@@ -157,7 +184,12 @@ def _metadata(st: Statement, key: str, value: Any) -> None:
         return
     plain = type(value) in (str, bool) or value is None
     if plain or (type(value) is int and -_INT64 <= value < _INT64):
-        _guarded(st, "s.metadata", "(s.metadata -> %s)::text = %s", key, _json(value))
+        text = _json(value)
+        if text is None:
+            st.add("false")  # (no stored metadata holds it)
+            return
+        # (metadata with a "$" key is stored escaped, as {"$esc": {...}}: see serialization)
+        _guarded(st, "s.metadata", f"({_METADATA} -> %s)::text = %s", key, text)
     else:
         st.exact = False
 

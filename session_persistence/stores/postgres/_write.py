@@ -82,6 +82,10 @@ class Statements:
             "WHERE session_id = %s AND version = %s"
         )
         self.delete = f"DELETE FROM {p}sessions WHERE session_id = %s AND version = %s"
+        # (the same, pinned to one incarnation of the id as well: see _fast.py)
+        self.append_pinned = self.append + " AND incarnation = %s"
+        self.delete_pinned = self.delete + " AND incarnation = %s"
+        self.incarnation = f"SELECT incarnation FROM {p}sessions WHERE session_id = %s"
         self.version = f"SELECT version FROM {p}sessions WHERE session_id = %s"
         self.lock_version = f"SELECT version FROM {p}sessions WHERE session_id = %s FOR SHARE"
         self.lock_id = "SELECT pg_advisory_xact_lock(%s)"
@@ -91,6 +95,14 @@ class Statements:
             f"INSERT INTO {p}interactions (session_id, seq, data) VALUES (%s, %s, %s::json)"
         )
         self.count = f"SELECT count(*) FROM {p}sessions"
+        #: The advisory lock of ``max_sessions`` checks (one per table set).
+        self.limit_key = int.from_bytes(
+            hashlib.blake2b(
+                f"session-persistence:{p}:max_sessions".encode(), digest_size=8
+            ).digest(),
+            "big",
+            signed=True,
+        )
         self.prefix = p
         self.upsert_rows = (
             f"INSERT INTO {p}interactions (session_id, seq, data) "
@@ -101,12 +113,13 @@ class Statements:
         self._replace: dict[tuple[str, ...], str] = {}
 
     def replace_columns(self, columns: tuple[str, ...]) -> str:
-        """``UPDATE`` of ``columns`` only, for the row at ``session_id`` and ``version``."""
+        """``UPDATE`` of ``columns`` only, at ``session_id``, ``version`` and ``incarnation``."""
         found = self._replace.get(columns)
         if found is None:
             sets = ", ".join(f"{c} = %s::{_TYPES[c]}" for c in columns)
             found = (
-                f"UPDATE {self.prefix}sessions SET {sets} WHERE session_id = %s AND version = %s"
+                f"UPDATE {self.prefix}sessions SET {sets} "
+                "WHERE session_id = %s AND version = %s AND incarnation = %s"
             )
             self._replace[columns] = found
         return found

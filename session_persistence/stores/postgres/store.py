@@ -36,8 +36,10 @@ Reads and expiry
     Filters, counts, sorting and pagination are SQL (see :mod:`._sql`); a text search is
     decided in Python over the rows the filter selects (its rules, ``str.lower`` over decoded
     values, are Python's). A read records ``last_accessed_at`` in this process at once, and
-    in the database before a query that judges idle expiry, when many are pending, and at
-    shutdown, so reads cost no write of their own.
+    in the database before a query that judges idle expiry, when many are pending, at
+    shutdown, and, with ``idle_timeout`` set, once the oldest pending read is a quarter of
+    ``idle_timeout`` old (so other hosts' cleanups see it; see ``_flush_due``): many reads
+    share one write.
 
 Backups
     The base's snapshot algorithm, with ``_frozen`` reading from one ``REPEATABLE READ``
@@ -48,11 +50,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
 import logging
 import re
 from collections.abc import AsyncIterator, Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar
 
 import psycopg
@@ -64,6 +67,7 @@ from ...errors import (
     ConfigurationError,
     SessionConflictError,
     SessionLimitError,
+    StoreClosedError,
     StoreCorruptionError,
 )
 from ...models import (
@@ -95,6 +99,12 @@ T = TypeVar("T")
 
 _PREFIX = re.compile(r"[a-z_][a-z0-9_]{0,39}")
 _TOUCH_BACKLOG = 1000  # recorded reads written once this many are pending
+
+#: A backup's ``REPEATABLE READ`` transaction (see ``_frozen``), for the backup's own reads
+#: only: set in the task that holds ``_frozen``, so no other task of the process reads from it.
+_SNAPSHOT: contextvars.ContextVar[tuple[PostgresSessionStore, Conn] | None] = (
+    contextvars.ContextVar("session_persistence_postgres_snapshot", default=None)
+)
 
 
 class PostgresSessionStore(SessionStore):
@@ -186,6 +196,7 @@ class PostgresSessionStore(SessionStore):
         self._statement_timeout = statement_timeout
         self._connect_timeout = float(connect_timeout)
         self._per_transaction = pgbouncer or pool is not None
+        self._pgbouncer = bool(pgbouncer)  # (then backend_pid is not the server's: see _fast)
         self._prepare_threshold = None if pgbouncer else prepare_threshold
         self._listen_dsn = listen_dsn
         self._watch = bool(watch)
@@ -193,7 +204,8 @@ class PostgresSessionStore(SessionStore):
         self._touched: dict[str, datetime] = {}
         self._known: dict[str, Known] = {}  # what this store last wrote (see _fast.py)
         self._flushing: asyncio.Task[None] | None = None  # writing recorded reads (_touch)
-        self._snap: Conn | None = None  # a backup's REPEATABLE READ transaction (_frozen)
+        self._flush_timer: asyncio.Task[None] | None = None  # writes them on time (_touch)
+        self._pending_since: tuple[datetime, float] | None = None  # the oldest unwritten read
         self._snap_lock = asyncio.Lock()
         self._migrated_from: int | None = None
         self._commits = 0
@@ -223,9 +235,14 @@ class PostgresSessionStore(SessionStore):
         return ""
 
     async def _configure(self, conn: Conn) -> None:
-        """A new pooled connection: autocommit, and the session settings (unless PgBouncer)."""
+        """A new pooled connection: autocommit, and the session settings (unless PgBouncer).
+
+        ``TimeZone`` is UTC (timestamps are read ``AT TIME ZONE 'UTC'`` anyway, for PgBouncer
+        and pools the caller gives, where no session setting can be relied on).
+        """
         await conn.set_autocommit(True)
         if not self._per_transaction:
+            await conn.execute("SELECT set_config('TimeZone', 'UTC', false)")
             for name, value in self._settings():
                 await conn.execute("SELECT set_config(%s, %s, false)", (name, value))
 
@@ -243,10 +260,14 @@ class PostgresSessionStore(SessionStore):
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[Conn]:
         pool = self._pool
-        assert pool is not None, "used before _open or after _close"
+        if pool is None:  # (a call still running when shutdown() closed the pool)
+            raise StoreClosedError("the store was shut down while this call was running")
         # getconn/putconn rather than pool.connection(): the connections are in autocommit
         # mode, so the context manager's commit-or-rollback has nothing to do.
-        conn = await pool.getconn(timeout=self._connect_timeout)
+        try:
+            conn = await pool.getconn(timeout=self._connect_timeout)
+        except psycopg_pool.PoolClosed as exc:
+            raise StoreClosedError("the store was shut down while this call was running") from exc
         try:
             if not conn.autocommit:  # (a pool the caller gave us)
                 await conn.set_autocommit(True)
@@ -300,13 +321,28 @@ class PostgresSessionStore(SessionStore):
     async def _close(self) -> None:
         try:
             await self._follower.stop()
-            if self._flushing is not None:
-                await asyncio.gather(self._flushing, return_exceptions=True)
-            if self._touched:
-                with contextlib.suppress(Exception):  # best effort: reads are not writes
-                    await self._flush_touches()
+            # Writes already running finish first (each is one transaction on a pooled
+            # connection); later ones wait at the gate, then find the pool closed and raise
+            # StoreClosedError (see _connection).
+            async with self._gate.frozen():
+                try:
+                    await self._close_rest()
+                finally:
+                    await self._close_pool()
         finally:
-            await self._close_pool()
+            await self._close_pool()  # (if stopping the follower failed)
+
+    async def _close_rest(self) -> None:
+        """Stop writing recorded reads, then write those still pending (best effort)."""
+        timer, self._flush_timer = self._flush_timer, None
+        if timer is not None:
+            timer.cancel()
+            await asyncio.gather(timer, return_exceptions=True)
+        if self._flushing is not None:
+            await asyncio.gather(self._flushing, return_exceptions=True)
+        if self._touched:
+            with contextlib.suppress(Exception):  # best effort: reads are not writes
+                await self._flush_touches()
 
     async def following(self) -> None:
         """Wait until events from other stores (any host) are being delivered.
@@ -322,14 +358,15 @@ class PostgresSessionStore(SessionStore):
 
     async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run one read statement; a connection lost before it ran is retried once."""
-        if self._snap is not None:  # inside a backup's snapshot (see _frozen)
+        snap = _SNAPSHOT.get()
+        if snap is not None and snap[0] is self:  # a backup's own read (see _frozen)
+            conn = snap[1]
             async with self._snap_lock:
-                if self._snap is not None:
-                    try:
-                        cursor = await self._snap.execute(sql, params)
-                        return await cursor.fetchall()
-                    except psycopg.Error as exc:
-                        raise translate(exc, self.label, writing=False) from exc
+                try:
+                    cursor = await conn.execute(sql, params)
+                    return await cursor.fetchall()
+                except psycopg.Error as exc:
+                    raise translate(exc, self.label, writing=False) from exc
         for attempt in (1, 2):
             try:
                 async with self._connection() as conn:
@@ -347,8 +384,12 @@ class PostgresSessionStore(SessionStore):
     def _recorded(self, row: HeaderRow) -> HeaderRow:
         """The row with this process's latest recorded read of it (see :meth:`_touch`)."""
         touched = self._touched.get(row[0])
-        if touched is not None and isinstance(row[7], datetime) and touched > row[7]:
-            return (*row[:7], touched, *row[8:])
+        stored = row[7]
+        if touched is not None and isinstance(stored, datetime):
+            if stored.tzinfo is None:  # (read in UTC: see HEADER_SELECT)
+                stored = stored.replace(tzinfo=UTC)
+            if touched > stored:
+                return (*row[:7], touched, *row[8:])
         return row
 
     def _touched_header(self, header: SessionHeader) -> SessionHeader:
@@ -371,10 +412,12 @@ class PostgresSessionStore(SessionStore):
     def _session(self, row: HeaderRow) -> PersistedSession:
         return session_from_rows(self._recorded(row[:-1]), row[-1], self._codec, self.label)
 
-    def _session_select(self, where: str) -> str:
+    def _session_select(self, where: str, *, extra: str = "") -> str:
+        """Header columns, then ``extra`` (if given), then the interactions as a JSON array."""
         p = self.prefix
+        extra = f"{extra}, " if extra else ""
         return (
-            f"SELECT {HEADER_SELECT}, (SELECT coalesce(json_agg(i.data ORDER BY i.seq), "
+            f"SELECT {HEADER_SELECT}, {extra}(SELECT coalesce(json_agg(i.data ORDER BY i.seq), "
             f"'[]')::text FROM {p}interactions i WHERE i.session_id = s.session_id) "
             f"FROM {p}sessions s WHERE {where}"
         )
@@ -388,6 +431,10 @@ class PostgresSessionStore(SessionStore):
         if session is None or self._expired(session, now):
             return None
         self._touch(session_id, now)
+        flushing = self._flushing
+        if flushing is not None and not flushing.done():
+            # (a flush this read made due: the read is in the database when it returns)
+            await asyncio.gather(asyncio.shield(flushing), return_exceptions=True)
         if now > session.last_accessed_at:
             session = dataclasses.replace(session, last_accessed_at=now)
         return session
@@ -421,14 +468,47 @@ class PostgresSessionStore(SessionStore):
         return int(rows[0][0])
 
     def _touch(self, session_id: str, when: datetime) -> None:
+        self._record_read(session_id, when)
+        if self._pool is None or (self._flushing is not None and not self._flushing.done()):
+            return
+        if len(self._touched) >= _TOUCH_BACKLOG or self._flush_due(when):
+            self._flushing = asyncio.get_running_loop().create_task(self._flush_touches_logged())
+        elif self._idle is not None and (self._flush_timer is None or self._flush_timer.done()):
+            self._flush_timer = asyncio.get_running_loop().create_task(self._flush_later())
+
+    def _record_read(self, session_id: str, when: datetime) -> None:
+        if not self._touched:  # the oldest pending read: by the store's clock and the loop's
+            self._pending_since = (when, asyncio.get_running_loop().time())
         if self._touched.get(session_id, when) <= when:
             self._touched[session_id] = when
-        if (
-            len(self._touched) >= _TOUCH_BACKLOG
-            and self._pool is not None
-            and (self._flushing is None or self._flushing.done())
-        ):
-            self._flushing = asyncio.get_running_loop().create_task(self._flush_touches_logged())
+
+    def _flush_due(self, now: datetime) -> bool:
+        """Whether recorded reads must be written now, so other hosts judge idleness by them.
+
+        With ``idle_timeout`` set, the oldest pending read is written once it is a quarter
+        of ``idle_timeout`` old, by the store's clock or by the event loop's (so every read
+        is in the database well before it is ``idle_timeout / 2`` old).
+        """
+        if self._idle is None or not self._touched or self._pending_since is None:
+            return False
+        limit = self._idle / 4
+        since, loop_since = self._pending_since
+        elapsed = asyncio.get_running_loop().time() - loop_since
+        return now - since >= limit or elapsed >= limit.total_seconds()
+
+    async def _flush_later(self) -> None:
+        """Write recorded reads a quarter of ``idle_timeout`` after the oldest was recorded."""
+        assert self._idle is not None
+        while self._touched and self._pool is not None:
+            assert self._pending_since is not None
+            loop = asyncio.get_running_loop()
+            wait = self._pending_since[1] + self._idle.total_seconds() / 4 - loop.time()
+            await asyncio.sleep(max(wait, 0.01))
+            if self._flushing is not None and not self._flushing.done():
+                await asyncio.gather(self._flushing, return_exceptions=True)
+            elif self._flush_due(self._now()):
+                self._flushing = loop.create_task(self._flush_touches_logged())
+                await asyncio.gather(self._flushing, return_exceptions=True)
 
     async def _flush_touches_logged(self) -> None:
         try:
@@ -439,7 +519,7 @@ class PostgresSessionStore(SessionStore):
 
     async def _flush_touches(self) -> None:
         """Write recorded reads' ``last_accessed_at`` (one statement, rows in id order)."""
-        if not self._touched or self._snap is not None:
+        if not self._touched:
             return
         touched, self._touched = self._touched, {}
         ids = sorted(touched)  # a fixed lock order: no deadlock with another host's flush
@@ -453,7 +533,7 @@ class PostgresSessionStore(SessionStore):
                 )
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
             for session_id, when in touched.items():  # keep them for the next try
-                self._touch(session_id, when)
+                self._record_read(session_id, when)
             raise translate(exc, self.label, writing=False) from exc
 
     async def _before_query(self, flt: SessionFilter) -> None:
@@ -560,6 +640,12 @@ class PostgresSessionStore(SessionStore):
                 created = sum(1 for op in ops if isinstance(op, PutOp) and op.expected is None)
                 deleted = sum(1 for op in ops if isinstance(op, DeleteOp))
                 if created > deleted:
+                    # One creating batch at a time counts (across hosts): under READ COMMITTED
+                    # a count cannot see other transactions' uncommitted rows, so two batches
+                    # could each count below the limit and both commit. The lock is held to
+                    # COMMIT; the count, a statement after taking it, sees what the last
+                    # holder committed. Nothing else is locked after it: no deadlock.
+                    await conn.execute(self._sql.lock_id, (self._sql.limit_key,))
                     cursor = await conn.execute(self._sql.count)
                     row = await cursor.fetchone()
                     if row is not None and int(row[0]) > max_sessions:
@@ -568,7 +654,7 @@ class PostgresSessionStore(SessionStore):
             if note is not None:
                 await conn.execute("SELECT pg_notify(%s, %s)", (self.channel, note))
         except (SessionConflictError, SessionLimitError):
-            await conn.execute("ROLLBACK")
+            await _rollback(conn)  # (a connection that broke meanwhile is discarded)
             raise
         except psycopg.Error as exc:
             await _rollback(conn)
@@ -639,7 +725,9 @@ class PostgresSessionStore(SessionStore):
         """Hold this process's writers off and read from one ``REPEATABLE READ`` snapshot.
 
         Other hosts keep writing: the snapshot sees the tables as they were when it began,
-        whatever commits after.
+        whatever commits after. Only reads of the task that holds this block (the backup's)
+        use the snapshot (a context variable): every other read of the process, a caller's
+        or the event follower's, still sees the latest commits.
         """
         async with super()._frozen(), self._connection() as conn:
             try:
@@ -648,11 +736,11 @@ class PostgresSessionStore(SessionStore):
             except psycopg.Error as exc:
                 await _rollback(conn)
                 raise translate(exc, self.label, writing=False) from exc
-            self._snap = conn
+            token = _SNAPSHOT.set((self, conn))
             try:
                 yield
             finally:
-                self._snap = None
+                _SNAPSHOT.reset(token)
                 await _rollback(conn)
 
     # == monitoring ==============================================================================
