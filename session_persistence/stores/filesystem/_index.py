@@ -7,8 +7,9 @@ Two files, so that a checkpoint writes what it changed and not the whole index:
   columns (``ROWS_PER_CHUNK`` sessions each, one array per field: see
   :meth:`._table.HeaderTable.column_chunks`), holds every header at the start of generation
   ``G``. It is read a line at a time (:class:`_BodyLines`), each chunk in one parse with no
-  object per session but a tuple, and its checksum verified at the last line. The generation is inside the checksummed body: a damaged head cannot make an old
-  base pass for a newer one. Bases written by earlier releases (``{"generation": G,
+  object per session but a tuple, and its checksum verified at the last line. The
+  generation is inside the checksummed body: a damaged head cannot make an old base pass
+  for a newer one. Bases written by earlier releases (``{"generation": G,
   "headers": [...]}``, or a bare array of headers with the generation in the head only) are
   read and replaced by the next checkpoint; a ``layout`` this release does not know makes the
   index be rebuilt from the session files;
