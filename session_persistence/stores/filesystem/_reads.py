@@ -5,7 +5,8 @@ returns data older than a write another process has finished. Then:
 
 * a session whose latest state is a whole document in the journal (a put since its files were
   last written) is served from memory, with the appends after it;
-* a session read recently and unchanged since is served from the read cache (a copy);
+* a session read recently and unchanged since (or only appended to: the cache follows
+  appends, see :mod:`._cache`) is served from the read cache;
 * otherwise its files are read, and the appends the journal holds beyond them (in the current
   generation, and in a closed one whose checkpoint has not finished) are applied on top,
   matched by version. Files that do not match the journal may be mid-checkpoint: they are
@@ -15,7 +16,10 @@ returns data older than a write another process has finished. Then:
   journal line so every process forgets the session) and reported with
   :class:`StoreCorruptionError`; an ``OSError`` is never taken for damage.
 
-Returned sessions are the caller's own: every path returns a copy or a freshly decoded object.
+Returned sessions are the caller's own: what the store keeps is only ever lent
+(:func:`lend_session`: metadata and tags copied, interactions copied as they are read); a
+session decoded from its files is kept in the cache and lent too (or, if anything changed
+while it was read, handed over as it is and not kept).
 """
 
 from __future__ import annotations
