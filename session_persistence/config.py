@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal, TypeAlias
 
 from .errors import ConfigurationError
+from .sealing import Compression, CompressionSetting, Keyring
 
 __all__ = ["Clock", "Duration", "ExpiryMode", "SessionStoreConfig", "utc_now"]
 
@@ -71,6 +72,15 @@ class SessionStoreConfig:
         restore_batch_size: A restore or import of more sessions than this is applied in
             atomic batches of this size rather than as one atomic unit (default 5,000).
         clock: Where the store reads the time (tests pass a fake clock).
+        encryption: Seal interactions and metadata at rest with this
+            :class:`~session_persistence.sealing.Keyring` (AES-256-GCM under its active key;
+            needs the ``crypto`` extra). ``None`` (the default): records are written in clear,
+            and a store holding sealed records raises ``SealingKeyError`` for them. See
+            ``docs/sealing.md``.
+        compression: Compress records of at least a threshold size before sealing them:
+            ``"zlib"``, ``"zstd"`` or a :class:`~session_persistence.sealing.Compression`
+            (threshold, level). ``None`` (the default): no compression. Stores read
+            compressed and uncompressed records alike, whatever this says.
     """
 
     default_session_ttl: Duration | None = 3600.0
@@ -89,6 +99,8 @@ class SessionStoreConfig:
     backup_compress: bool = False
     restore_batch_size: int = 5000
     clock: Clock = utc_now
+    encryption: Keyring | None = None
+    compression: CompressionSetting = None
 
     def __post_init__(self) -> None:
         _duration("default_session_ttl", self.default_session_ttl, optional=True, positive=True)
@@ -111,6 +123,17 @@ class SessionStoreConfig:
         if self.backup_dir is not None and not isinstance(self.backup_dir, str | os.PathLike):
             raise ConfigurationError(
                 "backup_dir", f"must be a path or None, got {self.backup_dir!r}"
+            )
+        if self.encryption is not None and not isinstance(self.encryption, Keyring):
+            raise ConfigurationError(
+                "encryption", f"must be a Keyring or None, got {type(self.encryption).__name__}"
+            )
+        if isinstance(self.compression, str):
+            object.__setattr__(self, "compression", Compression(self.compression))
+        elif self.compression is not None and not isinstance(self.compression, Compression):
+            raise ConfigurationError(
+                "compression",
+                f"must be None, 'zlib', 'zstd' or a Compression, got {self.compression!r}",
             )
         if not callable(self.clock):
             raise ConfigurationError("clock", "must be a callable returning an aware datetime")

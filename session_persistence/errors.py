@@ -22,6 +22,7 @@ keeps working::
     ├── StoreIOError                    STORE_IO_ERROR         .path     + OSError
     ├── StoreLockTimeoutError           LOCK_TIMEOUT           + TimeoutError
     ├── StoreReadOnlyError              READ_ONLY
+    ├── SealingKeyError                 SEALING_KEY            .key_id
     ├── BackupError                     BACKUP_ERROR           .backup_id
     ├── MigrationError                  MIGRATION_FAILED       .target
     └── UnsavedChangesError             UNSAVED_CHANGES        .session_ids
@@ -44,6 +45,7 @@ __all__ = [
     "InvalidSessionIdError",
     "InvalidUpdateError",
     "MigrationError",
+    "SealingKeyError",
     "SerializationError",
     "SessionConflictError",
     "SessionExistsError",
@@ -375,6 +377,27 @@ class StoreReadOnlyError(SessionStoreError):
     """The store was opened read-only (to inspect it) and was asked to change something."""
 
     code = "READ_ONLY"
+
+
+class SealingKeyError(SessionStoreError):
+    """A sealed record needs a key the store was not given, or was given a different secret.
+
+    Nothing was changed and nothing was quarantined: the record is intact, only unreadable
+    with these keys. Add the key to the store's :class:`~session_persistence.sealing.Keyring`
+    (or ``SESSION_STORE_KEYS``) and retry.
+
+    Attributes:
+        key_id: The id of the key the record names (``None``: the store has no keyring).
+    """
+
+    code = "SEALING_KEY"
+
+    def __init__(self, message: str, key_id: str | None = None) -> None:
+        self.key_id = key_id
+        super().__init__(message)
+
+    def _reduce_args(self) -> tuple[Any, ...]:
+        return (self.message, self.key_id)
 
 
 class BackupError(SessionStoreError):

@@ -34,6 +34,7 @@ import abc
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import logging
 import random
 import warnings
@@ -51,6 +52,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Self, TypeVar
 
 from .._copy import clone_session
+from .._envelope import Envelope, compression_of
 from .._fileio import FileIO
 from .._gate import WriteGate
 from .._ids import validate_session_id
@@ -74,6 +76,7 @@ from ..models import (
     UNSET,
     Interaction,
     PersistedSession,
+    ProgressCallback,
     SessionFilter,
     SessionHeader,
     SessionObject,
@@ -104,6 +107,7 @@ from ._backup_methods import BackupMethods
 from ._history import HistoryMethods
 from ._keyed import KeyedMethods
 from ._monitoring import MonitoringMethods
+from ._sealing import SealingMethods
 from ._single import AppendBuild, DeleteBuild, UpdateBuild, write_one
 
 __all__ = ["SessionStore"]
@@ -116,7 +120,9 @@ _MAX_WRITE_ATTEMPTS = 50
 _CLEANUP_BATCH = 500
 
 
-class SessionStore(KeyedMethods, HistoryMethods, MonitoringMethods, BackupMethods, abc.ABC):
+class SessionStore(
+    KeyedMethods, HistoryMethods, MonitoringMethods, BackupMethods, SealingMethods, abc.ABC
+):
     """The store contract: the whole public API, over a narrow abstract core.
 
     Stores are async context managers: ``async with store:`` initializes and shuts down.
@@ -172,6 +178,13 @@ class SessionStore(KeyedMethods, HistoryMethods, MonitoringMethods, BackupMethod
         self._sliding = self._config.expiry_mode == "sliding"
         self._idle: timedelta | None = self._config.idle()
         self._now: Callable[[], datetime] = self._config.clock
+        self._envelope = Envelope(self._config.encryption, compression_of(self._config.compression))
+
+    def _use_active_key(self, key_id: str) -> None:
+        """Seal new records with ``key_id`` from now on (``rotate_key``'s first step)."""
+        self._envelope = self._envelope.with_active(key_id)
+        keyring = self._envelope.keyring
+        self._config = dataclasses.replace(self._config, encryption=keyring)
 
     @property
     def config(self) -> SessionStoreConfig:
@@ -300,6 +313,18 @@ class SessionStore(KeyedMethods, HistoryMethods, MonitoringMethods, BackupMethod
     async def _optimize_backend(self) -> list[str]:
         """Do backend maintenance; return one line per operation performed."""
         return []
+
+    async def _reseal(self, key_id: str, progress: ProgressCallback) -> int:
+        """Re-seal every record at rest not sealed with ``key_id``; see :mod:`._sealing`.
+
+        The default has nothing at rest to re-seal (a store that keeps nothing on disk).
+        """
+        progress(0, 0)
+        return 0
+
+    async def _key_census(self) -> Mapping[str | None, int]:
+        """Count records at rest per sealing key (``None``: unsealed); see :mod:`._sealing`."""
+        return {}
 
     async def _query(
         self,
