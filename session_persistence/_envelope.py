@@ -169,11 +169,15 @@ class Envelope:
         """The id of the key new records are sealed with (``None``: not sealing)."""
         return None if self.keyring is None else self.keyring.active
 
-    def with_active(self, key_id: str) -> Envelope:
-        """Return an envelope that seals with ``key_id`` (which the keyring must hold)."""
+    def activate(self, key_id: str) -> None:
+        """Seal new records with ``key_id`` from now on (the keyring must hold it).
+
+        The envelope changes in place, so every part of a store that holds it switches at
+        once; a record being wrapped meanwhile is sealed wholly with one key or the other.
+        """
         if self.keyring is None:
             raise ConfigurationError("encryption", "the store has no keyring to rotate")
-        return Envelope(self.keyring.with_active(key_id), self.compression)
+        self.keyring = self.keyring.with_active(key_id)
 
     # -- writing -----------------------------------------------------------------------------
 

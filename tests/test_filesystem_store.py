@@ -11,6 +11,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from _sealing import variant
 from fixtures.fs_describe import describe
 
 from session_persistence import (
@@ -34,6 +35,30 @@ class TestFileSystemFullConformance(StoreConformance):
 class TestFileSystemProcessConformance(StoreConformance):
     def make_store(self, config: SessionStoreConfig, path: Path) -> FileSystemSessionStore:
         return FileSystemSessionStore(path / "store", config, durability="process")
+
+
+class _Variant(StoreConformance):
+    """A sealing variant (see tests/_sealing.py), with checkpoints every 4 KiB of journal so
+    session files, tails and index deltas are written (and read back) sealed too."""
+
+    variant = ""
+
+    def make_store(self, config: SessionStoreConfig, path: Path) -> FileSystemSessionStore:
+        return FileSystemSessionStore(
+            path / "store", variant(config, self.variant), checkpoint_bytes=4096
+        )
+
+
+class TestFileSystemSealedConformance(_Variant):
+    variant = "sealed"
+
+
+class TestFileSystemCompressedConformance(_Variant):
+    variant = "compressed"
+
+
+class TestFileSystemSealedCompressedConformance(_Variant):
+    variant = "sealed_compressed"
 
 
 # -- layout, security ------------------------------------------------------------------------

@@ -182,9 +182,8 @@ class SessionStore(
 
     def _use_active_key(self, key_id: str) -> None:
         """Seal new records with ``key_id`` from now on (``rotate_key``'s first step)."""
-        self._envelope = self._envelope.with_active(key_id)
-        keyring = self._envelope.keyring
-        self._config = dataclasses.replace(self._config, encryption=keyring)
+        self._envelope.activate(key_id)
+        self._config = dataclasses.replace(self._config, encryption=self._envelope.keyring)
 
     @property
     def config(self) -> SessionStoreConfig:

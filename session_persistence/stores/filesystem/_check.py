@@ -15,12 +15,14 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from ..._envelope import Envelope
 from ..._fileio import NotRegularFile
 from ..._ids import is_valid_session_id
+from ...errors import SealingKeyError
 from ...models import CheckProblem
 from ...serialization import Codec
 from . import _checkpoint
-from ._format import BadFile, parse_changes
+from ._format import JOURNAL, BadFile, opened, parse_changes
 from ._journal import split_lines
 
 if TYPE_CHECKING:
@@ -37,10 +39,16 @@ __all__ = [
 _INSPECT_ATTEMPTS = 10
 
 
-def _invalid_record(payload: bytes, generation: int, codec: Codec) -> str | None:
+def _invalid_record(
+    payload: bytes, generation: int, codec: Codec, envelope: Envelope
+) -> str | None:
     """Why a checksummed journal line is not a valid record of ``generation``, or ``None``."""
     try:
-        record = orjson.loads(payload)
+        record = orjson.loads(opened(envelope, payload, JOURNAL))
+    except BadFile as exc:
+        return f"cannot be opened ({exc})"
+    except SealingKeyError as exc:
+        return f"cannot be read with this keyring ({exc})"
     except orjson.JSONDecodeError:
         return "is not JSON"
     if type(record) is not dict or type(record.get("seq")) is not int:
@@ -209,7 +217,7 @@ def check_journal(store: FileSystemSessionStore) -> list[CheckProblem]:
         for line in lines:
             why = "fails its checksum" if line.payload is None else None
             if line.payload is not None:
-                why = _invalid_record(line.payload, generation, store._codec)
+                why = _invalid_record(line.payload, generation, store._codec, store._envelope)
             if why is not None:
                 problem = (
                     f"the line at bytes {line.start}-{line.end} {why}; what it recorded is "

@@ -358,7 +358,9 @@ def _materialize(
     except BadFile as exc:
         _quarantine_lost(store, session_id, f"base damaged at checkpoint: {exc}", journal_held)
         return
-    records = b"".join(tail_record(token, a, store._codec) for a in pending.appends)
+    records = b"".join(
+        tail_record(token, a, store._codec, store._envelope) for a in pending.appends
+    )
     if careful or tail_size + len(records) > max(base_size, MIN_COMPACT_BYTES):
         _compact(store, session_id, pending.appends, journal_held)
         return

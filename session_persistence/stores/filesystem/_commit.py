@@ -229,7 +229,7 @@ class JournalWriter(JournalReplay):
                 limit = batch.max_sessions
                 if limit is not None and created and count + created - deleted > limit:
                     raise SessionLimitError(limit)
-                line = journal_record(seq + 1, batch.ops, self._codec)
+                line = journal_record(seq + 1, batch.ops, self._codec, self._envelope)
             except (SessionConflictError, SessionLimitError, SerializationError) as exc:
                 batch.error = exc
                 continue

@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from ..._envelope import PLAIN, Envelope
 from ..._fileio import FileIO, NotRegularFile
 from ...documents import document_to_session, header_of, interaction_from_json
 from ...errors import InvalidInputError, SerializationError
@@ -27,6 +28,9 @@ from ._format import (
     decode_document,
     encode_document,
     header_from_json,
+    opened,
+    session_context,
+    tail_context,
     with_header,
 )
 from ._journal import split_lines
@@ -77,6 +81,9 @@ class SessionFiles:
         self.codec = codec
         self.file_mode = file_mode
         self.durable = durable
+        # Seals and compresses what is written (the store's; set at open, changed in place
+        # by a key rotation).
+        self.envelope: Envelope = PLAIN
 
     def base(self, session_id: str) -> Path:
         """Path of a session's base file."""
@@ -108,6 +115,7 @@ class SessionFiles:
         token = head.get("token")
         if type(token) is not str:
             raise BadFile("the first line lacks the base token")
+        body = opened(self.envelope, body, session_context(session_id))
         try:
             session = document_to_session(orjson.loads(body), self.codec)
         except (orjson.JSONDecodeError, InvalidInputError, SerializationError) as exc:
@@ -129,11 +137,14 @@ class SessionFiles:
         caller decides, against the journal, whether the session is damaged.
         """
         lines, intact_end = split_lines(tail)
+        context = tail_context(session.session_id)
         for line in lines:
             if line.payload is None:
                 return session, header, f"tail record at byte {line.start} fails its checksum"
             try:
-                record = orjson.loads(line.payload)
+                record = orjson.loads(opened(self.envelope, line.payload, context))
+            except BadFile as exc:
+                return session, header, f"tail record at byte {line.start}: {exc}"
             except orjson.JSONDecodeError:
                 record = None
             if type(record) is not dict:
@@ -182,11 +193,14 @@ class SessionFiles:
     def write_base(self, session_id: str, doc: bytes) -> None:
         """Replace a session's base (temp → fsync → rename), then remove its old tail.
 
+        ``doc`` is the plain document; the file holds it wrapped by :attr:`envelope`.
+
         The caller fsyncs ``sessions/`` afterwards. A crash after the rename and before the
         unlink leaves a tail whose token no longer matches: it is ignored.
         """
         token = os.urandom(8).hex()
-        data = encode_document("session", doc, token=token)
+        body = self.envelope.wrap(doc, session_context(session_id))
+        data = encode_document("session", body, token=token)
         self.io.replace_file(
             self.base(session_id),
             data,

@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from ..._envelope import Envelope, Unsealable
 from ..._ids import is_valid_session_id
 from ...documents import (
     _encode_id,
@@ -34,6 +35,8 @@ from ...ops import AppendOp, CheckOp, DeleteOp, PutOp, WriteOp
 from ...serialization import FORMAT_VERSION, Codec, dump_json
 
 __all__ = [
+    "INDEX",
+    "JOURNAL",
     "BadFile",
     "decode_document",
     "encode_document",
@@ -42,6 +45,9 @@ __all__ = [
     "header_to_json",
     "iter_frames",
     "journal_record",
+    "opened",
+    "session_context",
+    "tail_context",
 ]
 
 
@@ -210,13 +216,17 @@ class Delete:
 Change = Put | Append | Delete
 
 
-def journal_record(seq: int, ops: Sequence[WriteOp], codec: Codec) -> bytes | None:
+def journal_record(
+    seq: int, ops: Sequence[WriteOp], codec: Codec, envelope: Envelope
+) -> bytes | None:
     """Return the framed journal line for a batch, or ``None`` if it changes nothing.
 
     Encoded documents and interactions are spliced in as they are: they are valid JSON
     already, so nothing is encoded twice. A put carries the document and its size only: its
     header is the document's own fields, so metadata is written once (releases before format
-    2 wrote ``{"put": <header>, "doc": ...}``, which replay still reads).
+    2 wrote ``{"put": <header>, "doc": ...}``, which replay still reads). The record is
+    wrapped by ``envelope`` (sealed and compressed as configured; context ``b"journal"``)
+    before it is framed, so the checksum covers what is on disk.
     """
     parts: list[bytes] = []
     for op in ops:
@@ -232,7 +242,7 @@ def journal_record(seq: int, ops: Sequence[WriteOp], codec: Codec) -> bytes | No
             assert isinstance(op, CheckOp)
     if not parts:
         return None
-    return frame(b'{"seq":%d,"ops":[%s]}' % (seq, b",".join(parts)))
+    return frame(envelope.wrap(b'{"seq":%d,"ops":[%s]}' % (seq, b",".join(parts)), JOURNAL))
 
 
 def control_record(seq: int, **fields: Any) -> bytes:
@@ -325,10 +335,42 @@ def _invalid(what: str) -> Iterator[None]:
         raise BadFile(f"{what} is invalid: {type(exc).__name__}: {exc}"[:300]) from exc
 
 
-def tail_record(token: str, append: Append, codec: Codec) -> bytes:
-    """Return the framed line that records ``append`` in a session's tail file."""
+def tail_record(token: str, append: Append, codec: Codec, envelope: Envelope) -> bytes:
+    """Return the framed line that records ``append`` in a session's tail file (wrapped)."""
     head = dump_json(header_to_json(append.header, codec))
-    return frame(
-        b'{"token":%s,"expected":%d,"header":%s,"items":[%s]}'
-        % (dump_json(token), append.expected, head, b",".join(append.items))
+    record = b'{"token":%s,"expected":%d,"header":%s,"items":[%s]}' % (
+        dump_json(token),
+        append.expected,
+        head,
+        b",".join(append.items),
     )
+    return frame(envelope.wrap(record, tail_context(append.header.session_id)))
+
+
+#: The envelope contexts (associated data) of the store's records: a sealed record opens only
+#: where it was written (a session file moved to another name fails authentication).
+JOURNAL = b"journal"
+INDEX = b"index"
+
+
+def session_context(session_id: str) -> bytes:
+    """The envelope context of a session's base file."""
+    return b"session:" + session_id.encode()
+
+
+def tail_context(session_id: str) -> bytes:
+    """The envelope context of a session's tail records."""
+    return b"tail:" + session_id.encode()
+
+
+def opened(envelope: Envelope, data: bytes, context: bytes) -> bytes:
+    """Unwrap a record read from disk; a record that fails to open is :class:`BadFile`.
+
+    Raises:
+        BadFile: The record fails authentication or does not decode (damage).
+        SealingKeyError: The record needs a key the store was not given (not damage).
+    """
+    try:
+        return envelope.unwrap(data, context)
+    except Unsealable as exc:
+        raise BadFile(str(exc)) from exc

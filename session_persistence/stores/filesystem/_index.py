@@ -42,15 +42,18 @@ from pathlib import Path
 import orjson
 
 from ..._copy import no_gc_pauses
+from ..._envelope import PLAIN, Envelope
 from ..._fileio import FileIO
 from ...models import SessionHeader
 from ...serialization import Codec, dump_json
 from ._format import (
+    INDEX,
     BadFile,
     encode_document,
     frame,
     header_from_json,
     iter_frames,
+    opened,
     read_head,
 )
 from ._table import COLUMNS_LAYOUT, HeaderTable
@@ -152,6 +155,8 @@ class IndexFiles:
         # index.delta holds bytes loading could not use (damage, a torn line): a delta appended
         # after them would never be read, so only a whole new base may be written now.
         self.damaged = False
+        # Seals and compresses the chunk lines and delta lines (set at open by the store).
+        self.envelope: Envelope = PLAIN
 
     def load(self) -> tuple[int, HeaderTable] | None:
         """Return ``(generation, index)``, or ``None`` when there is no usable base."""
@@ -196,7 +201,7 @@ class IndexFiles:
             if "columns" in items:  # (one chunk on the first line)
                 table.add_columns(items["columns"])
             for _ in range(chunks):
-                table.add_columns(orjson.loads(lines.next()))
+                table.add_columns(orjson.loads(opened(self.envelope, lines.next(), INDEX)))
             lines.end()
             self._legacy_base = False
             return generation, table
@@ -224,7 +229,7 @@ class IndexFiles:
         end = 0
         for end, payload in iter_frames(data):  # noqa: B007 - (end is used after the loop)
             try:
-                record = orjson.loads(payload)
+                record = orjson.loads(opened(self.envelope, payload, INDEX))
                 start, target = record["from"], record["generation"]
                 if type(start) is not int or type(target) is not int or not start < target:
                     raise BadFile("a delta without its generations")
@@ -265,7 +270,8 @@ class IndexFiles:
     def write_base(self, generation: int, index: HeaderTable) -> None:
         """Write the whole index as of the start of ``generation`` and empty the deltas."""
         self.damaged = False
-        chunks = [dump_json(chunk) for chunk in index.column_chunks(ROWS_PER_CHUNK)]
+        wrap = self.envelope.wrap
+        chunks = [wrap(dump_json(c), INDEX) for c in index.column_chunks(ROWS_PER_CHUNK)]
         first = dump_json(
             {"generation": generation, "layout": COLUMNS_LAYOUT, "chunks": len(chunks)}
         )
@@ -317,7 +323,7 @@ class IndexFiles:
         try:
             start = self._io.size(fd)
             try:
-                self._io.write(fd, frame(payload))
+                self._io.write(fd, frame(self.envelope.wrap(payload, INDEX)))
                 if self._durable:
                     self._io.fsync(fd)
             except OSError:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from ..._envelope import Envelope
 from ..._fileio import FileIO, NotRegularFile
 from ..._ids import is_valid_session_id
 from ...errors import StoreCorruptionError
@@ -33,11 +34,13 @@ from ...serialization import Codec
 from ._cache import ReadCache
 from ._files import SessionFiles
 from ._format import (
+    JOURNAL,
     Append,
     BadFile,
     Change,
     Delete,
     Put,
+    opened,
     parse_changes,
 )
 from ._index import IndexFiles
@@ -70,6 +73,7 @@ class JournalReplay:
     _io: FileIO
     _files: SessionFiles
     _codec: Codec
+    _envelope: Envelope
     _journal_dir: Path
     _file_mode: int
     _lock: threading.RLock
@@ -333,7 +337,7 @@ class JournalReplay:
             BadFile: The record is malformed; nothing was applied.
         """
         try:
-            record = orjson.loads(payload)
+            record = orjson.loads(opened(self._envelope, payload, JOURNAL))
         except orjson.JSONDecodeError as exc:
             raise BadFile(f"not JSON: {exc}") from exc
         if type(record) is not dict or type(record.get("seq")) is not int:

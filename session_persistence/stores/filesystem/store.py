@@ -95,7 +95,7 @@ import logging
 import os
 import threading
 import warnings
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -110,10 +110,10 @@ from ...errors import (
     StoreIOError,
 )
 from ...events import EventName
-from ...models import CheckProblem, SessionHeader
+from ...models import CheckProblem, ProgressCallback, SessionHeader
 from ...serialization import Codec
 from ..base import SessionStore
-from . import _check, _checkpoint
+from . import _check, _checkpoint, _reseal
 from ._cache import DEFAULT_READ_CACHE_BYTES, ReadCache
 from ._checkpoint import Checkpointer
 from ._commit import Batch
@@ -139,8 +139,11 @@ logger = logging.getLogger(__name__)
 _STORE_KIND = "session-persistence-filesystem-store"
 # 2: a generation is closed (``rotate``) before its checkpoint writes the files, which
 # ``{"checkpointed": g}`` records. Format 1 stores are upgraded at open; releases that read
-# only format 1 refuse format 2 (they would take ``rotate`` as "in the files").
-_STORE_FORMAT = 2
+# only format 1 refuse format 2 (they would take ``rotate`` as "in the files"). 3: records
+# may be sealed or compressed (see session_persistence._envelope); a store is marked 3 only
+# when it is opened with sealing or compression, so plain stores stay readable by format 2.
+_STORE_FORMAT = 3
+_PLAIN_FORMAT = 2
 _DIRECTORIES = ("sessions", "journal", "tmp", "quarantine", "backups")
 
 
@@ -346,6 +349,7 @@ class FileSystemSessionStore(SessionReads, SessionStore):
             self._let_go()
 
     def _open_sync(self) -> None:
+        self._files.envelope = self._index_files.envelope = self._envelope
         self._prepare_directories()
         fstype = network_filesystem(self._root)
         if fstype is not None:
@@ -454,11 +458,19 @@ class FileSystemSessionStore(SessionReads, SessionStore):
                 f"session-persistence reads formats 1 to {_STORE_FORMAT}: upgrade it",
                 str(marker),
             )
-        if version < _STORE_FORMAT and not self._read_only:
+        if version < self._marker_format() and not self._read_only:
             self._write_marker()  # (the store lock is held: nobody of format 1 is writing)
 
+    def _marker_format(self) -> int:
+        """The format this store's marker must name: 3 once it may hold wrapped records.
+
+        Releases that read format 2 at most would take a sealed or compressed record for
+        damage; naming format 3 makes them refuse the store instead ("upgrade it").
+        """
+        return _STORE_FORMAT if self._envelope.active else _PLAIN_FORMAT
+
     def _write_marker(self) -> None:
-        document = {"format": _STORE_FORMAT, "kind": _STORE_KIND}
+        document = {"format": self._marker_format(), "kind": _STORE_KIND}
         self._io.replace_file(
             self._root / "store.json",
             orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n",
@@ -506,6 +518,14 @@ class FileSystemSessionStore(SessionReads, SessionStore):
     def _fsync_dir(self, path: Path) -> None:
         if self._durable:
             self._io.fsync_dir(path)
+
+    # == sealing =================================================================================
+
+    async def _reseal(self, key_id: str, progress: ProgressCallback) -> int:
+        return await asyncio.to_thread(_reseal.reseal, self, key_id, progress)
+
+    async def _key_census(self) -> Mapping[str | None, int]:
+        return await asyncio.to_thread(_reseal.census, self)
 
     # == check ===================================================================================
 
