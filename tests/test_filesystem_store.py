@@ -38,8 +38,10 @@ class TestFileSystemProcessConformance(StoreConformance):
 
 
 class _Variant(StoreConformance):
-    """A sealing variant (see tests/_sealing.py), with checkpoints every 4 KiB of journal so
-    session files, tails and index deltas are written (and read back) sealed too."""
+    """A sealing variant (see tests/_sealing.py), checkpointing every 4 KiB of journal.
+
+    So session files, tails and index deltas are written (and read back) sealed too.
+    """
 
     variant = ""
 
