@@ -33,6 +33,13 @@ def same(read: object, written: object) -> bool:
     return dataclasses.replace(read, last_accessed_at=written.last_accessed_at) == written
 
 
+def tamper(record: bytes, at: int) -> bytes:
+    """``record`` with the base64 character at ``at`` changed to another valid one."""
+    changed = bytearray(record)
+    changed[at] = ord("A") if changed[at] != ord("A") else ord("B")
+    return bytes(changed)
+
+
 def _store(root: Path, config: SessionStoreConfig, **options: object) -> FileSystemSessionStore:
     options.setdefault("checkpoint_bytes", 4096)
     return FileSystemSessionStore(root, config, watch=False, **options)  # type: ignore[arg-type]
@@ -102,8 +109,7 @@ async def test_a_tampered_base_is_damage_for_that_session_alone(tmp_path: Path) 
     path = root / "sessions" / f"{ids[0]}.json"
     head, body, _ = path.read_bytes().split(b"\n")
     assert record_key(body) == "k1"
-    flipped = bytearray(body)
-    flipped[len(body) // 2] ^= 0x01
+    flipped = tamper(body, len(body) // 2)
     fields = orjson.loads(head)
     fields["crc32"] = f"{zlib.crc32(bytes(flipped)):08x}"
     path.write_bytes(orjson.dumps(fields) + b"\n" + bytes(flipped) + b"\n")
@@ -127,8 +133,7 @@ async def test_a_tampered_tail_record_is_reported_never_returned(tmp_path: Path)
     tail = root / "sessions" / f"{ids[0]}.tail"
     _, payload = tail.read_bytes().rstrip(b"\n").split(b" ", 1)
     assert record_key(payload) == "k1"
-    flipped = bytearray(payload)
-    flipped[-5] ^= 0x01
+    flipped = tamper(payload, len(payload) - 5)
     tail.write_bytes(b"%08x %s\n" % (zlib.crc32(bytes(flipped)), bytes(flipped)))
     async with _store(root, sealed()) as store:
         with pytest.raises(StoreCorruptionError):
