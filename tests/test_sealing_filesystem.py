@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
 import zlib
 from pathlib import Path
 
@@ -285,3 +291,78 @@ def test_keyring_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ConfigurationError, match="compression"):
         SessionStoreConfig(compression="lz4")  # type: ignore[arg-type]
     assert dataclasses.replace(SessionStoreConfig(), compression="zstd").compression is not None
+
+
+CHILD = str(Path(__file__).with_name("seal_child.py"))
+
+
+def _pump(process: subprocess.Popen[bytes], lines: list[dict[str, object]]) -> None:
+    assert process.stdout is not None
+    for raw in process.stdout:
+        lines.append(orjson.loads(raw))
+
+
+@pytest.mark.parametrize("stop_at", [0.3, 0.7])
+async def test_a_rotation_killed_midway_and_rerun_leaves_every_session_readable(
+    tmp_path: Path, stop_at: float
+) -> None:
+    """SIGKILL a process in the middle of rotate_key (writers running); a rerun finishes it.
+
+    Every session stays readable at every step; every acknowledged append is there; after
+    the rerun only k2 seals anything, and a store given k2 alone reads everything.
+    """
+    root = tmp_path / "store"
+    config = sealed(default_session_ttl=None)
+    async with _store(root, config) as store:
+        for number in range(300):
+            await store.create_session(
+                session_object(interactions=3), metadata={"note": f"{MARKER}-{number}"}
+            )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    process = subprocess.Popen(
+        [sys.executable, CHILD, str(root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
+    lines: list[dict[str, object]] = []
+    pump = threading.Thread(target=_pump, args=(process, lines))
+    pump.start()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        progress = [line for line in lines if line["kind"] == "progress" and line["total"]]
+        if progress and int(progress[-1]["done"]) >= stop_at * int(progress[-1]["total"]):  # type: ignore[call-overload]
+            break
+        await asyncio.sleep(0.001)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    pump.join()
+    assert process.stderr is not None
+    with process.stderr:
+        err = process.stderr.read().decode()
+    assert process.returncode == -signal.SIGKILL, err
+    assert process.stdout is not None
+    process.stdout.close()
+    assert not any(line["kind"] == "rotated" for line in lines), "killed too late"
+    acked: dict[str, int] = {}
+    for line in lines:
+        if line["kind"] == "write":
+            acked[str(line["id"])] = max(acked.get(str(line["id"]), 0), int(line["version"]))  # type: ignore[call-overload]
+    assert acked, err
+
+    # Halfway: both keys seal records, and everything reads with both.
+    async with _store(root, config) as store:
+        midway = await store.key_status()
+        assert midway.keys_in_use == ["k1", "k2"], midway
+        headers = await store.list_session_headers()
+        assert len(headers) == 300
+        for session_id, version in acked.items():
+            session = await store.get_session(session_id)
+            assert session is not None
+            assert session.version >= version
+        report = await store.rotate_key("k2")
+        assert set(report.status.records) == {"k2"}
+        expected = {s.session_id: s for s in await store.list_sessions()}
+    only_k2 = SessionStoreConfig(encryption=Keyring(K2), default_session_ttl=None)
+    async with _store(root, only_k2) as store:
+        assert set((await store.key_status()).records) == {"k2"}
+        for session_id, session in expected.items():
+            assert same(await store.get_session(session_id), session)
+    assert hits(MARKER.encode(), root) == []
