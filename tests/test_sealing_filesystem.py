@@ -319,7 +319,7 @@ async def test_a_rotation_killed_midway_and_rerun_leaves_every_session_readable(
                 session_object(interactions=3), metadata={"note": f"{MARKER}-{number}"}
             )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    process = subprocess.Popen(
+    process = subprocess.Popen(  # noqa: ASYNC220 - killed below; read by a thread
         [sys.executable, CHILD, str(root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
     )
     lines: list[dict[str, object]] = []
