@@ -234,6 +234,23 @@ def goals(sizes: Sizes, scale: dict[str, int] | None = None) -> list[Goal]:
              ("processes",), _zero_failures("4 writer process(es)", SQL), "<=", 0, unit=""),
         Goal("21", "SQLite store, 4 writer processes vs 1 (aggregate writes/s)", ("processes",),
              _tput("4 writer process(es)", SQL, SQL, "1 writer process(es)"), ">=", 1.0),
+        # -- issue 23: sealing at rest and compression ----------------------------------------
+        Goal("23", "sealing: durable 1 KB update on the filesystem store, sealed vs plain (time)",
+             ("sealing",), _time("update 1 KB (sealing)", FS + " sealed", FS), "<=", 1.25),
+        *(
+            Goal("23", f"compression: bytes on disk of a {deepest:,}-exchange session, {alg} vs "
+                 "plain", ("sealing",),
+                 _extra_ratio(f"read history of {deepest:,} (compression)", f"{FS} {alg}", FS,
+                              "bytes_on_disk"), "<", 1.0)
+            for alg in ("zstd", "zlib")
+        ),
+        *(
+            Goal("23", f"compression: reading a {deepest:,}-exchange session from the disk, "
+                 f"{alg} vs plain (time)", ("sealing",),
+                 _time(f"read history of {deepest:,} (compression)", f"{FS} {alg}", FS),
+                 "<", 1.0)
+            for alg in ("zstd", "zlib")
+        ),
         # -- issue 22: the PostgreSQL store ----------------------------------------------------
         Goal("22", "PostgreSQL store update_session vs raw psycopg, one version-checked UPDATE "
              "per transaction", ("postgres",),

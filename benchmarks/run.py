@@ -30,11 +30,12 @@ from _measure import Result, environment
 from _postgres import postgres
 from _report import write_chart, write_markdown
 from _scale import growth, scale_settings
+from _sealing import SEALING
 from _sizes import Sizes, Workload
 from _workloads import WORKLOADS
 
 RESULTS = Path(__file__).with_name("results")
-ALL: dict[str, Workload] = {**WORKLOADS, "postgres": postgres}
+ALL: dict[str, Workload] = {**WORKLOADS, **SEALING, "postgres": postgres}
 
 
 async def run(args: argparse.Namespace) -> Path:
