@@ -23,6 +23,10 @@ Two outcomes of reading are kept apart, because the store must act differently:
 * :class:`~session_persistence.errors.SealingKeyError`: the record names a key this store was
   not given, or a secret that is not the one given under that id (the key check differs). The
   record is intact; nothing is quarantined.
+* :class:`~session_persistence.errors.UnsealedRecordError` (a kind of ``SealingKeyError``):
+  the store seals everything and the record is in clear; unless the keyring says
+  ``accept_unsealed``, it is not taken (anyone with write access could have planted it), and
+  not quarantined either (a store written before sealing was turned on holds such records).
 * :class:`Unsealable`: the record fails authentication, or its base64 or compression is
   broken. That is damage (or tampering), handled as the store handles any damaged record.
 """
@@ -35,7 +39,7 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
-from .errors import ConfigurationError, SealingKeyError
+from .errors import ConfigurationError, SealingKeyError, UnsealedRecordError
 from .sealing import Compression, CompressionSetting, Keyring
 
 __all__ = ["PLAIN", "PREFIX", "Envelope", "Unsealable", "compression_of", "record_key"]
@@ -218,11 +222,15 @@ class Envelope:
                 compression does not decode, or it would decompress beyond ``limit``.
         """
         if data[:5] != PREFIX:
+            if self.strict:
+                raise _unsealed()
             return data
         parts = data.split(b":", 4)
         if len(parts) != 5:
             raise Unsealable("a wrapped record without its four fields")
         _, key_id, check, tag, encoded = parts
+        if not key_id and self.strict:
+            raise _unsealed()
         try:
             raw = binascii.a2b_base64(encoded, strict_mode=True)
         except (binascii.Error, ValueError) as exc:
@@ -239,11 +247,19 @@ class Envelope:
     def unwrap_text(self, text: str, context: bytes, *, limit: int = DEFAULT_LIMIT) -> str:
         """:meth:`unwrap` for text columns (a plain text is returned as it is)."""
         if not text.startswith(_TEXT_PREFIX):
+            if self.strict:
+                raise _unsealed()
             return text
         try:
             return self.unwrap(text.encode("ascii"), context, limit=limit).decode()
         except UnicodeError as exc:
             raise Unsealable(f"a wrapped record that is not text ({exc})") from exc
+
+    @property
+    def strict(self) -> bool:
+        """Whether a record in clear is refused (sealing, without ``accept_unsealed``)."""
+        keyring = self.keyring
+        return keyring is not None and not keyring.accept_unsealed
 
     def _open(self, key_id: bytes, check: bytes, raw: bytes, associated: bytes) -> bytes:
         name = key_id.decode("ascii", "replace")
@@ -303,6 +319,14 @@ class Envelope:
                 raise Unsealable("a compressed record is incomplete or larger than allowed")
             return out
         raise Unsealable(f"a record with an unknown compression {tag!r:.20}")
+
+
+def _unsealed() -> UnsealedRecordError:
+    return UnsealedRecordError(
+        "a record in clear where every record must be sealed; if the store was written before "
+        "sealing was turned on, open it with Keyring(..., accept_unsealed=True) and run "
+        "rotate_key() once"
+    )
 
 
 def record_key(data: bytes | str) -> str | None:

@@ -23,6 +23,7 @@ keeps working::
     ├── StoreLockTimeoutError           LOCK_TIMEOUT           + TimeoutError
     ├── StoreReadOnlyError              READ_ONLY
     ├── SealingKeyError                 SEALING_KEY            .key_id
+    │   └── UnsealedRecordError         UNSEALED_RECORD
     ├── BackupError                     BACKUP_ERROR           .backup_id
     ├── MigrationError                  MIGRATION_FAILED       .target
     └── UnsavedChangesError             UNSAVED_CHANGES        .session_ids
@@ -60,6 +61,7 @@ __all__ = [
     "StoreReadOnlyError",
     "TransactionError",
     "UnsavedChangesError",
+    "UnsealedRecordError",
 ]
 
 
@@ -398,6 +400,21 @@ class SealingKeyError(SessionStoreError):
 
     def _reduce_args(self) -> tuple[Any, ...]:
         return (self.message, self.key_id)
+
+
+class UnsealedRecordError(SealingKeyError):
+    """A store that seals everything found a record in clear (or only compressed).
+
+    Anyone who can write the store's files or rows could have planted it, so it is not
+    returned; it is not damage either (nothing is quarantined): a store written before sealing
+    was turned on holds such records. To seal those, open the store with
+    ``Keyring(..., accept_unsealed=True)``, run ``rotate_key()``, then drop the flag.
+    """
+
+    code = "UNSEALED_RECORD"
+
+    def __init__(self, message: str, key_id: str | None = None) -> None:
+        super().__init__(message, key_id)
 
 
 class BackupError(SessionStoreError):

@@ -110,19 +110,28 @@ class Keyring:
         *keys: :class:`Key` objects, or ``(key_id, secret)`` pairs, or one mapping of key id
             to secret. Ids must be distinct.
         active: The id of the key new records are sealed with; by default the first key.
+        accept_unsealed: Also read records that are not sealed (written before sealing was
+            turned on). Off by default: a store that seals everything must not take a record
+            in clear (which anyone with write access could plant) for its own, so reading one
+            raises :class:`~session_persistence.errors.UnsealedRecordError`. Turn it on to
+            open a store written in clear, run ``rotate_key()`` once, and turn it off again.
 
     Raises:
         ConfigurationError: No keys, a malformed key or id, a repeated id, or an ``active``
             id that is not among the keys.
     """
 
-    __slots__ = ("_active", "_keys")
+    __slots__ = ("_active", "_keys", "accept_unsealed")
 
     def __init__(
         self,
         *keys: Key | tuple[str, bytes] | Mapping[str, bytes],
         active: str | None = None,
+        accept_unsealed: bool = False,
     ) -> None:
+        if not isinstance(accept_unsealed, bool):
+            raise ConfigurationError("encryption", "accept_unsealed must be True or False")
+        self.accept_unsealed = accept_unsealed
         found: list[Key] = []
         for entry in keys:
             if isinstance(entry, Key):
@@ -151,7 +160,9 @@ class Keyring:
         self._active = chosen
 
     @classmethod
-    def from_env(cls, name: str = KEYS_ENV, *, active: str | None = None) -> Keyring:
+    def from_env(
+        cls, name: str = KEYS_ENV, *, active: str | None = None, accept_unsealed: bool = False
+    ) -> Keyring:
         """Read a keyring from the environment variable ``name``.
 
         The format is ``<key_id>:<base64 secret>`` entries separated by commas (spaces and
@@ -168,10 +179,17 @@ class Keyring:
                 f"the environment variable {name} is not set; set it to "
                 "'<key_id>:<base64 of 32 bytes>,...' (the first key is the active one)",
             )
-        return cls.parse(text, active=active, source=name)
+        return cls.parse(text, active=active, source=name, accept_unsealed=accept_unsealed)
 
     @classmethod
-    def parse(cls, text: str, *, active: str | None = None, source: str = "text") -> Keyring:
+    def parse(
+        cls,
+        text: str,
+        *,
+        active: str | None = None,
+        source: str = "text",
+        accept_unsealed: bool = False,
+    ) -> Keyring:
         """Read a keyring from ``<key_id>:<base64 secret>,...`` (the format of ``from_env``).
 
         Raises:
@@ -190,7 +208,7 @@ class Keyring:
                     f"entry {number} of {source} is not '<key_id>:<base64 secret>'",
                 )
             keys.append(Key(key_id.strip(), secret))
-        return cls(*keys, active=active)
+        return cls(*keys, active=active, accept_unsealed=accept_unsealed)
 
     @property
     def active(self) -> str:
@@ -212,18 +230,23 @@ class Keyring:
         Raises:
             ConfigurationError: ``key_id`` is not in the keyring.
         """
-        return Keyring(*self._keys.values(), active=key_id)
+        return Keyring(*self._keys.values(), active=key_id, accept_unsealed=self.accept_unsealed)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Keyring):
             return NotImplemented
-        return self._active == other._active and self._keys == other._keys
+        return (
+            self._active == other._active
+            and self._keys == other._keys
+            and self.accept_unsealed == other.accept_unsealed
+        )
 
     def __hash__(self) -> int:
-        return hash((self._active, tuple(self._keys)))
+        return hash((self._active, tuple(self._keys), self.accept_unsealed))
 
     def __repr__(self) -> str:
-        return f"Keyring(ids={list(self._keys)!r}, active={self._active!r})"
+        unsealed = ", accept_unsealed=True" if self.accept_unsealed else ""
+        return f"Keyring(ids={list(self._keys)!r}, active={self._active!r}{unsealed})"
 
 
 _ALGORITHMS = ("zlib", "zstd")

@@ -13,6 +13,7 @@ from session_persistence.errors import (
     InvalidSessionIdError,
     InvalidUpdateError,
     MigrationError,
+    SealingKeyError,
     SerializationError,
     SessionConflictError,
     SessionExistsError,
@@ -27,6 +28,7 @@ from session_persistence.errors import (
     StoreReadOnlyError,
     TransactionError,
     UnsavedChangesError,
+    UnsealedRecordError,
 )
 
 EXAMPLES: list[SessionStoreError] = [
@@ -48,6 +50,8 @@ EXAMPLES: list[SessionStoreError] = [
     BackupError("bad backup", "01BK"),
     MigrationError("copy failed", "sqlite:./s.db"),
     UnsavedChangesError("2 not saved", ["01A", "01B"]),
+    SealingKeyError("no key k1", "k1"),
+    UnsealedRecordError("a record in clear"),
 ]
 
 

@@ -25,8 +25,9 @@ from session_persistence import (
     StoreCorruptionError,
 )
 from session_persistence._envelope import record_key
-from session_persistence.errors import ConfigurationError, SealingKeyError
+from session_persistence.errors import ConfigurationError, SealingKeyError, UnsealedRecordError
 from session_persistence.sealing import Key, Keyring
+from session_persistence.stores.filesystem._format import decode_document, encode_document
 from session_persistence.testing import interaction, session_object
 
 MARKER = "zq-marker-7f3e9a"
@@ -227,19 +228,50 @@ async def test_rotation_under_load_leaves_only_the_new_key(tmp_path: Path) -> No
 
 
 async def test_rotation_seals_a_store_written_in_clear(tmp_path: Path) -> None:
+    """A store written in clear refuses a strict keyring; accept_unsealed + rotate_key seals it."""
     root = tmp_path / "store"
     async with _store(root, SessionStoreConfig()) as store:
         ids = await _fill(store, 10)
         expected = {s.session_id: s for s in await store.list_sessions()}
     assert hits(MARKER.encode(), root)
-    async with _store(root, sealed()) as store:
+    with pytest.raises(UnsealedRecordError, match="accept_unsealed"):
+        async with _store(root, sealed()):
+            pass
+    migrating = Keyring(K1, K2, accept_unsealed=True)
+    async with _store(root, SessionStoreConfig(encryption=migrating)) as store:
         assert None in (await store.key_status()).records
         report = await store.rotate_key()
         assert report.key_id == "k1"
         assert set(report.status.records) == {"k1"}
+    async with _store(root, sealed()) as store:
         for session_id in ids:
             assert same(await store.get_session(session_id), expected[session_id])
     assert hits(MARKER.encode(), root) == []
+
+
+async def test_a_session_file_in_clear_is_refused_in_a_sealed_store(tmp_path: Path) -> None:
+    """A base replaced by one in clear (as anyone with write access could) is not taken.
+
+    Nor is it quarantined: a typed error for that session alone.
+    """
+    plain_root, root = tmp_path / "plain", tmp_path / "store"
+    async with _store(plain_root, SessionStoreConfig()) as store:
+        planted = await store.create_session(session_object(), metadata={"evil": True})
+    async with _store(root, sealed()) as store:
+        ids = await _fill(store, 3)
+    head, body = decode_document(
+        (plain_root / "sessions" / f"{planted.session_id}.json").read_bytes(), "session"
+    )
+    body = body.replace(planted.session_id.encode(), ids[0].encode())
+    (root / "sessions" / f"{ids[0]}.json").write_bytes(
+        encode_document("session", body, token=head["token"])
+    )
+    async with _store(root, sealed()) as store:
+        with pytest.raises(UnsealedRecordError):
+            await store.get_session(ids[0])
+        assert await store.get_session(ids[1]) is not None
+    assert (root / "sessions" / f"{ids[0]}.json").exists()
+    assert not any((root / "quarantine").iterdir())
 
 
 async def test_rotate_key_needs_a_keyring_and_a_known_key(tmp_path: Path) -> None:

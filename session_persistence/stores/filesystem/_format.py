@@ -245,9 +245,13 @@ def journal_record(
     return frame(envelope.wrap(b'{"seq":%d,"ops":[%s]}' % (seq, b",".join(parts)), JOURNAL))
 
 
-def control_record(seq: int, **fields: Any) -> bytes:
-    """Return a framed control record (checkpoint markers, quarantine notices)."""
-    return frame(orjson.dumps({"seq": seq, **fields}))
+def control_record(seq: int, envelope: Envelope, **fields: Any) -> bytes:
+    """Return a framed control record (checkpoint markers, quarantine notices), wrapped.
+
+    Control records hold no session data, but a store that seals everything reads no line in
+    clear (:class:`~session_persistence.errors.UnsealedRecordError`), so they are sealed too.
+    """
+    return frame(envelope.wrap(orjson.dumps({"seq": seq, **fields}), JOURNAL))
 
 
 def parse_changes(record: dict[str, Any], codec: Codec) -> list[Change]:

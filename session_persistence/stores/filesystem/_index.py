@@ -44,6 +44,7 @@ import orjson
 from ..._copy import no_gc_pauses
 from ..._envelope import PLAIN, Envelope
 from ..._fileio import FileIO
+from ...errors import UnsealedRecordError
 from ...models import SessionHeader
 from ...serialization import Codec, dump_json
 from ._format import (
@@ -171,7 +172,7 @@ class IndexFiles:
             with no_gc_pauses():
                 generation, table = self._read_base(_BodyLines(self._io, fd, "index"))
                 generation = self._apply_deltas(generation, table)
-        except (BadFile, orjson.JSONDecodeError, OSError) as exc:
+        except (BadFile, orjson.JSONDecodeError, OSError, UnsealedRecordError) as exc:
             logger.warning("ignoring index snapshot %s (%s); rebuilding", self.base_path, exc)
             return None
         finally:
@@ -206,6 +207,8 @@ class IndexFiles:
             self._legacy_base = False
             return generation, table
         lines.end()
+        if self.envelope.strict:
+            raise BadFile("an index in clear (an earlier layout) in a store that seals everything")
         return generation, self._parse_base(generation, items)
 
     def _parse_base(self, generation: int, items: object) -> HeaderTable:
@@ -239,7 +242,13 @@ class IndexFiles:
                     raise BadFile("a delta's deleted ids must be strings")
                 if target > generation and start != generation:
                     raise BadFile(f"a delta from generation {start} follows {generation}")
-            except (orjson.JSONDecodeError, KeyError, TypeError, BadFile) as exc:
+            except (
+                orjson.JSONDecodeError,
+                KeyError,
+                TypeError,
+                BadFile,
+                UnsealedRecordError,
+            ) as exc:
                 logger.warning("ignoring index deltas from a bad line on (%s)", exc)
                 self.damaged = True
                 return generation

@@ -605,7 +605,9 @@ class FileSystemSessionStore(SessionReads, SessionStore):
     def _journal_removal(self, session_id: str, reason: str) -> None:
         """Journal that a damaged session left the store, so every process forgets it."""
         with self._lock:
-            self._append_lines(control_record(self._seq + 1, quarantine=session_id, reason=reason))
+            self._append_lines(
+                control_record(self._seq + 1, self._envelope, quarantine=session_id, reason=reason)
+            )
             self._seq += 1
             self._apply_change(Delete(session_id, "quarantined"), False)
 
