@@ -42,6 +42,13 @@ Reads and expiry
 Events
     Listeners see this process's writes at once, and other processes' writes within
     ``poll_interval`` (``watch=True``, the default; see :mod:`._follow`).
+
+Sealing and compression
+    With ``encryption`` or ``compression`` configured, the ``metadata`` column and every
+    interaction row are sealed and compressed one value at a time; every other column stays
+    in clear. Reads open them in memory; filters and search open them through SQL functions;
+    ``rotate_key`` re-seals them in short write transactions while writes go on. See
+    :mod:`._seal`.
 """
 
 from __future__ import annotations
@@ -76,6 +83,7 @@ from ...models import (
     CheckProblem,
     Interaction,
     PersistedSession,
+    ProgressCallback,
     SessionFilter,
     SessionHeader,
     SessionQueryOptions,
@@ -95,6 +103,7 @@ from ._quarantine import save_rows
 from ._reader import Busy, Reader
 from ._rows import HEADER_COLUMNS, accessed, header_from_row, session_from_rows, timestamp
 from ._schema import SCHEMA_VERSION, migrate
+from ._seal import Functions, ResealCursor, census, opened, reseal_step
 from ._sql import expired_condition, order_by, register_functions, select
 from ._write import Statements, session_rows, versions_match, write_op
 
@@ -197,6 +206,8 @@ class SQLiteSessionStore(SessionStore):
         # while nobody listens; touched only on the worker thread.
         self._watch = bool(watch) and not self._memory
         self._follower = Follower(self, float(poll_interval))
+        # sp_meta / sp_item on the worker's connection, and the typed errors they fail with.
+        self._opening = Functions(lambda: self._envelope)
 
     @property
     def path(self) -> Path:
@@ -215,9 +226,21 @@ class SQLiteSessionStore(SessionStore):
         assert self._executor is not None, "used before _open or after _close"
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
+            return await loop.run_in_executor(
+                self._executor, functools.partial(self._run, fn, *args)
+            )
         except sqlite3.Error as exc:
             raise self._translate(exc) from exc
+
+    def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        """On the worker: ``fn(*args)``, raising the typed error a SQL function failed with."""
+        try:
+            return fn(*args)
+        except sqlite3.Error as exc:
+            error = self._opening.take_error()
+            if error is not None:
+                raise error from exc
+            raise
 
     def _translate(self, exc: sqlite3.Error) -> Exception:
         text = str(exc)
@@ -303,7 +326,7 @@ class SQLiteSessionStore(SessionStore):
         db.execute("PRAGMA foreign_keys = ON")
         synchronous = "FULL" if self._durability == "full" else "NORMAL"
         db.execute(f"PRAGMA synchronous = {synchronous}")
-        register_functions(db, self._codec)
+        register_functions(db, self._codec, self._opening)
         self._migrated_from, _ = migrate(db, self._prefix, self._label)
 
     async def _close(self) -> None:
@@ -368,6 +391,7 @@ class SQLiteSessionStore(SessionStore):
         return row if touched is None else accessed(row, timestamp(touched))
 
     def _header(self, row: tuple[Any, ...]) -> SessionHeader:
+        row, _ = opened(self._envelope, row, None, self._label)
         return header_from_row(self._recorded(row), self._codec, self._label)
 
     def _load_sync(self, session_ids: Sequence[str]) -> list[PersistedSession | None]:
@@ -386,7 +410,8 @@ class SQLiteSessionStore(SessionStore):
         return found
 
     def _session(self, row: tuple[Any, ...], texts: Sequence[str]) -> PersistedSession:
-        return session_from_rows(self._recorded(row), texts, self._codec, self._label)
+        row, items = opened(self._envelope, row, texts, self._label)
+        return session_from_rows(self._recorded(row), items, self._codec, self._label)
 
     async def _point_read(self, read: Callable[[sqlite3.Connection], T]) -> T:
         """``read(connection)``: on this thread if no lock is in the way, else on the worker."""
@@ -430,6 +455,7 @@ class SQLiteSessionStore(SessionStore):
             return None
         row, texts = found
         if self._idle is None:
+            row, texts = opened(self._envelope, row, texts, self._label)
             row = accessed(self._recorded(row), timestamp(now))
             session = session_from_rows(row, texts, self._codec, self._label)
             if session.expires_at is not None and session.expires_at <= now:
@@ -453,7 +479,9 @@ class SQLiteSessionStore(SessionStore):
         if found is None or self._expired(self._header(found[0]), now):
             return None
         self._touch(session_id, now)
-        return decode_slice(found[0], found[1], window, self._label, self._codec)
+        return decode_slice(
+            found[0], found[1], window, self._label, self._codec, envelope=self._envelope
+        )
 
     async def _load_many(self, session_ids: Sequence[str]) -> list[PersistedSession | None]:
         if not session_ids:
@@ -622,7 +650,7 @@ class SQLiteSessionStore(SessionStore):
             if created and self._count_sync(sql.count, []) + (created - deleted) > max_sessions:
                 raise SessionLimitError(max_sessions)
         for op in ops:
-            write_op(db, sql, op)
+            write_op(db, sql, op, envelope=self._envelope)
             if isinstance(op, DeleteOp):
                 self._forget_touch(op.session_id)
 
@@ -639,8 +667,9 @@ class SQLiteSessionStore(SessionStore):
         if queued.load:
             found = session_rows(db, sql, queued.session_id)  # one statement
             if found is not None:
-                row, texts = found
-                session = self._session(row, texts)
+                # Opened: write_op compares the op's plain values with these.
+                row, texts = opened(self._envelope, *found, self._label)
+                session = session_from_rows(self._recorded(row), texts, self._codec, self._label)
                 # The header from the session just decoded (the same row): no second decode.
                 size = row[13]
                 valid = type(size) is int and size >= 0
@@ -648,11 +677,12 @@ class SQLiteSessionStore(SessionStore):
         else:
             row = db.execute(sql.header, (queued.session_id,)).fetchone()
             if row is not None:
+                row, _ = opened(self._envelope, row, None, self._label)
                 header = self._header(row)
         op, queued.result = queued.build(header, session)
         if op is None:
             return
-        write_op(db, sql, op, row, texts)
+        write_op(db, sql, op, envelope=self._envelope, row=row, stored=texts)
         queued.ops = (op,)
         if isinstance(op, DeleteOp):
             self._forget_touch(op.session_id)
@@ -741,6 +771,7 @@ class SQLiteSessionStore(SessionStore):
                 session_id,
                 problem.problem,
                 self._path.with_name(self._path.name + "-quarantine"),
+                envelope=self._envelope,
                 file_mode=self._file_mode,
                 dir_mode=self._dir_mode,
                 durable=self._durable_backups,
@@ -749,6 +780,32 @@ class SQLiteSessionStore(SessionStore):
         self._conn.execute(f"DELETE FROM {p}sessions WHERE session_id = ?", (session_id,))
         self._follower.forget(session_id)
         return where
+
+    # == sealing (see _seal.py) ==================================================================
+
+    async def _reseal(self, key_id: str, progress: ProgressCallback) -> int:
+        total = await self._call(self._count_sync, self._sql.count, [])
+        progress(0, total)
+        cursor = ResealCursor(key_id)
+        while not cursor.finished:
+            # One short write transaction per step, queued behind this process's writers
+            # (the worker runs calls in order) and taking the write lock like theirs.
+            done = cursor.sessions_done
+            await self._call(self._locked, lambda: self._reseal_step(cursor))
+            if cursor.sessions_done != done:
+                progress(cursor.sessions_done, max(total, cursor.sessions_done))
+        return cursor.rewritten
+
+    def _reseal_step(self, cursor: ResealCursor) -> None:
+        # On a failed step (rolled back) the cursor may have moved: rotate_key is rerun then.
+        reseal_step(self._conn, self._prefix, self._envelope, cursor)
+
+    async def _key_census(self) -> dict[str | None, int]:
+        return await self._call(self._snapshot_census)
+
+    def _snapshot_census(self) -> dict[str | None, int]:
+        with self._snapshot() as db:
+            return census(db, self._prefix)
 
     # == backups =================================================================================
 
