@@ -326,6 +326,10 @@ class SQLiteSessionStore(SessionStore):
         db.execute("PRAGMA foreign_keys = ON")
         synchronous = "FULL" if self._durability == "full" else "NORMAL"
         db.execute(f"PRAGMA synchronous = {synchronous}")
+        if self._envelope.sealing:
+            # Content deleted or overwritten (a plain row re-sealed, a session deleted) is
+            # zeroed in the file, not left in free space for a reader of the file to find.
+            db.execute("PRAGMA secure_delete = ON")
         register_functions(db, self._codec, self._opening)
         self._migrated_from, _ = migrate(db, self._prefix, self._label)
 
@@ -794,6 +798,11 @@ class SQLiteSessionStore(SessionStore):
             await self._call(self._locked, lambda: self._reseal_step(cursor))
             if cursor.sessions_done != done:
                 progress(cursor.sessions_done, max(total, cursor.sessions_done))
+        if cursor.rewritten and not self._memory:
+            # The WAL still holds the pages as they were before: fold it into the file (where
+            # secure_delete zeroed what was overwritten) and empty it. Best effort: a reader
+            # in the way leaves it to the next checkpoint.
+            await self._call(self._rows_sync, "PRAGMA wal_checkpoint(TRUNCATE)")
         return cursor.rewritten
 
     def _reseal_step(self, cursor: ResealCursor) -> None:
