@@ -11,6 +11,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from _sealing import COMPRESSION, K1, K2, hits, sealed
 from ulid import ULID
@@ -24,6 +25,7 @@ from session_persistence import (
     SQLiteSessionStore,
     StoreCorruptionError,
 )
+from session_persistence._envelope import Envelope
 from session_persistence.errors import SealingKeyError
 from session_persistence.models import PersistedSession
 from session_persistence.sealing import Key, Keyring
@@ -421,3 +423,60 @@ async def test_a_put_that_keeps_values_does_not_rewrite_them(tmp_path: Path) -> 
         assert [i.request.event for i in got.interactions] == [  # type: ignore[union-attr]
             {"content": "a"}, {"content": "b"}, {"content": "d"}
         ]  # fmt: skip
+
+
+async def test_a_plain_row_set_aside_by_a_sealed_store_is_sealed_on_the_way_out(
+    tmp_path: Path,
+) -> None:
+    """Quarantine writes no plaintext: a row still plain at rest is sealed in the saved file."""
+    path = tmp_path / "sessions.db"
+    async with SQLiteSessionStore(path) as store:
+        bad = await store.create_session(
+            session_object(f"said {MARKER}", "two"), metadata={"m": MARKER}
+        )
+    run_sql(path, "UPDATE interactions SET data = '[' WHERE session_id = ? AND seq = 1",
+            bad.session_id)  # fmt: skip
+    async with SQLiteSessionStore(path, sealed()) as store:
+        report = await store.check(repair=True)
+        assert [p.target for p in report.problems] == [bad.session_id]
+    [saved] = (tmp_path / "sessions.db-quarantine").glob("*.json")
+    assert MARKER.encode() not in saved.read_bytes()
+    found = orjson.loads(saved.read_bytes())
+    assert [item["data"][:8] for item in found["interactions"]] == ["$sp1:k1:"] * 2
+    # Sealed with the contexts the table used: the keyring opens them as the store would.
+    envelope = _seal_envelope()
+    assert orjson.loads(
+        _seal.open_meta(envelope, bad.session_id, found["session"]["metadata"])
+    ) == {"m": MARKER}
+    assert _seal.open_item(envelope, bad.session_id, 1, found["interactions"][1]["data"]) == "["
+
+
+def _seal_envelope() -> Envelope:
+    return Envelope(sealed().encryption, None)
+
+
+async def test_a_sealed_store_zeroes_what_it_deletes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """secure_delete: a plain session deleted by a sealed store leaves no bytes in the file."""
+    connect = sqlite3.connect
+
+    def without_secure_delete(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        # As SQLite builds without SQLITE_SECURE_DELETE (Debian's has it on by default).
+        db = connect(*args, **kwargs)
+        db.execute("PRAGMA secure_delete = 0")
+        return db
+
+    folder = tmp_path / "data"
+    path = folder / "sessions.db"
+    async with SQLiteSessionStore(path) as store:
+        gone = await store.create_session(
+            session_object(*[f"{MARKER} {i}" for i in range(50)]), metadata={"m": MARKER}
+        )
+        await store.create_session(session_object("stays"))
+    assert hits(MARKER.encode(), folder)
+    # (only now: slack left by the plain store's own page splits is a VACUUM's business)
+    monkeypatch.setattr(sqlite3, "connect", without_secure_delete)
+    async with SQLiteSessionStore(path, sealed()) as store:
+        assert await store.delete_session(gone.session_id)
+    assert not hits(MARKER.encode(), folder)
