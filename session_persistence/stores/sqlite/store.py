@@ -80,10 +80,8 @@ from ...errors import (
     StoreLockTimeoutError,
 )
 from ...models import (
-    CheckProblem,
     Interaction,
     PersistedSession,
-    ProgressCallback,
     SessionFilter,
     SessionHeader,
     SessionQueryOptions,
@@ -99,11 +97,11 @@ from .._history import HistoryWindow
 from ..base import SessionStore
 from ._follow import Follower
 from ._history import HistoryStatements, decode_slice, history_rows
-from ._quarantine import save_rows
+from ._maintenance import Maintenance
 from ._reader import Busy, Reader
 from ._rows import HEADER_COLUMNS, accessed, header_from_row, session_from_rows, timestamp
 from ._schema import SCHEMA_VERSION, migrate
-from ._seal import Functions, ResealCursor, census, opened, reseal_step
+from ._seal import Functions, opened
 from ._sql import expired_condition, order_by, register_functions, select
 from ._write import Statements, session_rows, versions_match, write_op
 
@@ -132,7 +130,7 @@ class _Queued:
     result: Any = None
 
 
-class SQLiteSessionStore(SessionStore):
+class SQLiteSessionStore(Maintenance, SessionStore):
     """Keeps sessions in a SQLite database file (or ``":memory:"``).
 
     Args:
@@ -716,105 +714,6 @@ class SQLiteSessionStore(SessionStore):
     def _listening(self) -> None:
         if self._watch:
             self._follower.listening()
-
-    # == check =================================================================================
-
-    async def _check_ids(self) -> list[str]:
-        rows = await self._call(self._rows_sync, f"SELECT session_id FROM {self._prefix}sessions")
-        return [str(session_id) for (session_id,) in rows]
-
-    def _rows_sync(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return self._conn.execute(sql, params).fetchall()
-
-    async def _check_sessions(self, session_ids: Sequence[str]) -> list[tuple[str, str]]:
-        return await self._call(self._inspect_sync, session_ids)
-
-    def _inspect_sync(self, session_ids: Sequence[str]) -> list[tuple[str, str]]:
-        found = []
-        for session_id in session_ids:
-            problem = self._inspect_one(session_id)
-            if problem is not None:
-                found.append((session_id, problem))
-        return found
-
-    def _inspect_one(self, session_id: str) -> str | None:
-        try:
-            self._load_sync([session_id])
-        except StoreCorruptionError as exc:
-            return str(exc)
-        return None
-
-    async def _check_backend(self) -> list[CheckProblem]:
-        rows = await self._call(self._rows_sync, "PRAGMA quick_check")
-        if rows == [("ok",)]:
-            return []
-        found = "; ".join(str(row[0]) for row in rows[:5])
-        return [
-            CheckProblem(
-                kind="database",
-                target=self._label,
-                problem=f"PRAGMA quick_check reports: {found}; restore the database from a backup",
-            )
-        ]
-
-    async def _repair_backend(self, problem: CheckProblem) -> str | None:
-        if problem.kind != "session":
-            return None
-        return await self._call(self._locked, lambda: self._set_aside(problem))
-
-    def _set_aside(self, problem: CheckProblem) -> str | None:
-        """Inside the write transaction: save a damaged row's raw columns, then delete it."""
-        session_id, p = problem.target, self._prefix
-        if self._inspect_one(session_id) is None:
-            return None  # fine now (rewritten or deleted meanwhile)
-        where = "deleted it (an in-memory database has nowhere to keep it)"
-        if not self._memory:
-            target = save_rows(
-                self._conn,
-                p,
-                session_id,
-                problem.problem,
-                self._path.with_name(self._path.name + "-quarantine"),
-                envelope=self._envelope,
-                file_mode=self._file_mode,
-                dir_mode=self._dir_mode,
-                durable=self._durable_backups,
-            )
-            where = f"saved its rows to {target} and removed it from the store"
-        self._conn.execute(f"DELETE FROM {p}sessions WHERE session_id = ?", (session_id,))
-        self._follower.forget(session_id)
-        return where
-
-    # == sealing (see _seal.py) ==================================================================
-
-    async def _reseal(self, key_id: str, progress: ProgressCallback) -> int:
-        total = await self._call(self._count_sync, self._sql.count, [])
-        progress(0, total)
-        cursor = ResealCursor(key_id)
-        while not cursor.finished:
-            # One short write transaction per step, queued behind this process's writers
-            # (the worker runs calls in order) and taking the write lock like theirs.
-            done = cursor.sessions_done
-            await self._call(self._locked, lambda: self._reseal_step(cursor))
-            if cursor.sessions_done != done:
-                progress(cursor.sessions_done, max(total, cursor.sessions_done))
-        if cursor.rewritten and not self._memory:
-            # The WAL still holds the pages as they were before: fold it into the file (where
-            # secure_delete zeroed what was overwritten) and empty it. Best effort: a reader
-            # in the way leaves it to the next checkpoint.
-            await self._call(self._rows_sync, "PRAGMA wal_checkpoint(TRUNCATE)")
-        return cursor.rewritten
-
-    def _reseal_step(self, cursor: ResealCursor) -> None:
-        # On a failed step (rolled back) the cursor may have moved: rotate_key is rerun then.
-        reseal_step(self._conn, self._prefix, self._envelope, cursor)
-
-    async def _key_census(self) -> dict[str | None, int]:
-        return await self._call(self._snapshot_census)
-
-    def _snapshot_census(self) -> dict[str | None, int]:
-        with self._snapshot() as db:
-            return census(db, self._prefix)
 
     # == backups =================================================================================
 
