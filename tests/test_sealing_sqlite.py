@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import signal
 import sqlite3
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -480,3 +482,67 @@ async def test_a_sealed_store_zeroes_what_it_deletes(
     async with SQLiteSessionStore(path, sealed()) as store:
         assert await store.delete_session(gone.session_id)
     assert not hits(MARKER.encode(), folder)
+
+
+# A child that re-seals with k2, reporting each step's progress and then pausing, so the
+# parent can SIGKILL it in the middle of the rotation.
+_ROTATE_CHILD = """
+import asyncio, sys, time
+sys.path.insert(0, sys.argv[2])
+from _sealing import sealed
+from session_persistence import SQLiteSessionStore
+
+def progress(done, total):
+    print(done, total, flush=True)
+    if done:
+        time.sleep(0.3)
+
+async def main():
+    async with SQLiteSessionStore(sys.argv[1], sealed()) as store:
+        await store.rotate_key("k2", progress=progress)
+    print("finished", flush=True)
+
+asyncio.run(main())
+"""
+
+
+async def test_a_rotation_killed_midway_leaves_everything_readable_and_a_rerun_finishes(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "sessions.db"
+    async with SQLiteSessionStore(path, sealed(), durability="process") as store:
+        ids = [
+            (
+                await store.create_session(
+                    session_object(*[f"{n}-{i}" for i in range(5)]), metadata={"n": n}
+                )
+            ).session_id
+            for n in range(_seal.SESSIONS_PER_STEP * 4)
+        ]
+        before = {sid: content(await store.get_session(sid)) for sid in ids}
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _ROTATE_CHILD,
+        str(path),
+        str(Path(__file__).parent),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert child.stdout is not None
+    while True:
+        line = (await asyncio.wait_for(child.stdout.readline(), 60)).decode().split()
+        assert line, "the child died"
+        assert line[0] != "finished", "the rotation finished before it could be killed"
+        if int(line[0]) > 0:
+            break  # one range re-sealed, the next not yet begun: kill it here
+    child.send_signal(signal.SIGKILL)
+    await child.wait()
+    async with SQLiteSessionStore(path, sealed()) as store:
+        halfway = (await store.key_status()).records
+        assert halfway.keys() == {"k1", "k2"}  # killed in the middle
+        assert {sid: content(await store.get_session(sid)) for sid in ids} == before
+        report = await store.rotate_key("k2")
+        assert report.records_resealed == halfway["k1"]
+        assert report.status.records == {"k2": sum(halfway.values())}
+    async with SQLiteSessionStore(path, SessionStoreConfig(encryption=Keyring(K2))) as store:
+        assert {sid: content(await store.get_session(sid)) for sid in ids} == before
