@@ -23,7 +23,7 @@ Reading
     damaged row is. :class:`~session_persistence.errors.SealingKeyError` (a key the store
     was not given) propagates unchanged.
 
-SQL functions (see :func:`register`)
+SQL functions (see :class:`Functions`)
     ``sp_meta(metadata, session_id, strict)`` and ``sp_item(data, session_id, seq)`` return a
     value's plain JSON, so metadata filters keep their ``json_extract`` pushdown and search its
     functions. SQLite calls them only for wrapped values (the statements test the first
@@ -39,7 +39,7 @@ import logging
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from ..._envelope import PREFIX, Envelope, Unsealable
 from ...errors import SealingKeyError, StoreCorruptionError
@@ -203,7 +203,7 @@ class Functions:
         error, self._error = self._error, None
         return error
 
-    def _fail(self, exc: Exception) -> None:
+    def _fail(self, exc: Exception) -> NoReturn:
         self._error = exc
         raise exc
 
@@ -238,7 +238,6 @@ class Functions:
             return None  # a damaged row matches nothing: reading the session reports it
         except SealingKeyError as exc:
             self._fail(exc)
-        raise AssertionError("unreachable")
 
     def register(self, db: sqlite3.Connection) -> None:
         """Register ``sp_meta`` and ``sp_item`` on ``db``."""
