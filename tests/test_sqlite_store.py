@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 import pytest
+from _sealing import variant
 from ulid import ULID
 
 from session_persistence import (
@@ -59,6 +60,26 @@ class TestSQLiteProcessDurabilityConformance(StoreConformance):
 class TestSQLiteMemoryConformance(StoreConformance):
     def make_store(self, config: SessionStoreConfig, path: Path) -> SQLiteSessionStore:
         return SQLiteSessionStore(":memory:", config)
+
+
+# Issue 23: the suite again with sealing, compression, and both (tests/_sealing.py).
+
+
+class TestSQLiteSealedConformance(StoreConformance):
+    def make_store(self, config: SessionStoreConfig, path: Path) -> SQLiteSessionStore:
+        return SQLiteSessionStore(path / "data" / "sessions.db", variant(config, "sealed"))
+
+
+class TestSQLiteCompressedConformance(StoreConformance):
+    def make_store(self, config: SessionStoreConfig, path: Path) -> SQLiteSessionStore:
+        return SQLiteSessionStore(path / "data" / "sessions.db", variant(config, "compressed"))
+
+
+class TestSQLiteSealedCompressedConformance(StoreConformance):
+    def make_store(self, config: SessionStoreConfig, path: Path) -> SQLiteSessionStore:
+        return SQLiteSessionStore(
+            path / "data" / "sessions.db", variant(config, "sealed_compressed")
+        )
 
 
 # -- helpers ---------------------------------------------------------------------------------

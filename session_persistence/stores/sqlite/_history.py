@@ -4,7 +4,8 @@ Interactions are rows of ``{prefix}interactions`` keyed ``(session_id, seq)`` (s
 slice is pushed into SQL: one statement reads the session's header row joined with only the
 chosen interaction rows (``ORDER BY seq [DESC] LIMIT ? OFFSET ?`` on the primary key), so it is
 read at one committed instant and only the slice's rows are decoded. ``OFFSET`` still steps over
-the skipped keys in the b-tree (no row is decoded or returned for them).
+the skipped keys in the b-tree (no row is decoded or returned for them). On a sealed store only
+the slice's rows are opened, each with its position (see :mod:`._seal`).
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from typing import Any
 
 import orjson
 
+from ..._envelope import Envelope, Unsealable
 from ...documents import interaction_from_json
 from ...errors import InvalidInputError, SerializationError, StoreCorruptionError
 from ...models import Interaction
 from ...serialization import Codec
 from .._history import HistoryWindow
 from ._rows import HEADER_COLUMNS, HeaderRow
+from ._seal import item_context
 
 __all__ = ["HistoryStatements", "decode_slice", "history_rows"]
 
@@ -65,13 +68,20 @@ def history_rows(
 
 
 def decode_slice(
-    row: HeaderRow, texts: Sequence[Any], window: HistoryWindow, path: str, codec: Codec
+    row: HeaderRow,
+    texts: Sequence[Any],
+    window: HistoryWindow,
+    path: str,
+    codec: Codec,
+    *,
+    envelope: Envelope,
 ) -> list[Interaction]:
-    """Validate and rebuild the window's interactions (in the window's order).
+    """Open, validate and rebuild the window's interactions (in the window's order).
 
     Raises:
-        StoreCorruptionError: A row is not a valid interaction, or the rows found are not
-            as many as ``interaction_count`` says the window holds.
+        StoreCorruptionError: A row is not a valid interaction (or does not open), or the rows
+            found are not as many as ``interaction_count`` says the window holds.
+        SealingKeyError: A row is sealed with a key ``envelope`` does not hold.
     """
     try:
         count = row[12]
@@ -89,8 +99,14 @@ def decode_slice(
             where = f"interactions[{position}]"
             if type(text) is not str:
                 raise InvalidInputError(f"{where} must be JSON text")
+            plain = text
+            if text.startswith("$"):
+                try:
+                    plain = envelope.unwrap_text(text, item_context(row[0], position))
+                except Unsealable as exc:
+                    raise InvalidInputError(f"{where}: {exc}") from exc
             try:
-                data = orjson.loads(text)
+                data = orjson.loads(plain)
             except orjson.JSONDecodeError as exc:
                 raise InvalidInputError(f"{where} is not valid JSON: {exc}") from exc
             found.append(interaction_from_json(data, codec, where))

@@ -10,6 +10,11 @@ Search runs in SQL with three functions the store registers on its connection, s
 matched by Python's own rules (``str.lower``, the codec's decoding of tagged values):
 ``sp_contains(text, needle)``, ``sp_metadata_contains(json, needle)`` and
 ``sp_interaction_contains(json, needle)``.
+
+Sealed or compressed values (see :mod:`._seal`) are read through ``sp_meta`` and ``sp_item``,
+which return their plain JSON: a filter or a search reads every metadata value (and a search
+every interaction row) it examines that is wrapped through Python, opening it in memory. A
+plain value is tested in SQL and read as it is, so a store without sealing pays nothing.
 """
 
 from __future__ import annotations
@@ -29,10 +34,15 @@ from ...models import SessionFilter, SessionQueryOptions
 from ...query import Search, search_interactions, value_contains
 from ...serialization import Codec
 from ._rows import HEADER_COLUMNS, timestamp
+from ._seal import Functions, item_sql, meta_sql
 
 __all__ = ["Statement", "expired_condition", "order_by", "register_functions", "select"]
 
 _SIMPLE_KEY = re.compile(r"[A-Za-z0-9_]{1,64}")
+# The metadata column's plain JSON: a damaged wrapped value fails a filter (strict), as
+# json_extract fails on damaged plain JSON, and matches nothing in a search.
+_META = meta_sql(strict=True)
+_SEARCH_META = meta_sql(strict=False)
 _INT64 = 2**63
 
 
@@ -156,24 +166,25 @@ def _metadata(st: Statement, key: str, value: Any) -> None:
         st.exact = False
         return
     path = f'$."{key}"'
+    meta = _META
     if type(value) is str:
         st.add(
-            "json_type(s.metadata, ?) = 'text' AND json_extract(s.metadata, ?) = ?",
+            f"json_type({meta}, ?) = 'text' AND json_extract({meta}, ?) = ?",
             path,
             path,
             value,
         )
     elif type(value) is int and -_INT64 <= value < _INT64:
         st.add(
-            "json_type(s.metadata, ?) = 'integer' AND json_extract(s.metadata, ?) = ?",
+            f"json_type({meta}, ?) = 'integer' AND json_extract({meta}, ?) = ?",
             path,
             path,
             value,
         )
     elif type(value) is bool:
-        st.add("json_type(s.metadata, ?) = ?", path, "true" if value else "false")
+        st.add(f"json_type({meta}, ?) = ?", path, "true" if value else "false")
     elif value is None:
-        st.add("json_type(s.metadata, ?) = 'null'", path)
+        st.add(f"json_type({meta}, ?) = 'null'", path)
     else:
         st.exact = False
 
@@ -186,29 +197,34 @@ def _search(st: Statement, prefix: str, search: Search) -> None:
         "sp_contains(s.activity_id, ?)",
         "sp_contains(s.request_id, ?)",
         "EXISTS (SELECT 1 FROM json_each(s.tags) t WHERE sp_contains(t.value, ?))",
-        "sp_metadata_contains(s.metadata, ?)",
+        f"sp_metadata_contains({_SEARCH_META}, ?)",
     ]
     if search.interactions:
         parts.append(
             f"EXISTS (SELECT 1 FROM {prefix}interactions i "
-            "WHERE i.session_id = s.session_id AND sp_interaction_contains(i.data, ?))"
+            f"WHERE i.session_id = s.session_id AND sp_interaction_contains({item_sql()}, ?))"
         )
     st.add("(" + " OR ".join(parts) + ")", *[needle] * len(parts))
 
 
-def register_functions(db: sqlite3.Connection, codec: Codec) -> None:
-    """Register the search functions on a connection (see the module documentation)."""
+def register_functions(db: sqlite3.Connection, codec: Codec, opening: Functions) -> None:
+    """Register the search functions and ``opening``'s on a connection (see the module doc)."""
+    opening.register(db)
 
     def contains(text: object, needle: str) -> bool:
         return text is not None and needle in str(text).lower()
 
-    def metadata_contains(text: str, needle: str) -> bool:
+    def metadata_contains(text: str | None, needle: str) -> bool:
+        if text is None:
+            return False  # a damaged wrapped value (sp_meta): reading the session reports it
         try:
             return value_contains(codec.from_json_value(orjson.loads(text), ""), needle)
         except (ValueError, TypeError):
             return False  # a damaged row: reading the session reports it
 
-    def interaction_contains(text: str, needle: str) -> bool:
+    def interaction_contains(text: str | None, needle: str) -> bool:
+        if text is None:
+            return False
         try:
             item = interaction_from_json(orjson.loads(text), codec, "")
         except (ValueError, TypeError):

@@ -14,6 +14,12 @@ the row it builds from in the same transaction, so no separate version ``SELECT`
 Interaction rows are rewritten only from the first one that changed: an update of metadata,
 tags or expiry writes the session's row and nothing else, and an append inserts only the new
 rows (``executemany``).
+
+Content columns are sealed here (see :mod:`._seal`): ``write_op`` takes the plain values of an
+op, compares them with the stored ones *opened* (the caller passes them opened, or it opens
+what it reads itself), and wraps only what it writes. So an unchanged metadata value or
+interaction row is not rewritten on a sealed store either (a fresh nonce would make every
+sealed value differ from the one stored).
 """
 
 from __future__ import annotations
@@ -22,9 +28,11 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from ...errors import SessionConflictError
+from ..._envelope import Envelope, Unsealable
+from ...errors import SealingKeyError, SessionConflictError
 from ...ops import AppendOp, CheckOp, DeleteOp, PutOp, WriteOp, op_session_id
 from ._rows import HEADER_COLUMNS, put_values, timestamp
+from ._seal import METADATA, open_item, open_meta, seal_items, seal_meta
 
 __all__ = ["Statements", "session_rows", "versions_match", "write_op"]
 
@@ -93,6 +101,8 @@ def write_op(
     db: sqlite3.Connection,
     sql: Statements,
     op: WriteOp,
+    *,
+    envelope: Envelope,
     row: Sequence[Any] | None = None,
     stored: Sequence[str] | None = None,
 ) -> None:
@@ -102,10 +112,12 @@ def write_op(
         db: The connection, inside a write transaction.
         sql: The statements of the store's table prefix.
         op: The op.
+        envelope: Seals (and compresses) the content columns written.
         row: For a ``PutOp`` replacing a session, its stored header row
-            (:data:`HEADER_COLUMNS`) if the caller has read it in this transaction.
-        stored: Likewise, its stored interaction rows. Columns and rows that did not change
-            are not rewritten.
+            (:data:`HEADER_COLUMNS`), its metadata opened, if the caller has read it in
+            this transaction.
+        stored: Likewise, its stored interaction rows, opened. Columns and rows that did not
+            change are not rewritten.
 
     Raises:
         SessionConflictError: The stored version is not ``op.expected``; the caller must roll
@@ -116,29 +128,45 @@ def write_op(
         session_id = op.header.session_id
         if op.expected is None:
             # The caller checked absence; a row there now fails the primary key.
-            db.execute(sql.insert, values)
-            _insert_rows(db, sql, session_id, 0, texts)
+            meta = seal_meta(envelope, session_id, values[METADATA])
+            db.execute(sql.insert, (*values[:METADATA], meta, *values[METADATA + 1 :]))
+            _insert_rows(db, sql, session_id, 0, seal_items(envelope, session_id, 0, texts))
             return
         if row is None:
             row = db.execute(sql.header, (session_id,)).fetchone()
             if row is None:
                 versions_match(db, sql, [op])  # raises: the session is gone
+            meta = _opened(open_meta, envelope, session_id, row[METADATA])
+            row = (*row[:METADATA], meta, *row[METADATA + 1 :])
         # The version is always set: the statement must name a column (a restore may put a
         # session back exactly as stored), and its WHERE clause is the version check.
         changed = [i for i in range(1, len(_COLUMNS)) if row[i] != values[i] or i == _VERSION]
         statement = sql.replace(tuple(_COLUMNS[i] for i in changed))
-        params = [values[i] for i in changed]
+        params = [
+            seal_meta(envelope, session_id, values[i]) if i == METADATA else values[i]
+            for i in changed
+        ]
         _changed(db, sql, db.execute(statement, (*params, session_id, op.expected)), op)
-        if stored is None:
-            stored = [text for (text,) in db.execute(sql.texts, (session_id,))]
         same = 0
-        for old, new in zip(stored, texts, strict=False):
-            if old != new:
-                break
-            same += 1
-        if same < len(stored):
+        if stored is None:
+            # Open stored rows only as far as they match (a put mostly keeps a prefix).
+            found = [text for (text,) in db.execute(sql.texts, (session_id,))]
+            for seq, (old, new) in enumerate(zip(found, texts, strict=False)):
+                if _opened(open_item, envelope, session_id, old, seq) != new:
+                    break
+                same += 1
+            count = len(found)
+        else:
+            for old, new in zip(stored, texts, strict=False):
+                if old != new:
+                    break
+                same += 1
+            count = len(stored)
+        if same < count:
             db.execute(sql.delete_rows_from, (session_id, same))
-        _insert_rows(db, sql, session_id, same, texts[same:])
+        _insert_rows(
+            db, sql, session_id, same, seal_items(envelope, session_id, same, texts[same:])
+        )
     elif isinstance(op, AppendOp):
         header = op.header
         _changed(
@@ -161,12 +189,27 @@ def write_op(
             op,
         )
         first = header.interaction_count - len(op.encoded)
-        _insert_rows(db, sql, header.session_id, first, [item.decode() for item in op.encoded])
+        plain = [item.decode() for item in op.encoded]
+        _insert_rows(
+            db, sql, header.session_id, first, seal_items(envelope, header.session_id, first, plain)
+        )
     elif isinstance(op, DeleteOp):
         # ON DELETE CASCADE removes the session's interaction rows.
         _changed(db, sql, db.execute(sql.delete, (op.session_id, op.expected)), op)
     else:
         assert isinstance(op, CheckOp)
+
+
+def _opened(opener: Any, envelope: Envelope, session_id: str, text: Any, *seq: int) -> Any:
+    """A stored value opened to compare it (``None``, which differs, if it does not open).
+
+    A put replaces the session whatever its stored values hold: a value that is damaged, or
+    sealed with a key this store does not hold, is simply rewritten.
+    """
+    try:
+        return opener(envelope, session_id, *seq, text)
+    except (Unsealable, SealingKeyError):
+        return None
 
 
 def _changed(db: sqlite3.Connection, sql: Statements, cursor: sqlite3.Cursor, op: WriteOp) -> None:

@@ -42,6 +42,13 @@ Reads and expiry
 Events
     Listeners see this process's writes at once, and other processes' writes within
     ``poll_interval`` (``watch=True``, the default; see :mod:`._follow`).
+
+Sealing and compression
+    With ``encryption`` or ``compression`` configured, the ``metadata`` column and every
+    interaction row are sealed and compressed one value at a time; every other column stays
+    in clear. Reads open them in memory; filters and search open them through SQL functions;
+    ``rotate_key`` re-seals them in short write transactions while writes go on. See
+    :mod:`._seal`.
 """
 
 from __future__ import annotations
@@ -73,7 +80,6 @@ from ...errors import (
     StoreLockTimeoutError,
 )
 from ...models import (
-    CheckProblem,
     Interaction,
     PersistedSession,
     SessionFilter,
@@ -91,10 +97,11 @@ from .._history import HistoryWindow
 from ..base import SessionStore
 from ._follow import Follower
 from ._history import HistoryStatements, decode_slice, history_rows
-from ._quarantine import save_rows
+from ._maintenance import Maintenance
 from ._reader import Busy, Reader
 from ._rows import HEADER_COLUMNS, accessed, header_from_row, session_from_rows, timestamp
 from ._schema import SCHEMA_VERSION, migrate
+from ._seal import Functions, opened
 from ._sql import expired_condition, order_by, register_functions, select
 from ._write import Statements, session_rows, versions_match, write_op
 
@@ -123,7 +130,7 @@ class _Queued:
     result: Any = None
 
 
-class SQLiteSessionStore(SessionStore):
+class SQLiteSessionStore(Maintenance, SessionStore):
     """Keeps sessions in a SQLite database file (or ``":memory:"``).
 
     Args:
@@ -197,6 +204,8 @@ class SQLiteSessionStore(SessionStore):
         # while nobody listens; touched only on the worker thread.
         self._watch = bool(watch) and not self._memory
         self._follower = Follower(self, float(poll_interval))
+        # sp_meta / sp_item on the worker's connection, and the typed errors they fail with.
+        self._opening = Functions(lambda: self._envelope)
 
     @property
     def path(self) -> Path:
@@ -215,9 +224,21 @@ class SQLiteSessionStore(SessionStore):
         assert self._executor is not None, "used before _open or after _close"
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
+            return await loop.run_in_executor(
+                self._executor, functools.partial(self._run, fn, *args)
+            )
         except sqlite3.Error as exc:
             raise self._translate(exc) from exc
+
+    def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        """On the worker: ``fn(*args)``, raising the typed error a SQL function failed with."""
+        try:
+            return fn(*args)
+        except sqlite3.Error as exc:
+            error = self._opening.take_error()
+            if error is not None:
+                raise error from exc
+            raise
 
     def _translate(self, exc: sqlite3.Error) -> Exception:
         text = str(exc)
@@ -303,7 +324,11 @@ class SQLiteSessionStore(SessionStore):
         db.execute("PRAGMA foreign_keys = ON")
         synchronous = "FULL" if self._durability == "full" else "NORMAL"
         db.execute(f"PRAGMA synchronous = {synchronous}")
-        register_functions(db, self._codec)
+        if self._envelope.sealing:
+            # Content deleted or overwritten (a plain row re-sealed, a session deleted) is
+            # zeroed in the file, not left in free space for a reader of the file to find.
+            db.execute("PRAGMA secure_delete = ON")
+        register_functions(db, self._codec, self._opening)
         self._migrated_from, _ = migrate(db, self._prefix, self._label)
 
     async def _close(self) -> None:
@@ -368,6 +393,7 @@ class SQLiteSessionStore(SessionStore):
         return row if touched is None else accessed(row, timestamp(touched))
 
     def _header(self, row: tuple[Any, ...]) -> SessionHeader:
+        row, _ = opened(self._envelope, row, None, self._label)
         return header_from_row(self._recorded(row), self._codec, self._label)
 
     def _load_sync(self, session_ids: Sequence[str]) -> list[PersistedSession | None]:
@@ -386,7 +412,8 @@ class SQLiteSessionStore(SessionStore):
         return found
 
     def _session(self, row: tuple[Any, ...], texts: Sequence[str]) -> PersistedSession:
-        return session_from_rows(self._recorded(row), texts, self._codec, self._label)
+        row, items = opened(self._envelope, row, texts, self._label)
+        return session_from_rows(self._recorded(row), items, self._codec, self._label)
 
     async def _point_read(self, read: Callable[[sqlite3.Connection], T]) -> T:
         """``read(connection)``: on this thread if no lock is in the way, else on the worker."""
@@ -430,6 +457,7 @@ class SQLiteSessionStore(SessionStore):
             return None
         row, texts = found
         if self._idle is None:
+            row, texts = opened(self._envelope, row, texts, self._label)
             row = accessed(self._recorded(row), timestamp(now))
             session = session_from_rows(row, texts, self._codec, self._label)
             if session.expires_at is not None and session.expires_at <= now:
@@ -453,7 +481,9 @@ class SQLiteSessionStore(SessionStore):
         if found is None or self._expired(self._header(found[0]), now):
             return None
         self._touch(session_id, now)
-        return decode_slice(found[0], found[1], window, self._label, self._codec)
+        return decode_slice(
+            found[0], found[1], window, self._label, self._codec, envelope=self._envelope
+        )
 
     async def _load_many(self, session_ids: Sequence[str]) -> list[PersistedSession | None]:
         if not session_ids:
@@ -622,7 +652,7 @@ class SQLiteSessionStore(SessionStore):
             if created and self._count_sync(sql.count, []) + (created - deleted) > max_sessions:
                 raise SessionLimitError(max_sessions)
         for op in ops:
-            write_op(db, sql, op)
+            write_op(db, sql, op, envelope=self._envelope)
             if isinstance(op, DeleteOp):
                 self._forget_touch(op.session_id)
 
@@ -639,8 +669,9 @@ class SQLiteSessionStore(SessionStore):
         if queued.load:
             found = session_rows(db, sql, queued.session_id)  # one statement
             if found is not None:
-                row, texts = found
-                session = self._session(row, texts)
+                # Opened: write_op compares the op's plain values with these.
+                row, texts = opened(self._envelope, *found, self._label)
+                session = session_from_rows(self._recorded(row), texts, self._codec, self._label)
                 # The header from the session just decoded (the same row): no second decode.
                 size = row[13]
                 valid = type(size) is int and size >= 0
@@ -648,11 +679,12 @@ class SQLiteSessionStore(SessionStore):
         else:
             row = db.execute(sql.header, (queued.session_id,)).fetchone()
             if row is not None:
+                row, _ = opened(self._envelope, row, None, self._label)
                 header = self._header(row)
         op, queued.result = queued.build(header, session)
         if op is None:
             return
-        write_op(db, sql, op, row, texts)
+        write_op(db, sql, op, envelope=self._envelope, row=row, stored=texts)
         queued.ops = (op,)
         if isinstance(op, DeleteOp):
             self._forget_touch(op.session_id)
@@ -682,73 +714,6 @@ class SQLiteSessionStore(SessionStore):
     def _listening(self) -> None:
         if self._watch:
             self._follower.listening()
-
-    # == check =================================================================================
-
-    async def _check_ids(self) -> list[str]:
-        rows = await self._call(self._rows_sync, f"SELECT session_id FROM {self._prefix}sessions")
-        return [str(session_id) for (session_id,) in rows]
-
-    def _rows_sync(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return self._conn.execute(sql, params).fetchall()
-
-    async def _check_sessions(self, session_ids: Sequence[str]) -> list[tuple[str, str]]:
-        return await self._call(self._inspect_sync, session_ids)
-
-    def _inspect_sync(self, session_ids: Sequence[str]) -> list[tuple[str, str]]:
-        found = []
-        for session_id in session_ids:
-            problem = self._inspect_one(session_id)
-            if problem is not None:
-                found.append((session_id, problem))
-        return found
-
-    def _inspect_one(self, session_id: str) -> str | None:
-        try:
-            self._load_sync([session_id])
-        except StoreCorruptionError as exc:
-            return str(exc)
-        return None
-
-    async def _check_backend(self) -> list[CheckProblem]:
-        rows = await self._call(self._rows_sync, "PRAGMA quick_check")
-        if rows == [("ok",)]:
-            return []
-        found = "; ".join(str(row[0]) for row in rows[:5])
-        return [
-            CheckProblem(
-                kind="database",
-                target=self._label,
-                problem=f"PRAGMA quick_check reports: {found}; restore the database from a backup",
-            )
-        ]
-
-    async def _repair_backend(self, problem: CheckProblem) -> str | None:
-        if problem.kind != "session":
-            return None
-        return await self._call(self._locked, lambda: self._set_aside(problem))
-
-    def _set_aside(self, problem: CheckProblem) -> str | None:
-        """Inside the write transaction: save a damaged row's raw columns, then delete it."""
-        session_id, p = problem.target, self._prefix
-        if self._inspect_one(session_id) is None:
-            return None  # fine now (rewritten or deleted meanwhile)
-        where = "deleted it (an in-memory database has nowhere to keep it)"
-        if not self._memory:
-            target = save_rows(
-                self._conn,
-                p,
-                session_id,
-                problem.problem,
-                self._path.with_name(self._path.name + "-quarantine"),
-                file_mode=self._file_mode,
-                dir_mode=self._dir_mode,
-                durable=self._durable_backups,
-            )
-            where = f"saved its rows to {target} and removed it from the store"
-        self._conn.execute(f"DELETE FROM {p}sessions WHERE session_id = ?", (session_id,))
-        self._follower.forget(session_id)
-        return where
 
     # == backups =================================================================================
 
