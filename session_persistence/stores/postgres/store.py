@@ -41,6 +41,11 @@ Reads and expiry
     ``idle_timeout`` old (so other hosts' cleanups see it; see ``_flush_due``): many reads
     share one write.
 
+Sealing and compression
+    With ``encryption`` or ``compression`` configured, the metadata value and every
+    interaction row are wrapped where they are written and opened where they are read (see
+    :mod:`._seal`); the other columns are headers, in clear. Rotation: :mod:`._rotate`.
+
 Backups
     The base's snapshot algorithm, with ``_frozen`` reading from one ``REPEATABLE READ``
     transaction: a consistent instant while every host keeps writing.
@@ -54,7 +59,7 @@ import contextvars
 import dataclasses
 import logging
 import re
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar
 
@@ -73,6 +78,7 @@ from ...errors import (
 from ...models import (
     CheckProblem,
     PersistedSession,
+    ProgressCallback,
     SessionFilter,
     SessionHeader,
     SessionQueryOptions,
@@ -85,6 +91,7 @@ from ..base import SessionStore
 from ._errors import translate
 from ._fast import Known, apply_single
 from ._follow import Follower, payload
+from ._rotate import key_census, reseal
 from ._rows import HEADER_SELECT, HeaderRow, header_from_row, session_from_rows
 from ._schema import SCHEMA_VERSION, migrate
 from ._sql import expired_condition, order_by, select
@@ -407,10 +414,12 @@ class PostgresSessionStore(SessionStore):
         return session
 
     def _header(self, row: HeaderRow) -> SessionHeader:
-        return header_from_row(self._recorded(row), self._codec, self.label)
+        return header_from_row(self._recorded(row), self._codec, self.label, self._envelope)
 
     def _session(self, row: HeaderRow) -> PersistedSession:
-        return session_from_rows(self._recorded(row[:-1]), row[-1], self._codec, self.label)
+        return session_from_rows(
+            self._recorded(row[:-1]), row[-1], self._codec, self.label, self._envelope
+        )
 
     def _session_select(self, where: str, *, extra: str = "") -> str:
         """Header columns, then ``extra`` (if given), then the interactions as a JSON array."""
@@ -635,7 +644,7 @@ class PostgresSessionStore(SessionStore):
             if self._per_transaction:
                 for name, value in self._settings():
                     await conn.execute("SELECT set_config(%s, %s, true)", (name, value))
-            await write_ops(conn, self._sql, ops, {})
+            await write_ops(conn, self._sql, ops, {}, self._envelope)
             if max_sessions is not None:
                 created = sum(1 for op in ops if isinstance(op, PutOp) and op.expected is None)
                 deleted = sum(1 for op in ops if isinstance(op, DeleteOp))
@@ -666,6 +675,14 @@ class PostgresSessionStore(SessionStore):
             await conn.execute("COMMIT")  # synchronous_commit: durable before it returns
         except psycopg.Error as exc:
             raise translate(exc, self.label, writing=True, committing=True) from exc
+
+    # == key rotation (see _rotate.py) ===========================================================
+
+    async def _reseal(self, key_id: str, progress: ProgressCallback) -> int:
+        return await reseal(self, key_id, progress)
+
+    async def _key_census(self) -> Mapping[str | None, int]:
+        return await key_census(self)
 
     # == events from other stores (see _follow.py) ===============================================
 
