@@ -1,8 +1,8 @@
 """Key rotation on PostgreSQL: re-sealing values online, and counting them by key.
 
 :func:`reseal` finds, in SQL, the sessions holding a *stale* value (its column text does not
-start with ``"$sp1:<key_id>:``: sealed with another key, compressed only, or plain) and
-rewrites them in batches of :data:`BATCH` sessions, one short transaction each:
+start with ``"$sp1:<key_id>:<key check>:``: sealed with another key, or under the id with
+another secret, or compressed only, or plain) and rewrites them in batches of :data:`BATCH` sessions, one short transaction each:
 
 1. lock the batch's session rows (``FOR UPDATE``, in ``session_id`` order, the order every
    writer locks in: no deadlock), so no writer changes them meanwhile (every write updates
@@ -64,12 +64,14 @@ def _stale(p: str, n: int) -> str:
 
 async def reseal(store: PostgresSessionStore, key_id: str, progress: ProgressCallback) -> int:
     """Re-seal every value not sealed with ``key_id``; return how many were rewritten."""
-    if store._envelope.active_key != key_id:
+    keyring = store._envelope.keyring
+    key = None if keyring is None else keyring.key(key_id)
+    if key is None or store._envelope.active_key != key_id:
         raise ConfigurationError(
             "encryption", f"re-sealing under {key_id!r} needs it as the active key"
         )
     p = store.prefix
-    prefix = stale_prefix(key_id)
+    prefix = stale_prefix(key_id, key.check)
     n = len(prefix)
     stale = _stale(p, n)
     rows = await store._rows(f"SELECT count(*) FROM {p}sessions s WHERE {stale}", (prefix, prefix))

@@ -138,6 +138,10 @@ def _inner(column: str) -> str:
     return column[1:-1]
 
 
-def stale_prefix(key_id: str) -> str:
-    """How a value sealed with ``key_id`` starts (as column text); others are stale."""
-    return f"{WRAPPED}{key_id}:"
+def stale_prefix(key_id: str, check: str) -> str:
+    """How a value sealed with ``key_id`` starts (as column text); others are stale.
+
+    The key's check is part of it: a value sealed under the same id with another secret is
+    not this key's (re-sealing it raises ``SealingKeyError``).
+    """
+    return f"{WRAPPED}{key_id}:{check}:"
