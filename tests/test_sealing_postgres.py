@@ -267,7 +267,7 @@ async def test_rotation_under_load(postgres_dsn: str, prefix: str) -> None:
         stop.set()
         await asyncio.gather(*tasks)
         assert report.key_id == "k2"
-        assert report.records_resealed >= 400
+        assert report.records_resealed >= 320  # (at least the 80 sessions nobody wrote)
         assert seen[-1][0] == seen[-1][1]
         assert seen[-1][0] >= 100
         # (a write of this store sealed just before the switch is caught by another pass)

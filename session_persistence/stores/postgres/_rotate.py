@@ -2,7 +2,8 @@
 
 :func:`reseal` finds, in SQL, the sessions holding a *stale* value (its column text does not
 start with ``"$sp1:<key_id>:<key check>:``: sealed with another key, or under the id with
-another secret, or compressed only, or plain) and rewrites them in batches of :data:`BATCH` sessions, one short transaction each:
+another secret, or compressed only, or plain) and rewrites them in batches of :data:`BATCH`
+sessions, one short transaction each:
 
 1. lock the batch's session rows (``FOR UPDATE``, in ``session_id`` order, the order every
    writer locks in: no deadlock), so no writer changes them meanwhile (every write updates
@@ -97,6 +98,8 @@ async def reseal(store: PostgresSessionStore, key_id: str, progress: ProgressCal
         rewritten += in_pass
         if in_pass == 0:
             break
+    if done != total:  # (sessions re-sealed by writers, or deleted, before we reached them)
+        progress(done, done)
     return rewritten
 
 
