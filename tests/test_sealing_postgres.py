@@ -333,7 +333,7 @@ async def main():
         def progress(done, total):
             print(done, total, flush=True)
             if done:
-                time.sleep(0.2)  # (the batch committed: the parent kills us here)
+                time.sleep(60)  # (a batch committed: the parent kills us here)
         await store.rotate_key("k2", progress=progress)
         print("finished", flush=True)
 
