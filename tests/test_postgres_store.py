@@ -12,6 +12,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from _sealing import variant
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from psycopg.conninfo import make_conninfo
@@ -71,6 +72,34 @@ class TestPostgresBouncerModeConformance(StoreConformance):
         return PostgresSessionStore(
             self.dsn, config, table_prefix=fresh_prefix(), pgbouncer=True, durability="process"
         )
+
+
+class _SealingVariant(StoreConformance):
+    """The conformance suite with one of the sealing variants (see tests/_sealing.py)."""
+
+    variant_name = ""
+
+    @pytest.fixture(autouse=True)
+    def _database(self, postgres_dsn: str) -> None:
+        self.dsn = postgres_dsn
+
+    def make_store(self, config: SessionStoreConfig, path: Path) -> PostgresSessionStore:
+        if config.backup_dir is None:
+            config = dataclasses.replace(config, backup_dir=path / "backups")
+        config = variant(config, self.variant_name)
+        return PostgresSessionStore(self.dsn, config, table_prefix=fresh_prefix())
+
+
+class TestPostgresSealedConformance(_SealingVariant):
+    variant_name = "sealed"
+
+
+class TestPostgresCompressedConformance(_SealingVariant):
+    variant_name = "compressed"
+
+
+class TestPostgresSealedCompressedConformance(_SealingVariant):
+    variant_name = "sealed_compressed"
 
 
 # -- helpers ---------------------------------------------------------------------------------

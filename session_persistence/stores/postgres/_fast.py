@@ -56,7 +56,8 @@ from ...models import PersistedSession, SessionHeader
 from ...ops import AppendOp, DeleteOp, PutOp, WriteOp, op_session_id
 from ._errors import UNKNOWN_OUTCOME, translate
 from ._follow import payload
-from ._rows import HEADER_SELECT, changed_columns, session_from_rows
+from ._rows import HEADER_SELECT, changed_columns, interaction_items, session_from_rows
+from ._seal import seal_items, seal_metadata
 
 if TYPE_CHECKING:
     from .store import Conn, PostgresSessionStore
@@ -75,6 +76,9 @@ Build = Callable[[SessionHeader | None, PersistedSession | None], tuple[WriteOp 
 @dataclasses.dataclass(slots=True)
 class Known:
     """A session's state as this store last wrote it (``session`` and ``texts``: if whole).
+
+    ``texts`` are the interaction rows' plain JSON texts (before any sealing: see
+    :mod:`._seal`), which is what a new history is compared with to find its first change.
 
     ``incarnation`` is the row's ``incarnation`` column (see :mod:`._schema`): a write built
     from this state applies only to that row, never to a session re-created under the id
@@ -202,8 +206,9 @@ async def _read(store: PostgresSessionStore, session_id: str, load: bool) -> Kno
     if not rows:
         return None
     row = rows[0]
-    session = session_from_rows(row[:-2], row[-1], store._codec, store.label)
-    texts = [orjson.dumps(item).decode() for item in orjson.loads(row[-1])]
+    items = interaction_items(row[:-2], row[-1], store.label, store._envelope)
+    texts = [orjson.dumps(item).decode() for item in items]  # (plain: see _statement)
+    session = session_from_rows(row[:-2], items, store._codec, store.label, store._envelope)
     size = row[13]
     return Known(header_of(session, size), session, texts, int(row[-2]))
 
@@ -273,6 +278,7 @@ def _statement(
 ) -> tuple[str, tuple[Any, ...], list[str] | None]:
     """The op as one statement: data-modifying CTEs, then the check and the notification."""
     sql = store._sql
+    envelope = store._envelope
     ctes: list[str] = []
     params: list[Any] = []
     new_texts = None
@@ -282,7 +288,7 @@ def _statement(
         assert known.texts is not None
         texts = known.texts
         document = orjson.loads(op.data)
-        metadata = orjson.dumps(document["metadata"]).decode()
+        metadata = seal_metadata(envelope, session_id, orjson.dumps(document["metadata"]).decode())
         same_rows = known.session is not None and (
             op.session.interactions is known.session.interactions
         )
@@ -304,7 +310,8 @@ def _statement(
             params += [session_id, len(new_texts)]
         if same < len(new_texts):
             ctes.append(f"added AS ({sql.upsert_rows})")
-            params += [session_id, list(range(same, len(new_texts))), new_texts[same:]]
+            added = seal_items(envelope, session_id, same, new_texts[same:])
+            params += [session_id, list(range(same, len(new_texts))), added]
     elif isinstance(op, AppendOp):
         h = op.header
         ctes.append(f"changed AS ({sql.append_pinned} RETURNING 1)")
@@ -321,10 +328,11 @@ def _statement(
         ]
         first = h.interaction_count - len(op.encoded)
         ctes.append(f"added AS ({sql.upsert_rows})")
+        items = [item.decode() for item in op.encoded]
         params += [
             session_id,
             list(range(first, h.interaction_count)),
-            [item.decode() for item in op.encoded],
+            seal_items(envelope, session_id, first, items),
         ]
     else:
         assert isinstance(op, DeleteOp)

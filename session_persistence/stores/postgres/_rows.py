@@ -25,10 +25,12 @@ from typing import Any
 import orjson
 from ulid import ULID
 
+from ..._envelope import PLAIN, Envelope, Unsealable
 from ...documents import document_to_session, header_from_document
 from ...errors import InvalidInputError, StoreCorruptionError
 from ...models import PersistedSession, SessionHeader
 from ...serialization import FORMAT_VERSION, Codec
+from ._seal import open_items, open_metadata
 
 __all__ = [
     "COLUMNS",
@@ -38,6 +40,7 @@ __all__ = [
     "escape_id",
     "header_from_row",
     "header_values",
+    "interaction_items",
     "put_values",
     "session_from_rows",
 ]
@@ -179,7 +182,7 @@ def _text(moment: Any, column: str) -> str | None:
     return moment.astimezone(UTC).isoformat()
 
 
-def _document(row: HeaderRow, interactions: Any) -> dict[str, Any]:
+def _document(row: HeaderRow, interactions: Any, envelope: Envelope) -> dict[str, Any]:
     session_id, flags = row[0], row[4]
     processor_id, activity_id, request_id = (unescape_id(value) for value in row[1:4])
     if type(flags) is not int:
@@ -195,7 +198,7 @@ def _document(row: HeaderRow, interactions: Any) -> dict[str, Any]:
         "last_accessed_at": _text(row[7], "last_accessed_at"),
         "expires_at": _text(row[8], "expires_at"),
         "version": row[9],
-        "metadata": _json(row[10], "metadata"),
+        "metadata": _json(open_metadata(envelope, str(session_id), row[10]), "metadata"),
         "tags": _json(row[11], "tags"),
         "interactions": interactions,
     }
@@ -217,47 +220,88 @@ def _corrupt(row: HeaderRow, where: str, exc: Exception) -> StoreCorruptionError
     )
 
 
-def header_from_row(row: HeaderRow, codec: Codec, where: str) -> SessionHeader:
+def header_from_row(
+    row: HeaderRow, codec: Codec, where: str, envelope: Envelope = PLAIN
+) -> SessionHeader:
     """Rebuild and validate a header from its columns (:data:`HEADER_SELECT`).
 
+    Args:
+        row: The header columns.
+        codec: The codec.
+        where: The tables, for messages.
+        envelope: Opens a sealed or compressed metadata value (see :mod:`._seal`).
+
     Raises:
-        StoreCorruptionError: A column does not hold what it must.
+        StoreCorruptionError: A column does not hold what it must (or a wrapped value is
+            damaged).
+        SealingKeyError: The metadata is sealed with a key the store was not given.
     """
     try:
         count, size = row[12], row[13]
         if type(count) is not int or count < 0 or type(size) is not int or size < 0:
             raise InvalidInputError("interaction_count and size_bytes must be integers >= 0")
         return header_from_document(
-            _document(row, []), codec, interaction_count=count, size_bytes=size
+            _document(row, [], envelope), codec, interaction_count=count, size_bytes=size
         )
-    except (InvalidInputError, ValueError) as exc:
+    except (InvalidInputError, ValueError, Unsealable) as exc:
         raise _corrupt(row, where, exc) from exc
 
 
-def session_from_rows(
-    row: HeaderRow, interactions: Any, codec: Codec, where: str
-) -> PersistedSession:
-    """Rebuild and validate a session from its columns and its interactions.
+def interaction_items(
+    row: HeaderRow, interactions: Any, where: str, envelope: Envelope = PLAIN
+) -> list[Any]:
+    """A session's interactions as JSON values, from their rows (opened if wrapped).
 
     Args:
         row: The header columns (:data:`HEADER_SELECT`).
         interactions: The session's interaction rows in order, as one JSON array's text
             (``json_agg`` of them).
-        codec: The codec.
         where: The tables, for messages.
+        envelope: Opens sealed or compressed rows (see :mod:`._seal`).
 
     Raises:
-        StoreCorruptionError: A column or an interaction row does not hold what it must, or
+        StoreCorruptionError: The rows are not a JSON array, a wrapped row is damaged, or
             the rows do not number ``interaction_count``.
+        SealingKeyError: A row is sealed with a key the store was not given.
     """
     try:
-        items = _json(interactions, "interactions")
+        opened = open_items(envelope, str(row[0]), interactions)
+        items = opened if type(opened) is list else _json(opened, "interactions")
         if type(items) is not list:
             raise InvalidInputError("interactions must be a JSON array")
         if row[12] != len(items):
             raise InvalidInputError(
                 f"interaction_count is {row[12]} but {len(items)} interaction rows exist"
             )
-        return document_to_session(_document(row, items), codec)
-    except (InvalidInputError, ValueError) as exc:
+    except (InvalidInputError, ValueError, Unsealable) as exc:
+        raise _corrupt(row, where, exc) from exc
+    return items
+
+
+def session_from_rows(
+    row: HeaderRow, interactions: Any, codec: Codec, where: str, envelope: Envelope = PLAIN
+) -> PersistedSession:
+    """Rebuild and validate a session from its columns and its interactions.
+
+    Args:
+        row: The header columns (:data:`HEADER_SELECT`).
+        interactions: The session's interaction rows in order, as one JSON array's text
+            (``json_agg`` of them), or as :func:`interaction_items` returned them.
+        codec: The codec.
+        where: The tables, for messages.
+        envelope: Opens sealed or compressed values (see :mod:`._seal`).
+
+    Raises:
+        StoreCorruptionError: A column or an interaction row does not hold what it must
+            (a wrapped one is damaged), or the rows do not number ``interaction_count``.
+        SealingKeyError: A value is sealed with a key the store was not given.
+    """
+    items = (
+        interactions
+        if type(interactions) is list
+        else interaction_items(row, interactions, where, envelope)
+    )
+    try:
+        return document_to_session(_document(row, items, envelope), codec)
+    except (InvalidInputError, ValueError, Unsealable) as exc:
         raise _corrupt(row, where, exc) from exc

@@ -6,6 +6,12 @@ as Python does (a nested value, a float, a key that is not ``[A-Za-z0-9_]``...):
 left to :func:`~session_persistence.query.matches_filter` on the rows SQL returns, and then
 sorting and pagination are done in Python too (the caller checks ``exact``).
 
+A sealed or compressed metadata value (a JSON string ``"$sp1:…"``: see :mod:`._seal`) cannot
+be compared by the server: a metadata condition lets every such row through
+(``left(s.metadata::text, 6) = '"$sp1:'``) and Python decides after opening it. On a sealed
+store that is every row, so a metadata filter selects by the clear columns' conditions only,
+and every row they select is opened and filtered in Python (then sorted and paged there).
+
 Metadata values and tags are compared as JSON text: the stored ``json`` keeps the codec's
 compact text byte for byte (see :mod:`._rows`), and ``orjson`` writes a ``str``, an ``int``
 or a ``bool`` one way only, so text equality is value-and-type equality, as
@@ -29,6 +35,7 @@ from ulid import ULID
 
 from ...models import SessionFilter, SessionQueryOptions
 from ._rows import HEADER_SELECT, escape_id
+from ._seal import WRAPPED
 
 __all__ = ["Statement", "expired_condition", "order_by", "select"]
 
@@ -189,7 +196,9 @@ def _metadata(st: Statement, key: str, value: Any) -> None:
             st.add("false")  # (no stored metadata holds it)
             return
         # (metadata with a "$" key is stored escaped, as {"$esc": {...}}: see serialization)
-        _guarded(st, "s.metadata", f"({_METADATA} -> %s)::text = %s", key, text)
+        # (a sealed or compressed value: the server cannot see inside, Python decides)
+        condition = f"(left(s.metadata::text, 6) = '{WRAPPED}' OR ({_METADATA} -> %s)::text = %s)"
+        _guarded(st, "s.metadata", condition, key, text)
     else:
         st.exact = False
 

@@ -21,6 +21,10 @@ in the same order and never deadlock.
 Interaction rows are rewritten only from the first one that changed: an update of metadata,
 tags or expiry writes the session's row and nothing else, and an append inserts only the new
 rows.
+
+With sealing or compression configured, the metadata value and each interaction row are
+wrapped as they are written (see :mod:`._seal`); which rows changed is decided on their plain
+text (a sealed value differs on every write: its nonce is random).
 """
 
 from __future__ import annotations
@@ -31,9 +35,11 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
+from ..._envelope import PLAIN, Envelope, Unsealable
 from ...errors import SessionConflictError
 from ...ops import AppendOp, CheckOp, DeleteOp, PutOp, WriteOp, op_session_id
 from ._rows import COLUMNS, put_values
+from ._seal import open_item, seal_items, seal_metadata
 
 __all__ = ["Statements", "id_key", "write_ops"]
 
@@ -142,7 +148,11 @@ class Statements:
 
 
 async def write_ops(
-    conn: Conn, sql: Statements, ops: Sequence[WriteOp], stored: dict[str, list[str]]
+    conn: Conn,
+    sql: Statements,
+    ops: Sequence[WriteOp],
+    stored: dict[str, list[str]],
+    envelope: Envelope = PLAIN,
 ) -> None:
     """Apply a batch's ops in ``session_id`` order, each version-checked.
 
@@ -151,35 +161,46 @@ async def write_ops(
         sql: The statements of the store's table prefix.
         ops: The batch.
         stored: Interaction texts already known for some sessions (read in this
-            transaction), so a replace need not read them again.
+            transaction, plain), so a replace need not read them again.
+        envelope: Seals and compresses the values written.
 
     Raises:
         SessionConflictError: An op's stored version is not its ``expected``; the caller must
             roll the transaction back.
     """
     for op in sorted(ops, key=op_session_id):
-        await write_op(conn, sql, op, stored.get(op_session_id(op)))
+        await write_op(conn, sql, op, stored.get(op_session_id(op)), envelope)
 
 
 async def write_op(
-    conn: Conn, sql: Statements, op: WriteOp, stored: Sequence[str] | None = None
+    conn: Conn,
+    sql: Statements,
+    op: WriteOp,
+    stored: Sequence[str | None] | None = None,
+    envelope: Envelope = PLAIN,
 ) -> None:
     """Apply one op, its version checked by the writing statement (see the module docs)."""
     if isinstance(op, PutOp):
         values, texts = put_values(op.header, op.data)
         session_id = op.header.session_id
+        if envelope.active:
+            metadata = seal_metadata(envelope, session_id, values[10])
+            values = (*values[:10], metadata, *values[11:])
         if op.expected is None:
             cursor = await conn.execute(sql.insert, (*values, id_key(sql.prefix, session_id)))
             if cursor.rowcount != 1:
                 await _conflict(conn, sql, op)
-            await _insert_rows(conn, sql, session_id, 0, texts)
+            await _insert_rows(conn, sql, session_id, 0, seal_items(envelope, session_id, 0, texts))
             return
         cursor = await conn.execute(sql.replace, (*values[1:], session_id, op.expected))
         if cursor.rowcount != 1:
             await _conflict(conn, sql, op)
         if stored is None:
             cursor = await conn.execute(sql.texts, (session_id,))
-            stored = [text for (text,) in await cursor.fetchall()]
+            stored = [
+                _plain(envelope, session_id, seq, text)
+                for seq, (text,) in enumerate(await cursor.fetchall())
+            ]
         same = 0
         for old, new in zip(stored, texts, strict=False):
             if old != new:
@@ -187,7 +208,9 @@ async def write_op(
             same += 1
         if same < len(stored):
             await conn.execute(sql.delete_rows_from, (session_id, same))
-        await _insert_rows(conn, sql, session_id, same, texts[same:])
+        await _insert_rows(
+            conn, sql, session_id, same, seal_items(envelope, session_id, same, texts[same:])
+        )
     elif isinstance(op, AppendOp):
         header = op.header
         cursor = await conn.execute(
@@ -207,9 +230,9 @@ async def write_op(
         if cursor.rowcount != 1:
             await _conflict(conn, sql, op)
         first = header.interaction_count - len(op.encoded)
-        await _insert_rows(
-            conn, sql, header.session_id, first, [item.decode() for item in op.encoded]
-        )
+        items = [item.decode() for item in op.encoded]
+        sealed = seal_items(envelope, header.session_id, first, items)
+        await _insert_rows(conn, sql, header.session_id, first, sealed)
     elif isinstance(op, DeleteOp):
         # ON DELETE CASCADE removes the session's interaction rows.
         cursor = await conn.execute(sql.delete, (op.session_id, op.expected))
@@ -227,6 +250,17 @@ async def write_op(
         actual = None if row is None else int(row[0])
         if actual != op.expected:
             raise SessionConflictError(op.session_id, op.expected, actual)
+
+
+def _plain(envelope: Envelope, session_id: str, seq: int, text: str) -> str | None:
+    """A stored row's plain text, to compare with the new one (``None``: damaged, rewrite it).
+
+    A ``SealingKeyError`` (a key the store was not given) is raised: the batch is rolled back.
+    """
+    try:
+        return open_item(envelope, session_id, seq, text)
+    except Unsealable:
+        return None
 
 
 async def _conflict(conn: Conn, sql: Statements, op: WriteOp) -> None:

@@ -41,6 +41,11 @@ Reads and expiry
     ``idle_timeout`` old (so other hosts' cleanups see it; see ``_flush_due``): many reads
     share one write.
 
+Sealing and compression
+    With ``encryption`` or ``compression`` configured, the metadata value and every
+    interaction row are wrapped where they are written and opened where they are read (see
+    :mod:`._seal`); the other columns are headers, in clear. Rotation: :mod:`._rotate`.
+
 Backups
     The base's snapshot algorithm, with ``_frozen`` reading from one ``REPEATABLE READ``
     transaction: a consistent instant while every host keeps writing.
@@ -54,7 +59,7 @@ import contextvars
 import dataclasses
 import logging
 import re
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar
 
@@ -73,6 +78,7 @@ from ...errors import (
 from ...models import (
     CheckProblem,
     PersistedSession,
+    ProgressCallback,
     SessionFilter,
     SessionHeader,
     SessionQueryOptions,
@@ -85,6 +91,8 @@ from ..base import SessionStore
 from ._errors import translate
 from ._fast import Known, apply_single
 from ._follow import Follower, payload
+from ._repair import quarantine
+from ._rotate import key_census, reseal
 from ._rows import HEADER_SELECT, HeaderRow, header_from_row, session_from_rows
 from ._schema import SCHEMA_VERSION, migrate
 from ._sql import expired_condition, order_by, select
@@ -407,10 +415,12 @@ class PostgresSessionStore(SessionStore):
         return session
 
     def _header(self, row: HeaderRow) -> SessionHeader:
-        return header_from_row(self._recorded(row), self._codec, self.label)
+        return header_from_row(self._recorded(row), self._codec, self.label, self._envelope)
 
     def _session(self, row: HeaderRow) -> PersistedSession:
-        return session_from_rows(self._recorded(row[:-1]), row[-1], self._codec, self.label)
+        return session_from_rows(
+            self._recorded(row[:-1]), row[-1], self._codec, self.label, self._envelope
+        )
 
     def _session_select(self, where: str, *, extra: str = "") -> str:
         """Header columns, then ``extra`` (if given), then the interactions as a JSON array."""
@@ -551,8 +561,10 @@ class PostgresSessionStore(SessionStore):
         await self._before_query(flt)
         sql, params, exact = select(self.prefix, flt, now, self._idle)
         if not exact or search is not None:
-            # SQL narrowed it down; Python decides the rest, then sorts and pages.
-            headers = [self._header(row) for row in await self._rows(sql, params)]
+            # SQL narrowed it down; Python decides the rest, then sorts and pages. A damaged
+            # row cannot be decided: it is left out (as a sealed one's metadata may be what
+            # is filtered on); reading the session, or check(), reports it.
+            headers = self._headers_of(await self._rows(sql, params))
             headers = [h for h in headers if matches_filter(h, flt)]
             if search is not None:
                 headers = await self._search(headers, search)
@@ -560,6 +572,17 @@ class PostgresSessionStore(SessionStore):
         order, more = order_by(options)
         rows = await self._rows(sql + order, [*params, *more])
         return [self._header(row) for row in rows]
+
+    def _headers_of(self, rows: list[HeaderRow]) -> list[SessionHeader]:
+        """Headers of ``rows``, leaving damaged ones out (logged and counted)."""
+        headers = []
+        for row in rows:
+            try:
+                headers.append(self._header(row))
+            except StoreCorruptionError as exc:
+                self._record_error(exc)
+                logger.error("leaving damaged session %s out: %s", row[0], exc)
+        return headers
 
     async def _search(self, headers: list[SessionHeader], search: Search) -> list[SessionHeader]:
         found = [h for h in headers if matches_search(h, search.needle)]
@@ -635,7 +658,7 @@ class PostgresSessionStore(SessionStore):
             if self._per_transaction:
                 for name, value in self._settings():
                     await conn.execute("SELECT set_config(%s, %s, true)", (name, value))
-            await write_ops(conn, self._sql, ops, {})
+            await write_ops(conn, self._sql, ops, {}, self._envelope)
             if max_sessions is not None:
                 created = sum(1 for op in ops if isinstance(op, PutOp) and op.expected is None)
                 deleted = sum(1 for op in ops if isinstance(op, DeleteOp))
@@ -667,6 +690,14 @@ class PostgresSessionStore(SessionStore):
         except psycopg.Error as exc:
             raise translate(exc, self.label, writing=True, committing=True) from exc
 
+    # == key rotation (see _rotate.py) ===========================================================
+
+    async def _reseal(self, key_id: str, progress: ProgressCallback) -> int:
+        return await reseal(self, key_id, progress)
+
+    async def _key_census(self) -> Mapping[str | None, int]:
+        return await key_census(self)
+
     # == events from other stores (see _follow.py) ===============================================
 
     def _listening(self) -> None:
@@ -689,34 +720,7 @@ class PostgresSessionStore(SessionStore):
         return found
 
     async def _repair_backend(self, problem: CheckProblem) -> str | None:
-        if problem.kind != "session":
-            return None
-        p, session_id = self.prefix, problem.target
-        try:
-            await self._load(session_id)
-            return None  # fine now (rewritten or deleted meanwhile)
-        except StoreCorruptionError:
-            pass
-        try:
-            async with self._connection() as conn, conn.transaction():
-                await conn.execute(
-                    f"INSERT INTO {p}quarantine (session_id, reason, session, interactions) "
-                    f"SELECT s.session_id, %s, row_to_json(s), (SELECT json_agg(row_to_json(i) "
-                    f"ORDER BY i.seq) FROM {p}interactions i WHERE i.session_id = s.session_id) "
-                    f"FROM {p}sessions s WHERE s.session_id = %s",
-                    (problem.problem, session_id),
-                )
-                await conn.execute(
-                    f"DELETE FROM {p}sessions WHERE session_id = %s",
-                    (session_id,),
-                )
-                note = orjson_payload(self._follower.origin, session_id)
-                await conn.execute("SELECT pg_notify(%s, %s)", (self.channel, note))
-        except psycopg.Error as exc:
-            raise translate(exc, self.label, writing=True) from exc
-        self._follower.forget(session_id)
-        self._known.pop(session_id, None)
-        return f"saved its rows to the table {p}quarantine and removed it from the store"
+        return await quarantine(self, problem)
 
     # == backups =================================================================================
 
@@ -803,11 +807,6 @@ class _Stale(Exception):
     def __init__(self, error: psycopg.OperationalError) -> None:
         super().__init__(str(error))
         self.error = error
-
-
-def orjson_payload(origin: str, session_id: str) -> str:
-    """The notification of a session removed by a repair."""
-    return payload(origin, [DeleteOp(session_id, 0)]) or ""
 
 
 def _lost(exc: psycopg.OperationalError) -> bool:
