@@ -255,6 +255,15 @@ class Envelope:
         except UnicodeError as exc:
             raise Unsealable(f"a wrapped record that is not text ({exc})") from exc
 
+    def refuse_clear(self) -> None:
+        """For a store that reads a record in clear without :meth:`unwrap`: refuse it if strict.
+
+        Raises:
+            UnsealedRecordError: The store seals everything (see :attr:`strict`).
+        """
+        if self.strict:
+            raise _unsealed()
+
     @property
     def strict(self) -> bool:
         """Whether a record in clear is refused (sealing, without ``accept_unsealed``)."""

@@ -14,6 +14,9 @@ from session_persistence.sealing import Compression, Key, Keyring
 K1 = Key("k1", bytes(range(32)))
 K2 = Key("k2", bytes(range(32, 64)))
 KEYS = Keyring(K1, K2)
+#: KEYS that also read records in clear: for opening a store written before sealing, to
+#: rotate_key() it (a store that seals everything refuses records in clear).
+MIGRATING = Keyring(K1, K2, accept_unsealed=True)
 
 #: Compress nearly every record, so the compressed path runs on small test sessions too.
 COMPRESSION = Compression("zlib", threshold=64)

@@ -21,14 +21,14 @@ from typing import Any
 import psycopg
 import pytest
 from _postgres import PostgresServer
-from _sealing import COMPRESSION, K1, K2, KEYS, hits
+from _sealing import COMPRESSION, K1, K2, KEYS, MIGRATING, hits
 
 from session_persistence import (
     SessionFilter,
     SessionStoreConfig,
     StoreCorruptionError,
 )
-from session_persistence.errors import SealingKeyError
+from session_persistence.errors import SealingKeyError, UnsealedRecordError
 from session_persistence.models import PersistedSession
 from session_persistence.sealing import Key, Keyring
 from session_persistence.stores.postgres import PostgresSessionStore
@@ -175,7 +175,11 @@ def _meta(n: int) -> dict[str, Any]:
 
 @pytest.mark.parametrize(
     "config",
-    [sealed(), SessionStoreConfig(compression=COMPRESSION), sealed(compression=COMPRESSION)],
+    [
+        SessionStoreConfig(encryption=MIGRATING),
+        SessionStoreConfig(compression=COMPRESSION),
+        SessionStoreConfig(encryption=MIGRATING, compression=COMPRESSION),
+    ],
     ids=["sealed", "compressed", "both"],
 )
 async def test_metadata_filters_and_search(
@@ -183,7 +187,8 @@ async def test_metadata_filters_and_search(
 ) -> None:
     """Metadata filters and text search find the right sessions, sealed or compressed.
 
-    Sessions written before sealing was turned on are found too (a mixed table set).
+    Sessions written before sealing was turned on are found too (a mixed table set, read
+    with ``accept_unsealed``).
     """
     teams: dict[str, str] = {}
     async with PostgresSessionStore(postgres_dsn, table_prefix=prefix) as plain:
@@ -309,6 +314,10 @@ async def test_rotation_of_a_store_written_unsealed(postgres_dsn: str, prefix: s
         records = (await store.key_status()).records
         assert records == {None: 41 + 80}
     async with PostgresSessionStore(postgres_dsn, sealed(), table_prefix=prefix) as store:
+        with pytest.raises(UnsealedRecordError):  # (a sealed store takes no record in clear)
+            await store.get_session(ids[0])
+    migrating = SessionStoreConfig(encryption=MIGRATING)
+    async with PostgresSessionStore(postgres_dsn, migrating, table_prefix=prefix) as store:
         report = await store.rotate_key("k2")
         assert report.records_resealed == 121
         assert (await store.key_status()).records == {"k2": 121}

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 import pytest
-from _sealing import COMPRESSION, K1, K2, hits, sealed
+from _sealing import COMPRESSION, K1, K2, MIGRATING, hits, sealed
 from ulid import ULID
 
 from session_persistence import (
@@ -28,7 +28,7 @@ from session_persistence import (
     StoreCorruptionError,
 )
 from session_persistence._envelope import Envelope
-from session_persistence.errors import SealingKeyError
+from session_persistence.errors import SealingKeyError, UnsealedRecordError
 from session_persistence.models import PersistedSession
 from session_persistence.sealing import Key, Keyring
 from session_persistence.stores.sqlite import _seal
@@ -134,7 +134,10 @@ async def test_sealing_turned_on_later_leaves_no_plaintext_after_rotation(tmp_pa
     async with SQLiteSessionStore(path) as store:
         ids = await write_marked(store)
     assert hits(MARKER.encode(), folder)
-    async with SQLiteSessionStore(path, sealed()) as store:
+    with pytest.raises(UnsealedRecordError):
+        async with SQLiteSessionStore(path, sealed()) as store:
+            await store.get_session(ids[0])
+    async with SQLiteSessionStore(path, SessionStoreConfig(encryption=MIGRATING)) as store:
         before = [content(await store.get_session(sid)) for sid in ids]
         report = await store.rotate_key("k1")
         assert report.status.records == {"k1": 3 + 7}  # 3 metadata values, 7 interaction rows
@@ -239,7 +242,7 @@ async def test_rotation_of_a_store_written_unsealed_and_compressed(tmp_path: Pat
     async with SQLiteSessionStore(path, config) as store:
         packed = await store.create_session(session_object("z" * 300), metadata={"b": "y" * 80})
         assert (await store.key_status()).records == {None: 4}
-    async with SQLiteSessionStore(path, sealed()) as store:
+    async with SQLiteSessionStore(path, SessionStoreConfig(encryption=MIGRATING)) as store:
         status = await store.key_status()
         assert status.records == {None: 4}
         assert status.active_key == "k1"
@@ -438,7 +441,7 @@ async def test_a_plain_row_set_aside_by_a_sealed_store_is_sealed_on_the_way_out(
         )
     run_sql(path, "UPDATE interactions SET data = '[' WHERE session_id = ? AND seq = 1",
             bad.session_id)  # fmt: skip
-    async with SQLiteSessionStore(path, sealed()) as store:
+    async with SQLiteSessionStore(path, SessionStoreConfig(encryption=MIGRATING)) as store:
         report = await store.check(repair=True)
         assert [p.target for p in report.problems] == [bad.session_id]
     [saved] = (tmp_path / "sessions.db-quarantine").glob("*.json")
@@ -479,7 +482,7 @@ async def test_a_sealed_store_zeroes_what_it_deletes(
     assert hits(MARKER.encode(), folder)
     # (only now: slack left by the plain store's own page splits is a VACUUM's business)
     monkeypatch.setattr(sqlite3, "connect", without_secure_delete)
-    async with SQLiteSessionStore(path, sealed()) as store:
+    async with SQLiteSessionStore(path, SessionStoreConfig(encryption=MIGRATING)) as store:
         assert await store.delete_session(gone.session_id)
     assert not hits(MARKER.encode(), folder)
 

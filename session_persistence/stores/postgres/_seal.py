@@ -91,6 +91,8 @@ def open_metadata(envelope: Envelope, session_id: str, column: Any) -> Any:
         SealingKeyError: It is sealed with a key the store was not given.
     """
     if type(column) is not str or not column.startswith(WRAPPED):
+        if type(column) is str:
+            envelope.refuse_clear()
         return column
     return envelope.unwrap_text(_inner(column), meta_context(session_id))
 
@@ -107,6 +109,8 @@ def open_items(envelope: Envelope, session_id: str, aggregated: Any) -> Any:
         SealingKeyError: A row is sealed with a key the store was not given.
     """
     if type(aggregated) is not str or WRAPPED not in aggregated:
+        if type(aggregated) is str and aggregated.strip() not in ("", "[]", "null"):
+            envelope.refuse_clear()
         return aggregated
     try:
         items = orjson.loads(aggregated)
@@ -121,12 +125,15 @@ def open_items(envelope: Envelope, session_id: str, aggregated: Any) -> Any:
                 items[seq] = orjson.loads(text)
             except orjson.JSONDecodeError as exc:
                 raise Unsealable(f"interaction {seq} opens to text that is not JSON") from exc
+        else:
+            envelope.refuse_clear()
     return items
 
 
 def open_item(envelope: Envelope, session_id: str, seq: int, column: str) -> str:
     """One interaction row's JSON text (``data::text``), opened if wrapped."""
     if not column.startswith(WRAPPED):
+        envelope.refuse_clear()
         return column
     return envelope.unwrap_text(_inner(column), item_context(session_id, seq))
 

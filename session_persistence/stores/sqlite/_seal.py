@@ -115,6 +115,8 @@ def open_meta(envelope: Envelope, session_id: object, text: Any) -> Any:
         SealingKeyError: It is sealed with a key the envelope does not hold.
     """
     if type(text) is not str or not text.startswith(_TEXT_PREFIX):
+        if type(text) is str:
+            envelope.refuse_clear()
         return text
     return envelope.unwrap_text(text, meta_context(session_id))
 
@@ -127,6 +129,8 @@ def open_item(envelope: Envelope, session_id: object, seq: int, text: Any) -> An
         SealingKeyError: It is sealed with a key the envelope does not hold.
     """
     if type(text) is not str or not text.startswith(_TEXT_PREFIX):
+        if type(text) is str:
+            envelope.refuse_clear()
         return text
     return envelope.unwrap_text(text, item_context(session_id, seq))
 
@@ -166,6 +170,8 @@ def opened(
         meta = row[METADATA]
         if type(meta) is str and meta.startswith(_TEXT_PREFIX):
             row = (*row[:METADATA], open_meta(envelope, session_id, meta), *row[METADATA + 1 :])
+        elif type(meta) is str:
+            envelope.refuse_clear()
         if texts:
             if positions is None:
                 count = row[_COUNT]
@@ -182,6 +188,10 @@ def opened(
                 else text
                 for seq, text in zip(positions, texts, strict=True)
             ]
+            if envelope.strict and any(
+                type(text) is str and not text.startswith(_TEXT_PREFIX) for text in texts
+            ):
+                envelope.refuse_clear()
     except Unsealable as exc:
         raise damaged(row, path, exc) from exc
     return row, items

@@ -393,7 +393,16 @@ class SQLiteSessionStore(Maintenance, SessionStore):
         return row if touched is None else accessed(row, timestamp(touched))
 
     def _header(self, row: tuple[Any, ...]) -> SessionHeader:
+        """The header of a row as read (its metadata opened here)."""
         row, _ = opened(self._envelope, row, None, self._label)
+        return self._header_of(row)
+
+    def _header_of(self, row: tuple[Any, ...]) -> SessionHeader:
+        """The header of a row whose metadata is opened already.
+
+        Never opened twice: a store that refuses records in clear would take the opened
+        value for one.
+        """
         return header_from_row(self._recorded(row), self._codec, self._label)
 
     def _load_sync(self, session_ids: Sequence[str]) -> list[PersistedSession | None]:
@@ -675,12 +684,12 @@ class SQLiteSessionStore(Maintenance, SessionStore):
                 # The header from the session just decoded (the same row): no second decode.
                 size = row[13]
                 valid = type(size) is int and size >= 0
-                header = header_of(session, size) if valid else self._header(row)
+                header = header_of(session, size) if valid else self._header_of(row)
         else:
             row = db.execute(sql.header, (queued.session_id,)).fetchone()
             if row is not None:
                 row, _ = opened(self._envelope, row, None, self._label)
-                header = self._header(row)
+                header = self._header_of(row)
         op, queued.result = queued.build(header, session)
         if op is None:
             return
