@@ -7,6 +7,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from _sealing import variant
 
 from session_persistence import (
     ConfigurationError,
@@ -15,8 +16,6 @@ from session_persistence import (
     StoreCorruptionError,
 )
 from session_persistence.testing import FakeClock, StoreConformance, eventually, session_object
-
-from _sealing import variant
 
 
 class TestInMemoryConformance(StoreConformance):

@@ -11,6 +11,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+from _sealing import COMPRESSION, K1, K2, KEYS, hits, sealed
 
 from session_persistence import (
     InMemorySessionStore,
@@ -23,8 +24,6 @@ from session_persistence._envelope import record_key
 from session_persistence.errors import SealingKeyError
 from session_persistence.sealing import Key, Keyring
 from session_persistence.testing import interaction, session_object
-
-from _sealing import COMPRESSION, K1, K2, KEYS, hits, sealed
 
 MARKER = "zebra-quartz-7731"
 
@@ -215,5 +214,7 @@ async def test_a_snapshot_under_another_key_changes_nothing(
         await _store(path, config).initialize()
     assert caught.value.key_id == "k1"
     assert path.read_bytes() == before
-    async with _store(path, SessionStoreConfig(encryption=KEYS)) as right:  # still readable with the key
+    async with _store(
+        path, SessionStoreConfig(encryption=KEYS)
+    ) as right:  # still readable with the key
         assert await right.count_sessions() == 3
