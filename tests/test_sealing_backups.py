@@ -231,7 +231,8 @@ async def test_a_sealed_export_round_trips(tmp_path: Path, compression: object) 
         assert result.restored_count == 3
         for session_id, session in before.items():
             got = await other.get_session(session_id)
-            assert got is not None and session is not None
+            assert got is not None
+            assert session is not None
             assert (got.interactions, got.metadata) == (session.interactions, session.metadata)
     # A stream that cannot seek back (validated batch by batch) reads it too.
     async with InMemorySessionStore(SessionStoreConfig(encryption=KEYS)) as streamed:

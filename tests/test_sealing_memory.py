@@ -134,7 +134,8 @@ async def test_rotation_with_concurrent_writers(tmp_path: Path) -> None:
         assert report.key_id == "k2"
         assert report.records_resealed == 1
         assert report.status.records == {"k2": 1}
-        assert seen and seen[-1][0] == seen[-1][1]
+        assert seen
+        assert seen[-1][0] == seen[-1][1]
         assert (await store.key_status()) == report.status
         assert store.config.encryption is not None
         assert store.config.encryption.active == "k2"
