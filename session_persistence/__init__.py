@@ -20,6 +20,7 @@ from .errors import (
     InvalidSessionIdError,
     InvalidUpdateError,
     MigrationError,
+    SealingKeyError,
     SerializationError,
     SessionConflictError,
     SessionExistsError,
@@ -58,6 +59,7 @@ from .models import (
     SessionUpdate,
     StoreStats,
 )
+from .sealing import Compression, Key, Keyring, KeyStatus, RotationReport
 from .serialization import Codec, register_dataclass, register_enum, register_type
 from .session import DefaultSession
 from .stores import (
@@ -77,6 +79,7 @@ __all__ = [
     "CheckProblem",
     "CheckReport",
     "Codec",
+    "Compression",
     "ConfigurationError",
     "DefaultSession",
     "FileSystemSessionStore",
@@ -87,13 +90,18 @@ __all__ = [
     "InvalidInputError",
     "InvalidSessionIdError",
     "InvalidUpdateError",
+    "Key",
+    "KeyStatus",
+    "Keyring",
     "ManagerStats",
     "MigrationError",
     "OptimizeResult",
     "PersistedSession",
     "RestoreOptions",
     "RestoreResult",
+    "RotationReport",
     "SQLiteSessionStore",
+    "SealingKeyError",
     "SerializationError",
     "SessionBackup",
     "SessionConflictError",

@@ -15,8 +15,11 @@ from _sealing import COMPRESSION, K1, K2, KEYS, hits, sealed
 
 from session_persistence import (
     InMemorySessionStore,
+    KeyStatus,
     PersistedSession,
     SessionFilter,
+    SessionPersistenceConfig,
+    SessionPersistenceManager,
     SessionStoreConfig,
     StoreCorruptionError,
 )
@@ -219,3 +222,22 @@ async def test_a_snapshot_under_another_key_changes_nothing(
         path, SessionStoreConfig(encryption=KEYS)
     ) as right:  # still readable with the key
         assert await right.count_sessions() == 3
+
+
+async def test_the_manager_delegates_rotation_and_status(tmp_path: Path) -> None:
+    path = tmp_path / "sessions.json"
+    store = _store(path, sealed())
+    config = SessionPersistenceConfig(store_type="custom", custom_store=store)
+    async with SessionPersistenceManager(config) as manager:
+        await manager.create_session(session_object(interactions=1), metadata={"m": MARKER})
+        await store.save_snapshot()
+        assert (await manager.key_status()).records == {"k1": 1}
+        seen: list[tuple[int, int | None]] = []
+        report = await manager.rotate_key("k2", progress=lambda d, t: seen.append((d, t)))
+        assert report.key_id == "k2"
+        assert report.status == KeyStatus(active_key="k2", records={"k2": 1})
+        assert seen
+        assert (await manager.key_status()).active_key == "k2"
+    assert SessionPersistenceManager.rotate_key.__doc__ == InMemorySessionStore.rotate_key.__doc__
+    assert SessionPersistenceManager.key_status.__doc__ == InMemorySessionStore.key_status.__doc__
+    assert record_key(path.read_bytes()) == "k2"
