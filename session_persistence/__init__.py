@@ -35,6 +35,7 @@ from .errors import (
     StoreReadOnlyError,
     TransactionError,
     UnsavedChangesError,
+    UnsealedRecordError,
 )
 from .manager import BulkUpdateResult, ManagerStats, SessionPersistenceManager, SessionSummary
 from .manager_config import SessionPersistenceConfig
@@ -129,6 +130,7 @@ __all__ = [
     "Transaction",
     "TransactionError",
     "UnsavedChangesError",
+    "UnsealedRecordError",
     "__version__",
     "register_dataclass",
     "register_enum",

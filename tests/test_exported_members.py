@@ -67,6 +67,7 @@ def test_all_is_pinned() -> None:
         "Transaction",
         "TransactionError",
         "UnsavedChangesError",
+        "UnsealedRecordError",
         "__version__",
         "register_dataclass",
         "register_enum",

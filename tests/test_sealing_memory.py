@@ -24,7 +24,7 @@ from session_persistence import (
     StoreCorruptionError,
 )
 from session_persistence._envelope import record_key
-from session_persistence.errors import SealingKeyError
+from session_persistence.errors import SealingKeyError, UnsealedRecordError
 from session_persistence.sealing import Key, Keyring
 from session_persistence.testing import interaction, session_object
 
@@ -158,7 +158,12 @@ async def test_rotation_of_a_snapshot_written_unsealed(tmp_path: Path) -> None:
     async with _store(path) as plain:
         ids = await _fill(plain)
         before = [_content(await plain.get_session(i)) for i in ids]
-    async with _store(path, SessionStoreConfig(encryption=Keyring(K2, K1))) as store:
+    before_bytes = path.read_bytes()
+    with pytest.raises(UnsealedRecordError):  # a sealed store takes nothing in clear...
+        await _store(path, SessionStoreConfig(encryption=Keyring(K2, K1))).initialize()
+    assert path.read_bytes() == before_bytes  # ...and changes nothing
+    accepting = Keyring(K2, K1, accept_unsealed=True)  # unless told the store was plain
+    async with _store(path, SessionStoreConfig(encryption=accepting)) as store:
         assert (await store.key_status()).records == {None: 1}
         assert [_content(await store.get_session(i)) for i in ids] == before
         report = await store.rotate_key()

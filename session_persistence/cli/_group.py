@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from .._version import __version__
-from ..errors import SealingKeyError
+from ..errors import SealingKeyError, UnsealedRecordError
 from ..sealing import KEYS_ENV
 from ._support import (
     DEFAULT_STORE,
@@ -77,7 +77,11 @@ def command(body: Callable[..., Coroutine[Any, Any, int | None]]) -> Callable[..
                 traceback.print_exc()
             code = exit_code_for(error)
             message = describe_error(error)
-            if isinstance(error, SealingKeyError):
+            if isinstance(error, UnsealedRecordError):
+                message += (
+                    "; with the command line: session-persistence keys rotate --accept-unsealed"
+                )
+            elif isinstance(error, SealingKeyError):
                 message += f" (the command line reads the keys from {KEYS_ENV}, or --keys-env NAME)"
             if code == Exit.INTERNAL:
                 message = (

@@ -8,12 +8,13 @@ re-seals every record under the chosen key online, while other writers keep goin
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import click
 from rich.markup import escape
 
-from ..sealing import KeyStatus, RotationReport
+from ..sealing import Keyring, KeyStatus, RotationReport
 from ._group import cli, command
 from ._support import Output, StoreSpec, open_store
 from ._tables import Column, id_table
@@ -46,18 +47,30 @@ async def keys_status(*, spec: StoreSpec, output: Output) -> int:
     metavar="ID",
     help="The key to seal with (it must be in the keys). Default: the active (first) key.",
 )
+@click.option(
+    "--accept-unsealed",
+    is_flag=True,
+    help="Read records in clear too, and seal them (a store written before sealing was on).",
+)
 @command
-async def keys_rotate(key_id: str | None, *, spec: StoreSpec, output: Output) -> int:
+async def keys_rotate(
+    key_id: str | None, accept_unsealed: bool, *, spec: StoreSpec, output: Output
+) -> int:
     """Re-seal every record with one key, online; a rerun finishes an interrupted rotation.
 
     Writers in other processes keep going, with their own active key: give them the new key
     first (SESSION_STORE_KEYS), and keep the old keys until 'keys status' shows none left.
     """
-    if spec.keyring is None:
+    keyring = spec.keyring
+    if keyring is None:
         raise click.UsageError(
             "keys rotate needs the store's keys: set SESSION_STORE_KEYS (or pass --keys-env "
             "NAME) to '<key_id>:<base64 of 32 bytes>,...', the new key first"
         )
+    if accept_unsealed:
+        keys = [key for key in map(keyring.key, keyring.ids) if key is not None]
+        keyring = Keyring(*keys, active=keyring.active, accept_unsealed=True)
+        spec = dataclasses.replace(spec, keyring=keyring)
     async with open_store(spec) as store:
         with output.progress("re-sealing") as progress:
             report = await store.rotate_key(key_id, progress=progress)
