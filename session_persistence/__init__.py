@@ -20,6 +20,7 @@ from .errors import (
     InvalidSessionIdError,
     InvalidUpdateError,
     MigrationError,
+    SealingKeyError,
     SerializationError,
     SessionConflictError,
     SessionExistsError,
@@ -34,6 +35,7 @@ from .errors import (
     StoreReadOnlyError,
     TransactionError,
     UnsavedChangesError,
+    UnsealedRecordError,
 )
 from .manager import BulkUpdateResult, ManagerStats, SessionPersistenceManager, SessionSummary
 from .manager_config import SessionPersistenceConfig
@@ -58,6 +60,7 @@ from .models import (
     SessionUpdate,
     StoreStats,
 )
+from .sealing import Compression, Key, Keyring, KeyStatus, RotationReport
 from .serialization import Codec, register_dataclass, register_enum, register_type
 from .session import DefaultSession
 from .stores import (
@@ -77,6 +80,7 @@ __all__ = [
     "CheckProblem",
     "CheckReport",
     "Codec",
+    "Compression",
     "ConfigurationError",
     "DefaultSession",
     "FileSystemSessionStore",
@@ -87,13 +91,18 @@ __all__ = [
     "InvalidInputError",
     "InvalidSessionIdError",
     "InvalidUpdateError",
+    "Key",
+    "KeyStatus",
+    "Keyring",
     "ManagerStats",
     "MigrationError",
     "OptimizeResult",
     "PersistedSession",
     "RestoreOptions",
     "RestoreResult",
+    "RotationReport",
     "SQLiteSessionStore",
+    "SealingKeyError",
     "SerializationError",
     "SessionBackup",
     "SessionConflictError",
@@ -121,6 +130,7 @@ __all__ = [
     "Transaction",
     "TransactionError",
     "UnsavedChangesError",
+    "UnsealedRecordError",
     "__version__",
     "register_dataclass",
     "register_enum",

@@ -554,6 +554,8 @@ class SessionPersistenceManager(KeyedManagerMethods, QueryManagerMethods, Manage
     export_sessions = _delegated(SessionStore.export_sessions)
     import_sessions = _delegated(SessionStore.import_sessions)
     check = _delegated(SessionStore.check)
+    rotate_key = _delegated(SessionStore.rotate_key)
+    key_status = _delegated(SessionStore.key_status)
 
     # == background persistence (used by DefaultSession) =========================================
 

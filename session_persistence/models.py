@@ -503,6 +503,8 @@ class BackupInfo:
         compressed: Whether the body is zlib-compressed.
         format: The backup format version.
         metadata: What was given in :attr:`BackupOptions.metadata`.
+        sealed_with: The id of the key that sealed the body (``None``: not sealed). Restoring
+            a sealed backup needs that key in the store's keyring; listing it does not.
     """
 
     backup_id: str
@@ -513,6 +515,7 @@ class BackupInfo:
     compressed: bool
     format: int
     metadata: dict[str, Any] = field(default_factory=dict)
+    sealed_with: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -524,8 +527,8 @@ class SessionBackup:
         created_at: When the snapshot was taken (UTC).
         sessions: The sessions, oldest first, as they were at that moment.
         metadata: The backup's header: ``store_type``, ``session_count``, ``size_bytes``,
-            ``checksum``, ``format``, ``compressed``, ``include_expired``, ``filter`` and the
-            user's ``metadata``.
+            ``checksum``, ``format``, ``compressed``, ``sealed_with``, ``include_expired``,
+            ``filter`` and the user's ``metadata``.
     """
 
     backup_id: str

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from _sealing import variant
 
 from session_persistence import (
     ConfigurationError,
@@ -20,6 +21,29 @@ from session_persistence.testing import FakeClock, StoreConformance, eventually,
 class TestInMemoryConformance(StoreConformance):
     def make_store(self, config: SessionStoreConfig, path: Path) -> InMemorySessionStore:
         return InMemorySessionStore(config)
+
+
+class _SealedSnapshotConformance(StoreConformance):
+    """The suite with a snapshot file, under one of the sealing variants."""
+
+    variant_name = ""
+
+    def make_store(self, config: SessionStoreConfig, path: Path) -> InMemorySessionStore:
+        return InMemorySessionStore(
+            variant(config, self.variant_name), persistence_path=path / "snapshot.json"
+        )
+
+
+class TestInMemorySealedConformance(_SealedSnapshotConformance):
+    variant_name = "sealed"
+
+
+class TestInMemoryCompressedConformance(_SealedSnapshotConformance):
+    variant_name = "compressed"
+
+
+class TestInMemorySealedCompressedConformance(_SealedSnapshotConformance):
+    variant_name = "sealed_compressed"
 
 
 async def test_snapshot_survives_restart(tmp_path: Path) -> None:

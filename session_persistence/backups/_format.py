@@ -4,13 +4,17 @@ A **backup file** (``<backup_id>.backup``) is::
 
     {"kind": "session-persistence-backup", "format": 1, "backup_id": ..., "created_at": ...,
      "store_type": ..., "session_count": n, "compression": "none" | "zlib",
-     "body_bytes": b, "include_expired": ..., "filter": ..., "metadata": {...}}
+     "sealed": null | "<key id>", "body_bytes": b, "include_expired": ..., "filter": ...,
+     "metadata": {...}}
     {"sha256": "<hex digest of the line above (newline included) followed by the body>"}
-    <body: b bytes; n session documents, one per line, zlib-compressed if it says so>
+    <body: b bytes; n session documents, one per line, zlib-compressed if it says so, then
+     sealed as one record if it names a key (see ._sealed)>
 
-The two header lines are small, so listing backups never reads a body. The digest covers the
-first line and the body, so a flipped byte anywhere but in the digest itself is caught, and a
-damaged digest line fails to match.
+The two header lines are small, so listing backups never reads a body (nor needs a key). The
+digest covers the first line and the body, so a flipped byte anywhere but in the digest itself
+is caught, and a damaged digest line fails to match. The digest is not keyed: a sealed body is
+what proves itself, by its authentication tag. A backup written before sealing existed has no
+``"sealed"`` field, which reads as ``null``.
 
 An **export file** is JSON Lines that a person can read and ``jq`` can filter::
 
@@ -28,8 +32,9 @@ message naming what is wrong, and nothing is written while reading.
 from __future__ import annotations
 
 import hashlib
+import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -55,6 +60,9 @@ __all__ = [
 BACKUP_KIND = "session-persistence-backup"
 EXPORT_KIND = "session-persistence-export"
 BACKUP_FORMAT = 1
+
+#: A key id as :class:`~session_persistence.sealing.Key` allows it.
+_KEY_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 #: The most the two header lines may take; a longer "header" is not one of ours.
 MAX_HEADER_BYTES = 1024 * 1024
@@ -89,19 +97,35 @@ class Header:
         return bool(self.fields["compression"] == "zlib")
 
     @property
+    def sealed_with(self) -> str | None:
+        """The id of the key that sealed the body (``None``: not sealed)."""
+        value = self.fields.get("sealed")
+        return None if value is None else str(value)
+
+    @property
     def created_at(self) -> datetime:
         """When the backup was taken."""
         return datetime.fromisoformat(self.fields["created_at"])
 
 
-def encode_backup(fields: dict[str, Any], documents: list[bytes], *, compress: bool) -> bytes:
+def encode_backup(
+    fields: dict[str, Any],
+    documents: list[bytes],
+    *,
+    compress: bool,
+    seal: Callable[[bytes], tuple[bytes, str | None]] | None = None,
+) -> bytes:
     """Return the bytes of a backup file holding ``documents`` (encoded, one per session).
 
-    ``fields`` gives everything of the header but the counts, compression and digest.
+    ``fields`` gives everything of the header but the counts, compression, sealing and digest.
+    ``seal`` seals the (compressed) body and returns it with the sealing key's id.
     """
     body = b"".join(document + b"\n" for document in documents)
     if compress:
         body = zlib.compress(body, 6)
+    sealed_with = None
+    if seal is not None:
+        body, sealed_with = seal(body)
     header = dump_json(
         {
             "kind": BACKUP_KIND,
@@ -109,6 +133,7 @@ def encode_backup(fields: dict[str, Any], documents: list[bytes], *, compress: b
             **fields,
             "session_count": len(documents),
             "compression": "zlib" if compress else "none",
+            "sealed": sealed_with,
             "body_bytes": len(body),
         }
     )
@@ -176,6 +201,11 @@ def parse_header(first: bytes, second: bytes, label: str) -> Header:
             raise BackupError(f"{label} has a missing or invalid header field {name!r}")
     if fields["session_count"] < 0 or fields["body_bytes"] < 0:
         raise BackupError(f"{label} has negative counts in its header")
+    sealed_with = fields.get("sealed")
+    if sealed_with is not None and (
+        type(sealed_with) is not str or not _KEY_ID.fullmatch(sealed_with)
+    ):
+        raise BackupError(f"{label} names an invalid sealing key id {sealed_with!r}")
     if fields.get("compression") not in ("none", "zlib"):
         raise BackupError(f"{label} uses an unknown compression {fields.get('compression')!r}")
     try:

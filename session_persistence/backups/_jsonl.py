@@ -217,10 +217,13 @@ def parse_json(raw: bytes, label: str, number: int) -> Any:
         raise BackupError(f"{label}: line {number} is not JSON ({exc})") from exc
 
 
-def check_export_header(first: tuple[int, bytes] | None, label: str) -> None:
+def check_export_header(first: tuple[int, bytes] | None, label: str) -> dict[str, Any]:
+    """Check an export's first line; return its fields."""
     if first is None:
         raise BackupError(f"{label} is empty: expected an export header line")
-    check_kind(parse_json(first[1], label, first[0]), EXPORT_KIND, label)
+    fields = parse_json(first[1], label, first[0])
+    check_kind(fields, EXPORT_KIND, label)
+    return cast(dict[str, Any], fields)
 
 
 def check_end(document: dict[str, Any], seen: int, label: str) -> None:

@@ -30,8 +30,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -88,6 +88,8 @@ from ._jsonl import (
     read_lines,
     take,
 )
+from ._results import Plan, add_results, backup_metadata, counting, restore_options
+from ._sealed import EXPORT_CONTEXT, export_envelope, open_body, open_line, seal_body
 from ._vault import DirectoryVault, MemoryVault, Vault, check_backup_id
 
 if TYPE_CHECKING:
@@ -103,14 +105,6 @@ _YIELD_EVERY = 64
 _CATCH_UP_PASSES = 8
 _FREEZE_AT = 64
 _EXPORT_CHUNK = 256 * 1024
-
-
-@dataclass(slots=True)
-class _Plan:
-    ops: list[PutOp]
-    created: list[PersistedSession]
-    replaced: list[str]
-    skipped: int
 
 
 class Backups:
@@ -230,7 +224,7 @@ class Backups:
             backup_id=backup_id,
             created_at=created_at,
             sessions=sessions,
-            metadata=_metadata(header, len(data)),
+            metadata=backup_metadata(header, len(data)),
         )
         await self.rotate()
         await store._emit("backup_created", backup)
@@ -241,7 +235,13 @@ class Backups:
     ) -> bytes:
         codec = self._store._codec
         documents = [dump_json(session_to_document(s, codec)) for s in sessions]
-        return encode_backup(fields, documents, compress=compress)
+        envelope, backup_id = self._store._envelope, fields["backup_id"]
+        return encode_backup(
+            fields,
+            documents,
+            compress=compress,
+            seal=lambda body: seal_body(envelope, body, backup_id),
+        )
 
     async def _snapshot(self, options: BackupOptions) -> tuple[list[PersistedSession], list[str]]:
         """Return the selected sessions as of one instant (see the module docstring)."""
@@ -347,6 +347,7 @@ class Backups:
             compressed=header.compressed,
             format=int(header.fields["format"]),
             metadata=dict(header.fields["metadata"]),
+            sealed_with=header.sealed_with,
         )
 
     async def get(self, backup_id: str) -> SessionBackup:
@@ -369,6 +370,7 @@ class Backups:
         if backup_id is not None and header.backup_id != backup_id:
             raise BackupError(f"{label} is named for another backup ({header.backup_id})")
         body = check_body(data, header, label)
+        body = open_body(self._store._envelope, body, header.sealed_with, header.backup_id, label)
         limit = self._store.config.max_session_bytes
         sessions = []
         seen: set[str] = set()
@@ -382,7 +384,7 @@ class Backups:
             backup_id=header.backup_id,
             created_at=header.created_at,
             sessions=sessions,
-            metadata=_metadata(header, len(data)),
+            metadata=backup_metadata(header, len(data)),
         )
 
     def _session_from(self, document: Any, where: str) -> PersistedSession:
@@ -406,6 +408,7 @@ class Backups:
             compressed=meta["compressed"],
             format=meta["format"],
             metadata=meta["metadata"],
+            sealed_with=meta["sealed_with"],
         )
 
     async def ids(self) -> list[str]:
@@ -432,7 +435,7 @@ class Backups:
         """Validate, plan and apply a backup (see the module docstring)."""
         store = self._store
         store._ensure_open()
-        options = _restore_options(options)
+        options = restore_options(options)
         if isinstance(backup_or_id, SessionBackup):
             sessions = await asyncio.to_thread(self._revalidate, backup_or_id)
             label = f"backup {backup_or_id.backup_id}"
@@ -444,7 +447,7 @@ class Backups:
             sessions, label = backup.sessions, f"backup file {os.fspath(backup_or_id)}"
         else:
             raise InvalidInputError("restore_from_backup takes a SessionBackup, an id or a path")
-        advance = _counting(progress, len(sessions))
+        advance = counting(progress, len(sessions))
         return await self._apply_sessions(sessions, options, label, advance)
 
     def _revalidate(self, backup: SessionBackup) -> list[PersistedSession]:
@@ -485,7 +488,7 @@ class Backups:
         if options.dry_run:
             if progress is not None:
                 progress(len(sessions))
-            return _add(totals, plans)
+            return add_results(totals, plans)
         for index, batch in enumerate(encoded):
             try:
                 plan = await self._commit(batch, plans[index], options)
@@ -498,7 +501,7 @@ class Backups:
                 ])  # fmt: skip
                 logger.error("restore of %s stopped: %s", label, totals.errors[0])
                 return totals
-            totals = _add(totals, [plan])
+            totals = add_results(totals, [plan])
             if progress is not None:
                 progress(len(batch))
         return totals
@@ -532,8 +535,8 @@ class Backups:
 
     async def _plan(
         self, batch: list[tuple[PersistedSession, PutOp]], options: RestoreOptions
-    ) -> _Plan:
-        plan = _Plan([], [], [], 0)
+    ) -> Plan:
+        plan = Plan([], [], [], 0)
         for session, op in batch:
             stored = await self._store._read_header(session.session_id)
             if stored is None:
@@ -561,8 +564,8 @@ class Backups:
             )
 
     async def _commit(
-        self, batch: list[tuple[PersistedSession, PutOp]], plan: _Plan, options: RestoreOptions
-    ) -> _Plan:
+        self, batch: list[tuple[PersistedSession, PutOp]], plan: Plan, options: RestoreOptions
+    ) -> Plan:
         """Apply one batch atomically; re-plan on a concurrent change. Fire its events."""
         store = self._store
         olds: dict[str, PersistedSession | None] = {}
@@ -599,25 +602,35 @@ class Backups:
         target: PathOrStream,
         flt: SessionFilter | None,
         progress: ProgressCallback | None = None,
+        sealed: bool = False,
     ) -> int:
-        """Stream the selected sessions to JSON Lines; return how many were written."""
+        """Stream the selected sessions to JSON Lines; return how many were written.
+
+        ``sealed``: each session line is sealed with the active key (see ``._sealed``).
+        """
         store = self._store
         store._ensure_open()
         if flt is not None and not isinstance(flt, SessionFilter):
             raise InvalidInputError("filter must be a SessionFilter or None")
+        envelope = export_envelope(store._envelope) if sealed else None
         head = {
             "kind": EXPORT_KIND,
             "format": BACKUP_FORMAT,
             "exported_at": store._now().isoformat(),
             "store_type": store.store_type,
         }
+        if envelope is not None:
+            head["sealed"] = envelope.active_key
         total = None if progress is None else await store.count_sessions(flt)
         async with open_for_writing(target, store._durable_backups, store._io) as write:
             buffer = [dump_json(head) + b"\n"]
             buffered = 0
             count = 0
             async for session in store.iter_sessions(flt):
-                line = dump_json(session_to_document(session, store._codec)) + b"\n"
+                line = dump_json(session_to_document(session, store._codec))
+                if envelope is not None:
+                    line = envelope.wrap(line, EXPORT_CONTEXT)
+                line += b"\n"
                 buffer.append(line)
                 buffered += len(line)
                 count += 1
@@ -645,7 +658,7 @@ class Backups:
         """
         store = self._store
         store._ensure_open()
-        options = _restore_options(options)
+        options = restore_options(options)
         label = f"import from {describe(source)}"
         size = store.config.restore_batch_size
         async with open_for_reading(source) as reader:
@@ -662,10 +675,10 @@ class Backups:
             else:
                 total = None
             totals = RestoreResult(dry_run=options.dry_run)
-            advance = _counting(progress, total)
+            advance = counting(progress, total)
             async for batch in self._batches(reader, label, size):
                 result = await self._apply_sessions(batch, options, label, advance)
-                totals = _add(totals, [result])
+                totals = add_results(totals, [result])
                 if result.errors:
                     break
         return totals
@@ -674,9 +687,12 @@ class Backups:
         self, reader: LineReader, label: str, size: int
     ) -> AsyncIterator[list[PersistedSession]]:
         """Yield validated sessions in lists of at most ``size``, up to a valid end marker."""
-        lines = read_lines(reader, self._store.config.max_session_bytes + 1024, label)
+        limit = self._store.config.max_session_bytes + 1024
+        # A sealed line is base64: 4/3 of what it seals, plus its prefix.
+        lines = read_lines(reader, limit * 4 // 3 + 1024, label)
         first = await asyncio.to_thread(next, lines, None)
-        check_export_header(first, label)
+        sealed = check_export_header(first, label).get("sealed") is not None
+        envelope = self._store._envelope
         batch: list[PersistedSession] = []
         seen = 0
         ended = False
@@ -687,11 +703,14 @@ class Backups:
             for number, raw in chunk:
                 if ended:
                     raise BackupError(f"{label}: line {number} follows the end marker")
-                document = parse_json(raw, label, number)
+                line, was_sealed = open_line(envelope, raw, limit, label, number)
+                document = parse_json(line, label, number)
                 if type(document) is dict and set(document) == {"end"}:
                     check_end(document, seen, label)
                     ended = True
                     continue
+                if sealed and not was_sealed:
+                    raise BackupError(f"{label}: line {number} is not sealed, but the export is")
                 session = self._session_from(document, f"{label}, line {number}")
                 seen += 1
                 batch.append(session)
@@ -702,70 +721,3 @@ class Backups:
             raise BackupError(f"{label} is truncated: it has no end marker after {seen} session(s)")
         if batch:
             yield batch
-
-
-# == helpers =====================================================================================
-
-
-def _counting(progress: ProgressCallback | None, total: int | None) -> Callable[[int], None] | None:
-    """Turn ``progress(done, total)`` into ``advance(count)``, which adds ``count`` to done."""
-    if progress is None:
-        return None
-    done = 0
-
-    def advance(count: int) -> None:
-        nonlocal done
-        done += count
-        progress(done, total)
-
-    return advance
-
-
-def _restore_options(options: RestoreOptions | None) -> RestoreOptions:
-    if options is None:
-        return RestoreOptions()
-    if not isinstance(options, RestoreOptions):
-        raise InvalidInputError("options must be a RestoreOptions")
-    return options
-
-
-def _metadata(header: Any, size: int) -> dict[str, Any]:
-    fields = header.fields
-    return {
-        "store_type": fields["store_type"],
-        "session_count": header.session_count,
-        "size_bytes": size,
-        "checksum": f"sha256:{header.digest}",
-        "format": fields["format"],
-        "compressed": header.compressed,
-        "include_expired": fields["include_expired"],
-        "filter": fields.get("filter"),
-        "skipped_damaged": list(fields.get("skipped_damaged", [])),
-        "metadata": dict(fields["metadata"]),
-    }
-
-
-def _add(total: RestoreResult, parts: Iterable[_Plan | RestoreResult]) -> RestoreResult:
-    restored, skipped, overwritten = (
-        total.restored_count,
-        total.skipped_count,
-        total.overwritten_count,
-    )
-    errors = list(total.errors)
-    for part in parts:
-        if isinstance(part, _Plan):
-            restored += len(part.created)
-            skipped += part.skipped
-            overwritten += len(part.replaced)
-        else:
-            restored += part.restored_count
-            skipped += part.skipped_count
-            overwritten += part.overwritten_count
-            errors.extend(part.errors)
-    return replace(
-        total,
-        restored_count=restored,
-        skipped_count=skipped,
-        overwritten_count=overwritten,
-        errors=errors,
-    )

@@ -78,6 +78,7 @@ async def backup_list(*, spec: StoreSpec, output: Output) -> int:
         Column("SESSIONS", "right"),
         Column("BYTES", "right"),
         Column("COMPRESSED"),
+        Column("SEALED"),
     ]
     cells = [
         [
@@ -86,6 +87,7 @@ async def backup_list(*, spec: StoreSpec, output: Output) -> int:
             str(info.session_count),
             f"{info.size_bytes:,}",
             "yes" if info.compressed else "no",
+            "no" if info.sealed_with is None else f"key {info.sealed_with}",
         ]
         for info in infos
     ]

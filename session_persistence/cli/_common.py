@@ -90,6 +90,7 @@ def backup_json(info: BackupInfo) -> dict[str, Any]:
         "size_bytes": info.size_bytes,
         "store_type": info.store_type,
         "compressed": info.compressed,
+        "sealed_with": info.sealed_with,
         "format": info.format,
     }
 

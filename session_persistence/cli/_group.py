@@ -14,6 +14,8 @@ from typing import Any
 import click
 
 from .._version import __version__
+from ..errors import SealingKeyError, UnsealedRecordError
+from ..sealing import KEYS_ENV
 from ._support import (
     DEFAULT_STORE,
     Exit,
@@ -24,7 +26,7 @@ from ._support import (
     print_error,
 )
 
-__all__ = ["STORE_HELP", "cli", "command", "main"]
+__all__ = ["KEYS_HELP", "STORE_HELP", "cli", "command", "main"]
 
 
 STORE_HELP = (
@@ -33,27 +35,38 @@ STORE_HELP = (
 )
 
 
+KEYS_HELP = (
+    "The environment variable holding the store's keys ('<key_id>:<base64>,...', the first "
+    "active). Default: SESSION_STORE_KEYS, if set."
+)
+
+
 class _Context:
     """What the group's options give every command."""
 
-    def __init__(self, store: str | None, debug: bool) -> None:
+    def __init__(self, store: str | None, debug: bool, keys_env: str | None = None) -> None:
         self.store = store
         self.debug = debug
+        self.keys_env = keys_env
 
 
 def command(body: Callable[..., Coroutine[Any, Any, int | None]]) -> Callable[..., None]:
-    """Give a command ``--store`` and ``--json``, run it, and turn errors into exit codes."""
+    """Give a command ``--store``, ``--keys-env`` and ``--json``, run it, and map errors."""
 
     @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+    @click.option("--keys-env", "keys_env", metavar="NAME", help=KEYS_HELP)
     @click.option("--store", "store_text", metavar="TYPE:PATH", help=STORE_HELP)
     @functools.wraps(body)
     def run(*args: Any, **kwargs: Any) -> None:
         context = click.get_current_context().find_object(_Context) or _Context(None, False)
         as_json = bool(kwargs.pop("as_json"))
         store_text = kwargs.pop("store_text")
+        keys_env = kwargs.pop("keys_env") or context.keys_env
         output = Output(json=as_json)
         try:
-            spec = StoreSpec.parse(store_text if store_text is not None else context.store)
+            spec = StoreSpec.parse(
+                store_text if store_text is not None else context.store, keys_env=keys_env
+            )
             code = asyncio.run(body(*args, spec=spec, output=output, **kwargs))
         except KeyboardInterrupt:
             output.fail("interrupted", Exit.INTERRUPTED)
@@ -64,6 +77,12 @@ def command(body: Callable[..., Coroutine[Any, Any, int | None]]) -> Callable[..
                 traceback.print_exc()
             code = exit_code_for(error)
             message = describe_error(error)
+            if isinstance(error, UnsealedRecordError):
+                message += (
+                    "; with the command line: session-persistence keys rotate --accept-unsealed"
+                )
+            elif isinstance(error, SealingKeyError):
+                message += f" (the command line reads the keys from {KEYS_ENV}, or --keys-env NAME)"
             if code == Exit.INTERNAL:
                 message = (
                     f"internal error: {type(error).__name__}: {message} (run with --debug for "
@@ -123,16 +142,18 @@ def _one_line_usage_errors() -> Iterator[None]:
 )
 @click.version_option(__version__, prog_name="session-persistence")
 @click.option("--store", "store_text", metavar="TYPE:PATH", help=STORE_HELP)
+@click.option("--keys-env", "keys_env", metavar="NAME", help=KEYS_HELP)
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 @click.pass_context
-def cli(ctx: click.Context, store_text: str | None, debug: bool) -> None:
+def cli(ctx: click.Context, store_text: str | None, keys_env: str | None, debug: bool) -> None:
     """Inspect, check, clean, back up, restore, export, import, migrate and watch a store.
 
     Every command takes --store (or reads SESSION_STORE_TYPE/SESSION_STORE_PATH) and --json.
-    Exit codes: 0 ok, 1 problems found, 2 usage, 3 not found, 4 damaged or refused data,
-    5 storage unavailable, 6 refused by the store's state, 70 internal error.
+    A sealed store's keys come from SESSION_STORE_KEYS (or the variable --keys-env names).
+    Exit codes: 0 ok, 1 problems found, 2 usage (or a missing key), 3 not found, 4 damaged
+    or refused data, 5 storage unavailable, 6 refused by the store's state, 70 internal error.
     """
-    ctx.obj = _Context(store_text, debug)
+    ctx.obj = _Context(store_text, debug, keys_env)
     _quiet_logs(debug)
 
 

@@ -6,7 +6,8 @@ Exit codes (also in ``docs/cli.md``):
 0  success
 1  the command worked and found problems (``health`` unhealthy, ``check`` found damage,
    ``migrate`` counts differ)
-2  usage: a bad option, argument, ``--store`` or ``SESSION_*`` variable, or session id
+2  usage: a bad option, argument, ``--store`` or ``SESSION_*`` variable, or session id; a
+   record sealed with a key that ``SESSION_STORE_KEYS`` (or ``--keys-env``) does not hold
 3  not found: no store at the location, no such session, backup or file
 4  refused: damaged or invalid data (a hostile backup, a corrupt session, a bad import)
 5  storage unavailable: I/O or permission error, a lock held too long
@@ -50,6 +51,7 @@ from ..errors import (
     ConfigurationError,
     InvalidInputError,
     MigrationError,
+    SealingKeyError,
     SerializationError,
     SessionConflictError,
     SessionExistsError,
@@ -61,6 +63,7 @@ from ..errors import (
 )
 from ..manager_config import SessionPersistenceConfig, redact_dsn
 from ..models import ProgressCallback
+from ..sealing import KEYS_ENV, Keyring
 from ..stores import FileSystemSessionStore, InMemorySessionStore, SQLiteSessionStore
 from ..stores.base import SessionStore
 
@@ -110,7 +113,9 @@ def exit_code_for(error: BaseException) -> Exit:
         return Exit.UNAVAILABLE  # a backup or export file could not be written or read
     if isinstance(error, BackupError | StoreCorruptionError | SerializationError):
         return Exit.REFUSED
-    if isinstance(error, ConfigurationError | InvalidInputError | click.UsageError):
+    if isinstance(
+        error, ConfigurationError | InvalidInputError | SealingKeyError | click.UsageError
+    ):
         return Exit.USAGE
     if isinstance(
         error, MigrationError | SessionLimitError | SessionConflictError | SessionExistsError
@@ -129,24 +134,39 @@ class StoreSpec:
     """A store named on the command line: ``filesystem:DIR``, ``sqlite:FILE`` or PostgreSQL.
 
     PostgreSQL is a URI (``postgres://...``, ``postgresql://...``) or ``postgres:DSN`` (a
-    libpq connection string); the store's tables are ``sp_*``.
+    libpq connection string); the store's tables are ``sp_*``. ``keyring`` holds the keys of
+    a sealed store, read from ``SESSION_STORE_KEYS`` (or the variable ``--keys-env`` names).
     """
 
     kind: Literal["filesystem", "sqlite", "postgres"]
     path: Path
     config: SessionPersistenceConfig
     dsn: str = ""
+    keyring: Keyring | None = None
 
     @classmethod
-    def parse(cls, text: str | None, environ: Mapping[str, str] | None = None) -> StoreSpec:
+    def parse(
+        cls,
+        text: str | None,
+        environ: Mapping[str, str] | None = None,
+        *,
+        keys_env: str | None = None,
+    ) -> StoreSpec:
         """Read ``--store``, or ``SESSION_STORE_TYPE``/``SESSION_STORE_PATH``, or the default.
 
         The other ``SESSION_*`` variables (TTL, durability, ...) apply as they do to a manager.
+        The keys come from ``keys_env`` (which must then be set), else from
+        ``SESSION_STORE_KEYS`` if it is set; without either the store is opened without keys.
 
         Raises:
             click.UsageError: The text or a variable is not valid.
         """
         env = dict(os.environ if environ is None else environ)
+        keyring = _keyring(env, keys_env)
+        # Read here, not by the manager's config (which knows no keys variable).
+        env.pop(KEYS_ENV, None)
+        if keys_env is not None:
+            env.pop(keys_env, None)
         if (
             text is None
             and "SESSION_STORE_TYPE" not in env
@@ -170,11 +190,11 @@ class StoreSpec:
         except ConfigurationError as error:
             raise click.UsageError(str(error)) from error
         if config.store_type == "filesystem":
-            return cls("filesystem", Path(config.filesystem_base_dir), config)
+            return cls("filesystem", Path(config.filesystem_base_dir), config, keyring=keyring)
         if config.store_type == "sqlite":
-            return cls("sqlite", Path(config.sqlite_path), config)
+            return cls("sqlite", Path(config.sqlite_path), config, keyring=keyring)
         if config.store_type == "postgres":
-            return cls("postgres", Path(), config, config.postgres_dsn or "")
+            return cls("postgres", Path(), config, config.postgres_dsn or "", keyring)
         raise click.UsageError(
             f"SESSION_STORE_TYPE={config.store_type!r}: the command-line tool works on "
             "'filesystem', 'sqlite' and 'postgres' stores (a memory store lives inside one "
@@ -226,6 +246,8 @@ class StoreSpec:
         config = self.config.effective_store_config()
         # An operator's look must not change the store: no cleanup, no timed backups.
         config = dataclasses.replace(config, auto_cleanup_enabled=False, backup_enabled=False)
+        if self.keyring is not None:
+            config = dataclasses.replace(config, encryption=self.keyring)
         return self._build(config, watch=watch, read_only=read_only)
 
     def _build(self, config: SessionStoreConfig, *, watch: bool, read_only: bool) -> SessionStore:
@@ -242,6 +264,27 @@ class StoreSpec:
         if self.kind == "postgres":
             return postgres_store(self.dsn or None, config, durability=durability, watch=watch)
         return SQLiteSessionStore(self.path, config, durability=durability, watch=watch)
+
+
+def _keyring(env: Mapping[str, str], keys_env: str | None) -> Keyring | None:
+    """The keyring in ``keys_env`` (required) or ``SESSION_STORE_KEYS`` (if set), or ``None``.
+
+    Raises:
+        click.UsageError: The variable is malformed, or ``keys_env`` names an unset one.
+    """
+    name = keys_env or KEYS_ENV
+    text = env.get(name, "").strip()
+    if not text:
+        if keys_env is not None:
+            raise click.UsageError(
+                f"--keys-env {keys_env}: the environment variable {keys_env} is not set; set "
+                "it to '<key_id>:<base64 of 32 bytes>,...' (the first key is the active one)"
+            )
+        return None
+    try:
+        return Keyring.parse(text, source=name)
+    except ConfigurationError as error:
+        raise click.UsageError(str(error)) from error
 
 
 def postgres_tables_exist(dsn: str, prefix: str = "sp_") -> bool:

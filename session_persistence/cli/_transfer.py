@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import click
@@ -21,20 +22,27 @@ __all__ = ["export_command", "import_command", "migrate_command"]
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--include-expired", is_flag=True, help="Also export expired sessions.")
 @click.option("--processor", multiple=True, help="Only this processor's sessions (repeatable).")
+@click.option(
+    "--sealed", is_flag=True, help="Seal each session line with the active key (needs the keys)."
+)
 @command
 async def export_command(
     file: Path,
     include_expired: bool,
     processor: tuple[str, ...],
+    sealed: bool,
     *,
     spec: StoreSpec,
     output: Output,
 ) -> int:
-    """Write sessions to FILE as JSON Lines (the file appears only when complete)."""
+    """Write sessions to FILE as JSON Lines (the file appears only when complete).
+
+    The lines are readable JSON unless --sealed is given, even from a sealed store.
+    """
     flt = SessionFilter(processor_id=list(processor) or None, include_expired=include_expired)
     async with open_store(spec, read_only=True) as store:
         with output.progress("exporting") as progress:
-            count = await store.export_sessions(file, flt, progress=progress)
+            count = await store.export_sessions(file, flt, progress=progress, sealed=sealed)
     if output.json:
         output.emit({"exported": count, "file": str(file)})
     else:
@@ -72,9 +80,11 @@ async def import_command(
 async def migrate_command(target_text: str, *, spec: StoreSpec, output: Output) -> int:
     """Copy every session (expired too) into another, empty store; then compare counts.
 
-    The source is only read. Exit 1 if the counts differ.
+    The source is only read; the target is opened with the source's keys. Exit 1 if the
+    counts differ.
     """
-    target = StoreSpec.parse(target_text)
+    # The target gets the source's keys: a sealed store's sessions stay sealed when moved.
+    target = dataclasses.replace(StoreSpec.parse(target_text), keyring=spec.keyring)
     if target.same_as(spec):
         raise click.UsageError(f"--to {target} is the store being migrated")
     everything = SessionFilter(include_expired=True)

@@ -110,25 +110,31 @@ class BackupMethods:
         filter: SessionFilter | None = None,
         *,
         progress: ProgressCallback | None = None,
+        sealed: bool = False,
     ) -> int:
         """Write the selected sessions as JSON Lines, streaming; return how many.
 
         A path is written to a temp file and renamed into place when complete. Memory use does
         not grow with the number of sessions. Expired sessions are included only if
-        ``filter.include_expired``.
+        ``filter.include_expired``. By default an export is readable JSON, even from a store
+        that seals its records: pass ``sealed=True`` to seal each session line.
 
         Args:
             path_or_stream: A file path, or a binary stream to write to.
             filter: Which sessions (default: every unexpired one).
             progress: Called as ``progress(done, total)`` as sessions are written; ``total``
                 is counted first, so it can be off by sessions written meanwhile.
+            sealed: Seal each session line with the keyring's active key (context
+                ``b"export"``; compressed first if the store compresses). The header names
+                the key; :meth:`import_sessions` on a store holding that key reads it.
 
         Raises:
+            ConfigurationError: ``sealed=True`` on a store without a keyring.
             StoreIOError: Writing failed (a full disk, an I/O error; the cause is kept). A
                 path is then left as it was, with no temp file beside it, unless only the
                 final sync of its directory failed: the message then says it is complete.
         """
-        return await self._backups.export(path_or_stream, filter, progress)
+        return await self._backups.export(path_or_stream, filter, progress, sealed)
 
     async def import_sessions(
         self,
@@ -151,6 +157,8 @@ class BackupMethods:
                 ``None`` for a stream that cannot seek (it is not known in advance).
 
         Raises:
-            BackupError: The file is not a valid export, or would pass ``max_sessions``.
+            BackupError: The file is not a valid export, a sealed line fails authentication,
+                or it would pass ``max_sessions``.
+            SealingKeyError: A line is sealed with a key the store's keyring lacks.
         """
         return await self._backups.import_(path_or_stream, options, progress)

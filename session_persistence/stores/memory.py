@@ -16,8 +16,17 @@ A snapshot file is untrusted input: it is fully validated at load (format, every
 field) and a bad one makes :meth:`initialize` fail with ``StoreCorruptionError`` naming the
 file, leaving the file untouched.
 
-Concurrency: every batch is checked and applied under one lock with no ``await`` in between, so
-version checks are atomic across coroutines and threads.
+Sealing (``SessionStoreConfig(encryption=...)``, ``compression=...``): the snapshot is one
+record, sealed and compressed as a whole with the context ``b"snapshot"``, so nothing of it
+(not even a session id) is in clear on disk. Being one record, a damaged or tampered sealed
+snapshot is reported like any damaged snapshot (``StoreCorruptionError`` naming the file at
+:meth:`initialize`), and a snapshot sealed with a key the keyring lacks makes
+:meth:`initialize` raise ``SealingKeyError``; neither changes the file. ``rotate_key`` writes
+the snapshot anew under the new key (atomically, as every snapshot) when one exists, and
+``key_status`` counts it as one record. Sessions in memory are never sealed (an attacker who
+can read the process's memory is outside the threat model, see ``docs/sealing.md``). Backups
+are sealed by the backup engine, as every store's are; kept in memory (no ``backup_dir``) they
+never reach disk, so sealing them there protects nothing, but costs little.
 """
 
 from __future__ import annotations
@@ -27,7 +36,7 @@ import dataclasses
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -35,6 +44,7 @@ from typing import Any, ClassVar
 import orjson
 
 from .._copy import clone_interactions, lend_session
+from .._envelope import Envelope, Unsealable, record_key
 from .._fileio import FileIO
 from ..config import Duration, SessionStoreConfig, seconds
 from ..documents import document_to_session, header_of, session_to_document
@@ -45,7 +55,7 @@ from ..errors import (
     StoreCorruptionError,
     StoreIOError,
 )
-from ..models import Interaction, PersistedSession, SessionHeader
+from ..models import Interaction, PersistedSession, ProgressCallback, SessionHeader
 from ..ops import AppendOp, CheckOp, DeleteOp, PutOp, WriteOp, check_versions
 from ..serialization import FORMAT_VERSION, Codec, dump_json
 from ._history import HistoryWindow
@@ -56,6 +66,12 @@ __all__ = ["InMemorySessionStore"]
 logger = logging.getLogger(__name__)
 
 _SNAPSHOT_KIND = "session-persistence-memory-snapshot"
+
+#: The AEAD context of the snapshot record: binds it to being this store's snapshot.
+_SNAPSHOT_CONTEXT = b"snapshot"
+
+#: Enough of a snapshot's first bytes to read which key sealed it (``record_key``).
+_HEAD_BYTES = 80
 
 
 class InMemorySessionStore(SessionStore):
@@ -232,23 +248,62 @@ class InMemorySessionStore(SessionStore):
         if self._path is None:
             raise InvalidInputError("this store has no persistence_path to save to")
         async with self._snapshot_lock:
-            with self._lock:  # a consistent cut: no batch is half-applied while we copy
-                sessions = [
-                    dataclasses.replace(s, last_accessed_at=self._headers[sid].last_accessed_at)
-                    for sid, s in self._sessions.items()
-                ]
-            document = {
-                "format": FORMAT_VERSION,
-                "kind": _SNAPSHOT_KIND,
-                "sessions": [session_to_document(s, self._codec) for s in sessions],
-            }
-            data = dump_json(document)
-            try:
-                await asyncio.to_thread(_write_atomically, self._path, data)
-            except OSError as exc:
-                self._record_error(exc)
-                raise StoreIOError(f"cannot write snapshot {self._path}: {exc}") from exc
-            self._snapshots_written += 1
+            await self._write_snapshot(self._path)
+
+    async def _write_snapshot(self, path: Path) -> int:
+        """Write the snapshot (the caller holds the snapshot lock); return the session count."""
+        with self._lock:  # a consistent cut: no batch is half-applied while we copy
+            sessions = [
+                dataclasses.replace(s, last_accessed_at=self._headers[sid].last_accessed_at)
+                for sid, s in self._sessions.items()
+            ]
+        document = {
+            "format": FORMAT_VERSION,
+            "kind": _SNAPSHOT_KIND,
+            "sessions": [session_to_document(s, self._codec) for s in sessions],
+        }
+        data = dump_json(document)
+        if self._envelope.active:  # sealed with the key active now (rotate_key may swap it)
+            data = await asyncio.to_thread(self._envelope.wrap, data, _SNAPSHOT_CONTEXT)
+        try:
+            await asyncio.to_thread(_write_atomically, path, data)
+        except OSError as exc:
+            self._record_error(exc)
+            raise StoreIOError(f"cannot write snapshot {path}: {exc}") from exc
+        self._snapshots_written += 1
+        return len(sessions)
+
+    # -- sealing ---------------------------------------------------------------------------
+
+    async def _reseal(self, key_id: str, progress: ProgressCallback) -> int:
+        """Write the snapshot anew under ``key_id`` if the one on disk is sealed otherwise.
+
+        The snapshot is one record, so re-sealing it is writing it: the current sessions,
+        exactly as :meth:`save_snapshot` (and :meth:`shutdown`) would write them, atomically
+        (a crash leaves the old snapshot, readable with the keyring, or the new one). Sessions
+        in memory are not changed. Without a snapshot file there is nothing at rest to
+        re-seal.
+        """
+        if self._path is None:
+            progress(0, 0)
+            return 0
+        async with self._snapshot_lock:
+            head = await asyncio.to_thread(_read_head, self._path)
+            if head is None or record_key(head) == key_id:
+                progress(0, 0)
+                return 0
+            progress(0, len(self._headers))
+            written = await self._write_snapshot(self._path)
+        progress(written, written)
+        return 1
+
+    async def _key_census(self) -> Mapping[str | None, int]:
+        """The snapshot file is one record: ``{key id: 1}`` (``None``: not sealed), or ``{}``."""
+        if self._path is None:
+            return {}
+        async with self._snapshot_lock:
+            head = await asyncio.to_thread(_read_head, self._path)
+        return {} if head is None else {record_key(head): 1}
 
     def _load_snapshot(self, path: Path) -> None:
         for orphan in path.parent.glob(f".{path.name}.*.tmp"):
@@ -257,7 +312,7 @@ class InMemorySessionStore(SessionStore):
             raw = path.read_bytes()
         except FileNotFoundError:
             return
-        sessions = _parse_snapshot(raw, path, self._codec)
+        sessions = _parse_snapshot(_unseal(raw, path, self._envelope), path, self._codec)
         with self._lock:
             self._sessions.clear()
             self._headers.clear()
@@ -267,11 +322,37 @@ class InMemorySessionStore(SessionStore):
                 self._headers[session.session_id] = header_of(session, size)
 
 
+def _corrupt(path: Path, reason: str) -> StoreCorruptionError:
+    return StoreCorruptionError(
+        f"snapshot {path} is not usable ({reason}); move it aside or fix it", str(path)
+    )
+
+
+def _unseal(raw: bytes, path: Path, envelope: Envelope) -> bytes:
+    """The snapshot's JSON: ``raw`` opened if it is sealed or compressed, else as it is.
+
+    Raises:
+        SealingKeyError: It is sealed with a key the keyring lacks (nothing is changed).
+        StoreCorruptionError: It fails authentication or does not decode (damage).
+    """
+    try:
+        return envelope.unwrap(raw, _SNAPSHOT_CONTEXT)
+    except Unsealable as exc:
+        raise _corrupt(path, str(exc)) from exc
+
+
+def _read_head(path: Path) -> bytes | None:
+    """The first bytes of the snapshot file, or ``None`` if there is none."""
+    try:
+        with path.open("rb") as file:
+            return file.read(_HEAD_BYTES)
+    except FileNotFoundError:
+        return None
+
+
 def _parse_snapshot(raw: bytes, path: Path, codec: Codec) -> list[PersistedSession]:
     def corrupt(reason: str) -> StoreCorruptionError:
-        return StoreCorruptionError(
-            f"snapshot {path} is not usable ({reason}); move it aside or fix it", str(path)
-        )
+        return _corrupt(path, reason)
 
     try:
         document = orjson.loads(raw)
