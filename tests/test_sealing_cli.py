@@ -143,17 +143,7 @@ def _one_line_key_error(result: Result, key_id: str) -> None:
     assert "Traceback" not in result.output
 
 
-def test_keys_rotate_reseals_under_the_chosen_key(
-    store_text: str, request: pytest.FixtureRequest
-) -> None:
-    if store_text.startswith("filesystem:"):
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="filesystem store (the lead's): after a reopen, rotate_key leaves one k1 "
-                "line in a journal segment written before it (key_status counts it)",
-            )
-        )
+def test_keys_rotate_reseals_under_the_chosen_key(store_text: str) -> None:
     ids, _ = _fill(store_text)
     env = {"SESSION_STORE_KEYS": K1_FIRST}
     rotated = run("keys", "rotate", "--key", "k2", "--store", store_text, "--json", env=env)

@@ -398,3 +398,13 @@ async def test_a_rotation_killed_midway_and_rerun_leaves_every_session_readable(
         for session_id, session in expected.items():
             assert same(await store.get_session(session_id), session)
     assert hits(MARKER.encode(), root) == []
+
+
+async def test_rotation_after_a_reopen_leaves_no_older_journal_line(tmp_path: Path) -> None:
+    """The journal generation a clean shutdown leaves (its markers sealed with k1) goes too."""
+    root = tmp_path / "store"
+    async with _store(root, sealed()) as store:
+        await _fill(store, 3)
+    async with _store(root, sealed()) as store:
+        report = await store.rotate_key("k2")
+    assert set(report.status.records) == {"k2"}, report.status

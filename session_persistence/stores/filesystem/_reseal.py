@@ -13,8 +13,9 @@ is sealed with it. :func:`reseal` rewrites what was written before:
    fsync ``sessions/`` once per batch), so readers treat it as one: a crash leaves each
    session's files old or new, both readable with the keyring. A session whose tail cannot
    be read whole is left for its next checkpoint (counted in ``skipped``);
-3. a full checkpoint again: a new index base (sealed with the new key, deltas emptied), and
-   the journal generation of step 1 deleted.
+3. two full checkpoints: a new index base (sealed with the new key, deltas emptied), and
+   every journal generation written before the new key became active deleted (a checkpoint
+   keeps the generation it closes for processes still reading it, hence two).
 
 Nothing in a session changes: not its content, version or timestamps. A rerun after a crash
 finds the records already re-sealed by their key id (read from the record's first bytes,
@@ -76,6 +77,11 @@ def reseal(store: FileSystemSessionStore, key_id: str, progress: ProgressCallbac
             if changed:
                 store._fsync_dir(store._files.dir)
         progress(start + len(batch), total)
+    # Twice: the first writes the index anew and deletes every generation before the one it
+    # closes, which may hold lines of an older key (a clean shutdown leaves the generation
+    # before the current one, with its markers); the second deletes that one as well. What
+    # remains was written after the new key became active.
+    _checkpoint.checkpoint_now(store, full_index=True)
     _checkpoint.checkpoint_now(store, full_index=True)
     if skipped:
         logger.warning(
