@@ -9,7 +9,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from _sealing import COMPRESSION, K1, K2, KEYS, hits
+from _sealing import COMPRESSION, K1, K2, KEYS, MIGRATING, hits
 
 from session_persistence import (
     BackupError,
@@ -22,7 +22,7 @@ from session_persistence import (
     SQLiteSessionStore,
 )
 from session_persistence._envelope import record_key
-from session_persistence.errors import SealingKeyError
+from session_persistence.errors import SealingKeyError, UnsealedRecordError
 from session_persistence.sealing import Key, Keyring
 from session_persistence.testing import interaction, session_object
 
@@ -111,12 +111,20 @@ async def test_restore_from_a_sealed_backup(tmp_path: Path, compress: bool) -> N
         assert result.restored_count == 3
 
 
-async def test_plain_backups_still_restore_on_a_sealed_store(tmp_path: Path) -> None:
+async def test_a_plain_backup_restores_only_with_accept_unsealed(tmp_path: Path) -> None:
+    """A store that seals everything refuses a plain backup; ``accept_unsealed`` restores it.
+
+    (Anyone with write access to the backup directory could plant a plain one.)
+    """
     async with InMemorySessionStore(_config(tmp_path, None)) as plain:
         ids = await _fill(plain)
         backup = await plain.create_backup()
     async with InMemorySessionStore(_config(tmp_path)) as store:
         assert [b.sealed_with for b in await store.list_backups()] == [None]
+        with pytest.raises(UnsealedRecordError):
+            await store.restore_from_backup(backup.backup_id)
+        assert await store.count_sessions() == 0
+    async with InMemorySessionStore(_config(tmp_path, MIGRATING)) as store:
         result = await store.restore_from_backup(backup.backup_id)
         assert result.restored_count == len(ids)
 

@@ -4,7 +4,9 @@
 compression if any, as one record with the context ``b"backup:<backup_id>"``. Its header line
 says so (``"sealed": "<key id>"``, the id only) and keeps everything else in clear, so listing
 backups never needs a key: id, times, store type, counts, sizes, the user's backup metadata.
-Restoring opens sealed and plain backups alike. A body sealed with a key the store lacks
+Restoring opens sealed backups, and plain ones too unless the store seals everything (its
+keyring without ``accept_unsealed``: anyone who can write the backup directory could plant a
+plain one; :class:`~session_persistence.errors.UnsealedRecordError`). A body sealed with a key the store lacks
 raises :class:`~session_persistence.errors.SealingKeyError` before anything is restored; a
 body that fails authentication (altered, even with its digest line recomputed) is a
 :class:`~session_persistence.errors.BackupError`. Backups kept in memory (no ``backup_dir``)
@@ -58,12 +60,14 @@ def open_body(
 
     Raises:
         SealingKeyError: The body is sealed with a key ``envelope`` lacks (or another secret).
+        UnsealedRecordError: The body is plain and the store seals everything.
         BackupError: The body is not what the header says (sealed, and with which key), or
             it fails authentication.
     """
     if sealed_with is None:
         if body[: len(PREFIX)] == PREFIX:
             raise BackupError(f"{label} has a sealed body, but its header says it is not sealed")
+        envelope.refuse_clear()  # (a store that seals everything restores no plain backup)
         return body
     found = record_key(body)
     if found != sealed_with:
