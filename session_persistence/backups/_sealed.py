@@ -10,7 +10,8 @@ plain one; :class:`~session_persistence.errors.UnsealedRecordError`). A body sea
 key the store lacks raises :class:`~session_persistence.errors.SealingKeyError` before
 anything is restored; a body that fails authentication (altered, even with its digest line
 recomputed) is a :class:`~session_persistence.errors.BackupError`. Backups kept in memory
-(no ``backup_dir``) are sealed the same way: they never reach disk, but one format keeps every path alike.
+(no ``backup_dir``) are sealed the same way: they never reach disk, but one format keeps
+every path alike.
 
 **Exports** stay readable JSON Lines unless ``sealed=True`` is asked for: then each session
 line is one sealed record (context ``b"export"``, compressed first if the store compresses),
