@@ -26,6 +26,7 @@ from typing import Any, Literal, TypeAlias, get_args
 from .config import Durability, Duration, ExpiryMode, SessionStoreConfig, _duration, seconds
 from .errors import ConfigurationError
 from .models import UNSET, Unset
+from .sealing import Keyring
 from .stores.base import SessionStore
 
 __all__ = ["ENVIRONMENT_VARIABLES", "SessionPersistenceConfig", "StoreType"]
@@ -281,13 +282,22 @@ def _boolean(name: str, value: object) -> None:
         raise ConfigurationError(name, f"must be True or False, got {value!r}")
 
 
-_Kind: TypeAlias = Literal["str", "path", "bool", "int", "int?", "seconds", "seconds?"]
+_Kind: TypeAlias = Literal[
+    "str", "path", "bool", "int", "int?", "seconds", "seconds?", "keys", "compression"
+]
 
 
 def _parse(variable: str, raw: str, kind: _Kind) -> Any:
     text = raw.strip()
     if kind in ("str", "path"):
         return text
+    if kind == "keys":  # ``<key_id>:<base64>,...``, the first the active key (sealing.py)
+        try:
+            return Keyring.parse(text, source=variable)
+        except ConfigurationError as error:
+            raise ConfigurationError(variable, error.detail) from None
+    if kind == "compression":
+        return None if text.lower() in _NONE else text
     lowered = text.lower()
     if kind.endswith("?") and lowered in _NONE:
         return None
@@ -339,6 +349,7 @@ def _variables() -> dict[str, tuple[str, str, _Kind]]:
         "backup_dir": "path",
         "backup_compress": "bool",
         "restore_batch_size": "int",
+        "compression": "compression",
     }
     table: dict[str, tuple[str, str, _Kind]] = {
         f"SESSION_{name.upper()}": ("manager", name, kind) for name, kind in manager.items()
@@ -348,6 +359,7 @@ def _variables() -> dict[str, tuple[str, str, _Kind]]:
     table.update(
         {f"SESSION_STORE_{name.upper()}": ("store", name, kind) for name, kind in store.items()}
     )
+    table["SESSION_STORE_KEYS"] = ("store", "encryption", "keys")
     return table
 
 

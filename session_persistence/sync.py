@@ -513,6 +513,8 @@ class SyncSessionStore(_Blocking):
     health_check = _blocking(SessionStore.health_check)
     check = _blocking(SessionStore.check)
     optimize = _blocking(SessionStore.optimize)
+    rotate_key = _blocking(SessionStore.rotate_key)
+    key_status = _blocking(SessionStore.key_status)
 
 
 class SyncSessionPersistenceManager(_Blocking):
@@ -664,6 +666,8 @@ class SyncSessionPersistenceManager(_Blocking):
     get_stats = _blocking(SessionPersistenceManager.get_stats)
     health_check = _blocking(SessionPersistenceManager.health_check)
     optimize = _blocking(SessionPersistenceManager.optimize)
+    rotate_key = _blocking(SessionPersistenceManager.rotate_key)
+    key_status = _blocking(SessionPersistenceManager.key_status)
 
 
 async def _returning(function: Callable[..., R], *args: Any) -> R:

@@ -15,6 +15,7 @@ from session_persistence import (
     SessionStoreConfig,
 )
 from session_persistence.manager_config import ENVIRONMENT_VARIABLES
+from session_persistence.sealing import Compression, Key, Keyring
 
 
 def test_defaults_are_the_filesystem_store_with_auto_persistence() -> None:
@@ -141,6 +142,12 @@ SAMPLES: dict[str, tuple[str, str, Any]] = {
     "SESSION_STORE_BACKUP_DIR": ("/backups", "store_config.backup_dir", "/backups"),
     "SESSION_STORE_BACKUP_COMPRESS": ("on", "store_config.backup_compress", True),
     "SESSION_STORE_RESTORE_BATCH_SIZE": ("50", "store_config.restore_batch_size", 50),
+    "SESSION_STORE_COMPRESSION": ("zlib", "store_config.compression", Compression("zlib")),
+    "SESSION_STORE_KEYS": (
+        Key("k1", bytes(32)).encoded(),
+        "store_config.encryption",
+        Keyring(Key("k1", bytes(32))),
+    ),
 }
 
 
@@ -226,3 +233,21 @@ def test_from_env_reads_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without a mapping, from_env reads the process environment."""
     monkeypatch.setenv("SESSION_STORE_TYPE", "memory")
     assert SessionPersistenceConfig.from_env().store_type == "memory"
+
+
+def test_sealing_comes_from_session_store_keys_and_compression() -> None:
+    """SESSION_STORE_KEYS gives the store a keyring (first key active); COMPRESSION an algorithm."""
+    k1, k2 = Key("k1", bytes(range(32))), Key("k2", bytes(range(32, 64)))
+    environ = {
+        "SESSION_STORE_KEYS": f"{k2.encoded()},{k1.encoded()}",
+        "SESSION_STORE_COMPRESSION": "zstd",
+    }
+    config = SessionPersistenceConfig.from_env(environ)
+    assert config.store_config.encryption == Keyring(k2, k1)
+    assert config.store_config.compression == Compression("zstd")
+    none = SessionPersistenceConfig.from_env({"SESSION_STORE_COMPRESSION": "none"})
+    assert none.store_config.compression is None
+    with pytest.raises(ConfigurationError, match="SESSION_STORE_KEYS"):
+        SessionPersistenceConfig.from_env({"SESSION_STORE_KEYS": "k1"})
+    with pytest.raises(ConfigurationError, match="SESSION_STORE_COMPRESSION"):
+        SessionPersistenceConfig.from_env({"SESSION_STORE_COMPRESSION": "lz4"})
