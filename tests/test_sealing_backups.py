@@ -330,3 +330,20 @@ async def test_every_store_seals_its_backups(tmp_path: Path, kind: str) -> None:
     assert record_key(_backup_file(tmp_path, backup.backup_id).read_bytes().split(b"\n")[2]) == (
         "k1"
     )
+
+
+async def test_check_reports_a_backup_under_another_key_and_repair_keeps_it(
+    tmp_path: Path,
+) -> None:
+    """check() cannot verify a backup sealed with a key it lacks: reported, never set aside."""
+    async with InMemorySessionStore(_config(tmp_path)) as store:
+        await _fill(store)
+        backup = await store.create_backup()
+    path = _backup_file(tmp_path, backup.backup_id)
+    async with InMemorySessionStore(_config(tmp_path, Keyring(K2))) as other:
+        report = await other.check(repair=True)
+    [problem] = report.problems
+    assert problem.target == backup.backup_id
+    assert "keys" in problem.problem
+    assert problem.action is None
+    assert path.exists()

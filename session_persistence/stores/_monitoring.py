@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from ..config import seconds
-from ..errors import BackupError, SerializationError, StoreCorruptionError
+from ..errors import BackupError, SealingKeyError, SerializationError, StoreCorruptionError
 from ..models import (
     CheckProblem,
     CheckReport,
@@ -155,6 +155,15 @@ class MonitoringMethods:
                 problems.append(
                     CheckProblem(kind="backup", target=backup_id, problem=str(exc), repairable=True)
                 )
+            except SealingKeyError as exc:  # intact, only not readable here: never set aside
+                problems.append(
+                    CheckProblem(
+                        kind="backup",
+                        target=backup_id,
+                        problem=f"cannot be verified with this store's keys: {exc}",
+                        repairable=False,
+                    )
+                )
             done += 1
             if progress is not None:
                 progress(done, total)
@@ -171,6 +180,8 @@ class MonitoringMethods:
         store = cast("SessionStore", self)
         action: str | None
         if problem.kind == "backup":
+            if not problem.repairable:
+                return problem  # (a backup this store cannot open is not damaged)
             try:
                 action = await store._backups.quarantine(problem.target, problem.problem)
             except (BackupError, OSError) as exc:
