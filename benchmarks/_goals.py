@@ -251,6 +251,9 @@ def goals(sizes: Sizes, scale: dict[str, int] | None = None) -> list[Goal]:
                  "<", 1.0)
             for alg in ("zstd", "zlib")
         ),
+        Goal("23", "sealing: durable 1 KB update on the PostgreSQL store, sealed vs plain (time)",
+             ("postgres",), _time("update 1 KB, one writer (PostgreSQL)", PG + " sealed", PG),
+             "<=", 1.25),
         # -- issue 22: the PostgreSQL store ----------------------------------------------------
         Goal("22", "PostgreSQL store update_session vs raw psycopg, one version-checked UPDATE "
              "per transaction", ("postgres",),

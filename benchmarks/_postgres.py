@@ -23,6 +23,7 @@ Two workloads, each side in alternating rounds in this one process (``_measure.a
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib.util
 import os
 import sys
@@ -38,7 +39,7 @@ from _measure import Result, Timer, alternate, summarize, timed
 from _sizes import Sizes, per_round
 from _targets import payload
 
-from session_persistence import SessionStoreConfig
+from session_persistence import Key, Keyring, SessionStoreConfig
 from session_persistence.stores.postgres import PostgresSessionStore
 from session_persistence.testing import session_object
 
@@ -60,6 +61,8 @@ _server = _server_module()
 __all__ = ["postgres"]
 
 OURS = "postgres/full"
+SEALED = "postgres/full sealed"
+SEALING_KEYS = Keyring(Key("bench", bytes(range(32))))
 RAW = "psycopg raw"
 ONE_WRITER = "update 1 KB, one writer (PostgreSQL)"
 WRITERS = 32
@@ -143,19 +146,31 @@ async def postgres(root: Path, sizes: Sizes) -> list[Result]:
 
 
 async def _one_writer(dsn: str, sizes: Sizes) -> list[Result]:
+    """One writer: ours, ours sealed (issue 23) and raw psycopg, in alternating rounds."""
     config = SessionStoreConfig(default_session_ttl=None)
+    sealed = dataclasses.replace(config, encryption=SEALING_KEYS)
     raw = _Raw(dsn)
     await raw.open()
     try:
-        async with PostgresSessionStore(dsn, config, table_prefix="one_", watch=False) as store:
-            session = await store.create_session(session_object("bench"), metadata=payload(1024, 0))
+        async with (
+            PostgresSessionStore(dsn, config, table_prefix="one_", watch=False) as store,
+            PostgresSessionStore(dsn, sealed, table_prefix="sealed_", watch=False) as locked,
+        ):
+            sides = {}
+            for name, each in ((OURS, store), (SEALED, locked)):
+                created = await each.create_session(
+                    session_object("bench"), metadata=payload(1024, 0)
+                )
 
-            async def ours(salt: int) -> None:
-                await store.update_session(session.session_id, {"metadata": payload(1024, salt)})
+                async def ours(salt: int, each: Any = each, sid: str = created.session_id) -> None:
+                    await each.update_session(sid, {"metadata": payload(1024, salt)})
 
+                sides[name] = ours
             count = per_round(sizes.ops, sizes.rounds)
             pooled = await alternate(
-                {OURS: timed(ours, count), RAW: timed(raw.update, count)}, sizes.rounds
+                {name: timed(side, count) for name, side in sides.items()}
+                | {RAW: timed(raw.update, count)},
+                sizes.rounds,
             )
     finally:
         await raw.close()
