@@ -18,6 +18,7 @@ import pytest
 from _sealing import COMPRESSION, K1, K2, KEYS, hits, sealed
 
 from session_persistence import (
+    BackupOptions,
     FileSystemSessionStore,
     PersistedSession,
     SessionFilter,
@@ -80,6 +81,9 @@ async def test_no_plaintext_at_rest(tmp_path: Path, sealing: bool) -> None:
         await store.optimize()  # bases, tails and index written; journal kept
         for session_id in ids[:3]:
             await store.append_interactions(session_id, interaction(MARKER))  # journal + tail
+        await store.create_backup()  # (in root/backups)
+        await store.create_backup(BackupOptions(compress=True))
+        assert len(list((root / "backups").glob("*.backup"))) == 2
         open_hits = hits(MARKER.encode(), root)
     closed_hits = hits(MARKER.encode(), root)
     kinds = {path.suffix for path in closed_hits} | {path.suffix for path in open_hits}
@@ -88,7 +92,7 @@ async def test_no_plaintext_at_rest(tmp_path: Path, sealing: bool) -> None:
         assert closed_hits == []
     else:
         assert open_hits
-        assert {".json", ".wal"} <= kinds  # the scan does look at bases and the journal
+        assert {".json", ".wal", ".backup"} <= kinds  # it looks at bases, journal, backups
 
 
 async def test_sealed_store_reads_back_and_queries_by_metadata(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ here).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import os
 import signal
@@ -24,6 +25,7 @@ from _postgres import PostgresServer
 from _sealing import COMPRESSION, K1, K2, KEYS, MIGRATING, hits
 
 from session_persistence import (
+    BackupOptions,
     SessionFilter,
     SessionStoreConfig,
     StoreCorruptionError,
@@ -107,9 +109,13 @@ async def write_marked(store: PostgresSessionStore, marker: str) -> list[str]:
 
 @pytest.mark.parametrize("seal", [True, False], ids=["sealed", "plain"])
 async def test_no_plaintext_at_rest(
-    postgres_cluster: PostgresServer | None, postgres_dsn: str, prefix: str, seal: bool
+    postgres_cluster: PostgresServer | None,
+    postgres_dsn: str,
+    prefix: str,
+    seal: bool,
+    tmp_path: Path,
 ) -> None:
-    """No file of the server, nor a notification, holds a marker written sealed.
+    """No file of the server, nor a backup or a notification, holds a marker written sealed.
 
     The marker is in metadata and interactions, written by every write path; without
     sealing the same scan finds it (so the scan can fail).
@@ -117,19 +123,23 @@ async def test_no_plaintext_at_rest(
     if postgres_cluster is None:
         pytest.skip("SP_POSTGRES_DSN names a server whose files are not on this machine")
     marker = f"plain-marker-{uuid.uuid4().hex}"
+    backups = tmp_path / "backups"
     config = sealed() if seal else SessionStoreConfig()
+    config = dataclasses.replace(config, backup_dir=backups)
     heard: list[str] = []
     with psycopg.connect(postgres_dsn, autocommit=True) as listener:
         listener.execute(f"LISTEN {prefix}events")
         async with PostgresSessionStore(postgres_dsn, config, table_prefix=prefix) as store:
             ids = await write_marked(store, marker)
+            await store.create_backup()
+            await store.create_backup(BackupOptions(compress=True))
             sql(postgres_dsn, "CHECKPOINT")  # (the tables' pages too, not only the WAL)
-            found_open = hits(marker.encode(), postgres_cluster.root)
+            found_open = hits(marker.encode(), postgres_cluster.root, backups)
             session = await store.require_session(ids[0])
             assert session.metadata["secret"] == f"{marker} in tx"
         heard = [note.payload for note in listener.notifies(timeout=0.5)]
     sql(postgres_dsn, "CHECKPOINT")
-    found_closed = hits(marker.encode(), postgres_cluster.root)
+    found_closed = hits(marker.encode(), postgres_cluster.root, backups)
     assert len(heard) >= 10
     if seal:
         assert found_open == []

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import signal
 import sqlite3
 import sys
@@ -19,6 +20,7 @@ from _sealing import COMPRESSION, K1, K2, MIGRATING, hits, sealed
 from ulid import ULID
 
 from session_persistence import (
+    BackupOptions,
     Interaction,
     InteractionMessage,
     SessionFilter,
@@ -107,12 +109,19 @@ async def write_marked(store: SQLiteSessionStore) -> list[str]:
 async def test_no_plaintext_at_rest(
     tmp_path: Path, config: SessionStoreConfig, found: bool
 ) -> None:
-    """Every byte of the database, its -wal and -shm, and the quarantine: no marker if sealed."""
+    """No marker in the database, its -wal and -shm, the quarantine or backups, if sealed.
+
+    Two backups are taken, one compressed.
+    """
     folder = tmp_path / "data"
     path = folder / "sessions.db"
     marker = MARKER.encode()
+    config = dataclasses.replace(config, backup_dir=folder / "backups")
     async with SQLiteSessionStore(path, config, durability="process") as store:
         ids = await write_marked(store)
+        await store.create_backup()
+        await store.create_backup(BackupOptions(compress=True))
+        assert len(list((folder / "backups").iterdir())) == 2
         assert (await store.get_session(ids[0])).metadata == {"secret": MARKER}  # type: ignore[union-attr]
         assert bool(hits(marker, folder)) is found  # while open: the WAL holds the writes
         # A damaged session set aside by a repair: its rows go out as they are stored.
