@@ -165,3 +165,48 @@ async def test_filesystem_old_index_chunk_replayed_does_not_drop_a_session(
         assert not list((root / "quarantine").glob(f"{sid}*")), "a valid session was set aside"
         assert session is not None
         assert session.metadata == {"who": "bob"}
+
+
+# -- filesystem: journal lines ---------------------------------------------------------------
+
+
+def _journal_lines(root: Path) -> list[tuple[Path, bytes, bytes]]:
+    """Every framed journal line: its segment, the line (newline included), its plain record."""
+    opener = Envelope(KEYS, None)
+    found = []
+    for segment in sorted((root / "journal").glob("*.wal")):
+        for line in segment.read_bytes().splitlines(keepends=True):
+            payload = line.rstrip(b"\n").split(b" ", 1)[1]
+            found.append((segment, line, opener.unwrap(payload, b"journal")))
+    return found
+
+
+async def test_filesystem_old_journal_line_replayed_does_not_roll_a_session_back(
+    tmp_path: Path,
+) -> None:
+    """A sealed journal line opens wherever it is put (its context is just ``b"journal"``).
+
+    Copy the line that created a session (captured earlier, no key needed) to the end of
+    the current segment: replay applies it as a new write, and the session reads back as
+    it was created, its later update gone. A replayed record should fail authentication
+    (bind a line to its generation and sequence number), be reported and skipped.
+    """
+    root = tmp_path / "store"
+    async with FileSystemSessionStore(root, sealed(), watch=False) as store:
+        session = await store.create_session(
+            fs_session_object(interactions=1), metadata={"who": "alice"}, expires_at=None
+        )
+        sid = session.session_id
+        (created,) = [line for _, line, plain in _journal_lines(root) if b'"doc"' in plain]
+        await store.update_session(sid, {"metadata": {"who": "bob"}})
+    segment = _journal_lines(root)[-1][0]
+    with segment.open("ab") as file:
+        file.write(created)
+    async with FileSystemSessionStore(root, sealed(), watch=False) as store:
+        try:
+            read = await store.get_session(sid)
+        except StoreCorruptionError:
+            read = None
+        assert read is not None
+        assert read.metadata == {"who": "bob"}
+        assert read.version == 2
