@@ -33,7 +33,9 @@ def _flip(text: str) -> str:
 async def test_repair_does_not_delete_a_session_rewritten_after_its_inspection(
     postgres_dsn: str,
 ) -> None:
-    """``_repair.quarantine`` inspects the session (``_load``) outside the transaction that
+    """A repair must not delete a session another writer replaced after it was inspected.
+
+    ``_repair.quarantine`` inspects the session (``_load``) outside the transaction that
     copies and deletes it, and the DELETE checks nothing: a session replaced meanwhile by
     another writer (deleted and created again under its id, acknowledged) is deleted too.
 
