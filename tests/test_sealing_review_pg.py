@@ -65,9 +65,7 @@ async def test_repair_does_not_delete_a_session_rewritten_after_its_inspection(
             try:
                 return await inspect(session_id)
             finally:
-                async with PostgresSessionStore(
-                    postgres_dsn, config, table_prefix=prefix
-                ) as other:
+                async with PostgresSessionStore(postgres_dsn, config, table_prefix=prefix) as other:
                     await other.delete_session(sid)
                     await other.create_session(
                         session_object("p", interactions=1), session_id=sid, metadata={"new": 1}
