@@ -23,7 +23,7 @@ from ...models import Interaction
 from ...serialization import Codec
 from .._history import HistoryWindow
 from ._rows import HEADER_COLUMNS, HeaderRow
-from ._seal import item_context
+from ._seal import open_item
 
 __all__ = ["HistoryStatements", "decode_slice", "history_rows"]
 
@@ -99,12 +99,10 @@ def decode_slice(
             where = f"interactions[{position}]"
             if type(text) is not str:
                 raise InvalidInputError(f"{where} must be JSON text")
-            plain = text
-            if text.startswith("$"):
-                try:
-                    plain = envelope.unwrap_text(text, item_context(row[0], position))
-                except Unsealable as exc:
-                    raise InvalidInputError(f"{where}: {exc}") from exc
+            try:  # (open_item refuses a row in clear when the store seals everything)
+                plain = open_item(envelope, row[0], position, text)
+            except Unsealable as exc:
+                raise InvalidInputError(f"{where}: {exc}") from exc
             try:
                 data = orjson.loads(plain)
             except orjson.JSONDecodeError as exc:
