@@ -22,7 +22,7 @@ from ...errors import SealingKeyError
 from ...models import CheckProblem
 from ...serialization import Codec
 from . import _checkpoint
-from ._format import JOURNAL, BadFile, opened, parse_changes
+from ._format import BadFile, journal_context, opened, parse_changes
 from ._journal import split_lines
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ def _invalid_record(
 ) -> str | None:
     """Why a checksummed journal line is not a valid record of ``generation``, or ``None``."""
     try:
-        record = orjson.loads(opened(envelope, payload, JOURNAL))
+        record = orjson.loads(opened(envelope, payload, journal_context(generation)))
     except BadFile as exc:
         return f"cannot be opened ({exc})"
     except SealingKeyError as exc:

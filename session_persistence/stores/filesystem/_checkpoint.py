@@ -207,7 +207,9 @@ def rotate_locked(store: FileSystemSessionStore) -> None:
     store._check_anchors()
     with store._lock:
         generation = store._generation
-        store._append_lines(control_record(store._seq + 1, store._envelope, rotate=generation + 1))
+        store._append_lines(
+            control_record(store._seq + 1, store._envelope, generation, rotate=generation + 1)
+        )
         store._seq += 1
         store._close_generation(ours=True)
         store._io.close(store._fd_checked())
@@ -313,7 +315,9 @@ def _write_files(
 def _mark_checkpointed(store: FileSystemSessionStore, generation: int) -> None:
     with store._lock:
         store._append_lines(
-            control_record(store._seq + 1, store._envelope, checkpointed=generation)
+            control_record(
+                store._seq + 1, store._envelope, store._generation, checkpointed=generation
+            )
         )
         store._seq += 1
         store._checkpointed(generation)

@@ -229,7 +229,9 @@ class JournalWriter(JournalReplay):
                 limit = batch.max_sessions
                 if limit is not None and created and count + created - deleted > limit:
                     raise SessionLimitError(limit)
-                line = journal_record(seq + 1, batch.ops, self._codec, self._envelope)
+                line = journal_record(
+                    seq + 1, batch.ops, self._codec, self._envelope, self._generation
+                )
             except (SessionConflictError, SessionLimitError, SerializationError) as exc:
                 batch.error = exc
                 continue

@@ -36,14 +36,15 @@ from ...serialization import FORMAT_VERSION, Codec, dump_json
 
 __all__ = [
     "INDEX",
-    "JOURNAL",
     "BadFile",
     "decode_document",
     "encode_document",
     "frame",
     "header_from_json",
     "header_to_json",
+    "index_chunk_context",
     "iter_frames",
+    "journal_context",
     "journal_record",
     "opened",
     "session_context",
@@ -217,7 +218,7 @@ Change = Put | Append | Delete
 
 
 def journal_record(
-    seq: int, ops: Sequence[WriteOp], codec: Codec, envelope: Envelope
+    seq: int, ops: Sequence[WriteOp], codec: Codec, envelope: Envelope, generation: int
 ) -> bytes | None:
     """Return the framed journal line for a batch, or ``None`` if it changes nothing.
 
@@ -225,8 +226,9 @@ def journal_record(
     already, so nothing is encoded twice. A put carries the document and its size only: its
     header is the document's own fields, so metadata is written once (releases before format
     2 wrote ``{"put": <header>, "doc": ...}``, which replay still reads). The record is
-    wrapped by ``envelope`` (sealed and compressed as configured; context ``b"journal"``)
-    before it is framed, so the checksum covers what is on disk.
+    wrapped by ``envelope`` (sealed and compressed as configured; context
+    ``journal:<generation>``, the segment it goes to) before it is framed, so the checksum
+    covers what is on disk.
     """
     parts: list[bytes] = []
     for op in ops:
@@ -242,16 +244,17 @@ def journal_record(
             assert isinstance(op, CheckOp)
     if not parts:
         return None
-    return frame(envelope.wrap(b'{"seq":%d,"ops":[%s]}' % (seq, b",".join(parts)), JOURNAL))
+    record = b'{"seq":%d,"ops":[%s]}' % (seq, b",".join(parts))
+    return frame(envelope.wrap(record, journal_context(generation)))
 
 
-def control_record(seq: int, envelope: Envelope, **fields: Any) -> bytes:
+def control_record(seq: int, envelope: Envelope, generation: int, **fields: Any) -> bytes:
     """Return a framed control record (checkpoint markers, quarantine notices), wrapped.
 
     Control records hold no session data, but a store that seals everything reads no line in
     clear (:class:`~session_persistence.errors.UnsealedRecordError`), so they are sealed too.
     """
-    return frame(envelope.wrap(orjson.dumps({"seq": seq, **fields}), JOURNAL))
+    return frame(envelope.wrap(orjson.dumps({"seq": seq, **fields}), journal_context(generation)))
 
 
 def parse_changes(record: dict[str, Any], codec: Codec) -> list[Change]:
@@ -352,9 +355,23 @@ def tail_record(token: str, append: Append, codec: Codec, envelope: Envelope) ->
 
 
 #: The envelope contexts (associated data) of the store's records: a sealed record opens only
-#: where it was written (a session file moved to another name fails authentication).
-JOURNAL = b"journal"
+#: where it was written (a session file moved to another name, a journal line copied into
+#: another generation's segment, an index chunk put in another base, all fail authentication).
 INDEX = b"index"
+
+
+def journal_context(generation: int) -> bytes:
+    """The envelope context of a line of journal segment ``generation``."""
+    return b"journal:%d" % generation
+
+
+def index_chunk_context(generation: int, number: int, chunks: int) -> bytes:
+    """The envelope context of chunk ``number`` of ``chunks`` of the index base of ``generation``.
+
+    Bound to all three: a chunk from another base, in another place, or in a base that says
+    it has fewer chunks (to hide sessions) fails authentication, and the index is rebuilt.
+    """
+    return b"index:%d:%d/%d" % (generation, number, chunks)
 
 
 def session_context(session_id: str) -> bytes:

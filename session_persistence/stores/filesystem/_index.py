@@ -53,6 +53,7 @@ from ._format import (
     encode_document,
     frame,
     header_from_json,
+    index_chunk_context,
     iter_frames,
     opened,
     read_head,
@@ -200,9 +201,12 @@ class IndexFiles:
             if type(chunks) is not int or chunks < 0:
                 raise BadFile("a bad count of index chunks")
             if "columns" in items:  # (one chunk on the first line)
+                if self.envelope.strict:  # (this release writes none: a line in clear)
+                    raise BadFile("index rows in clear in a store that seals everything")
                 table.add_columns(items["columns"])
-            for _ in range(chunks):
-                table.add_columns(orjson.loads(opened(self.envelope, lines.next(), INDEX)))
+            for number in range(chunks):
+                context = index_chunk_context(generation, number, chunks)
+                table.add_columns(orjson.loads(opened(self.envelope, lines.next(), context)))
             lines.end()
             self._legacy_base = False
             return generation, table
@@ -279,8 +283,11 @@ class IndexFiles:
     def write_base(self, generation: int, index: HeaderTable) -> None:
         """Write the whole index as of the start of ``generation`` and empty the deltas."""
         self.damaged = False
-        wrap = self.envelope.wrap
-        chunks = [wrap(dump_json(c), INDEX) for c in index.column_chunks(ROWS_PER_CHUNK)]
+        chunks = [dump_json(chunk) for chunk in index.column_chunks(ROWS_PER_CHUNK)]
+        if self.envelope.active:
+            wrap, count = self.envelope.wrap, len(chunks)
+            for number, chunk in enumerate(chunks):
+                chunks[number] = wrap(chunk, index_chunk_context(generation, number, count))
         first = dump_json(
             {"generation": generation, "layout": COLUMNS_LAYOUT, "chunks": len(chunks)}
         )

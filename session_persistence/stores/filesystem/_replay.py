@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from ..._envelope import Envelope
+from ..._envelope import Envelope, record_key
 from ..._fileio import FileIO, NotRegularFile
 from ..._ids import is_valid_session_id
 from ...errors import StoreCorruptionError
@@ -34,12 +34,12 @@ from ...serialization import Codec
 from ._cache import ReadCache
 from ._files import SessionFiles
 from ._format import (
-    JOURNAL,
     Append,
     BadFile,
     Change,
     Delete,
     Put,
+    journal_context,
     opened,
     parse_changes,
 )
@@ -337,11 +337,17 @@ class JournalReplay:
             BadFile: The record is malformed; nothing was applied.
         """
         try:
-            record = orjson.loads(opened(self._envelope, payload, JOURNAL))
+            record = orjson.loads(
+                opened(self._envelope, payload, journal_context(self._generation))
+            )
         except orjson.JSONDecodeError as exc:
             raise BadFile(f"not JSON: {exc}") from exc
         if type(record) is not dict or type(record.get("seq")) is not int:
             raise BadFile("a journal line without a sequence number")
+        if record["seq"] <= self._seq and record_key(payload) is not None:
+            # Sequence numbers only grow along the journal. A sealed line cannot be forged,
+            # but it can be copied: one that does not follow the line before it is a replay.
+            raise BadFile(f"a sealed line out of sequence ({record['seq']} after {self._seq})")
         if "rotate" in record:
             target = record["rotate"]
             if type(target) is not int or target != self._generation + 1:

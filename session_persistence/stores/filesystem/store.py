@@ -606,7 +606,13 @@ class FileSystemSessionStore(SessionReads, SessionStore):
         """Journal that a damaged session left the store, so every process forgets it."""
         with self._lock:
             self._append_lines(
-                control_record(self._seq + 1, self._envelope, quarantine=session_id, reason=reason)
+                control_record(
+                    self._seq + 1,
+                    self._envelope,
+                    self._generation,
+                    quarantine=session_id,
+                    reason=reason,
+                )
             )
             self._seq += 1
             self._apply_change(Delete(session_id, "quarantined"), False)

@@ -29,13 +29,29 @@ async def quarantine(store: PostgresSessionStore, problem: CheckProblem) -> str 
     if problem.kind != "session":
         return None
     p, session_id = store.prefix, problem.target
+    # The incarnation and version judged damaged, read *before* the judgement: the rows are
+    # set aside only if they are still those (a session rewritten, or deleted and created
+    # again, in between is left alone: it was judged on its new rows, or not at all).
+    found = await store._rows(
+        f"SELECT incarnation, version FROM {p}sessions WHERE session_id = %s", (session_id,)
+    )
+    if not found:
+        return None
+    incarnation, version = found[0]
     try:
         await store._load(session_id)
         return None  # fine now (rewritten or deleted meanwhile)
     except StoreCorruptionError:
         pass
+    same = "s.session_id = %s AND s.incarnation = %s AND s.version = %s"
     try:
         async with store._connection() as conn, conn.transaction():
+            locked = await conn.execute(
+                f"SELECT 1 FROM {p}sessions s WHERE {same} FOR UPDATE",
+                (session_id, incarnation, version),
+            )
+            if await locked.fetchone() is None:
+                return None  # changed since it was judged: not this repair's to remove
             await conn.execute(
                 f"INSERT INTO {p}quarantine (session_id, reason, session, interactions) "
                 f"SELECT s.session_id, %s, row_to_json(s), (SELECT json_agg(row_to_json(i) "

@@ -1,4 +1,4 @@
-"""PostgreSQL defects found reviewing sealing at rest (issue 23): each test fails as reviewed.
+"""PostgreSQL ``check(repair=True)`` racing a writer (found reviewing issue 23; it failed then).
 
 The run's throwaway server (tests/conftest.py); keys from tests/_sealing.py.
 """

@@ -1,6 +1,9 @@
-"""Defects found reviewing sealing at rest (issue 23): each test fails on the code reviewed.
+"""Sealed records copied, replayed or planted where they do not belong (issue 23's review).
 
-Real stores in temp dirs; keys and helpers from tests/_sealing.py.
+Each test was written against a defect a review found (and failed on it): a sealed store must
+refuse a record in clear wherever it reads one, and a sealed record put back elsewhere, or
+again, must not open as if it belonged there. Real stores in temp dirs; keys from
+tests/_sealing.py.
 """
 
 from __future__ import annotations
@@ -23,7 +26,12 @@ from session_persistence import (
 )
 from session_persistence._envelope import Envelope
 from session_persistence.errors import UnsealedRecordError
-from session_persistence.stores.filesystem._format import decode_document, encode_document
+from session_persistence.stores.filesystem._format import (
+    decode_document,
+    encode_document,
+    index_chunk_context,
+    journal_context,
+)
 from session_persistence.testing import session_object as fs_session_object
 
 
@@ -115,20 +123,21 @@ async def _one_session_full_index(root: Path) -> str:
 
 
 async def test_filesystem_index_refuses_columns_in_clear(tmp_path: Path) -> None:
-    """A sealed store must refuse an index whose rows are in clear, as it refuses clear lines.
+    """A sealed store refuses an index whose rows are in clear, and rebuilds it.
 
-    ``IndexFiles._read_base`` takes ``"columns"`` from the first body line (an earlier
-    layout, never sealed) without ``refuse_clear``: anyone who can write ``index.json``
-    (no key needed, the checksum is a CRC) replaces every header, metadata included.
+    The first body line may hold ``"columns"`` in an earlier layout, never sealed: taken
+    as it was, anyone who can write ``index.json`` (no key needed, the checksum is a CRC)
+    would replace every header, metadata included.
     """
     root = tmp_path / "store"
     sid = await _one_session_full_index(root)
     head, first, chunks = _index_parts(root)
     assert len(chunks) == 1
-    columns = orjson.loads(Envelope(KEYS, None).unwrap(chunks[0], b"index"))
-    columns["metadata"] = ['{"who":"mallory"}']
     generation = head["generation"]
     assert isinstance(generation, int)
+    context = index_chunk_context(generation, 0, 1)
+    columns = orjson.loads(Envelope(KEYS, None).unwrap(chunks[0], context))
+    columns["metadata"] = ['{"who":"mallory"}']
     _write_index(root, generation, {**first, "chunks": 0, "columns": columns}, [])
     async with FileSystemSessionStore(root, sealed(), watch=False) as store:
         header = await store.get_session_header(sid)
@@ -139,12 +148,12 @@ async def test_filesystem_index_refuses_columns_in_clear(tmp_path: Path) -> None
 async def test_filesystem_old_index_chunk_replayed_does_not_drop_a_session(
     tmp_path: Path,
 ) -> None:
-    """A sealed index chunk opens under any generation (its context is just ``b"index"``).
+    """An older index's chunk put back under the current generation fails authentication.
 
-    Put back the chunk of an older index under the current generation (the generation is
-    in clear): the store believes the session is at version 1 while its files hold version
-    2, takes that for damage, quarantines the session and journals its removal. A replayed
-    record should fail authentication instead (bind the chunk to its generation and number).
+    (The generation is in clear.) Bound only to ``b"index"``, it opened: the store believed
+    the session at version 1 while its files held version 2, took that for damage, and
+    quarantined an intact session. Bound to its generation, number and count, it fails, and
+    the index is rebuilt from the session files.
     """
     root = tmp_path / "store"
     sid = await _one_session_full_index(root)
@@ -175,21 +184,23 @@ def _journal_lines(root: Path) -> list[tuple[Path, bytes, bytes]]:
     opener = Envelope(KEYS, None)
     found = []
     for segment in sorted((root / "journal").glob("*.wal")):
+        context = journal_context(int(segment.stem))
         for line in segment.read_bytes().splitlines(keepends=True):
             payload = line.rstrip(b"\n").split(b" ", 1)[1]
-            found.append((segment, line, opener.unwrap(payload, b"journal")))
+            found.append((segment, line, opener.unwrap(payload, context)))
     return found
 
 
 async def test_filesystem_old_journal_line_replayed_does_not_roll_a_session_back(
     tmp_path: Path,
 ) -> None:
-    """A sealed journal line opens wherever it is put (its context is just ``b"journal"``).
+    """A sealed journal line copied to the end of the journal is not applied again.
 
-    Copy the line that created a session (captured earlier, no key needed) to the end of
-    the current segment: replay applies it as a new write, and the session reads back as
-    it was created, its later update gone. A replayed record should fail authentication
-    (bind a line to its generation and sequence number), be reported and skipped.
+    Copy the line that created a session (no key needed) to the end of the current
+    segment: bound only to ``b"journal"``, replay applied it as a new write and the session
+    read back as created, its later update gone. Now a line copied into another generation
+    fails authentication, and one that does not follow the line before it (its sequence
+    number) is damage: reported and skipped.
     """
     root = tmp_path / "store"
     async with FileSystemSessionStore(root, sealed(), watch=False) as store:
@@ -210,3 +221,32 @@ async def test_filesystem_old_journal_line_replayed_does_not_roll_a_session_back
         assert read is not None
         assert read.metadata == {"who": "bob"}
         assert read.version == 2
+
+
+async def test_filesystem_journal_line_replayed_in_its_own_generation_is_damage(
+    tmp_path: Path,
+) -> None:
+    """A line copied to the end of its own segment opens (same generation) but is refused.
+
+    Its sequence number does not follow the line before it: another store on the directory,
+    replaying the segment, reports it as damage and skips it.
+    """
+    root = tmp_path / "store"
+    async with FileSystemSessionStore(root, sealed(), watch=False) as store:
+        session = await store.create_session(
+            fs_session_object(interactions=1), metadata={"who": "alice"}, expires_at=None
+        )
+        sid = session.session_id
+        (created,) = [line for _, line, plain in _journal_lines(root) if b'"doc"' in plain]
+        await store.update_session(sid, {"metadata": {"who": "bob"}})
+        segment = _journal_lines(root)[-1][0]
+        assert created in segment.read_bytes()
+        with segment.open("ab") as file:
+            file.write(created)
+        async with FileSystemSessionStore(root, sealed(), watch=False) as other:
+            read = await other.get_session(sid)
+            assert read is not None
+            assert read.metadata == {"who": "bob"}
+            health = await other.health_check()
+            assert not health.healthy
+            assert any("damaged" in issue for issue in health.issues), health
