@@ -11,18 +11,28 @@ retry; print the number of successful increments.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import sys
 
 import orjson
+from _sealing import COMPRESSION, KEYS
 
 from session_persistence import (
     FileSystemSessionStore,
     SessionConflictError,
+    SessionStoreConfig,
 )
 from session_persistence.testing import interaction, session_object
 
 GROUP = ["g0", "g1", "g2"]
+
+
+def config() -> SessionStoreConfig | None:
+    """Sealed and compressed when ``SP_CRASH_SEALED`` is set (the crash tests' sealed runs)."""
+    if not os.environ.get("SP_CRASH_SEALED"):
+        return None
+    return SessionStoreConfig(encryption=KEYS, compression=COMPRESSION)
 
 
 def report(**fields: object) -> None:
@@ -33,7 +43,7 @@ def report(**fields: object) -> None:
 async def crash(root: str, seed: int, checkpoint_bytes: int = 4096) -> None:
     rng = random.Random(seed)
     async with FileSystemSessionStore(
-        root, checkpoint_bytes=checkpoint_bytes, watch=False
+        root, config(), checkpoint_bytes=checkpoint_bytes, watch=False
     ) as store:
         by_name = {s.metadata["name"]: s for s in await store.list_sessions()}
         for name in ["s0", "s1", "s2", "s3", *GROUP]:
@@ -67,7 +77,7 @@ async def crash(root: str, seed: int, checkpoint_bytes: int = 4096) -> None:
 
 
 async def optimize(root: str) -> None:
-    async with FileSystemSessionStore(root, checkpoint_bytes=4096, watch=False) as store:
+    async with FileSystemSessionStore(root, config(), checkpoint_bytes=4096, watch=False) as store:
         report(kind="ready")
         rounds = 0
         while True:
