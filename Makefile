@@ -89,7 +89,8 @@ test-slow: $(STAMP)
 	$(PY) -m pytest -m slow -q --timeout 0
 
 # The SIGKILL crash tests at length: 1,000 rounds each (override with SP_CRASH_RUNS=n) of a
-# killed writer, and of a killed writer plus optimizer with frequent checkpoints.
+# killed writer, of a killed writer on a sealed and compressed store (500), and of a killed
+# writer plus optimizer with frequent checkpoints.
 crash-test: $(STAMP)
 	SP_CRASH_RUNS=$${SP_CRASH_RUNS:-1000} $(PY) -m pytest -q -p no:cacheprovider --timeout 0 \
 		tests/test_filesystem_processes.py -k sigkill_at_random
