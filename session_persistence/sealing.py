@@ -314,7 +314,10 @@ class RotationReport:
     Attributes:
         key_id: The key everything is now sealed with.
         sessions_examined: Sessions looked at.
-        records_resealed: Records rewritten under ``key_id``.
+        records_resealed: Records the rotation rewrote under ``key_id``: session records
+            (the filesystem store's bases and tail records, the SQL stores' metadata values
+            and interaction rows, the memory store's snapshot). The filesystem store's journal
+            and index are rewritten by the checkpoints the rotation runs, and not counted.
         seconds: How long it took.
         status: The census after the rotation.
     """
