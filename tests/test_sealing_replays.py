@@ -8,6 +8,7 @@ tests/_sealing.py.
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -250,3 +251,40 @@ async def test_filesystem_journal_line_replayed_in_its_own_generation_is_damage(
             health = await other.health_check()
             assert not health.healthy
             assert any("damaged" in issue for issue in health.issues), health
+
+
+async def test_filesystem_check_reports_a_sealed_journal_line_replayed_before_others(
+    tmp_path: Path,
+) -> None:
+    """``check()`` reports a replayed sealed line that the journal's replay found damaged.
+
+    A copy of an earlier line put between two intact lines of the same segment opens (same
+    generation), but replay refuses it (its sequence number does not follow): the store is
+    unhealthy and keeps a copy of the segment in ``quarantine/``. ``check()`` validates each
+    line on its own and reports no journal problem, only the quarantined copy (found by the
+    sealed reader fuzzer, tests/test_fuzz_readers.py; seed 2, iteration 185).
+    """
+    root, image = tmp_path / "store", tmp_path / "image"
+    async with FileSystemSessionStore(root, sealed(), watch=False) as store:
+        session = await store.create_session(
+            fs_session_object(interactions=1), metadata={"who": "alice"}, expires_at=None
+        )
+        sid = session.session_id
+        await store.update_session(sid, {"metadata": {"who": "bob"}})
+        await store.update_session(sid, {"metadata": {"who": "carol"}})
+        shutil.copytree(root, image)  # the journal as a crash leaves it
+    segment = _journal_lines(image)[-1][0]
+    lines = segment.read_bytes().splitlines(keepends=True)
+    puts = [line for path, line, plain in _journal_lines(image) if b'"doc"' in plain]
+    assert len(puts) == 3
+    assert puts[0] in lines
+    lines.insert(len(lines) - 1, puts[0])  # the creation again, before the last update
+    segment.write_bytes(b"".join(lines))
+    async with FileSystemSessionStore(image, sealed(), watch=False) as store:
+        read = await store.get_session(sid)
+        assert read is not None
+        assert read.metadata == {"who": "carol"}
+        health = await store.health_check()
+        assert not health.healthy
+        report = await store.check()
+        assert [p for p in report.problems if p.kind == "journal"], report
