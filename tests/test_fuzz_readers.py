@@ -762,6 +762,8 @@ def summary(failures: list[Failure], runs: int, variant: str = "plain") -> str:
         lines.append(f"    e.g. iteration {first.iteration}: {first.mutation.describe()}")
         lines.append(f"    {first.message[:400]}")
         lines.append(f"    replay: {first.replay()}")
+        if len(members) > 1:
+            lines.append(f"    iterations: {', '.join(str(f.iteration) for f in members)}")
     return "\n".join(lines)
 
 
