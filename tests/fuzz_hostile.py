@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 __all__ = [
+    "big",
     "deep",
     "deep_change",
     "dumps",
@@ -37,9 +38,21 @@ def deep(levels: int) -> str:
     return f"@@deep-{levels}@@"
 
 
+_BIG = re.compile(rb'"@@big-(\d+)@@"')
+
+
+def big(digits: int) -> str:
+    """A placeholder that :func:`dumps` turns into an integer of ``digits`` digits."""
+    return f"@@big-{digits}@@"
+
+
 def dumps(value: Any) -> bytes:
-    """``orjson.dumps`` that can also write nesting deeper than orjson will (via :func:`deep`)."""
-    return _DEEP.sub(lambda m: b"[" * int(m[1]) + b"]" * int(m[1]), orjson.dumps(value))
+    """``orjson.dumps`` that can also write what orjson will not.
+
+    Nesting deeper than it allows (via :func:`deep`) and integers beyond 64 bits (:func:`big`).
+    """
+    data = _DEEP.sub(lambda m: b"[" * int(m[1]) + b"]" * int(m[1]), orjson.dumps(value))
+    return _BIG.sub(lambda m: b"1" + b"0" * (int(m[1]) - 1), data)
 
 
 def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:

@@ -30,6 +30,7 @@ from typing import Any
 
 import orjson
 from fuzz_hostile import (
+    big,
     deep,
     deep_change,
     dumps,
@@ -181,7 +182,8 @@ def journal_effect(
     present intact (a line whose checksum digits only changed case is still intact) or by new
     checksum-valid lines; and whether an intact original line follows damage (a bad or new
     line, or a lost one): damage that must be reported loudly, not a torn tail. A partial
-    last line is a torn write.
+    last line is a torn write. A line that comes twice, its first copy ahead of where the
+    original was, is a replay: the copy is the damage, the lines between stay intact.
 
     In a sealed store (``envelope`` seals) a line is read as the store reads it: opened with
     the keyring and the segment's context (``journal:<generation>``). A new line that does not
@@ -196,8 +198,11 @@ def journal_effect(
     position = 0
     damaged = False
     followed = False
-    for item in (_normal(line) for line in _lines(mutated)):
+    items = [_normal(line) for line in _lines(mutated)]
+    for number, item in enumerate(items):
         match = next((i for i in range(position, len(before)) if before[i] == item), None)
+        if match is not None and match > position and item in items[number + 1 :]:
+            match = None  # a copy of a later line, which comes again: the copy is the damage
         if item is None or match is None:
             if item is not None:  # a new record: the sessions it names may change
                 touched |= line_ids(_opened_json(envelope, item[1], context))
@@ -460,7 +465,7 @@ def _hostile_index(
                 ("processor", 10**6),
                 ("ulid", 9),
                 ("created", "x"),
-                ("created", 10**30),
+                ("created", big(31)),  # (orjson writes no int beyond 64 bits)
                 ("expires", 1.5),
                 ("version", 0),
                 ("count", -1),
