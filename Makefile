@@ -95,10 +95,12 @@ crash-test: $(STAMP)
 	SP_CRASH_RUNS=$${SP_CRASH_RUNS:-1000} $(PY) -m pytest -q -p no:cacheprovider --timeout 0 \
 		tests/test_filesystem_processes.py -k sigkill_at_random
 
-# The reader fuzzer at length: 20,000 damaged stores (SP_FUZZ_RUNS=n to change), stopping after
-# 50 failing ones (SP_FUZZ_MAX_FAILURES=0: never). Replay with the SP_FUZZ_SEED it prints.
+# The reader fuzzer at length: 20,000 damaged plain stores and 5,000 sealed and compressed ones
+# (SP_FUZZ_RUNS=n, SP_FUZZ_SEALED_RUNS=n to change), each stopping after 50 failing ones
+# (SP_FUZZ_MAX_FAILURES=0: never). Replay with the SP_FUZZ_SEED it prints.
 fuzz: $(STAMP)
-	SP_FUZZ_RUNS=$${SP_FUZZ_RUNS:-20000} SP_FUZZ_MAX_FAILURES=$${SP_FUZZ_MAX_FAILURES:-50} \
+	SP_FUZZ_RUNS=$${SP_FUZZ_RUNS:-20000} SP_FUZZ_SEALED_RUNS=$${SP_FUZZ_SEALED_RUNS:-5000} \
+		SP_FUZZ_MAX_FAILURES=$${SP_FUZZ_MAX_FAILURES:-50} \
 		$(PY) -m pytest -q -s -p no:cacheprovider --timeout 0 tests/test_fuzz_readers.py
 
 # Benchmarks against the peers (docs/benchmarks.md), the compared sides in alternating rounds.

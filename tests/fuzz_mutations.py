@@ -10,14 +10,18 @@ Kinds of damage: ``bitflip``, ``truncate``, ``garbage`` (appended bytes), ``host
 checksum-valid malformed record: wrong types, ``../../victim`` ids, bad ``rotate``, empty
 documents), ``lax`` (a random field of a checksum-valid record replaced), ``huge`` (a line of
 several MB), ``deep`` (nesting of 300 or 2000 levels), ``fifo`` and ``symlink`` (the file
-replaced by a named pipe, or by a link to a file outside the store).
+replaced by a named pipe, or by a link to a file outside the store). The hostile values and
+records come from ``tests/fuzz_hostile.py``.
+
+In a sealed store (``mutate(..., env=<the store's envelope>)``) records are opened with the
+keyring to be changed and sealed again in their own context, so the damage reaches what is
+read once a record opens; ``tests/fuzz_sealed.py`` damages the envelopes themselves.
 """
 
 from __future__ import annotations
 
 import os
 import random
-import re
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,9 +29,30 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from fuzz_hostile import (
+    big,
+    deep,
+    deep_change,
+    dumps,
+    garbage,
+    hostile_journal,
+    hostile_tail,
+    huge,
+    lax_change,
+)
 
+from session_persistence._envelope import PLAIN, Envelope, Unsealable
 from session_persistence.backups._format import encode_backup, split_header
-from session_persistence.stores.filesystem._format import frame
+from session_persistence.backups._sealed import backup_context, seal_body
+from session_persistence.errors import SessionStoreError
+from session_persistence.stores.filesystem._format import (
+    INDEX,
+    frame,
+    index_chunk_context,
+    journal_context,
+    session_context,
+    tail_context,
+)
 
 __all__ = ["MUTATIONS", "Mutation", "Target", "journal_effect", "line_ids", "mutate"]
 
@@ -68,111 +93,15 @@ class Mutation:
     silent_ok: bool = False  # a torn journal tail: touched sessions may revert silently
     journal_loud: bool = False  # intact journal lines follow the damage: must be reported
     may_refuse: bool = False  # opening may fail with a typed error (store.json, fifo, link)
+    # (sealed stores, tests/fuzz_sealed.py)
+    key_refusal: bool = False  # a record names a key (or check) the store lacks: SealingKeyError
+    clear: bool = False  # a record in clear planted: refused (UnsealedRecordError), never kept
 
     def describe(self) -> str:
         """One line for a failure report."""
         where = "" if self.offset is None else f" at byte {self.offset}"
         detail = f" ({self.detail})" if self.detail else ""
         return f"{self.target.kind} {self.target.path}: {self.name}{where}{detail}"
-
-
-# -- JSON helpers ------------------------------------------------------------------------------
-
-_DEEP = re.compile(rb'"@@deep-(\d+)@@"')
-
-
-def deep(levels: int) -> str:
-    """A placeholder that :func:`dumps` turns into ``levels`` nested arrays."""
-    return f"@@deep-{levels}@@"
-
-
-def dumps(value: Any) -> bytes:
-    """``orjson.dumps`` that can also write nesting deeper than orjson will (via :func:`deep`)."""
-    return _DEEP.sub(lambda m: b"[" * int(m[1]) + b"]" * int(m[1]), orjson.dumps(value))
-
-
-def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """Every path to a node inside ``value`` (dict keys and list indexes), the root excluded."""
-    found = []
-    if isinstance(value, dict):
-        items: Any = value.items()
-    elif isinstance(value, list):
-        items = enumerate(value)
-    else:
-        return found
-    for key, child in items:
-        found.append((*prefix, key))
-        found.extend(_paths(child, (*prefix, key)))
-    return found
-
-
-def _set(value: Any, path: tuple[Any, ...], new: Any) -> None:
-    for key in path[:-1]:
-        value = value[key]
-    value[path[-1]] = new
-
-
-def _drop(value: Any, path: tuple[Any, ...]) -> None:
-    for key in path[:-1]:
-        value = value[key]
-    del value[path[-1]]
-
-
-def _hostile_values(victim: str) -> list[Any]:
-    """Values of the wrong type or shape for (almost) any field."""
-    return [
-        None,
-        True,
-        -1,
-        0,
-        2**63,
-        1.5,
-        "",
-        "x",
-        [],
-        [1],
-        {},
-        {"x": 1},
-        "../../victim",
-        "../../../victim",
-        victim,
-        "a" * 300,
-        deep(300),
-    ]
-
-
-def _lax_change(rng: random.Random, document: Any, victim: str) -> str:
-    """Replace (or drop) one random node of ``document``; return what was done."""
-    paths = _paths(document)
-    if not paths:
-        return "nothing to change"
-    path = rng.choice(paths)
-    if rng.random() < 0.15:
-        _drop(document, path)
-        return f"dropped {'/'.join(map(str, path))}"
-    value = rng.choice(_hostile_values(victim))
-    _set(document, path, value)
-    return f"{'/'.join(map(str, path))} = {str(value)[:40]!r}"
-
-
-def _deep_change(rng: random.Random, document: Any) -> str:
-    levels = rng.choice((300, 2000))
-    paths = _paths(document)
-    if not paths:
-        return "nothing to nest"
-    path = rng.choice(paths)
-    _set(document, path, deep(levels))
-    return f"{'/'.join(map(str, path))} nested {levels} levels"
-
-
-def _garbage(rng: random.Random, size: int) -> bytes:
-    return bytes(rng.getrandbits(8) for _ in range(size))
-
-
-def _huge(rng: random.Random) -> bytes:
-    """Several MB without a newline (cheap to make: a repeated random block)."""
-    block = _garbage(rng, 4096).replace(b"\n", b" ")
-    return block * rng.randint(512, 1536)  # 2 to 6 MB
 
 
 # -- framed lines (journal segments and tails) --------------------------------------------------
@@ -191,8 +120,25 @@ def _json(data: bytes) -> Any:
         return None
 
 
-def _payload(line: bytes) -> Any:
-    return _json(line[9:-1])
+def unwrapped(envelope: Envelope, data: bytes, context: bytes) -> bytes | None:
+    """``data`` opened as the store opens it (``None``: it does not open: damage, or in clear).
+
+    A plain envelope returns plain records as they are; a sealing one refuses them.
+    """
+    try:
+        return envelope.unwrap(data, context)
+    except (Unsealable, SessionStoreError):
+        return None
+
+
+def _opened_json(envelope: Envelope, data: bytes, context: bytes) -> Any:
+    """The JSON a record holds once opened (``None``: it does not open or is not JSON)."""
+    plain = unwrapped(envelope, data, context)
+    return None if plain is None else _json(plain)
+
+
+def _payload(line: bytes, envelope: Envelope = PLAIN, context: bytes = b"") -> Any:
+    return _opened_json(envelope, line[9:-1], context)
 
 
 def line_ids(record: Any) -> set[str]:
@@ -227,15 +173,24 @@ def _normal(line: bytes) -> tuple[int, bytes] | None:
     return (checksum, payload) if zlib.crc32(payload) == checksum else None
 
 
-def journal_effect(original: bytes, mutated: bytes) -> tuple[set[str], bool]:
+def journal_effect(
+    original: bytes, mutated: bytes, envelope: Envelope = PLAIN, generation: int = 0
+) -> tuple[set[str], bool]:
     """Compare a journal segment before and after damage.
 
     Returns ``(touched, followed)``: the ids named by original lines that are no longer
     present intact (a line whose checksum digits only changed case is still intact) or by new
     checksum-valid lines; and whether an intact original line follows damage (a bad or new
     line, or a lost one): damage that must be reported loudly, not a torn tail. A partial
-    last line is a torn write.
+    last line is a torn write. A line that comes twice, its first copy ahead of where the
+    original was, is a replay: the copy is the damage, the lines between stay intact.
+
+    In a sealed store (``envelope`` seals) a line is read as the store reads it: opened with
+    the keyring and the segment's context (``journal:<generation>``). A new line that does not
+    open (altered, moved from elsewhere, or in clear) names no session it can prove: it is
+    damage like a line that fails its checksum.
     """
+    context = journal_context(generation)
     originals = _lines(original)
     before = [_normal(line) for line in originals]
     kept: set[int] = set()
@@ -243,11 +198,14 @@ def journal_effect(original: bytes, mutated: bytes) -> tuple[set[str], bool]:
     position = 0
     damaged = False
     followed = False
-    for item in (_normal(line) for line in _lines(mutated)):
+    items = [_normal(line) for line in _lines(mutated)]
+    for number, item in enumerate(items):
         match = next((i for i in range(position, len(before)) if before[i] == item), None)
+        if match is not None and match > position and item in items[number + 1 :]:
+            match = None  # a copy of a later line, which comes again: the copy is the damage
         if item is None or match is None:
             if item is not None:  # a new record: the sessions it names may change
-                touched |= line_ids(_json(item[1]))
+                touched |= line_ids(_opened_json(envelope, item[1], context))
             damaged = True
             continue
         followed = followed or damaged or match > position
@@ -255,100 +213,13 @@ def journal_effect(original: bytes, mutated: bytes) -> tuple[set[str], bool]:
         position = match + 1
     for index, line in enumerate(originals):
         if index not in kept:
-            touched |= line_ids(_payload(line))
+            touched |= line_ids(_payload(line, envelope, context))
     return touched, followed
 
 
-def _hostile_journal(rng: random.Random, record: Any, generation: int, victim: str) -> bytes:
-    """A checksum-valid journal payload that is not a valid journal record."""
-    seq = record.get("seq", 1) if type(record) is dict else 1
-    raw = [b"[]", b"[1]", b"null", b'"x"', b"123", b"{}", b"not json", b'{"seq":"1","ops":[]}']
-    choices: list[Callable[[], bytes]] = [lambda: rng.choice(raw)]
-    for value in (None, {}, [1], [{}], [{"bogus": 1}], [{"delete": 5}], [{"delete": victim}],
-                  [{"delete": "../../victim"}], [{"delete": ""}]):  # fmt: skip
-        choices.append(lambda value=value: dumps({"seq": seq, "ops": value}))
-    choices.append(lambda: dumps({"seq": seq}))
-    for value in (None, [1], generation, generation - 1, "2", -1, 0, 1.5, True):
-        choices.append(lambda value=value: dumps({"seq": seq, "rotate": value}))
-    for value in ("../../victim", victim, None, [1], 5, ""):
-        choices.append(lambda value=value: dumps({"seq": seq, "quarantine": value}))
-    if type(record) is dict and type(record.get("ops")) is list and record["ops"]:
-        choices.extend([lambda: dumps(_hostile_op(rng, record, victim))] * 12)
-    return rng.choice(choices)()
-
-
-def _hostile_op(rng: random.Random, record: dict[str, Any], victim: str) -> dict[str, Any]:
-    """``record`` with one op made malformed in a way no writer produces."""
-    record = orjson.loads(orjson.dumps(record))
-    op = rng.choice(record["ops"])
-    if "put" in op:
-        change = rng.choice(
-            [
-                ("doc", {}),
-                ("doc", []),
-                ("doc", None),
-                ("doc", "x"),
-                ("put", None),
-                ("put", []),
-                ("put.session_id", "../../victim"),
-                ("put.session_id", victim),
-                ("put.version", "x"),
-                ("put.interaction_count", -1),
-                ("doc.session_id", "../../victim"),
-                ("doc.interactions", "x"),
-                ("doc.interactions", [1]),
-                ("doc.metadata", deep(300)),
-                ("doc.version", -1),
-            ]
-        )
-    elif "doc" in op:  # a put written as its document and size
-        change = rng.choice(
-            [
-                ("doc", {}),
-                ("doc", []),
-                ("doc", None),
-                ("size", None),
-                ("size", -1),
-                ("size", "x"),
-                ("doc.session_id", "../../victim"),
-                ("doc.session_id", 5),
-                ("doc.interactions", "x"),
-                ("doc.interactions", [1]),
-                ("doc.metadata", deep(300)),
-                ("doc.version", -1),
-                ("doc.version", "x"),
-            ]
-        )
-    elif "append" in op:
-        change = rng.choice(
-            [
-                ("items", "x"),
-                ("items", None),
-                ("items", [1]),
-                ("items", [{}]),
-                ("items", [deep(300)]),
-                ("expected", "1"),
-                ("expected", None),
-                ("append", None),
-                ("append", [1]),
-                ("append.session_id", "../../victim"),
-                ("append.session_id", victim),
-                ("append.version", "x"),
-                ("append.interaction_count", -1),
-            ]
-        )
-    else:
-        change = rng.choice([("delete", None), ("delete", 5), ("delete", "../../victim")])
-    key, value = change
-    parts = key.split(".")
-    if len(parts) == 2 and type(op.get(parts[0])) is dict:
-        op[parts[0]][parts[1]] = value
-    else:
-        op[parts[0]] = value
-    return record
-
-
-def _hostile_delta(rng: random.Random, data: bytes, victim: str) -> tuple[bytes, int, str]:
+def _hostile_delta(
+    rng: random.Random, data: bytes, victim: str, env: Envelope
+) -> tuple[bytes, int, str]:
     """Replace (or insert before) a line of index.delta with a checksum-valid malformed one."""
     lines = _lines(data)
     index = rng.randrange(len(lines)) if lines else 0
@@ -389,7 +260,7 @@ def _hostile_delta(rng: random.Random, data: bytes, victim: str) -> tuple[bytes,
             ),
         ]
     )
-    line = b"%08x %s\n" % (zlib.crc32(payload), payload)
+    line = frame(env.wrap(payload, INDEX))
     if lines and rng.random() < 0.3:  # an intact line where another belongs: a stale copy
         line = rng.choice(lines)
         payload = b"a copy of an intact line"
@@ -397,81 +268,64 @@ def _hostile_delta(rng: random.Random, data: bytes, victim: str) -> tuple[bytes,
     return data[:start] + line + data[end:], start, detail
 
 
-def _hostile_tail(rng: random.Random, record: Any, victim: str) -> bytes:
-    """A checksum-valid tail payload that no writer produces."""
-    raw = [b"[]", b"[1]", b"null", b'"x"', b"7", b"{}", b"not json", b"[{}]"]
-    if type(record) is not dict or rng.random() < 0.3:
-        return rng.choice(raw)
-    record = orjson.loads(orjson.dumps(record))
-    key, value = rng.choice(
-        [
-            ("token", 5),
-            ("token", None),
-            ("expected", "1"),
-            ("expected", None),
-            ("header", None),
-            ("header", []),
-            ("header.session_id", "../../victim"),
-            ("header.session_id", victim),
-            ("header.version", "x"),
-            ("header.interaction_count", -1),
-            ("header.metadata", deep(300)),
-            ("items", "x"),
-            ("items", None),
-            ("items", [1]),
-            ("items", [{}]),
-            ("items", [deep(300)]),
-        ]
-    )
-    parts = key.split(".")
-    if len(parts) == 2 and type(record.get(parts[0])) is dict:
-        record[parts[0]][parts[1]] = value
-    else:
-        record[parts[0]] = value
-    return dumps(record)
+def line_context(target: Target) -> bytes:
+    """The envelope context of the lines of a journal segment or a tail."""
+    if target.kind == "tail":
+        assert target.session_id is not None
+        return tail_context(target.session_id)
+    return journal_context(int(Path(target.path).stem))
 
 
 def _mutate_lines(
-    rng: random.Random, data: bytes, name: str, target: Target, victim: str
+    rng: random.Random, data: bytes, name: str, target: Target, victim: str, *, env: Envelope
 ) -> tuple[bytes, int | None, str, bool]:
-    """Damage a framed-lines file; return (bytes, offset, detail, lax)."""
+    """Damage a framed-lines file; return (bytes, offset, detail, lax).
+
+    New records are wrapped by ``env`` as the store wraps its own (sealed with its key, in
+    the file's context): in a sealed store they test what is read once a record opens.
+    """
     lines = _lines(data)
     generation = int(Path(target.path).stem) if target.kind.startswith("journal") else 0
+    context = line_context(target)
+
+    def seal(payload: bytes) -> bytes:
+        return frame(env.wrap(payload, context))
+
     index = rng.randrange(len(lines)) if lines else 0
     start = sum(len(line) for line in lines[:index])
     insert = rng.random() < 0.3 or not lines  # a new line between lines, else replace one
     end = start if insert else start + len(lines[index])
-    old = None if insert or not lines else _payload(lines[index])
+    old = None if insert or not lines else _payload(lines[index], env, context)
     where = f"line {index} ({'inserted before' if insert else 'replaced'})"
     lax = False
     if name == "hostile":
         if target.kind == "tail":
-            payload = _hostile_tail(rng, old, victim)
+            payload = hostile_tail(rng, old, victim)
         else:
-            payload = _hostile_journal(rng, old, generation, victim)
-        new = frame(payload)
+            payload = hostile_journal(rng, old, generation, victim)
+        new = seal(payload)
         detail = f"{where}: {payload[:80]!r}"
     elif name == "lax":
         if old is None:
-            old = _payload(rng.choice(lines)) if lines else {"seq": 1}
-        what = _lax_change(rng, old, victim)
-        new = frame(dumps(old))
+            old = _payload(rng.choice(lines), env, context) if lines else {"seq": 1}
+        what = lax_change(rng, old, victim)
+        new = seal(dumps(old))
         lax = True
         detail = f"{where}: {what}"
     elif name == "deep":
         if old is not None and rng.random() < 0.6:
-            what = _deep_change(rng, old)
-            new = frame(dumps(old))
+            what = deep_change(rng, old)
+            new = seal(dumps(old))
         else:
             levels = rng.choice((300, 2000))
             what = f"[[...]] {levels} levels"
-            new = frame(b"[" * levels + b"]" * levels)
+            new = seal(b"[" * levels + b"]" * levels)
         detail = f"{where}: {what}"
     else:  # huge
         form = rng.choice(("framed", "unframed", "unterminated"))
-        blob = _huge(rng)
+        blob = huge(rng)
         if form == "framed":
-            new = frame(b'"' + blob.replace(b'"', b"'").replace(b"\\", b"/") + b'"')
+            new = seal(b'"' + blob.replace(b'"', b"'").replace(b"\\", b"/") + b'"')
         elif form == "unframed":
             new = blob + b"\n"
         else:
@@ -484,21 +338,46 @@ def _mutate_lines(
 # -- checksummed documents (session bases, index.json) and backups ------------------------------
 
 
-def _split_document(data: bytes) -> tuple[dict[str, Any], Any]:
+def _split_document(data: bytes, env: Envelope, context: bytes) -> tuple[dict[str, Any], Any]:
+    """A session base's head and its document (opened by ``env`` in ``context``)."""
     newline = data.index(b"\n")
-    return orjson.loads(data[:newline]), orjson.loads(data[newline + 1 : -1])
+    body = unwrapped(env, data[newline + 1 : -1], context)
+    assert body is not None, "the template's records all open"
+    return orjson.loads(data[:newline]), orjson.loads(body)
 
 
-def _split_index(data: bytes) -> tuple[dict[str, Any], list[Any]]:
-    """index.json's head and each body line parsed (the first line, then a chunk a line)."""
+#: Where an index base's chunks were sealed: its generation and its number of chunks.
+Place = tuple[int, int]
+
+
+def _split_index(data: bytes, env: Envelope) -> tuple[dict[str, Any], list[Any], Place]:
+    """index.json's head and each body line parsed (the first line, then a chunk a line).
+
+    Chunks are opened with ``env`` in their contexts (``index:<generation>:<n>/<k>``).
+    """
     newline = data.index(b"\n")
-    return orjson.loads(data[:newline]), [
-        orjson.loads(x) for x in data[newline + 1 : -1].split(b"\n")
-    ]
+    head = orjson.loads(data[:newline])
+    raw = data[newline + 1 : -1].split(b"\n")
+    first = orjson.loads(raw[0])
+    place = (head["generation"], first.get("chunks", 0))
+    lines = [first]
+    for number, line in enumerate(raw[1:]):
+        plain = unwrapped(env, line, index_chunk_context(place[0], number, place[1]))
+        assert plain is not None, "the template's records all open"
+        lines.append(orjson.loads(plain))
+    return head, lines, place
 
 
-def _seal_index(head: dict[str, Any], lines: list[Any]) -> bytes:
-    return _seal_document(head, b"\n".join(dumps(line) for line in lines))
+def _seal_index(head: dict[str, Any], lines: list[Any], env: Envelope, place: Place) -> bytes:
+    """Write index.json back: chunks sealed (if ``env`` seals) where the template had them."""
+    body = [dumps(lines[0])] if lines else []
+    for number, line in enumerate(lines[1:]):
+        body.append(env.wrap(dumps(line), index_chunk_context(place[0], number, place[1])))
+    return _seal_document(head, b"\n".join(body))
+
+
+#: Wraps a record's plain bytes as the store would in the damaged file's place.
+Sealer = Callable[[bytes], bytes]
 
 
 def _seal_document(head: dict[str, Any], body: bytes) -> bytes:
@@ -508,7 +387,7 @@ def _seal_document(head: dict[str, Any], body: bytes) -> bytes:
 
 
 def _hostile_base(
-    rng: random.Random, head: dict[str, Any], body: Any, other: str, victim: str
+    rng: random.Random, head: dict[str, Any], body: Any, other: str, victim: str, *, seal: Sealer
 ) -> tuple[bytes, str]:
     change = rng.choice(
         [
@@ -542,11 +421,17 @@ def _hostile_base(
         head = {**head, key[6:]: value}
     else:
         body[key] = value
-    return _seal_document(head, dumps(body)), f"{key} = {str(value)[:40]!r}"
+    return _seal_document(head, seal(dumps(body))), f"{key} = {str(value)[:40]!r}"
 
 
 def _hostile_index(
-    rng: random.Random, head: dict[str, Any], lines: list[Any], victim: str
+    rng: random.Random,
+    head: dict[str, Any],
+    lines: list[Any],
+    victim: str,
+    *,
+    env: Envelope,
+    place: Place,
 ) -> tuple[bytes, str]:
     """A checksum-valid index.json that is malformed: its head, its first line or a column."""
     choice = rng.randrange(5)
@@ -580,7 +465,7 @@ def _hostile_index(
                 ("processor", 10**6),
                 ("ulid", 9),
                 ("created", "x"),
-                ("created", 10**30),
+                ("created", big(31)),  # (orjson writes no int beyond 64 bits)
                 ("expires", 1.5),
                 ("version", 0),
                 ("count", -1),
@@ -603,28 +488,50 @@ def _hostile_index(
         else:
             chunk[key] = [value]
         what = f"column {key if key[0] != '@' else column}: {key} {str(value)[:40]!r}"
-    return _seal_index(head, lines), what
+    return _seal_index(head, lines, env, place), what
 
 
-def _split_backup(data: bytes) -> tuple[dict[str, Any], list[bytes], bool]:
+def _split_backup(data: bytes, env: Envelope) -> tuple[dict[str, Any], list[bytes], bool]:
+    """A backup's header fields (but those :func:`_encode_backup` writes) and its documents."""
     first, second = split_header(data, "backup")
     fields = orjson.loads(first)
     body = data[len(first) + len(second) :]
+    if fields.get("sealed") is not None:
+        opened = unwrapped(env, body, backup_context(fields["backup_id"]))
+        assert opened is not None, "the template's backups all open"
+        body = opened
     compressed = fields["compression"] == "zlib"
     if compressed:
         body = zlib.decompress(body)
     documents = body.split(b"\n")[:-1]
-    for name in ("kind", "format", "session_count", "compression", "body_bytes"):
+    for name in ("kind", "format", "session_count", "compression", "sealed", "body_bytes"):
         fields.pop(name, None)
     return fields, documents, compressed
 
 
-def _hostile_backup(rng: random.Random, data: bytes, victim: str, lax: bool) -> tuple[bytes, str]:
-    fields, documents, compressed = _split_backup(data)
+def _encode_backup(
+    fields: dict[str, Any], documents: list[bytes], compressed: bool, env: Envelope
+) -> bytes:
+    """A backup file as the store writes it: sealed (with ``env``'s key) if ``env`` seals."""
+    backup_id = fields.get("backup_id")
+    if not env.sealing or type(backup_id) is not str:
+        return encode_backup(fields, documents, compress=compressed)
+    return encode_backup(
+        fields,
+        documents,
+        compress=compressed,
+        seal=lambda body: seal_body(env, body, backup_id),
+    )
+
+
+def _hostile_backup(
+    rng: random.Random, data: bytes, victim: str, lax: bool, env: Envelope
+) -> tuple[bytes, str]:
+    fields, documents, compressed = _split_backup(data, env)
     index = rng.randrange(len(documents))
     document = orjson.loads(documents[index])
     if lax:
-        what = _lax_change(rng, document, victim)
+        what = lax_change(rng, document, victim)
         documents[index] = dumps(document)
     else:
         key, value = rng.choice(
@@ -658,19 +565,28 @@ def _hostile_backup(rng: random.Random, data: bytes, victim: str, lax: bool) -> 
             document[key] = value
             documents[index] = dumps(document)
         what = f"record {index}: {key} = {str(value)[:40]!r}"
-    return encode_backup(fields, documents, compress=compressed), what
+    return _encode_backup(fields, documents, compressed, env), what
 
 
 # -- the entry point ----------------------------------------------------------------------------
 
 
 def mutate(
-    root: Path, target: Target, rng: random.Random, victim: str, other_session: str
+    root: Path,
+    target: Target,
+    rng: random.Random,
+    victim: str,
+    other_session: str,
+    *,
+    env: Envelope = PLAIN,
 ) -> Mutation:
     """Damage ``target`` under ``root`` in one random way; return what was done.
 
     ``victim`` is an absolute path (without suffix) of a file outside the store that hostile
     ids name; ``other_session`` is another stored session's id (a base claiming to be it).
+    ``env`` is the store's envelope: records are opened with it to be changed, and wrapped
+    with it again (sealed with its key in their own context, as a writer holding the key
+    would), so in a sealed store the damage reaches what is read once a record opens.
     """
     path = root / target.path
     kinds = list(_WEIGHTS)
@@ -704,26 +620,26 @@ def mutate(
         data = data[:offset]
     elif name == "garbage":
         size = rng.choice((1, 7, 64, 700))
-        extra = _garbage(rng, size)
+        extra = garbage(rng, size)
         if rng.random() < 0.5:
             extra += b"\n"
         mutation.offset, mutation.detail = len(data), f"{len(extra)} bytes"
         data += extra
     elif target.kind == "index-delta":
-        data, mutation.offset, mutation.detail = _hostile_delta(rng, data, victim)
+        data, mutation.offset, mutation.detail = _hostile_delta(rng, data, victim, env)
     elif target.kind in ("journal", "journal-old", "tail"):
         data, mutation.offset, mutation.detail, mutation.lax = _mutate_lines(
-            rng, data, name, target, victim
+            rng, data, name, target, victim, env=env
         )
     elif name == "huge":
         mutation.offset = len(data)
-        blob = _huge(rng)
+        blob = huge(rng)
         data += blob
         mutation.detail = f"{len(blob)} bytes appended"
     elif target.kind == "store":
         document: Any = orjson.loads(data)
         if name == "deep":
-            mutation.detail = _deep_change(rng, document)
+            mutation.detail = deep_change(rng, document)
         else:
             document = rng.choice(
                 [
@@ -735,33 +651,39 @@ def mutate(
             mutation.detail = f"{dumps(document)[:80]!r}"
         data = dumps(document)
     elif target.kind == "backup" and name == "deep":
-        fields, documents, compressed = _split_backup(data)
+        fields, documents, compressed = _split_backup(data, env)
         index = rng.randrange(len(documents))
         document = orjson.loads(documents[index])
-        mutation.detail = f"record {index}: {_deep_change(rng, document)}"
+        mutation.detail = f"record {index}: {deep_change(rng, document)}"
         documents[index] = dumps(document)
-        data = encode_backup(fields, documents, compress=compressed)
+        data = _encode_backup(fields, documents, compressed, env)
     elif target.kind == "backup":
-        data, mutation.detail = _hostile_backup(rng, data, victim, lax=name == "lax")
+        data, mutation.detail = _hostile_backup(rng, data, victim, name == "lax", env)
         mutation.lax = name == "lax"
     elif target.kind == "index":
-        head, lines = _split_index(data)
+        head, lines, place = _split_index(data, env)
         if name == "deep":
-            mutation.detail = _deep_change(rng, lines[rng.randrange(len(lines))])
-            data = _seal_index(head, lines)
+            mutation.detail = deep_change(rng, lines[rng.randrange(len(lines))])
+            data = _seal_index(head, lines, env, place)
         else:
-            data, mutation.detail = _hostile_index(rng, head, lines, victim)
+            data, mutation.detail = _hostile_index(rng, head, lines, victim, env=env, place=place)
     else:  # a checksummed document: a session base
-        head, body = _split_document(data)
+        assert target.session_id is not None
+        context = session_context(target.session_id)
+        head, body = _split_document(data, env, context)
+
+        def seal(plain: bytes) -> bytes:
+            return env.wrap(plain, context)
+
         if name == "lax":
-            mutation.detail = _lax_change(rng, body, victim)
-            data = _seal_document(head, dumps(body))
+            mutation.detail = lax_change(rng, body, victim)
+            data = _seal_document(head, seal(dumps(body)))
             mutation.lax = True
         elif name == "deep":
-            mutation.detail = _deep_change(rng, body)
-            data = _seal_document(head, dumps(body))
+            mutation.detail = deep_change(rng, body)
+            data = _seal_document(head, seal(dumps(body)))
         else:
-            data, mutation.detail = _hostile_base(rng, head, body, other_session, victim)
+            data, mutation.detail = _hostile_base(rng, head, body, other_session, victim, seal=seal)
     path.write_bytes(data)
     mutation.may_refuse = target.kind == "store"
     return mutation

@@ -32,10 +32,31 @@ What counts as a failure, per damaged file (the oracle):
   from the store, exactly as the intact backup holds them (so a damaged backup either fails
   or restores what it held intact); the reopened store serves what the first one served.
 
+The same runs on a store sealed and compressed (``SessionStoreConfig(encryption=KEYS,
+compression=COMPRESSION)``, tests/_sealing.py), where every base body, tail record, journal
+line, index chunk and delta line and backup body is an envelope. There the mutations above
+open a record, damage what it holds and seal it again in its own context (as a writer holding
+the key would), and ``tests/fuzz_sealed.py`` damages the envelopes themselves (a flipped base64
+character or an edited prefix with the checksum fixed up, records swapped between sessions,
+generations or backups, lines reordered or replayed, a record replaced by one in clear). The
+oracle reads the journal as the store does: a line is opened with the keyring and its segment's
+context (``journal:<generation>``) before the sessions it names are counted; one that does not
+open names nothing it can prove, and is damage like a line that fails its checksum. Besides:
+
+* a record needing a key the store lacks (an edited key id or check) or in clear may make a
+  typed ``SealingKeyError`` (``UnsealedRecordError`` for one in clear): for its session, for
+  ``list_sessions()`` and ``check()`` (which read every session), and for opening when it is a
+  journal line or the index (docs/sealing.md: such a store does not open; a refused open
+  changes nothing);
+* a record in clear is never served (what it says is marked, see ``fuzz_sealed.PLANTED``) and
+  its session's file is never quarantined.
+
 ``SP_FUZZ_SEED`` replays a run (the seed is printed, and named in every failure);
 ``SP_FUZZ_ONLY=n`` replays iteration ``n`` alone; ``SP_FUZZ_RUNS`` sets the number of
-iterations (500 by default, ``make fuzz`` runs 20,000); ``SP_FUZZ_MAX_FAILURES`` stops the run
-after that many failing iterations (10 by default, 0 for never). The stores live on tmpfs
+iterations on the plain store (500 by default, ``make fuzz`` runs 20,000) and
+``SP_FUZZ_SEALED_RUNS`` on the sealed one (100 by default, ``make fuzz`` runs 5,000);
+``SP_FUZZ_MAX_FAILURES`` stops a run after that many failing iterations (10 by default, 0 for
+never). The stores live on tmpfs
 (``/dev/shm``) when there is one: on a disk, creating their files takes most of the time.
 """
 
@@ -64,26 +85,42 @@ from typing import Any
 
 import orjson
 import pytest
-from fuzz_mutations import Mutation, Target, journal_effect, line_ids, mutate
+from _sealing import COMPRESSION, KEYS
+from fuzz_mutations import Mutation, Target, journal_effect, line_ids, mutate, unwrapped
+from fuzz_sealed import mutate_sealed, planted
 
 from session_persistence import (
     BackupOptions,
     FileSystemSessionStore,
     PersistedSession,
     RestoreOptions,
+    SealingKeyError,
     SessionStoreConfig,
     SessionStoreError,
     StoreCorruptionError,
+    UnsealedRecordError,
 )
+from session_persistence._envelope import Envelope
 from session_persistence.stores.filesystem import store as store_module
+from session_persistence.stores.filesystem._format import journal_context
 from session_persistence.testing import FakeClock, interaction, session_object
 
 SEED = int(os.environ.get("SP_FUZZ_SEED") or random.SystemRandom().randrange(2**32))
 RUNS = int(os.environ.get("SP_FUZZ_RUNS", "500"))
+SEALED_RUNS = int(os.environ.get("SP_FUZZ_SEALED_RUNS", "100"))
 ONLY = os.environ.get("SP_FUZZ_ONLY")
 MAX_FAILURES = int(os.environ.get("SP_FUZZ_MAX_FAILURES", "10"))
 # An operation that makes no progress for this long is a hang: the child is killed.
 HANG_SECONDS = float(os.environ.get("SP_FUZZ_HANG_SECONDS", "5"))
+
+# The stores fuzzed: plain, and sealed and compressed (every record an envelope).
+VARIANTS: dict[str, dict[str, Any]] = {
+    "plain": {},
+    "sealed": {"encryption": KEYS, "compression": COMPRESSION},
+}
+# In the sealed store, how often the envelopes themselves are damaged (tests/fuzz_sealed.py)
+# rather than what they hold.
+SEALED_SHARE = 0.4
 
 # How often each kind of file is damaged.
 KIND_WEIGHTS = {
@@ -116,6 +153,17 @@ class Template:
     history: dict[str, list[State]]  # every acknowledged state of each session, oldest first
     backups: dict[str, dict[str, State]]  # backup id -> the sessions it holds
     pristine: dict[str, bytes] = field(default_factory=dict)  # journal segments' bytes
+    variant: str = "plain"  # a key of VARIANTS
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The SessionStoreConfig fields of the variant (sealing, compression)."""
+        return VARIANTS[self.variant]
+
+    @property
+    def envelope(self) -> Envelope:
+        """Records as the store wraps them (to open and re-seal them, and read the journal)."""
+        return Envelope(self.config.get("encryption"), self.config.get("compression"))
 
     @property
     def final(self) -> dict[str, State]:
@@ -123,12 +171,11 @@ class Template:
         return {sid: states[-1] for sid, states in self.history.items()}
 
 
-async def _build(build: Path, template: Path) -> Template:
+async def _build(build: Path, template: Path, variant: str) -> Template:
     """Write the template store, copy it while open (a crash image), and record its history."""
     clock = FakeClock(datetime(2030, 1, 1, 12, 0, 0, 123456, tzinfo=UTC))
-    store = FileSystemSessionStore(
-        build, SessionStoreConfig(clock=clock), watch=False, checkpoint_bytes=1 << 30
-    )
+    config = SessionStoreConfig(clock=clock, **VARIANTS[variant])
+    store = FileSystemSessionStore(build, config, watch=False, checkpoint_bytes=1 << 30)
     await store.initialize()
     history: dict[str, list[State]] = {}
     ids: list[str] = []
@@ -198,7 +245,7 @@ async def _build(build: Path, template: Path) -> Template:
         targets.append(Target(f"journal/{segment.name}", kind))
     for backup_id in backups:
         targets.append(Target(f"backups/{backup_id}.backup", "backup"))
-    result = Template(template, targets, history, backups)
+    result = Template(template, targets, history, backups, variant=variant)
     for segment in segments:
         result.pristine[f"journal/{segment.name}"] = segment.read_bytes()
     assert {t.kind for t in targets} == set(KIND_WEIGHTS), targets
@@ -230,9 +277,10 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         yield tmp_path_factory.mktemp("fuzz")
 
 
-@pytest.fixture(scope="module")
-def template(workspace: Path) -> Template:
-    return asyncio.run(_build(workspace / "build", workspace / "template"))
+@pytest.fixture(scope="module", params=list(VARIANTS))
+def template(workspace: Path, request: pytest.FixtureRequest) -> Template:
+    here = workspace / request.param
+    return asyncio.run(_build(here / "build", here / "template", request.param))
 
 
 # -- the child: one damaged store, every reader --------------------------------------------------
@@ -280,7 +328,11 @@ class Child:
 
     def open_store(self) -> FileSystemSessionStore:
         return FileSystemSessionStore(
-            self.root, watch=False, durability="process", checkpoint_bytes=1 << 30
+            self.root,
+            SessionStoreConfig(**self.template.config),
+            watch=False,
+            durability="process",
+            checkpoint_bytes=1 << 30,
         )
 
     async def read_all(self, store: FileSystemSessionStore, label: str) -> dict[str, Any]:
@@ -290,16 +342,33 @@ class Child:
                 f"{label} get_session", lambda sid=session_id: store.get_session(sid)
             )
             found[session_id] = (outcome, fingerprint(value) if outcome == "ok" else value)
+            if outcome == "ok" and planted(value):
+                self.violation("served a record in clear", f"{label} read of {session_id}")
         return found
+
+    def kept_clear_file(self) -> None:
+        """A session file with a record in clear planted is refused, never quarantined."""
+        m = self.mutation
+        if m.clear and m.target.kind in ("base", "tail"):
+            name = Path(m.target.path).name
+            kept = [q for q in self.quarantined() if q.startswith(f"{name}.")]
+            if kept:
+                self.violation("quarantined a record in clear", ", ".join(kept))
 
     async def run(self) -> None:
         m = self.mutation
         final = self.template.final
         store = self.open_store()
-        tree = _tree(self.root) if m.may_refuse else None
+        key_refusal = m.key_refusal or m.clear
+        tree = _tree(self.root) if m.may_refuse or key_refusal else None
         outcome, value = await self.op("open", store.initialize)
         if outcome != "ok":
-            if outcome == "error" and m.may_refuse:
+            if outcome == "error" and key_refusal and _key_error(value, m):
+                # A journal line needing a key the store lacks (or in clear): not damage, so
+                # the store refuses to open; it must change nothing.
+                if tree is not None and _tree(self.root) != tree:
+                    self.violation("refused open changed the store", f"{value}")
+            elif outcome == "error" and m.may_refuse:
                 damaged = m.name not in ("fifo", "symlink")  # damage, not a foreign file
                 if (
                     m.target.kind == "store"
@@ -334,8 +403,13 @@ class Child:
             ("health_check", (outcome_health, health)),
             ("verify_backup", (outcome_verify, error)),
         ):
-            if result[0] == "error" and (name != "verify_backup" or m.target.kind != "backup"):
-                self.violation(f"{name} raised", f"{type(result[1]).__name__}: {result[1]!s:.200}")
+            if result[0] != "error" or (name == "verify_backup" and m.target.kind == "backup"):
+                continue
+            if name in ("list_sessions", "check") and _key_error(result[1], m):
+                # Reading every session meets the record needing a key the store lacks (or
+                # in clear): by design a typed error, not damage to skip (docs/sealing.md).
+                continue
+            self.violation(f"{name} raised", f"{type(result[1]).__name__}: {result[1]!s:.200}")
         problems = report.problems if outcome_check == "ok" else []
         unhealthy = outcome_health != "ok" or not health.healthy
         loud = unhealthy or bool(problems) or bool(self.quarantined())
@@ -410,6 +484,7 @@ class Child:
                 kind = "damaged backup restored" if damaged_backup else "restore wrong"
                 self.violation(kind, f"{sid}: {_compare(pristine.get(sid), new)}")
         await self.op("shutdown", store.shutdown)
+        self.kept_clear_file()
 
         # Reopen: what the first instance served survives its checkpoint at shutdown.
         again = self.open_store()
@@ -437,12 +512,22 @@ class Child:
                 elif not loud and not m.lax:
                     self.violation("reopen silently changed a damaged session", f"{sid}: {what}")
         await self.op("reopened shutdown", again.shutdown)
+        self.kept_clear_file()
 
     def restore_source(self) -> str:
         """The backup this iteration restores: the damaged one, else the uncompressed one."""
         if self.mutation.target.kind == "backup":
             return Path(self.mutation.target.path).stem
         return next(iter(self.template.backups))
+
+
+def _key_error(error: BaseException, mutation: Mutation) -> bool:
+    """Whether ``error`` is what a record needing a key the store lacks, or in clear, gives."""
+    if not (mutation.clear or mutation.key_refusal):
+        return False
+    if mutation.clear:
+        return isinstance(error, UnsealedRecordError)
+    return isinstance(error, SealingKeyError)
 
 
 def _compare(expected: State, got: State) -> str:
@@ -506,11 +591,12 @@ class Failure:
     mutation: Mutation
     category: str
     message: str
+    variant: str = "plain"
 
     def replay(self) -> str:
         return (
             f"SP_FUZZ_SEED={SEED} SP_FUZZ_ONLY={self.iteration} .venv/bin/python -m pytest "
-            "tests/test_fuzz_readers.py"
+            f"-s 'tests/test_fuzz_readers.py::test_fuzz_readers_with_damaged_files[{self.variant}]'"
         )
 
 
@@ -566,20 +652,26 @@ def _run_child(template: Template, mutation: Mutation, root: Path) -> list[tuple
 def _expectations(mutation: Mutation, template: Template, root: Path) -> None:
     """Fill in which sessions the damage may touch, and what must be reported."""
     target = mutation.target
+    envelope = template.envelope
     if target.kind in ("base", "tail"):
         assert target.session_id is not None
-        mutation.touched = {target.session_id}
+        mutation.touched |= {target.session_id}  # (a swap touches the other session too)
     elif target.kind == "journal":
         path = root / target.path
         original = template.pristine[target.path]
+        generation = int(Path(target.path).stem)
         if stat.S_ISREG(os.lstat(path).st_mode):
-            touched, followed = journal_effect(original, path.read_bytes())
+            touched, followed = journal_effect(original, path.read_bytes(), envelope, generation)
             mutation.touched = touched
             mutation.journal_loud = followed and not mutation.lax
             mutation.silent_ok = not followed
         else:  # a pipe or a link instead of the segment: every line is gone
+            context = journal_context(generation)
             mutation.touched = set().union(
-                *(line_ids(orjson.loads(line[9:])) for line in _lines_of(original))
+                *(
+                    line_ids(orjson.loads(unwrapped(envelope, line[9:], context) or b"null"))
+                    for line in _lines_of(original)
+                )
             )
 
 
@@ -602,6 +694,21 @@ def _pick_target(rng: random.Random, template: Template) -> Target:
     return rng.choice([t for t in template.targets if t.kind == kind])
 
 
+def _damage(template: Template, store: Path, case: Path, rng: random.Random) -> Mutation:
+    """Damage one file of the copied store (in a sealed store, maybe its envelopes)."""
+    target = _pick_target(rng, template)
+    others = [sid for sid in template.history if sid != target.session_id]
+    envelope = template.envelope
+    victim, other = str(case / "victim"), rng.choice(others)
+
+    def plain() -> Mutation:
+        return mutate(store, target, rng, victim, other, env=envelope)
+
+    if template.variant == "plain" or rng.random() >= SEALED_SHARE:
+        return plain()
+    return mutate_sealed(store, target, rng, env=envelope, targets=template.targets, fallback=plain)
+
+
 def run_fuzz(template: Template, base: Path, iterations: list[int]) -> list[Failure]:
     case = base / "case"
     store = case / "store"
@@ -616,9 +723,7 @@ def run_fuzz(template: Template, base: Path, iterations: list[int]) -> list[Fail
         if store.exists():
             shutil.rmtree(store)
         shutil.copytree(template.root, store, symlinks=True)
-        target = _pick_target(rng, template)
-        others = [sid for sid in template.history if sid != target.session_id]
-        mutation = mutate(store, target, rng, str(case / "victim"), rng.choice(others))
+        mutation = _damage(template, store, case, rng)
         _expectations(mutation, template, store)
         found = _run_child(template, mutation, store)
         now = _outside(base, store, template.root)
@@ -630,7 +735,9 @@ def run_fuzz(template: Template, base: Path, iterations: list[int]) -> list[Fail
                 (base / key).unlink(missing_ok=True)
             for victim in _victims(base):
                 victim.write_bytes(_VICTIM)
-        failures.extend(Failure(iteration, mutation, c, message) for c, message in found)
+        failures.extend(
+            Failure(iteration, mutation, c, message, template.variant) for c, message in found
+        )
         failing_iterations += bool(found)
         if MAX_FAILURES and failing_iterations >= MAX_FAILURES:
             print(f"stopping after {failing_iterations} failing iterations")
@@ -640,7 +747,7 @@ def run_fuzz(template: Template, base: Path, iterations: list[int]) -> list[Fail
     return failures
 
 
-def summary(failures: list[Failure], runs: int) -> str:
+def summary(failures: list[Failure], runs: int, variant: str = "plain") -> str:
     """Failures grouped by (file kind, mutation, what went wrong), one replay command each."""
     groups: dict[tuple[str, str, str], list[Failure]] = collections.defaultdict(list)
     for failure in failures:
@@ -648,24 +755,33 @@ def summary(failures: list[Failure], runs: int) -> str:
         if not any(f.iteration == failure.iteration for f in groups[key]):
             groups[key].append(failure)
     failing = len({f.iteration for f in failures})
-    lines = [f"fuzz seed {SEED}: {failing} of {runs} iteration(s) failed"]
+    lines = [f"fuzz seed {SEED} ({variant} store): {failing} of {runs} iteration(s) failed"]
     for (kind, name, category), members in sorted(groups.items(), key=lambda g: -len(g[1])):
         first = members[0]
         lines.append(f"- {kind} / {name} / {category}: {len(members)} iteration(s)")
         lines.append(f"    e.g. iteration {first.iteration}: {first.mutation.describe()}")
         lines.append(f"    {first.message[:400]}")
         lines.append(f"    replay: {first.replay()}")
+        if len(members) > 1:
+            lines.append(f"    iterations: {', '.join(str(f.iteration) for f in members)}")
     return "\n".join(lines)
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="each damaged store is read in a fork")
 def test_fuzz_readers_with_damaged_files(template: Template, workspace: Path) -> None:
-    """Damaged store files give a typed error, a quarantine or a loud report; nothing else."""
-    print(f"fuzz seed {SEED} (replay with SP_FUZZ_SEED={SEED})")
-    iterations = [int(ONLY)] if ONLY is not None else list(range(RUNS))
-    failures = run_fuzz(template, workspace / "run", iterations)
+    """Damaged store files give a typed error, a quarantine or a loud report; nothing else.
+
+    Run on a plain store (``SP_FUZZ_RUNS`` iterations) and on a sealed and compressed one
+    (``SP_FUZZ_SEALED_RUNS``).
+    """
+    variant = template.variant
+    print(f"fuzz seed {SEED}, {variant} store (replay with SP_FUZZ_SEED={SEED})")
+    runs = SEALED_RUNS if variant == "sealed" else RUNS
+    iterations = [int(ONLY)] if ONLY is not None else list(range(runs))
+    failures = run_fuzz(template, workspace / variant / "run", iterations)
     if ONLY is not None:  # replaying one case: every violation in full
         for failure in failures:
+            print(f"{failure.mutation.describe()}")
             print(f"{failure.category}: {failure.message}")
     if failures:
-        pytest.fail(summary(failures, len(iterations)), pytrace=False)
+        pytest.fail(summary(failures, len(iterations), variant), pytrace=False)

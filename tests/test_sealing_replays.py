@@ -8,6 +8,7 @@ tests/_sealing.py.
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -250,3 +251,77 @@ async def test_filesystem_journal_line_replayed_in_its_own_generation_is_damage(
             health = await other.health_check()
             assert not health.healthy
             assert any("damaged" in issue for issue in health.issues), health
+
+
+async def test_filesystem_check_reports_a_sealed_journal_line_replayed_before_others(
+    tmp_path: Path,
+) -> None:
+    """``check()`` reports a replayed sealed line that the journal's replay found damaged.
+
+    A copy of an earlier line put between two intact lines of the same segment opens (same
+    generation), but replay refuses it (its sequence number does not follow): the store is
+    unhealthy and keeps a copy of the segment in ``quarantine/``. ``check()`` validates each
+    line on its own and reports no journal problem, only the quarantined copy (found by the
+    sealed reader fuzzer, tests/test_fuzz_readers.py; seed 2, iteration 185).
+    """
+    root, image = tmp_path / "store", tmp_path / "image"
+    async with FileSystemSessionStore(root, sealed(), watch=False) as store:
+        session = await store.create_session(
+            fs_session_object(interactions=1), metadata={"who": "alice"}, expires_at=None
+        )
+        sid = session.session_id
+        await store.update_session(sid, {"metadata": {"who": "bob"}})
+        await store.update_session(sid, {"metadata": {"who": "carol"}})
+        shutil.copytree(root, image)  # the journal as a crash leaves it
+    segment = _journal_lines(image)[-1][0]
+    lines = segment.read_bytes().splitlines(keepends=True)
+    puts = [line for path, line, plain in _journal_lines(image) if b'"doc"' in plain]
+    assert len(puts) == 3
+    assert puts[0] in lines
+    lines.insert(len(lines) - 1, puts[0])  # the creation again, before the last update
+    segment.write_bytes(b"".join(lines))
+    async with FileSystemSessionStore(image, sealed(), watch=False) as store:
+        read = await store.get_session(sid)
+        assert read is not None
+        assert read.metadata == {"who": "carol"}
+        health = await store.health_check()
+        assert not health.healthy
+        report = await store.check()
+        assert [p for p in report.problems if p.kind == "journal"], report
+
+
+async def test_filesystem_later_sealed_line_replayed_earlier_keeps_the_intact_lines(
+    tmp_path: Path,
+) -> None:
+    """A copy of a later sealed line put earlier in its segment does not drop the lines between.
+
+    No key is needed to copy a line. Replay accepted the copy (its sequence number is above
+    the line before it), then refused every intact line after it up to the original as "out
+    of sequence": session B's creation, intact and acknowledged, was lost (reported, but
+    lost), although the log says later records are recovered. Found by the sealed reader
+    fuzzer (tests/test_fuzz_readers.py; seed 424242, iteration 931, and the seal-swap
+    "replayed" mutations).
+    """
+    root, image = tmp_path / "store", tmp_path / "image"
+    async with FileSystemSessionStore(root, sealed(), watch=False) as store:
+        a = await store.create_session(
+            fs_session_object(interactions=1), metadata={"who": "a"}, expires_at=None
+        )
+        b = await store.create_session(
+            fs_session_object(interactions=1), metadata={"who": "b"}, expires_at=None
+        )
+        await store.update_session(a.session_id, {"metadata": {"who": "a2"}})
+        shutil.copytree(root, image)  # the journal as a crash leaves it
+    segment = _journal_lines(image)[-1][0]
+    lines = segment.read_bytes().splitlines(keepends=True)
+    update = lines[-1]
+    assert b'"a2"' in _journal_lines(image)[-1][2]
+    lines.insert(lines.index(update) - 1, update)  # before B's creation
+    segment.write_bytes(b"".join(lines))
+    async with FileSystemSessionStore(image, sealed(), watch=False) as store:
+        read_a = await store.get_session(a.session_id)
+        assert read_a is not None
+        assert read_a.metadata == {"who": "a2"}
+        read_b = await store.get_session(b.session_id)
+        assert read_b is not None, "B's intact creation was dropped after the replayed line"
+        assert read_b.metadata == {"who": "b"}

@@ -8,6 +8,7 @@ aside only what is still damaged under it (see "What damage does" in
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from ..._envelope import Envelope
+from ..._envelope import Envelope, record_key
 from ..._fileio import NotRegularFile
 from ..._ids import is_valid_session_id
 from ...errors import SealingKeyError
@@ -24,6 +25,7 @@ from ...serialization import Codec
 from . import _checkpoint
 from ._format import BadFile, journal_context, opened, parse_changes
 from ._journal import split_lines
+from ._replay import check_sequence, sequence_numbers
 
 if TYPE_CHECKING:
     from .store import FileSystemSessionStore
@@ -69,6 +71,12 @@ def _invalid_record(
     except BadFile as exc:
         return f"is not a valid record ({exc})"
     return None
+
+
+def _sequence_number(payload: bytes, generation: int, envelope: Envelope) -> int:
+    """The sequence number of a line :func:`_invalid_record` found valid."""
+    seq: int = orjson.loads(opened(envelope, payload, journal_context(generation)))["seq"]
+    return seq
 
 
 def inspect_all(store: FileSystemSessionStore, session_ids: Sequence[str]) -> list[tuple[str, str]]:
@@ -214,10 +222,22 @@ def check_journal(store: FileSystemSessionStore) -> list[CheckProblem]:
             problems.append(CheckProblem(kind="journal", target=str(path), problem=problem))
             continue
         lines, intact_end = split_lines(data)
-        for line in lines:
+        previous = 0  # (replay's rule for sealed lines: see _replay.check_sequence)
+        for number, line in enumerate(lines):
             why = "fails its checksum" if line.payload is None else None
             if line.payload is not None:
                 why = _invalid_record(line.payload, generation, store._codec, store._envelope)
+            if why is None and line.payload is not None:
+                seq = _sequence_number(line.payload, generation, store._envelope)
+                try:
+                    if record_key(line.payload) is not None:
+                        later = functools.partial(
+                            sequence_numbers, lines[number + 1 :], store._envelope, generation
+                        )
+                        check_sequence(seq, previous, later)
+                    previous = seq
+                except BadFile as exc:
+                    why = f"is damage ({exc})"
             if why is not None:
                 problem = (
                     f"the line at bytes {line.start}-{line.end} {why}; what it recorded is "

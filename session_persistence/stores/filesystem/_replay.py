@@ -18,16 +18,17 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import orjson
 
-from ..._envelope import Envelope, record_key
+from ..._envelope import Envelope, Unsealable, record_key
 from ..._fileio import FileIO, NotRegularFile
 from ..._ids import is_valid_session_id
-from ...errors import StoreCorruptionError
+from ...errors import SealingKeyError, StoreCorruptionError
 from ...events import EventName
 from ...models import PersistedSession, SessionHeader
 from ...serialization import Codec
@@ -47,9 +48,48 @@ from ._index import IndexFiles
 from ._journal import Damage, DamageLog, Line, sessions_named, split_lines
 from ._table import HeaderTable
 
-__all__ = ["JournalReplay", "Pending"]
+__all__ = ["JournalReplay", "Pending", "check_sequence", "sequence_numbers"]
 
 logger = logging.getLogger(__name__)
+
+
+def check_sequence(seq: int, previous: int, later: Callable[[], Iterable[int]]) -> None:
+    """Check that a sealed journal line belongs where it is in the journal.
+
+    Every line is numbered one above the line before it, in every process (a writer reads
+    the journal to its end before it writes). A sealed line cannot be forged, but it can be
+    copied or moved. ``previous`` is the number of the last line applied (0: none yet);
+    ``later`` gives the numbers of the lines after this one that the reader has and that open.
+
+    * ``previous + 1``: in place;
+    * not above ``previous``: a copy of a line already applied: damage;
+    * above ``previous + 1`` (a gap: lines were lost to damage, or none was applied yet): in
+      place unless the same number comes again later, which makes this one a copy moved up
+      ahead of the lines it follows: damage, and those lines, then the original, are applied
+      in their turn. Nothing intact is dropped for a copy.
+
+    Raises:
+        BadFile: The line is out of place.
+    """
+    if seq == previous + 1:
+        return
+    if seq > previous and seq not in set(later()):
+        return
+    raise BadFile(f"a sealed line out of place ({seq} after {previous}): a copy of another")
+
+
+def sequence_numbers(lines: Sequence[Line], envelope: Envelope, generation: int) -> Iterator[int]:
+    """The sequence numbers of ``lines`` of segment ``generation`` that open and parse."""
+    context = journal_context(generation)
+    for line in lines:
+        if line.payload is None:
+            continue
+        try:
+            record = orjson.loads(envelope.unwrap(line.payload, context))
+        except (Unsealable, SealingKeyError, orjson.JSONDecodeError):
+            continue
+        if type(record) is dict and type(record.get("seq")) is int:
+            yield record["seq"]
 
 
 class _GenerationGap(Exception):
@@ -92,6 +132,7 @@ class JournalReplay:
     _fd: int | None
     _position: int
     _seq: int
+    _later: Sequence[Line]  # the lines after the one being applied, in what was read
     _recovering: bool
     _writing: bool
     _writing_end: int
@@ -181,6 +222,7 @@ class JournalReplay:
                 self._io.close(self._fd)
             self._fd = None
             self._position = 0
+            self._seq = 0  # (the first line read sets it)
             self._recovering = True
             try:
                 self._catch_up(locked=locked, replaying=True)
@@ -254,7 +296,8 @@ class JournalReplay:
             data = self._io.read_at(self._fd, size - self._position, self._position)
             lines, intact_end = split_lines(data)
             rotated = False
-            for line in lines:
+            for number, line in enumerate(lines):
+                self._later = lines[number + 1 :]
                 if self._apply_line(line, data, foreign=not replaying):
                     rotated = True
                     intact_end = line.end
@@ -330,6 +373,10 @@ class JournalReplay:
                 return
             self._damage.unkept.pop(0)
 
+    def _later_numbers(self) -> Iterator[int]:
+        """The numbers of the lines after the one being applied that open (see check_sequence)."""
+        return sequence_numbers(self._later, self._envelope, self._generation)
+
     def _apply_record(self, payload: bytes, *, foreign: bool, at: tuple[int, int]) -> bool:
         """Apply one journal record to the in-memory state. Return True if it rotates.
 
@@ -344,10 +391,8 @@ class JournalReplay:
             raise BadFile(f"not JSON: {exc}") from exc
         if type(record) is not dict or type(record.get("seq")) is not int:
             raise BadFile("a journal line without a sequence number")
-        if record["seq"] <= self._seq and record_key(payload) is not None:
-            # Sequence numbers only grow along the journal. A sealed line cannot be forged,
-            # but it can be copied: one that does not follow the line before it is a replay.
-            raise BadFile(f"a sealed line out of sequence ({record['seq']} after {self._seq})")
+        if record_key(payload) is not None:
+            check_sequence(record["seq"], self._seq, self._later_numbers)
         if "rotate" in record:
             target = record["rotate"]
             if type(target) is not int or target != self._generation + 1:

@@ -123,7 +123,7 @@ from ._format import (
     control_record,
 )
 from ._index import IndexFiles
-from ._journal import DamageLog
+from ._journal import DamageLog, Line
 from ._lock import ProcessLock
 from ._reads import SessionReads
 from ._replay import Pending
@@ -273,6 +273,7 @@ class FileSystemSessionStore(SessionReads, SessionStore):
         self._fd: int | None = None
         self._position = 0
         self._seq = 0
+        self._later: Sequence[Line] = ()  # (see _replay.check_sequence)
         self._recovering = False  # replaying during _recover: a missing segment is a gap
         self._damage = DamageLog()
         self._writing = False  # our group is between its write and its in-memory apply
