@@ -9,6 +9,7 @@ aside only what is still damaged under it (see "What damage does" in
 from __future__ import annotations
 
 import functools
+import itertools
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -232,7 +233,10 @@ def check_journal(store: FileSystemSessionStore) -> list[CheckProblem]:
                 try:
                     if record_key(line.payload) is not None:
                         later = functools.partial(
-                            sequence_numbers, lines[number + 1 :], store._envelope, generation
+                            sequence_numbers,
+                            itertools.islice(lines, number + 1, None),
+                            store._envelope,
+                            generation,
                         )
                         check_sequence(seq, previous, later)
                     previous = seq

@@ -16,6 +16,7 @@ nothing else, so a crash during it leaves the store as it was.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -78,7 +79,7 @@ def check_sequence(seq: int, previous: int, later: Callable[[], Iterable[int]]) 
     raise BadFile(f"a sealed line out of place ({seq} after {previous}): a copy of another")
 
 
-def sequence_numbers(lines: Sequence[Line], envelope: Envelope, generation: int) -> Iterator[int]:
+def sequence_numbers(lines: Iterable[Line], envelope: Envelope, generation: int) -> Iterator[int]:
     """The sequence numbers of ``lines`` of segment ``generation`` that open and parse."""
     context = journal_context(generation)
     for line in lines:
@@ -132,7 +133,9 @@ class JournalReplay:
     _fd: int | None
     _position: int
     _seq: int
-    _later: Sequence[Line]  # the lines after the one being applied, in what was read
+    # What was read, and where the line being applied is in it (see check_sequence).
+    _read: Sequence[Line]
+    _reading: int
     _recovering: bool
     _writing: bool
     _writing_end: int
@@ -296,8 +299,9 @@ class JournalReplay:
             data = self._io.read_at(self._fd, size - self._position, self._position)
             lines, intact_end = split_lines(data)
             rotated = False
+            self._read = lines
             for number, line in enumerate(lines):
-                self._later = lines[number + 1 :]
+                self._reading = number
                 if self._apply_line(line, data, foreign=not replaying):
                     rotated = True
                     intact_end = line.end
@@ -375,7 +379,8 @@ class JournalReplay:
 
     def _later_numbers(self) -> Iterator[int]:
         """The numbers of the lines after the one being applied that open (see check_sequence)."""
-        return sequence_numbers(self._later, self._envelope, self._generation)
+        later = itertools.islice(self._read, self._reading + 1, None)
+        return sequence_numbers(later, self._envelope, self._generation)
 
     def _apply_record(self, payload: bytes, *, foreign: bool, at: tuple[int, int]) -> bool:
         """Apply one journal record to the in-memory state. Return True if it rotates.

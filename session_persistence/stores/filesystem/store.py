@@ -273,7 +273,8 @@ class FileSystemSessionStore(SessionReads, SessionStore):
         self._fd: int | None = None
         self._position = 0
         self._seq = 0
-        self._later: Sequence[Line] = ()  # (see _replay.check_sequence)
+        self._read: Sequence[Line] = ()  # (see _replay.check_sequence)
+        self._reading = 0
         self._recovering = False  # replaying during _recover: a missing segment is a gap
         self._damage = DamageLog()
         self._writing = False  # our group is between its write and its in-memory apply
